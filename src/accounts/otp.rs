@@ -1,0 +1,153 @@
+//! One-time login codes and the pluggable senders that deliver them (`log`, `webhook`).
+//!
+//! Codes are six digits, live five minutes, allow five tries, and are kept only in memory,
+//! hashed: a restart simply invalidates them.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use rand::RngExt;
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+use crate::config::OtpSender;
+use crate::ids::UserId;
+use crate::store::UserRecord;
+
+pub const CODE_TTL: Duration = Duration::from_secs(300);
+const TRIES: u8 = 5;
+
+struct Pending {
+    hash: [u8; 32],
+    expires: Instant,
+    tries_left: u8,
+}
+
+pub struct Otp {
+    pub sender: OtpSender,
+    webhook_url: Option<String>,
+    webhook_token: Option<String>,
+    pending: Mutex<HashMap<UserId, Pending>>,
+}
+
+fn digest(user: UserId, code: &str) -> [u8; 32] {
+    let mut h = Sha256::new();
+    h.update(user.0.to_be_bytes());
+    h.update(code.as_bytes());
+    h.finalize().into()
+}
+
+impl Otp {
+    pub fn new(sender: OtpSender, webhook_url: Option<String>, webhook_token: Option<String>) -> Otp {
+        Otp { sender, webhook_url, webhook_token, pending: Mutex::new(HashMap::new()) }
+    }
+
+    pub fn enabled(&self) -> bool {
+        self.sender != OtpSender::Off
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<UserId, Pending>> {
+        self.pending.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Makes a new code for `user` (replacing any earlier one) and hands it to the sender.
+    pub fn issue(&self, user: &UserRecord, now: Instant) {
+        let code = self.new_code(user.id, now);
+        self.deliver(user, code);
+    }
+
+    fn new_code(&self, user: UserId, now: Instant) -> String {
+        let code = format!("{:06}", rand::rng().random_range(0..1_000_000u32));
+        let mut map = self.lock();
+        map.retain(|_, p| p.expires > now);
+        map.insert(user, Pending { hash: digest(user, &code), expires: now + CODE_TTL, tries_left: TRIES });
+        code
+    }
+
+    /// Whether `code` is `user`'s current code. Each wrong guess uses a try; the code is gone
+    /// after success, expiry or the last try.
+    pub fn verify(&self, user: UserId, code: &str, now: Instant) -> bool {
+        let mut map = self.lock();
+        let Some(p) = map.get_mut(&user) else { return false };
+        if p.expires <= now {
+            map.remove(&user);
+            return false;
+        }
+        if bool::from(p.hash.ct_eq(&digest(user, code.trim()))) {
+            map.remove(&user);
+            return true;
+        }
+        p.tries_left -= 1;
+        if p.tries_left == 0 {
+            map.remove(&user);
+        }
+        false
+    }
+
+    fn deliver(&self, user: &UserRecord, code: String) {
+        match self.sender {
+            OtpSender::Off => {}
+            OtpSender::Log => {
+                tracing::warn!(target: "chinwag::otp", user = %user.username, code = %code, "one-time login code (auth.otp_sender = \"log\")");
+            }
+            OtpSender::Webhook => {
+                let Some(url) = self.webhook_url.clone() else { return };
+                let token = self.webhook_token.clone();
+                let to = user.phone.clone().or_else(|| user.email.clone()).unwrap_or_default();
+                let body = serde_json::json!({
+                    "to": to, "username": user.username, "code": code, "expires_in_secs": CODE_TTL.as_secs(),
+                });
+                let username = user.username.clone();
+                // Fire and forget: the HTTP answer must not depend on the gateway (it would tell
+                // a caller whether the account exists).
+                tokio::task::spawn_blocking(move || {
+                    let agent: ureq::Agent = ureq::Agent::config_builder().timeout_global(Some(Duration::from_secs(10))).build().into();
+                    let mut req = agent.post(&url);
+                    if let Some(t) = token {
+                        req = req.header("Authorization", &format!("Bearer {t}"));
+                    }
+                    match req.send_json(&body) {
+                        Ok(_) => tracing::info!(user = %username, "one-time code handed to the webhook"),
+                        Err(e) => tracing::error!(user = %username, error = %e, "the one-time code webhook failed"),
+                    }
+                });
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn user() -> UserRecord {
+        serde_json::from_value(serde_json::json!({
+            "id": 4, "username": "ann", "password_hash": "", "nickname": "Ann", "is_admin": false, "created_at": 0
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn a_code_works_once_within_its_lifetime() {
+        let otp = Otp::new(OtpSender::Off, None, None);
+        let (u, t0) = (user(), Instant::now());
+        let code = otp.new_code(u.id, t0);
+        assert!(otp.verify(u.id, &code, t0));
+        assert!(!otp.verify(u.id, &code, t0), "used up");
+        let code = otp.new_code(u.id, t0);
+        assert!(!otp.verify(u.id, &code, t0 + CODE_TTL), "expired");
+    }
+
+    #[test]
+    fn five_wrong_tries_burn_the_code() {
+        let otp = Otp::new(OtpSender::Off, None, None);
+        let (u, t0) = (user(), Instant::now());
+        let code = otp.new_code(u.id, t0);
+        let wrong = if code == "000000" { "000001" } else { "000000" };
+        for _ in 0..5 {
+            assert!(!otp.verify(u.id, wrong, t0));
+        }
+        assert!(!otp.verify(u.id, &code, t0));
+    }
+}

@@ -1,0 +1,327 @@
+//! The account routes under `/api/auth`, `/api/me` and `/api/users`.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::Json;
+use axum::extract::{ConnectInfo, Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use super::{Accounts, validate};
+use crate::config::OtpSender;
+use crate::http::auth::{SESSION_COOKIE, new_token};
+use crate::http::error::ErrorBody;
+use crate::http::{ApiError, ApiJson, ApiQuery, AuthUser};
+use crate::hub::Hub;
+use crate::ids::{UserId, Username};
+use crate::protocol::{Gender, UserView, close};
+use crate::store::sessions::SessionRecord;
+use crate::store::{NewUser, ProfilePatch, Store, UserRecord, now_ms, users::NameTaken};
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RegisterRequest {
+    pub username: String,
+    pub password: String,
+    pub nickname: Option<String>,
+    pub phone: Option<String>,
+    pub email: Option<String>,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LoginRequest {
+    /// Username, phone number or e-mail address.
+    pub username: String,
+    pub password: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct AuthResponse {
+    pub user: UserView,
+    /// Bearer token for API clients; browsers use the cookie set alongside.
+    pub token: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct AuthOptions {
+    pub otp_login: bool,
+    pub registration: String,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct OtpRequest {
+    pub username: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct OtpRequested {
+    pub sent: bool,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct OtpLogin {
+    pub username: String,
+    pub code: String,
+}
+
+/// Only the fields listed here can change; anything else (`id`, `is_admin`, ...) is a 400.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ProfileUpdate {
+    pub nickname: Option<String>,
+    pub signature: Option<String>,
+    pub gender: Option<Gender>,
+    /// `YYYY-MM-DD`, or null to clear.
+    #[serde(default, deserialize_with = "nullable")]
+    #[schema(value_type = Option<String>)]
+    pub birthday: Option<Option<String>>,
+    #[serde(default, deserialize_with = "nullable")]
+    #[schema(value_type = Option<String>)]
+    pub phone: Option<Option<String>>,
+    #[serde(default, deserialize_with = "nullable")]
+    #[schema(value_type = Option<String>)]
+    pub email: Option<Option<String>>,
+}
+
+/// Tells "absent" (outer `None`) from "null" (`Some(None)`).
+fn nullable<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<String>>, D::Error> {
+    Ok(Some(Option::deserialize(d)?))
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PasswordChange {
+    pub old_password: String,
+    pub new_password: String,
+}
+
+#[derive(Deserialize, ToSchema, utoipa::IntoParams)]
+pub struct UserQuery {
+    /// Exact username, phone or e-mail, or the start of a nickname.
+    pub q: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct UserList {
+    pub users: Vec<UserView>,
+}
+
+fn taken(which: NameTaken) -> ApiError {
+    match which {
+        NameTaken::Username => ApiError::conflict("username_taken", "That username is taken."),
+        NameTaken::Phone => ApiError::conflict("phone_taken", "That phone number belongs to another account."),
+        NameTaken::Email => ApiError::conflict("email_taken", "That e-mail address belongs to another account."),
+    }
+}
+
+/// Starts a session and answers with the user, the token and the cookie.
+async fn start_session(accounts: &Accounts, store: &Store, user: &UserRecord, status: StatusCode) -> Result<Response, ApiError> {
+    let (token, hash) = new_token();
+    let now = now_ms();
+    let ttl_ms = accounts.config.session_days * 86_400_000;
+    store.create_session(hash, SessionRecord { user: user.id, created_at: now, expires_at: now + ttl_ms }).await?;
+    let secure = if accounts.config.cookie_secure { "; Secure" } else { "" };
+    let cookie = format!("{SESSION_COOKIE}={token}; HttpOnly; SameSite=Lax; Path=/; Max-Age={}{secure}", ttl_ms / 1000);
+    let mut headers = HeaderMap::new();
+    headers.insert(header::SET_COOKIE, HeaderValue::from_str(&cookie).map_err(|_| ApiError::internal())?);
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    Ok((status, headers, Json(AuthResponse { user: user.own_view(), token })).into_response())
+}
+
+fn clear_cookie() -> HeaderMap {
+    let mut headers = HeaderMap::new();
+    headers.insert(header::SET_COOKIE, HeaderValue::from_static("chinwag_session=; HttpOnly; SameSite=Lax; Path=/; Max-Age=0"));
+    headers
+}
+
+/// Normalizes what a person typed as their login name.
+fn login_key(s: &str) -> String {
+    let t = s.trim();
+    if t.contains('@') { t.to_lowercase() } else if t.starts_with('+') || t.bytes().all(|b| b.is_ascii_digit() || b == b' ' || b == b'-') {
+        validate::phone(t).unwrap_or_else(|_| t.to_owned())
+    } else {
+        t.to_ascii_lowercase()
+    }
+}
+
+#[utoipa::path(post, path = "/api/auth/register", tag = "accounts", request_body = RegisterRequest,
+    responses((status = 201, body = AuthResponse), (status = 400, body = ErrorBody), (status = 409, body = ErrorBody), (status = 429, body = ErrorBody)))]
+pub async fn register(
+    State(accounts): State<Arc<Accounts>>,
+    State(store): State<Store>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ApiJson(req): ApiJson<RegisterRequest>,
+) -> Result<Response, ApiError> {
+    let username = Username::parse(&req.username)
+        .ok_or_else(|| ApiError::bad_request("invalid_username", "A username has 3 to 32 characters: letters, digits, _ . -"))?;
+    validate::password(&req.password)?;
+    let nickname = match &req.nickname {
+        Some(n) => validate::nickname(n)?,
+        None => req.username.trim().to_owned(),
+    };
+    let phone = req.phone.as_deref().map(validate::phone).transpose()?;
+    let email = req.email.as_deref().map(validate::email).transpose()?;
+    accounts.take_registration(peer.ip())?;
+    let password_hash = accounts.hasher.hash(req.password).await?;
+    let user = store
+        .create_user(NewUser { username: username.as_str().to_owned(), password_hash, nickname, phone, email })
+        .await?
+        .map_err(taken)?;
+    tracing::info!(user = %user.id, username = %user.username, admin = user.is_admin, "registered");
+    start_session(&accounts, &store, &user, StatusCode::CREATED).await
+}
+
+#[utoipa::path(post, path = "/api/auth/login", tag = "accounts", request_body = LoginRequest,
+    responses((status = 200, body = AuthResponse), (status = 401, body = ErrorBody), (status = 429, body = ErrorBody)))]
+pub async fn login(
+    State(accounts): State<Arc<Accounts>>,
+    State(store): State<Store>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ApiJson(req): ApiJson<LoginRequest>,
+) -> Result<Response, ApiError> {
+    let key = login_key(&req.username);
+    accounts.check_login_allowed(&key, peer.ip())?;
+    let user = if key.is_empty() || key.len() > 254 { None } else { store.user_by_login(key.clone()).await? };
+    let ok = accounts.hasher.verify(req.password, user.as_ref().map(|u| u.password_hash.clone())).await?;
+    match user {
+        Some(user) if ok => {
+            if user.disabled {
+                return Err(ApiError::forbidden("This account has been disabled.").with_code("account_disabled"));
+            }
+            accounts.record_login_success(&key);
+            start_session(&accounts, &store, &user, StatusCode::OK).await
+        }
+        _ => {
+            accounts.record_login_failure(&key, peer.ip());
+            Err(ApiError::new(StatusCode::UNAUTHORIZED, "bad_credentials", "Wrong username or password."))
+        }
+    }
+}
+
+#[utoipa::path(post, path = "/api/auth/logout", tag = "accounts", responses((status = 204), (status = 401, body = ErrorBody)))]
+pub async fn logout(auth: AuthUser, State(store): State<Store>, State(hub): State<Arc<Hub>>) -> Result<Response, ApiError> {
+    store.delete_session(auth.session).await?;
+    hub.close_sessions(&[auth.session], close::SESSION_REVOKED);
+    Ok((StatusCode::NO_CONTENT, clear_cookie()).into_response())
+}
+
+#[utoipa::path(get, path = "/api/auth/options", tag = "accounts", responses((status = 200, body = AuthOptions)))]
+pub async fn options(State(accounts): State<Arc<Accounts>>) -> Json<AuthOptions> {
+    Json(AuthOptions { otp_login: accounts.otp.enabled(), registration: "open".into() })
+}
+
+#[utoipa::path(post, path = "/api/auth/otp/request", tag = "accounts", request_body = OtpRequest,
+    responses((status = 202, body = OtpRequested), (status = 404, body = ErrorBody, description = "one-time codes are off"), (status = 429, body = ErrorBody)))]
+pub async fn otp_request(
+    State(accounts): State<Arc<Accounts>>,
+    State(store): State<Store>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ApiJson(req): ApiJson<OtpRequest>,
+) -> Result<(StatusCode, Json<OtpRequested>), ApiError> {
+    if accounts.otp.sender == OtpSender::Off {
+        return Err(ApiError::not_found("One-time code login is not enabled on this server.").with_code("otp_disabled"));
+    }
+    let key = login_key(&req.username);
+    accounts.take_otp_request(&key, peer.ip())?;
+    if let Some(user) = store.user_by_login(key).await?
+        && !user.disabled
+    {
+        accounts.otp.issue(&user, Instant::now());
+    }
+    // The same answer whether or not the account exists.
+    Ok((StatusCode::ACCEPTED, Json(OtpRequested { sent: true })))
+}
+
+#[utoipa::path(post, path = "/api/auth/otp/login", tag = "accounts", request_body = OtpLogin,
+    responses((status = 200, body = AuthResponse), (status = 401, body = ErrorBody), (status = 429, body = ErrorBody)))]
+pub async fn otp_login(
+    State(accounts): State<Arc<Accounts>>,
+    State(store): State<Store>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ApiJson(req): ApiJson<OtpLogin>,
+) -> Result<Response, ApiError> {
+    let key = login_key(&req.username);
+    accounts.check_login_allowed(&key, peer.ip())?;
+    let user = store.user_by_login(key.clone()).await?;
+    match user {
+        Some(user) if !user.disabled && accounts.otp.verify(user.id, &req.code, Instant::now()) => {
+            accounts.record_login_success(&key);
+            start_session(&accounts, &store, &user, StatusCode::OK).await
+        }
+        _ => {
+            accounts.record_login_failure(&key, peer.ip());
+            Err(ApiError::new(StatusCode::UNAUTHORIZED, "bad_code", "That code is wrong or has expired."))
+        }
+    }
+}
+
+#[utoipa::path(get, path = "/api/me", tag = "accounts", responses((status = 200, body = UserView), (status = 401, body = ErrorBody)))]
+pub async fn me(auth: AuthUser) -> Json<UserView> {
+    Json(auth.user.own_view())
+}
+
+#[utoipa::path(patch, path = "/api/me", tag = "accounts", request_body = ProfileUpdate,
+    responses((status = 200, body = UserView), (status = 400, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub async fn update_me(auth: AuthUser, State(store): State<Store>, ApiJson(req): ApiJson<ProfileUpdate>) -> Result<Json<UserView>, ApiError> {
+    let clean = |v: Option<Option<String>>, f: fn(&str) -> Result<String, ApiError>| -> Result<Option<Option<String>>, ApiError> {
+        v.map(|o| o.filter(|s| !s.trim().is_empty()).map(|s| f(&s)).transpose()).transpose()
+    };
+    let patch = ProfilePatch {
+        nickname: req.nickname.as_deref().map(validate::nickname).transpose()?,
+        signature: req.signature.as_deref().map(validate::signature).transpose()?,
+        gender: req.gender,
+        birthday: clean(req.birthday, validate::birthday)?,
+        phone: clean(req.phone, validate::phone)?,
+        email: clean(req.email, validate::email)?,
+    };
+    let user = store.update_profile(auth.user.id, patch).await?.map_err(taken)?;
+    Ok(Json(user.own_view()))
+}
+
+#[utoipa::path(post, path = "/api/me/password", tag = "accounts", request_body = PasswordChange,
+    responses((status = 204, description = "changed; every other session is revoked"), (status = 401, body = ErrorBody), (status = 400, body = ErrorBody)))]
+pub async fn change_password(
+    auth: AuthUser,
+    State(accounts): State<Arc<Accounts>>,
+    State(store): State<Store>,
+    State(hub): State<Arc<Hub>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ApiJson(req): ApiJson<PasswordChange>,
+) -> Result<StatusCode, ApiError> {
+    validate::password(&req.new_password)?;
+    let key = auth.user.username.clone();
+    accounts.check_login_allowed(&key, peer.ip())?;
+    if !accounts.hasher.verify(req.old_password, Some(auth.user.password_hash.clone())).await? {
+        accounts.record_login_failure(&key, peer.ip());
+        return Err(ApiError::new(StatusCode::UNAUTHORIZED, "bad_credentials", "The current password is wrong."));
+    }
+    let hash = accounts.hasher.hash(req.new_password).await?;
+    store.set_password_hash(auth.user.id, hash).await?;
+    let revoked = store.delete_user_sessions(auth.user.id, Some(auth.session)).await?;
+    hub.close_sessions(&revoked, close::SESSION_REVOKED);
+    tracing::info!(user = %auth.user.id, revoked = revoked.len(), "password changed");
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[utoipa::path(get, path = "/api/users/{id}", tag = "accounts", params(("id" = u64, Path)),
+    responses((status = 200, body = UserView), (status = 404, body = ErrorBody)))]
+pub async fn get_user(_auth: AuthUser, State(store): State<Store>, Path(id): Path<u64>) -> Result<Json<UserView>, ApiError> {
+    let user = store.user(UserId(id)).await?.filter(|u| !u.disabled).ok_or_else(|| ApiError::not_found("No such user."))?;
+    Ok(Json(user.public_view()))
+}
+
+#[utoipa::path(get, path = "/api/users", tag = "accounts", params(UserQuery), responses((status = 200, body = UserList)))]
+pub async fn search_users(_auth: AuthUser, State(store): State<Store>, ApiQuery(q): ApiQuery<UserQuery>) -> Result<Json<UserList>, ApiError> {
+    if q.q.trim().is_empty() || q.q.len() > 254 {
+        return Ok(Json(UserList { users: Vec::new() }));
+    }
+    let users = store.search_users(login_key(&q.q), 20).await?;
+    Ok(Json(UserList { users: users.iter().map(UserRecord::public_view).collect() }))
+}

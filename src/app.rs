@@ -1,0 +1,99 @@
+//! The application state and the one router that lists every route.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{DefaultBodyLimit, FromRef};
+use axum::http::{HeaderValue, header};
+use axum::routing::get;
+use axum::{Json, Router};
+use tower_http::set_header::SetResponseHeaderLayer;
+use tower_http::trace::TraceLayer;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::accounts::{self, Accounts};
+use crate::chat;
+use crate::config::Config;
+use crate::connection::{self, SocketCtx};
+use crate::http::origin::{OriginPolicy, check_origin};
+use crate::hub::Hub;
+use crate::store::Store;
+use crate::web;
+
+/// Everything a handler may need, each part reachable on its own through `FromRef`.
+#[derive(Clone, FromRef)]
+pub struct AppState {
+    pub store: Store,
+    pub hub: Arc<Hub>,
+    pub accounts: Arc<Accounts>,
+    pub config: Arc<Config>,
+    pub origin: OriginPolicy,
+    pub sockets: SocketCtx,
+}
+
+impl AppState {
+    pub fn new(config: Config, store: Store, sockets_shutdown: tokio_util::sync::CancellationToken) -> anyhow::Result<AppState> {
+        let accounts = Accounts::new(&config.auth).map_err(|e| anyhow::anyhow!("cannot set up accounts: {}", e.message))?;
+        let sockets = SocketCtx {
+            shutdown: sockets_shutdown,
+            tracker: tokio_util::task::TaskTracker::new(),
+            max_frame_bytes: config.limits.max_frame_bytes,
+            outbound_queue: config.limits.outbound_queue,
+            write_timeout: Duration::from_secs(config.limits.write_timeout_secs),
+        };
+        Ok(AppState {
+            store,
+            hub: Arc::new(Hub::default()),
+            accounts,
+            origin: OriginPolicy { allowed: Arc::new(config.allowed_origins.clone()) },
+            config: Arc::new(config),
+            sockets,
+        })
+    }
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "Chinwag", description = "HTTP API of the Chinwag chat server. Real-time frames are described in docs/protocol.md."),
+    tags((name = "accounts"), (name = "chat"), (name = "realtime"), (name = "operations"))
+)]
+struct ApiDoc;
+
+/// Liveness: the process answers.
+#[utoipa::path(get, path = "/healthz", tag = "operations", responses((status = 200, description = "ok", body = String)))]
+async fn healthz() -> &'static str {
+    "ok"
+}
+
+/// Every route of the server.
+pub fn router(state: AppState) -> Router {
+    let (api_routes, openapi) = OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(healthz))
+        .routes(routes!(accounts::routes::register))
+        .routes(routes!(accounts::routes::login))
+        .routes(routes!(accounts::routes::logout))
+        .routes(routes!(accounts::routes::options))
+        .routes(routes!(accounts::routes::otp_request))
+        .routes(routes!(accounts::routes::otp_login))
+        .routes(routes!(accounts::routes::me, accounts::routes::update_me))
+        .routes(routes!(accounts::routes::change_password))
+        .routes(routes!(accounts::routes::get_user))
+        .routes(routes!(accounts::routes::search_users))
+        .routes(routes!(chat::routes::list))
+        .routes(routes!(chat::routes::history))
+        .routes(routes!(connection::upgrade))
+        .split_for_parts();
+    let openapi = Arc::new(openapi);
+    let max_body = state.config.limits.max_body_bytes;
+    api_routes
+        .route("/api/openapi.json", get(move || async move { Json(openapi.as_ref().clone()) }))
+        .fallback(web::serve)
+        .layer(axum::middleware::from_fn_with_state(state.origin.clone(), check_origin))
+        .layer(DefaultBodyLimit::max(max_body))
+        .layer(SetResponseHeaderLayer::if_not_present(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff")))
+        .layer(SetResponseHeaderLayer::if_not_present(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer")))
+        .layer(TraceLayer::new_for_http())
+        .with_state(state)
+}

@@ -1,0 +1,311 @@
+//! Settings: defaults, then an optional TOML file, then `CHINWAG_*` environment variables, then
+//! command-line flags, each layer overriding the one before.
+//!
+//! Loading has no side effects: nothing is created or written here. Nested keys map to
+//! environment variables with a double underscore: `auth.otp_sender` is `CHINWAG_AUTH__OTP_SENDER`.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Address and port of the HTTP and WebSocket listener.
+    pub listen: SocketAddr,
+    /// Where the database and file blobs live.
+    pub data_dir: PathBuf,
+    /// Origins besides the server's own that may open the WebSocket and post forms, e.g. a
+    /// reverse proxy's public `https://chat.example.org`. The request's own Host is always allowed.
+    pub allowed_origins: Vec<String>,
+    /// `text` or `json` log lines.
+    pub log_format: LogFormat,
+    pub limits: Limits,
+    pub auth: Auth,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Limits {
+    /// Largest WebSocket message a client may send.
+    pub max_frame_bytes: usize,
+    /// Largest JSON body of an HTTP request.
+    pub max_body_bytes: usize,
+    /// Frames queued for one connection before it counts as too slow and is closed (4008).
+    pub outbound_queue: usize,
+    /// Writes waiting for the group-commit writer before callers wait for room.
+    pub write_queue: usize,
+    /// Most writes committed in one transaction.
+    pub max_batch: usize,
+    /// Seconds a socket may stay blocked on a write before it is dropped.
+    pub write_timeout_secs: u64,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Auth {
+    /// `log` (the code goes to the server log), `webhook` (POSTed to `otp_webhook_url`) or `off`.
+    pub otp_sender: OtpSender,
+    /// Receives `{"to","username","code","expires_in_secs"}` for every one-time code.
+    pub otp_webhook_url: Option<String>,
+    /// Sent as `Authorization: Bearer ...` to the webhook when set.
+    pub otp_webhook_token: Option<String>,
+    pub session_days: u64,
+    /// Mark the session cookie `Secure` (set it when the server is reached over HTTPS).
+    pub cookie_secure: bool,
+    /// Failed logins per account in `failure_window_secs` before 429.
+    pub failures_per_account: u32,
+    /// Failed logins per client IP in `failure_window_secs` before 429.
+    pub failures_per_ip: u32,
+    pub failure_window_secs: u64,
+    /// Registrations per client IP per hour.
+    pub registrations_per_ip_per_hour: u32,
+    /// Password hashes computed at once; each takes about 19 MiB while it runs.
+    pub hash_concurrency: usize,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OtpSender {
+    Off,
+    Log,
+    Webhook,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: SocketAddr::from(([0, 0, 0, 0], 8080)),
+            data_dir: PathBuf::from("chinwag-data"),
+            allowed_origins: Vec::new(),
+            log_format: LogFormat::Text,
+            limits: Limits::default(),
+            auth: Auth::default(),
+        }
+    }
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_frame_bytes: 64 * 1024,
+            max_body_bytes: 1024 * 1024,
+            outbound_queue: 512,
+            write_queue: 8192,
+            max_batch: 2048,
+            write_timeout_secs: 10,
+        }
+    }
+}
+
+impl Default for Auth {
+    fn default() -> Self {
+        Auth {
+            otp_sender: OtpSender::Log,
+            otp_webhook_url: None,
+            otp_webhook_token: None,
+            session_days: 30,
+            cookie_secure: false,
+            failures_per_account: 5,
+            failures_per_ip: 50,
+            failure_window_secs: 15 * 60,
+            registrations_per_ip_per_hour: 30,
+            hash_concurrency: 2,
+        }
+    }
+}
+
+/// Values given on the command line; `None` leaves the lower layers in force.
+#[derive(Clone, Debug, Default)]
+pub struct Overrides {
+    pub listen: Option<SocketAddr>,
+    pub data_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("config file {path}: {source}")]
+    Parse { path: PathBuf, source: toml::de::Error },
+    #[error("environment variable {var}: {message}")]
+    Env { var: String, message: String },
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+}
+
+const ENV_PREFIX: &str = "CHINWAG_";
+/// Variables that belong to the CLI, not to the settings tree.
+const ENV_NOT_SETTINGS: &[&str] = &["CHINWAG_CONFIG", "CHINWAG_LOG"];
+
+impl Config {
+    /// Builds the effective configuration from all layers.
+    pub fn load(
+        file: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+        overrides: &Overrides,
+    ) -> Result<Config, ConfigError> {
+        let mut tree = toml::Table::try_from(Config::default()).map_err(|e| ConfigError::Invalid(e.to_string()))?;
+        if let Some(path) = file {
+            let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.into(), source })?;
+            let file_tree: toml::Table = text.parse().map_err(|source| ConfigError::Parse { path: path.into(), source })?;
+            merge(&mut tree, file_tree);
+            // Check the file alone first so that its typos are reported against the file.
+            Config::deserialize(toml::Value::Table(tree.clone()))
+                .map_err(|source| ConfigError::Parse { path: path.into(), source })?;
+        }
+        for (var, raw) in env {
+            let Some(rest) = var.strip_prefix(ENV_PREFIX) else { continue };
+            if ENV_NOT_SETTINGS.contains(&var.as_str()) || rest.is_empty() {
+                continue;
+            }
+            let path: Vec<String> = rest.split("__").map(str::to_ascii_lowercase).collect();
+            set_path(&mut tree, &path, env_value(&raw))
+                .map_err(|message| ConfigError::Env { var: var.clone(), message })?;
+            Config::deserialize(toml::Value::Table(tree.clone()))
+                .map_err(|e| ConfigError::Env { var: var.clone(), message: e.message().to_string() })?;
+        }
+        let mut config = Config::deserialize(toml::Value::Table(tree)).map_err(|e| ConfigError::Invalid(e.to_string()))?;
+        if let Some(listen) = overrides.listen {
+            config.listen = listen;
+        }
+        if let Some(dir) = &overrides.data_dir {
+            config.data_dir.clone_from(dir);
+        }
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |m: &str| Err(ConfigError::Invalid(m.into()));
+        if self.auth.otp_sender == OtpSender::Webhook && self.auth.otp_webhook_url.is_none() {
+            return bad("auth.otp_sender = \"webhook\" needs auth.otp_webhook_url");
+        }
+        if let Some(url) = &self.auth.otp_webhook_url
+            && !(url.starts_with("https://") || url.starts_with("http://"))
+        {
+            return bad("auth.otp_webhook_url must be an http:// or https:// URL");
+        }
+        if self.limits.max_frame_bytes < 1024 || self.limits.outbound_queue == 0 || self.limits.write_queue == 0 || self.limits.max_batch == 0 {
+            return bad("limits: max_frame_bytes >= 1024, outbound_queue, write_queue and max_batch >= 1");
+        }
+        if self.auth.hash_concurrency == 0 || self.auth.session_days == 0 {
+            return bad("auth.hash_concurrency and auth.session_days must be at least 1");
+        }
+        Ok(())
+    }
+
+    /// The effective configuration as TOML, with secrets replaced by `"<hidden>"`.
+    pub fn to_toml_redacted(&self) -> String {
+        let mut shown = self.clone();
+        let hide = |v: &mut Option<String>| {
+            if v.is_some() {
+                *v = Some("<hidden>".into());
+            }
+        };
+        hide(&mut shown.auth.otp_webhook_token);
+        // A webhook URL often carries an API key in its query string.
+        hide(&mut shown.auth.otp_webhook_url);
+        toml::to_string_pretty(&shown).unwrap_or_else(|e| format!("# cannot render config: {e}\n"))
+    }
+}
+
+fn merge(base: &mut toml::Table, over: toml::Table) {
+    for (k, v) in over {
+        match (base.get_mut(&k), v) {
+            (Some(toml::Value::Table(b)), toml::Value::Table(o)) => merge(b, o),
+            (_, v) => {
+                base.insert(k, v);
+            }
+        }
+    }
+}
+
+fn set_path(tree: &mut toml::Table, path: &[String], value: toml::Value) -> Result<(), String> {
+    let (last, parents) = path.split_last().ok_or("empty name")?;
+    let mut node = tree;
+    for p in parents {
+        node = match node.get_mut(p) {
+            Some(toml::Value::Table(t)) => t,
+            _ => return Err(format!("no settings section `{p}`")),
+        };
+    }
+    if !node.contains_key(last) && !matches!(last.as_str(), "otp_webhook_url" | "otp_webhook_token") {
+        return Err(format!("unknown setting `{}`", path.join(".")));
+    }
+    node.insert(last.clone(), value);
+    Ok(())
+}
+
+/// An environment value is read as a TOML value when it parses as one (numbers, booleans,
+/// arrays), and as a plain string otherwise.
+fn env_value(raw: &str) -> toml::Value {
+    let probe = format!("v = {raw}");
+    match probe.parse::<toml::Table>() {
+        Ok(mut t) => t.remove("v").unwrap_or_else(|| toml::Value::String(raw.into())),
+        Err(_) => toml::Value::String(raw.into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs.iter().map(|(a, b)| ((*a).into(), (*b).into())).collect()
+    }
+
+    #[test]
+    fn defaults_need_no_file() {
+        let c = Config::load(None, env(&[]), &Overrides::default()).unwrap();
+        assert_eq!(c.listen.to_string(), "0.0.0.0:8080");
+        assert_eq!(c.limits.max_frame_bytes, 65536);
+    }
+
+    #[test]
+    fn precedence_is_flag_then_env_then_file_then_default() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("c.toml");
+        std::fs::write(&file, "listen = \"127.0.0.1:1000\"\ndata_dir = \"/from/file\"\n[limits]\noutbound_queue = 7\nmax_batch = 9\n").unwrap();
+        let e = env(&[("CHINWAG_LISTEN", "127.0.0.1:2000"), ("CHINWAG_LIMITS__OUTBOUND_QUEUE", "8"), ("HOME", "/x")]);
+        let c = Config::load(Some(&file), e.clone(), &Overrides::default()).unwrap();
+        assert_eq!(c.listen.to_string(), "127.0.0.1:2000");
+        assert_eq!(c.data_dir, PathBuf::from("/from/file"));
+        assert_eq!(c.limits.outbound_queue, 8);
+        assert_eq!(c.limits.max_batch, 9);
+        let o = Overrides { listen: Some("127.0.0.1:3000".parse().unwrap()), data_dir: None };
+        assert_eq!(Config::load(Some(&file), e, &o).unwrap().listen.to_string(), "127.0.0.1:3000");
+    }
+
+    #[test]
+    fn typos_are_reported_not_ignored() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("c.toml");
+        std::fs::write(&file, "lisen = \"127.0.0.1:1000\"\n").unwrap();
+        assert!(matches!(Config::load(Some(&file), env(&[]), &Overrides::default()), Err(ConfigError::Parse { .. })));
+        let err = Config::load(None, env(&[("CHINWAG_LIMITS__NOPE", "1")]), &Overrides::default()).unwrap_err();
+        assert!(err.to_string().contains("CHINWAG_LIMITS__NOPE"), "{err}");
+        let err = Config::load(None, env(&[("CHINWAG_LIMITS__OUTBOUND_QUEUE", "many")]), &Overrides::default()).unwrap_err();
+        assert!(matches!(err, ConfigError::Env { .. }), "{err}");
+    }
+
+    #[test]
+    fn secrets_are_hidden_when_printed() {
+        let e = env(&[
+            ("CHINWAG_AUTH__OTP_SENDER", "webhook"),
+            ("CHINWAG_AUTH__OTP_WEBHOOK_URL", "https://sms.example/send?key=s3cret"),
+            ("CHINWAG_AUTH__OTP_WEBHOOK_TOKEN", "t0ken"),
+        ]);
+        let shown = Config::load(None, e, &Overrides::default()).unwrap().to_toml_redacted();
+        assert!(!shown.contains("s3cret") && !shown.contains("t0ken"), "{shown}");
+        assert!(shown.contains("otp_sender = \"webhook\""));
+    }
+}

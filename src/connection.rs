@@ -1,0 +1,173 @@
+//! One WebSocket connection: the upgrade (authenticated, Origin-checked by the middleware) and
+//! the loop that reads client frames, writes queued frames, pings, and obeys kicks and shutdown.
+//!
+//! The loop is a single `select!`, as in mini-redis: no second task per socket, which keeps an
+//! idle connection near 6 KB. Every write has a deadline, so a client that stops reading blocks
+//! nothing but its own connection, and only until the deadline.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::ws::{CloseFrame, Message as WsMessage, Utf8Bytes, WebSocket, WebSocketUpgrade};
+use axum::extract::State;
+use axum::response::Response;
+use tokio::time::{Instant, MissedTickBehavior};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::chat;
+use crate::http::AuthUser;
+use crate::hub::Hub;
+use crate::protocol::{ClientFrame, HelloUser, ServerFrame, close};
+use crate::store::Store;
+
+pub const PING_EVERY: Duration = Duration::from_secs(15);
+pub const DEAD_AFTER: Duration = Duration::from_secs(45);
+
+/// What every socket needs besides the store and the hub.
+#[derive(Clone)]
+pub struct SocketCtx {
+    pub shutdown: CancellationToken,
+    pub tracker: TaskTracker,
+    pub max_frame_bytes: usize,
+    pub outbound_queue: usize,
+    pub write_timeout: Duration,
+}
+
+#[utoipa::path(get, path = "/api/ws", tag = "realtime",
+    description = "Upgrades to the WebSocket described in docs/protocol.md. Authenticated by the session cookie or a Bearer token; a foreign Origin is refused with 403.",
+    responses((status = 101, description = "switching protocols"), (status = 401, body = crate::http::error::ErrorBody), (status = 403, body = crate::http::error::ErrorBody)))]
+pub async fn upgrade(ws: WebSocketUpgrade, auth: AuthUser, State(store): State<Store>, State(hub): State<Arc<Hub>>, State(ctx): State<SocketCtx>) -> Response {
+    ws.read_buffer_size(4096)
+        .write_buffer_size(0)
+        .max_message_size(ctx.max_frame_bytes)
+        .max_frame_size(ctx.max_frame_bytes)
+        .on_upgrade(move |socket| {
+            let tracker = ctx.tracker.clone();
+            tracker.track_future(run(socket, auth, store, hub, ctx))
+        })
+}
+
+enum Flow {
+    Continue,
+    Close(u16, &'static str),
+    Gone,
+}
+
+struct Conn {
+    socket: WebSocket,
+    write_timeout: Duration,
+}
+
+impl Conn {
+    /// Writes one frame; a write that misses its deadline ends the connection.
+    async fn send(&mut self, text: Utf8Bytes) -> bool {
+        matches!(tokio::time::timeout(self.write_timeout, self.socket.send(WsMessage::Text(text))).await, Ok(Ok(())))
+    }
+
+    async fn send_frame(&mut self, frame: &ServerFrame) -> bool {
+        self.send(frame.to_json().into()).await
+    }
+
+    async fn close(mut self, code: u16, reason: &'static str) {
+        let frame = WsMessage::Close(Some(CloseFrame { code, reason: reason.into() }));
+        let _ = tokio::time::timeout(Duration::from_secs(1), self.socket.send(frame)).await;
+    }
+}
+
+async fn run(socket: WebSocket, auth: AuthUser, store: Store, hub: Arc<Hub>, ctx: SocketCtx) {
+    let user = auth.user.id;
+    let reg = hub.register(user, auth.session, ctx.outbound_queue);
+    let (conn_id, mut outbound, kick, _guard) = (reg.id, reg.outbound, reg.kick, reg.guard);
+    let mut conn = Conn { socket, write_timeout: ctx.write_timeout };
+    let hello = ServerFrame::Hello { user: HelloUser { id: user, username: auth.user.username.clone(), nickname: auth.user.nickname.clone() } };
+    if !conn.send_frame(&hello).await {
+        return;
+    }
+    tracing::debug!(user = %user, conn = conn_id, "socket open");
+    let mut ping = tokio::time::interval_at(Instant::now() + PING_EVERY, PING_EVERY);
+    ping.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let mut last_heard = Instant::now();
+    let outcome = loop {
+        let flow = tokio::select! {
+            () = ctx.shutdown.cancelled() => Flow::Close(close::GOING_AWAY, "server shutting down"),
+            code = kick.kicked() => Flow::Close(code, if code == close::TOO_SLOW { "too slow; reconnect and sync" } else { "session ended" }),
+            frame = outbound.recv() => match frame {
+                Some(f) => if conn.send(Utf8Bytes::from(&*f)).await { Flow::Continue } else { Flow::Gone },
+                None => Flow::Gone,
+            },
+            _ = ping.tick() => {
+                if last_heard.elapsed() > DEAD_AFTER {
+                    Flow::Gone
+                } else {
+                    let sent = tokio::time::timeout(ctx.write_timeout, conn.socket.send(WsMessage::Ping(Default::default()))).await;
+                    if matches!(sent, Ok(Ok(()))) { Flow::Continue } else { Flow::Gone }
+                }
+            }
+            incoming = conn.socket.recv() => {
+                last_heard = Instant::now();
+                match incoming {
+                    None => Flow::Gone,
+                    Some(Err(e)) => read_error(&e),
+                    Some(Ok(WsMessage::Text(t))) => handle_text(&mut conn, t.as_str(), user, conn_id, &store, &hub).await,
+                    Some(Ok(WsMessage::Binary(_))) => {
+                        let f = ServerFrame::error(None, "bad_frame", "Frames are JSON text.");
+                        if conn.send_frame(&f).await { Flow::Continue } else { Flow::Gone }
+                    }
+                    Some(Ok(WsMessage::Close(_))) => Flow::Gone,
+                    Some(Ok(WsMessage::Ping(_) | WsMessage::Pong(_))) => Flow::Continue,
+                }
+            }
+        };
+        match flow {
+            Flow::Continue => {}
+            other => break other,
+        }
+    };
+    if let Flow::Close(code, reason) = outcome {
+        tracing::debug!(user = %user, conn = conn_id, code, "closing socket");
+        conn.close(code, reason).await;
+    }
+}
+
+fn read_error(e: &axum::Error) -> Flow {
+    let inner = std::error::Error::source(e).and_then(|s| s.downcast_ref::<tungstenite::Error>());
+    match inner {
+        Some(tungstenite::Error::Capacity(_)) => Flow::Close(close::TOO_BIG, "frame too big"),
+        _ => Flow::Gone,
+    }
+}
+
+async fn handle_text(conn: &mut Conn, text: &str, user: crate::ids::UserId, conn_id: u64, store: &Store, hub: &Arc<Hub>) -> Flow {
+    let frame: ClientFrame = match serde_json::from_str(text) {
+        Ok(f) => f,
+        Err(e) => {
+            let f = ServerFrame::error(None, "bad_frame", format!("Not a valid frame: {e}"));
+            return if conn.send_frame(&f).await { Flow::Continue } else { Flow::Gone };
+        }
+    };
+    let ok = match frame {
+        ClientFrame::Ping => conn.send_frame(&ServerFrame::Pong).await,
+        ClientFrame::Send { client_id, conv, content } => {
+            let answer = chat::send(store, hub, user, conn_id, client_id, conv, content).await;
+            conn.send_frame(&answer).await
+        }
+        ClientFrame::Sync { cursors } => match chat::sync(store, user, &cursors).await {
+            Ok(messages) => {
+                let mut ok = true;
+                for message in messages {
+                    if !conn.send_frame(&ServerFrame::Message { message }).await {
+                        ok = false;
+                        break;
+                    }
+                }
+                ok && conn.send_frame(&ServerFrame::Synced).await
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "sync failed");
+                conn.send_frame(&ServerFrame::error(None, "unavailable", "Sync failed; try again.")).await
+            }
+        },
+    };
+    if ok { Flow::Continue } else { Flow::Gone }
+}

@@ -1,0 +1,185 @@
+//! Who is connected: every user's live sockets, and fan-out to them.
+//!
+//! Architecture invariants:
+//! - Each connection has a bounded outbound queue. Delivery never waits: a full queue means the
+//!   client fell behind, so it is told to go (close 4008) and resyncs on reconnect. A slow reader
+//!   therefore costs at most one full queue of memory.
+//! - An entry is removed by its [`ConnGuard`]'s `Drop`, so a connection that ends in any way
+//!   leaves no trace.
+//! - The lock is a plain `RwLock` held for map lookups only, never across an `.await`.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU16, AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::ids::UserId;
+use crate::store::sessions::TokenHash;
+
+/// A frame serialized once and shared by every recipient.
+pub type Frame = Arc<str>;
+
+/// Tells a connection to close, and with which code.
+#[derive(Debug, Default)]
+pub struct Kick {
+    token: CancellationToken,
+    code: AtomicU16,
+}
+
+impl Kick {
+    pub fn kick(&self, code: u16) {
+        // The first reason wins: a revoked session stays "revoked" even if it also lagged.
+        let _ = self.code.compare_exchange(0, code, Ordering::AcqRel, Ordering::Acquire);
+        self.token.cancel();
+    }
+    pub async fn kicked(&self) -> u16 {
+        self.token.cancelled().await;
+        self.code.load(Ordering::Acquire)
+    }
+}
+
+struct Conn {
+    id: u64,
+    session: TokenHash,
+    tx: mpsc::Sender<Frame>,
+    kick: Arc<Kick>,
+}
+
+#[derive(Default)]
+pub struct Hub {
+    users: RwLock<HashMap<UserId, Vec<Conn>>>,
+    next_id: AtomicU64,
+    /// Connections currently registered.
+    pub connections: AtomicU64,
+    /// Connections closed because their queue was full.
+    pub dropped_slow: AtomicU64,
+}
+
+/// Removes its connection from the hub when dropped.
+pub struct ConnGuard {
+    hub: Arc<Hub>,
+    user: UserId,
+    id: u64,
+}
+
+impl Drop for ConnGuard {
+    fn drop(&mut self) {
+        let mut users = self.hub.users.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(conns) = users.get_mut(&self.user) {
+            conns.retain(|c| c.id != self.id);
+            if conns.is_empty() {
+                users.remove(&self.user);
+            }
+        }
+        self.hub.connections.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// What a new connection gets from [`Hub::register`].
+pub struct Registration {
+    pub guard: ConnGuard,
+    pub id: u64,
+    pub outbound: mpsc::Receiver<Frame>,
+    pub kick: Arc<Kick>,
+}
+
+impl Hub {
+    pub fn register(self: &Arc<Self>, user: UserId, session: TokenHash, queue: usize) -> Registration {
+        let (tx, outbound) = mpsc::channel(queue);
+        let kick = Arc::new(Kick::default());
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        self.write_lock().entry(user).or_default().push(Conn { id, session, tx, kick: kick.clone() });
+        self.connections.fetch_add(1, Ordering::Relaxed);
+        Registration { guard: ConnGuard { hub: self.clone(), user, id }, id, outbound, kick }
+    }
+
+    fn write_lock(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<UserId, Vec<Conn>>> {
+        self.users.write().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn read_lock(&self) -> std::sync::RwLockReadGuard<'_, HashMap<UserId, Vec<Conn>>> {
+        self.users.read().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Queues `frame` for every connection of `users`, except connection `skip`.
+    pub fn deliver(&self, users: &[UserId], frame: &Frame, skip: Option<u64>) {
+        let map = self.read_lock();
+        for user in users {
+            for conn in map.get(user).into_iter().flatten() {
+                if Some(conn.id) == skip {
+                    continue;
+                }
+                match conn.tx.try_send(frame.clone()) {
+                    Ok(()) => {}
+                    Err(mpsc::error::TrySendError::Full(_)) => {
+                        if !conn.kick.token.is_cancelled() {
+                            self.dropped_slow.fetch_add(1, Ordering::Relaxed);
+                            tracing::info!(user = %user, conn = conn.id, "connection fell behind; closing it");
+                        }
+                        conn.kick.kick(crate::protocol::close::TOO_SLOW);
+                    }
+                    // The connection is ending; its guard removes it.
+                    Err(mpsc::error::TrySendError::Closed(_)) => {}
+                }
+            }
+        }
+    }
+
+    /// Closes the connections opened with any of these sessions.
+    pub fn close_sessions(&self, sessions: &[TokenHash], code: u16) {
+        for conn in self.read_lock().values().flatten() {
+            if sessions.contains(&conn.session) {
+                conn.kick.kick(code);
+            }
+        }
+    }
+
+    /// Closes every connection of `user`.
+    pub fn close_user(&self, user: UserId, code: u16) {
+        for conn in self.read_lock().get(&user).into_iter().flatten() {
+            conn.kick.kick(code);
+        }
+    }
+
+    pub fn is_online(&self, user: UserId) -> bool {
+        self.read_lock().contains_key(&user)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_full_queue_kicks_only_that_connection() {
+        let hub = Arc::new(Hub::default());
+        let mut slow = hub.register(UserId(1), [1; 32], 2);
+        let mut fast = hub.register(UserId(1), [2; 32], 2);
+        let f: Frame = Arc::from("x");
+        for _ in 0..3 {
+            hub.deliver(&[UserId(1)], &f, None);
+            assert_eq!(fast.outbound.recv().await.as_deref(), Some("x"));
+        }
+        assert_eq!(slow.kick.kicked().await, crate::protocol::close::TOO_SLOW);
+        assert!(!fast.kick.token.is_cancelled());
+        assert_eq!(hub.dropped_slow.load(Ordering::Relaxed), 1);
+        while slow.outbound.try_recv().is_ok() {}
+    }
+
+    #[tokio::test]
+    async fn guards_unregister_and_sessions_close_selectively() {
+        let hub = Arc::new(Hub::default());
+        let a = hub.register(UserId(1), [1; 32], 4);
+        let b = hub.register(UserId(1), [2; 32], 4);
+        hub.close_sessions(&[[1; 32]], 4001);
+        assert_eq!(a.kick.kicked().await, 4001);
+        assert!(!b.kick.token.is_cancelled());
+        drop(a);
+        assert!(hub.is_online(UserId(1)));
+        drop(b);
+        assert!(!hub.is_online(UserId(1)));
+        assert_eq!(hub.connections.load(Ordering::Relaxed), 0);
+    }
+}

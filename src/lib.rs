@@ -1,0 +1,60 @@
+//! Chinwag: a self-hosted chat server in one binary.
+//!
+//! # Layout
+//! Each floor imports only from the floors below it.
+//! - `main.rs` (the CLI) calls [`run`] here; tests call [`run`] too.
+//! - [`app`]: the state and the one router that lists every route. [`connection`]: the
+//!   WebSocket loop, which hands each frame to the feature that owns it.
+//! - Features, each with its routes beside its logic: [`accounts`] (registration, login,
+//!   sessions, profiles), [`chat`] (conversations, sending, sync, history), [`web`] (the embedded
+//!   client).
+//! - Shared below them: [`hub`] (who is connected, fan-out), [`http`] (errors, extractors,
+//!   Origin check, rate limits), [`store`] (redb tables and the group-commit writer),
+//!   [`protocol`] (every JSON frame), [`ids`], [`config`].
+
+pub mod accounts;
+pub mod app;
+pub mod chat;
+pub mod config;
+pub mod connection;
+pub mod http;
+pub mod hub;
+pub mod ids;
+pub mod protocol;
+pub mod store;
+pub mod web;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Config;
+use crate::store::{Store, StoreOptions};
+
+/// How long shutdown waits for open sockets to say goodbye.
+const DRAIN: Duration = Duration::from_secs(10);
+
+/// Runs the server on `listener` until `shutdown` is cancelled, then drains: stops accepting,
+/// closes sockets with 1001, lets pending writes commit, and closes the store.
+pub async fn run(config: Config, listener: TcpListener, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let store = Store::open(&config.data_dir, &StoreOptions { write_queue: config.limits.write_queue, max_batch: config.limits.max_batch })?;
+    let state = app::AppState::new(config, store.clone(), shutdown.child_token())?;
+    let sockets = state.sockets.clone();
+    let app = app::router(state);
+    tracing::info!(addr = %listener.local_addr()?, "Chinwag is listening");
+    axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
+        .with_graceful_shutdown(shutdown.cancelled_owned())
+        .await?;
+    sockets.tracker.close();
+    if tokio::time::timeout(DRAIN, sockets.tracker.wait()).await.is_err() {
+        tracing::warn!("some sockets did not close in time");
+    }
+    drop(sockets);
+    if tokio::time::timeout(DRAIN, store.close()).await.is_err() {
+        tracing::warn!("the store did not close in time");
+    }
+    tracing::info!("stopped");
+    Ok(())
+}
