@@ -34,8 +34,13 @@ pub struct AppState {
 }
 
 impl AppState {
-    pub fn new(config: Config, store: Store, sockets_shutdown: tokio_util::sync::CancellationToken) -> anyhow::Result<AppState> {
-        let accounts = Accounts::new(&config.auth).map_err(|e| anyhow::anyhow!("cannot set up accounts: {}", e.message))?;
+    pub fn new(
+        config: Config,
+        store: Store,
+        sockets_shutdown: tokio_util::sync::CancellationToken,
+    ) -> anyhow::Result<AppState> {
+        let accounts = Accounts::new(&config.auth)
+            .map_err(|e| anyhow::anyhow!("cannot set up accounts: {}", e.message))?;
         let sockets = SocketCtx {
             shutdown: sockets_shutdown,
             tracker: tokio_util::task::TaskTracker::new(),
@@ -47,7 +52,9 @@ impl AppState {
             store,
             hub: Arc::new(Hub::default()),
             accounts,
-            origin: OriginPolicy { allowed: Arc::new(config.allowed_origins.clone()) },
+            origin: OriginPolicy {
+                allowed: Arc::new(config.allowed_origins.clone()),
+            },
             config: Arc::new(config),
             sockets,
         })
@@ -88,12 +95,24 @@ pub fn router(state: AppState) -> Router {
     let openapi = Arc::new(openapi);
     let max_body = state.config.limits.max_body_bytes;
     api_routes
-        .route("/api/openapi.json", get(move || async move { Json(openapi.as_ref().clone()) }))
+        .route(
+            "/api/openapi.json",
+            get(move || async move { Json(openapi.as_ref().clone()) }),
+        )
         .fallback(web::serve)
-        .layer(axum::middleware::from_fn_with_state(state.origin.clone(), check_origin))
+        .layer(axum::middleware::from_fn_with_state(
+            state.origin.clone(),
+            check_origin,
+        ))
         .layer(DefaultBodyLimit::max(max_body))
-        .layer(SetResponseHeaderLayer::if_not_present(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff")))
-        .layer(SetResponseHeaderLayer::if_not_present(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer")))
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        ))
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::REFERRER_POLICY,
+            HeaderValue::from_static("no-referrer"),
+        ))
         .layer(TraceLayer::new_for_http())
         .with_state(state)
 }

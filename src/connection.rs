@@ -8,8 +8,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::ws::{CloseFrame, Message as WsMessage, Utf8Bytes, WebSocket, WebSocketUpgrade};
 use axum::extract::State;
+use axum::extract::ws::{CloseFrame, Message as WsMessage, Utf8Bytes, WebSocket, WebSocketUpgrade};
 use axum::response::Response;
 use tokio::time::{Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
@@ -18,7 +18,7 @@ use tokio_util::task::TaskTracker;
 use crate::chat;
 use crate::http::AuthUser;
 use crate::hub::Hub;
-use crate::protocol::{ClientFrame, HelloUser, ServerFrame, close};
+use crate::protocol::{ClientFrame, HelloUser, MAX_CLIENT_ID, ServerFrame, close};
 use crate::store::Store;
 
 pub const PING_EVERY: Duration = Duration::from_secs(15);
@@ -37,7 +37,13 @@ pub struct SocketCtx {
 #[utoipa::path(get, path = "/api/ws", tag = "realtime",
     description = "Upgrades to the WebSocket described in docs/protocol.md. Authenticated by the session cookie or a Bearer token; a foreign Origin is refused with 403.",
     responses((status = 101, description = "switching protocols"), (status = 401, body = crate::http::error::ErrorBody), (status = 403, body = crate::http::error::ErrorBody)))]
-pub async fn upgrade(ws: WebSocketUpgrade, auth: AuthUser, State(store): State<Store>, State(hub): State<Arc<Hub>>, State(ctx): State<SocketCtx>) -> Response {
+pub async fn upgrade(
+    ws: WebSocketUpgrade,
+    auth: AuthUser,
+    State(store): State<Store>,
+    State(hub): State<Arc<Hub>>,
+    State(ctx): State<SocketCtx>,
+) -> Response {
     ws.read_buffer_size(4096)
         .write_buffer_size(0)
         .max_message_size(ctx.max_frame_bytes)
@@ -62,7 +68,10 @@ struct Conn {
 impl Conn {
     /// Writes one frame; a write that misses its deadline ends the connection.
     async fn send(&mut self, text: Utf8Bytes) -> bool {
-        matches!(tokio::time::timeout(self.write_timeout, self.socket.send(WsMessage::Text(text))).await, Ok(Ok(())))
+        matches!(
+            tokio::time::timeout(self.write_timeout, self.socket.send(WsMessage::Text(text))).await,
+            Ok(Ok(()))
+        )
     }
 
     async fn send_frame(&mut self, frame: &ServerFrame) -> bool {
@@ -70,7 +79,10 @@ impl Conn {
     }
 
     async fn close(mut self, code: u16, reason: &'static str) {
-        let frame = WsMessage::Close(Some(CloseFrame { code, reason: reason.into() }));
+        let frame = WsMessage::Close(Some(CloseFrame {
+            code,
+            reason: reason.into(),
+        }));
         let _ = tokio::time::timeout(Duration::from_secs(1), self.socket.send(frame)).await;
     }
 }
@@ -79,8 +91,17 @@ async fn run(socket: WebSocket, auth: AuthUser, store: Store, hub: Arc<Hub>, ctx
     let user = auth.user.id;
     let reg = hub.register(user, auth.session, ctx.outbound_queue);
     let (conn_id, mut outbound, kick, _guard) = (reg.id, reg.outbound, reg.kick, reg.guard);
-    let mut conn = Conn { socket, write_timeout: ctx.write_timeout };
-    let hello = ServerFrame::Hello { user: HelloUser { id: user, username: auth.user.username.clone(), nickname: auth.user.nickname.clone() } };
+    let mut conn = Conn {
+        socket,
+        write_timeout: ctx.write_timeout,
+    };
+    let hello = ServerFrame::Hello {
+        user: HelloUser {
+            id: user,
+            username: auth.user.username.clone(),
+            nickname: auth.user.nickname.clone(),
+        },
+    };
     if !conn.send_frame(&hello).await {
         return;
     }
@@ -138,17 +159,42 @@ fn read_error(e: &axum::Error) -> Flow {
     }
 }
 
-async fn handle_text(conn: &mut Conn, text: &str, user: crate::ids::UserId, conn_id: u64, store: &Store, hub: &Arc<Hub>) -> Flow {
+async fn handle_text(
+    conn: &mut Conn,
+    text: &str,
+    user: crate::ids::UserId,
+    conn_id: u64,
+    store: &Store,
+    hub: &Arc<Hub>,
+) -> Flow {
     let frame: ClientFrame = match serde_json::from_str(text) {
         Ok(f) => f,
         Err(e) => {
-            let f = ServerFrame::error(None, "bad_frame", format!("Not a valid frame: {e}"));
-            return if conn.send_frame(&f).await { Flow::Continue } else { Flow::Gone };
+            // A refused `send` still names its client id when it has a usable one, so that the
+            // client can mark that message failed instead of retrying it forever.
+            let client_id = serde_json::from_str::<serde_json::Value>(text)
+                .ok()
+                .and_then(|v| {
+                    v.get("client_id")
+                        .and_then(|c| c.as_str())
+                        .filter(|c| !c.is_empty() && c.len() <= MAX_CLIENT_ID)
+                        .map(str::to_owned)
+                });
+            let f = ServerFrame::error(client_id, "bad_frame", format!("Not a valid frame: {e}"));
+            return if conn.send_frame(&f).await {
+                Flow::Continue
+            } else {
+                Flow::Gone
+            };
         }
     };
     let ok = match frame {
         ClientFrame::Ping => conn.send_frame(&ServerFrame::Pong).await,
-        ClientFrame::Send { client_id, conv, content } => {
+        ClientFrame::Send {
+            client_id,
+            conv,
+            content,
+        } => {
             let answer = chat::send(store, hub, user, conn_id, client_id, conv, content).await;
             conn.send_frame(&answer).await
         }
@@ -165,7 +211,12 @@ async fn handle_text(conn: &mut Conn, text: &str, user: crate::ids::UserId, conn
             }
             Err(e) => {
                 tracing::error!(error = %e, "sync failed");
-                conn.send_frame(&ServerFrame::error(None, "unavailable", "Sync failed; try again.")).await
+                conn.send_frame(&ServerFrame::error(
+                    None,
+                    "unavailable",
+                    "Sync failed; try again.",
+                ))
+                .await
             }
         },
     };

@@ -31,7 +31,9 @@ pub struct Kick {
 impl Kick {
     pub fn kick(&self, code: u16) {
         // The first reason wins: a revoked session stays "revoked" even if it also lagged.
-        let _ = self.code.compare_exchange(0, code, Ordering::AcqRel, Ordering::Acquire);
+        let _ = self
+            .code
+            .compare_exchange(0, code, Ordering::AcqRel, Ordering::Acquire);
         self.token.cancel();
     }
     pub async fn kicked(&self) -> u16 {
@@ -66,7 +68,11 @@ pub struct ConnGuard {
 
 impl Drop for ConnGuard {
     fn drop(&mut self) {
-        let mut users = self.hub.users.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut users = self
+            .hub
+            .users
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         if let Some(conns) = users.get_mut(&self.user) {
             conns.retain(|c| c.id != self.id);
             if conns.is_empty() {
@@ -86,21 +92,44 @@ pub struct Registration {
 }
 
 impl Hub {
-    pub fn register(self: &Arc<Self>, user: UserId, session: TokenHash, queue: usize) -> Registration {
+    pub fn register(
+        self: &Arc<Self>,
+        user: UserId,
+        session: TokenHash,
+        queue: usize,
+    ) -> Registration {
         let (tx, outbound) = mpsc::channel(queue);
         let kick = Arc::new(Kick::default());
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        self.write_lock().entry(user).or_default().push(Conn { id, session, tx, kick: kick.clone() });
+        self.write_lock().entry(user).or_default().push(Conn {
+            id,
+            session,
+            tx,
+            kick: kick.clone(),
+        });
         self.connections.fetch_add(1, Ordering::Relaxed);
-        Registration { guard: ConnGuard { hub: self.clone(), user, id }, id, outbound, kick }
+        Registration {
+            guard: ConnGuard {
+                hub: self.clone(),
+                user,
+                id,
+            },
+            id,
+            outbound,
+            kick,
+        }
     }
 
     fn write_lock(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<UserId, Vec<Conn>>> {
-        self.users.write().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.users
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     fn read_lock(&self) -> std::sync::RwLockReadGuard<'_, HashMap<UserId, Vec<Conn>>> {
-        self.users.read().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.users
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Queues `frame` for every connection of `users`, except connection `skip`.

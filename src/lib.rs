@@ -38,17 +38,33 @@ const DRAIN: Duration = Duration::from_secs(10);
 
 /// Runs the server on `listener` until `shutdown` is cancelled, then drains: stops accepting,
 /// closes sockets with 1001, lets pending writes commit, and closes the store.
-pub async fn run(config: Config, listener: TcpListener, shutdown: CancellationToken) -> anyhow::Result<()> {
-    let store = Store::open(&config.data_dir, &StoreOptions { write_queue: config.limits.write_queue, max_batch: config.limits.max_batch })?;
+pub async fn run(
+    config: Config,
+    listener: TcpListener,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let store = Store::open(
+        &config.data_dir,
+        &StoreOptions {
+            write_queue: config.limits.write_queue,
+            max_batch: config.limits.max_batch,
+        },
+    )?;
     let state = app::AppState::new(config, store.clone(), shutdown.child_token())?;
     let sockets = state.sockets.clone();
     let app = app::router(state);
     tracing::info!(addr = %listener.local_addr()?, "Chinwag is listening");
-    axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
-        .with_graceful_shutdown(shutdown.cancelled_owned())
-        .await?;
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown.cancelled_owned())
+    .await?;
     sockets.tracker.close();
-    if tokio::time::timeout(DRAIN, sockets.tracker.wait()).await.is_err() {
+    if tokio::time::timeout(DRAIN, sockets.tracker.wait())
+        .await
+        .is_err()
+    {
         tracing::warn!("some sockets did not close in time");
     }
     drop(sockets);

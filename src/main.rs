@@ -8,7 +8,11 @@ use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 
 #[derive(Parser)]
-#[command(name = "chinwag", version, about = "A self-hosted chat server in one binary")]
+#[command(
+    name = "chinwag",
+    version,
+    about = "A self-hosted chat server in one binary"
+)]
 struct Cli {
     /// A TOML settings file (see `chinwag config` for every key).
     #[arg(long, global = true, env = "CHINWAG_CONFIG")]
@@ -36,12 +40,16 @@ enum Command {
 }
 
 fn load(cli_config: Option<&std::path::Path>, args: &ServerArgs) -> Result<Config, String> {
-    let overrides = Overrides { listen: args.listen, data_dir: args.data_dir.clone() };
+    let overrides = Overrides {
+        listen: args.listen,
+        data_dir: args.data_dir.clone(),
+    };
     Config::load(cli_config, std::env::vars(), &overrides).map_err(|e| e.to_string())
 }
 
 fn init_logs(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("CHINWAG_LOG").unwrap_or_else(|_| "info,tower_http=warn".into());
+    let filter = tracing_subscriber::EnvFilter::try_from_env("CHINWAG_LOG")
+        .unwrap_or_else(|_| "info,tower_http=warn".into());
     let builder = tracing_subscriber::fmt().with_env_filter(filter);
     match format {
         LogFormat::Json => builder.json().init(),
@@ -108,13 +116,14 @@ async fn wait_for_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(s) => s,
-            Err(_) => {
-                let _ = ctrl_c.await;
-                return;
-            }
-        };
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
         tokio::select! {
             _ = ctrl_c => {}
             _ = term.recv() => {}

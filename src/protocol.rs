@@ -21,12 +21,33 @@ pub const MAX_CLIENT_ID: usize = 64;
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Content {
-    Text { text: String },
-    Emoji { emoji: String },
-    Image { file_id: String, name: String, size: u64, width: u32, height: u32 },
-    File { file_id: String, name: String, size: u64, mime: String },
-    Call { media: String, outcome: String, duration_secs: u64 },
-    System { text: String },
+    Text {
+        text: String,
+    },
+    Emoji {
+        emoji: String,
+    },
+    Image {
+        file_id: String,
+        name: String,
+        size: u64,
+        width: u32,
+        height: u32,
+    },
+    File {
+        file_id: String,
+        name: String,
+        size: u64,
+        mime: String,
+    },
+    Call {
+        media: String,
+        outcome: String,
+        duration_secs: u64,
+    },
+    System {
+        text: String,
+    },
 }
 
 impl Content {
@@ -49,8 +70,12 @@ impl Content {
                     Ok(())
                 }
             }
-            Content::Image { .. } | Content::File { .. } => Err("File and image messages are not supported yet."),
-            Content::Call { .. } | Content::System { .. } => Err("Only the server writes call and system messages."),
+            Content::Image { .. } | Content::File { .. } => {
+                Err("File and image messages are not supported yet.")
+            }
+            Content::Call { .. } | Content::System { .. } => {
+                Err("Only the server writes call and system messages.")
+            }
         }
     }
 
@@ -126,7 +151,11 @@ pub enum ClientFrame {
         #[serde(default)]
         cursors: HashMap<ConvId, u64>,
     },
-    Send { client_id: String, conv: ConvId, content: Content },
+    Send {
+        client_id: String,
+        conv: ConvId,
+        content: Content,
+    },
     Ping,
 }
 
@@ -134,9 +163,16 @@ pub enum ClientFrame {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ServerFrame {
-    Hello { user: HelloUser },
-    Message { message: Message },
-    Ack { client_id: String, message: Message },
+    Hello {
+        user: HelloUser,
+    },
+    Message {
+        message: Message,
+    },
+    Ack {
+        client_id: String,
+        message: Message,
+    },
     Synced,
     Error {
         #[serde(skip_serializing_if = "Option::is_none")]
@@ -149,7 +185,11 @@ pub enum ServerFrame {
 
 impl ServerFrame {
     pub fn error(client_id: Option<String>, code: &str, message: impl Into<String>) -> ServerFrame {
-        ServerFrame::Error { client_id, code: code.into(), message: message.into() }
+        ServerFrame::Error {
+            client_id,
+            code: code.into(),
+            message: message.into(),
+        }
     }
 
     /// The frame as JSON text. Serializing these types cannot fail (string keys, no maps with
@@ -190,15 +230,36 @@ mod tests {
     #[test]
     fn server_frames_have_the_documented_shape() {
         let cases = [
-            (ServerFrame::Hello { user: HelloUser { id: UserId(3), username: "ann".into(), nickname: "Ann".into() } },
-             r#"{"type":"hello","user":{"id":3,"username":"ann","nickname":"Ann"}}"#),
-            (ServerFrame::Message { message: msg() },
-             r#"{"type":"message","message":{"conv":"d:3:7","seq":42,"sender":3,"client_id":"c9b1","ts":1795766400000,"content":{"kind":"text","text":"hi"}}}"#),
-            (ServerFrame::Ack { client_id: "c9b1".into(), message: msg() },
-             r#"{"type":"ack","client_id":"c9b1","message":{"conv":"d:3:7","seq":42,"sender":3,"client_id":"c9b1","ts":1795766400000,"content":{"kind":"text","text":"hi"}}}"#),
+            (
+                ServerFrame::Hello {
+                    user: HelloUser {
+                        id: UserId(3),
+                        username: "ann".into(),
+                        nickname: "Ann".into(),
+                    },
+                },
+                r#"{"type":"hello","user":{"id":3,"username":"ann","nickname":"Ann"}}"#,
+            ),
+            (
+                ServerFrame::Message { message: msg() },
+                r#"{"type":"message","message":{"conv":"d:3:7","seq":42,"sender":3,"client_id":"c9b1","ts":1795766400000,"content":{"kind":"text","text":"hi"}}}"#,
+            ),
+            (
+                ServerFrame::Ack {
+                    client_id: "c9b1".into(),
+                    message: msg(),
+                },
+                r#"{"type":"ack","client_id":"c9b1","message":{"conv":"d:3:7","seq":42,"sender":3,"client_id":"c9b1","ts":1795766400000,"content":{"kind":"text","text":"hi"}}}"#,
+            ),
             (ServerFrame::Synced, r#"{"type":"synced"}"#),
-            (ServerFrame::error(Some("c9b1".into()), "forbidden", "You cannot write to this conversation."),
-             r#"{"type":"error","client_id":"c9b1","code":"forbidden","message":"You cannot write to this conversation."}"#),
+            (
+                ServerFrame::error(
+                    Some("c9b1".into()),
+                    "forbidden",
+                    "You cannot write to this conversation.",
+                ),
+                r#"{"type":"error","client_id":"c9b1","code":"forbidden","message":"You cannot write to this conversation."}"#,
+            ),
             (ServerFrame::Pong, r#"{"type":"pong"}"#),
         ];
         for (frame, json) in cases {
@@ -208,22 +269,34 @@ mod tests {
 
     #[test]
     fn client_frames_parse_from_the_documented_examples() {
-        let sync: ClientFrame = serde_json::from_str(r#"{"type":"sync","cursors":{"d:3:7":41,"g:12":0}}"#).unwrap();
-        let ClientFrame::Sync { cursors } = sync else { panic!("not sync") };
+        let sync: ClientFrame =
+            serde_json::from_str(r#"{"type":"sync","cursors":{"d:3:7":41,"g:12":0}}"#).unwrap();
+        let ClientFrame::Sync { cursors } = sync else {
+            panic!("not sync")
+        };
         assert_eq!(cursors.get(&"d:3:7".parse().unwrap()), Some(&41));
         let send: ClientFrame =
             serde_json::from_str(r#"{"type":"send","client_id":"c9b1","conv":"d:3:7","content":{"kind":"text","text":"hi"}}"#).unwrap();
         assert!(matches!(send, ClientFrame::Send { .. }));
-        assert_eq!(serde_json::from_str::<ClientFrame>(r#"{"type":"ping"}"#).unwrap(), ClientFrame::Ping);
+        assert_eq!(
+            serde_json::from_str::<ClientFrame>(r#"{"type":"ping"}"#).unwrap(),
+            ClientFrame::Ping
+        );
     }
 
     #[test]
     fn malformed_client_frames_are_errors_not_panics() {
         for bad in [
-            "", "{", "[]", "null", r#"{"type":"nope"}"#, r#"{"type":"send"}"#,
+            "",
+            "{",
+            "[]",
+            "null",
+            r#"{"type":"nope"}"#,
+            r#"{"type":"send"}"#,
             r#"{"type":"send","client_id":"x","conv":"d:2:1","content":{"kind":"text","text":"hi"}}"#,
             r#"{"type":"send","client_id":"x","conv":"d:1:2","content":{"kind":"text","text":"hi","admin":true}}"#,
-            r#"{"type":"sync","cursors":{"bogus":1}}"#, r#"{"type":"sync","cursors":{"d:1:2":-1}}"#,
+            r#"{"type":"sync","cursors":{"bogus":1}}"#,
+            r#"{"type":"sync","cursors":{"d:1:2":-1}}"#,
         ] {
             assert!(serde_json::from_str::<ClientFrame>(bad).is_err(), "{bad}");
         }
@@ -231,9 +304,29 @@ mod tests {
 
     #[test]
     fn content_validation() {
-        assert!(Content::Text { text: "  ".into() }.validate_from_client().is_err());
-        assert!(Content::Text { text: "x".repeat(MAX_TEXT_CHARS + 1) }.validate_from_client().is_err());
-        assert!(Content::Text { text: "字".repeat(MAX_TEXT_CHARS) }.validate_from_client().is_ok());
-        assert!(Content::System { text: "x".into() }.validate_from_client().is_err());
+        assert!(
+            Content::Text { text: "  ".into() }
+                .validate_from_client()
+                .is_err()
+        );
+        assert!(
+            Content::Text {
+                text: "x".repeat(MAX_TEXT_CHARS + 1)
+            }
+            .validate_from_client()
+            .is_err()
+        );
+        assert!(
+            Content::Text {
+                text: "字".repeat(MAX_TEXT_CHARS)
+            }
+            .validate_from_client()
+            .is_ok()
+        );
+        assert!(
+            Content::System { text: "x".into() }
+                .validate_from_client()
+                .is_err()
+        );
     }
 }

@@ -66,8 +66,15 @@ pub async fn serve(uri: Uri, headers: HeaderMap) -> Response {
         resp_headers.insert(header::CONTENT_TYPE, v);
     }
     // Vite puts content hashes in the names of everything under assets/; those never change.
-    let cache = if path.starts_with("assets/") { "public, max-age=31536000, immutable" } else { "no-cache" };
+    let cache = if path.starts_with("assets/") {
+        "public, max-age=31536000, immutable"
+    } else {
+        "no-cache"
+    };
     resp_headers.insert(header::CACHE_CONTROL, HeaderValue::from_static(cache));
-    resp_headers.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CSP));
+    resp_headers.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(CSP),
+    );
     (resp_headers, body.into_owned()).into_response()
 }

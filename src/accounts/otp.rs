@@ -39,8 +39,17 @@ fn digest(user: UserId, code: &str) -> [u8; 32] {
 }
 
 impl Otp {
-    pub fn new(sender: OtpSender, webhook_url: Option<String>, webhook_token: Option<String>) -> Otp {
-        Otp { sender, webhook_url, webhook_token, pending: Mutex::new(HashMap::new()) }
+    pub fn new(
+        sender: OtpSender,
+        webhook_url: Option<String>,
+        webhook_token: Option<String>,
+    ) -> Otp {
+        Otp {
+            sender,
+            webhook_url,
+            webhook_token,
+            pending: Mutex::new(HashMap::new()),
+        }
     }
 
     pub fn enabled(&self) -> bool {
@@ -48,7 +57,9 @@ impl Otp {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<UserId, Pending>> {
-        self.pending.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.pending
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Makes a new code for `user` (replacing any earlier one) and hands it to the sender.
@@ -61,7 +72,14 @@ impl Otp {
         let code = format!("{:06}", rand::rng().random_range(0..1_000_000u32));
         let mut map = self.lock();
         map.retain(|_, p| p.expires > now);
-        map.insert(user, Pending { hash: digest(user, &code), expires: now + CODE_TTL, tries_left: TRIES });
+        map.insert(
+            user,
+            Pending {
+                hash: digest(user, &code),
+                expires: now + CODE_TTL,
+                tries_left: TRIES,
+            },
+        );
         code
     }
 
@@ -69,7 +87,9 @@ impl Otp {
     /// after success, expiry or the last try.
     pub fn verify(&self, user: UserId, code: &str, now: Instant) -> bool {
         let mut map = self.lock();
-        let Some(p) = map.get_mut(&user) else { return false };
+        let Some(p) = map.get_mut(&user) else {
+            return false;
+        };
         if p.expires <= now {
             map.remove(&user);
             return false;
@@ -92,9 +112,15 @@ impl Otp {
                 tracing::warn!(target: "chinwag::otp", user = %user.username, code = %code, "one-time login code (auth.otp_sender = \"log\")");
             }
             OtpSender::Webhook => {
-                let Some(url) = self.webhook_url.clone() else { return };
+                let Some(url) = self.webhook_url.clone() else {
+                    return;
+                };
                 let token = self.webhook_token.clone();
-                let to = user.phone.clone().or_else(|| user.email.clone()).unwrap_or_default();
+                let to = user
+                    .phone
+                    .clone()
+                    .or_else(|| user.email.clone())
+                    .unwrap_or_default();
                 let body = serde_json::json!({
                     "to": to, "username": user.username, "code": code, "expires_in_secs": CODE_TTL.as_secs(),
                 });
@@ -102,14 +128,21 @@ impl Otp {
                 // Fire and forget: the HTTP answer must not depend on the gateway (it would tell
                 // a caller whether the account exists).
                 tokio::task::spawn_blocking(move || {
-                    let agent: ureq::Agent = ureq::Agent::config_builder().timeout_global(Some(Duration::from_secs(10))).build().into();
+                    let agent: ureq::Agent = ureq::Agent::config_builder()
+                        .timeout_global(Some(Duration::from_secs(10)))
+                        .build()
+                        .into();
                     let mut req = agent.post(&url);
                     if let Some(t) = token {
                         req = req.header("Authorization", &format!("Bearer {t}"));
                     }
                     match req.send_json(&body) {
-                        Ok(_) => tracing::info!(user = %username, "one-time code handed to the webhook"),
-                        Err(e) => tracing::error!(user = %username, error = %e, "the one-time code webhook failed"),
+                        Ok(_) => {
+                            tracing::info!(user = %username, "one-time code handed to the webhook")
+                        }
+                        Err(e) => {
+                            tracing::error!(user = %username, error = %e, "the one-time code webhook failed")
+                        }
                     }
                 });
             }

@@ -56,7 +56,10 @@ impl From<Refusal> for ApiError {
 }
 
 #[utoipa::path(get, path = "/api/conversations", tag = "chat", responses((status = 200, body = ConversationList), (status = 401, body = ErrorBody)))]
-pub async fn list(auth: AuthUser, State(store): State<Store>) -> Result<Json<ConversationList>, ApiError> {
+pub async fn list(
+    auth: AuthUser,
+    State(store): State<Store>,
+) -> Result<Json<ConversationList>, ApiError> {
     let convs = store.user_conversations(auth.user.id).await?;
     let mut out = Vec::with_capacity(convs.len());
     for c in convs {
@@ -64,7 +67,12 @@ pub async fn list(auth: AuthUser, State(store): State<Store>) -> Result<Json<Con
             Some(p) => store.user(p).await?.map(|u| u.public_view()),
             None => None,
         };
-        out.push(ConversationSummary { id: c.conv, peer, last_seq: c.last_seq, last_message: c.last_message });
+        out.push(ConversationSummary {
+            id: c.conv,
+            peer,
+            last_seq: c.last_seq,
+            last_message: c.last_message,
+        });
     }
     Ok(Json(ConversationList { conversations: out }))
 }
@@ -72,13 +80,22 @@ pub async fn list(auth: AuthUser, State(store): State<Store>) -> Result<Json<Con
 #[utoipa::path(get, path = "/api/conversations/{id}/messages", tag = "chat",
     params(("id" = String, Path, description = "conversation id, e.g. d:3:7"), HistoryQuery),
     responses((status = 200, body = HistoryPage), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
-pub async fn history(auth: AuthUser, State(store): State<Store>, Path(id): Path<String>, ApiQuery(q): ApiQuery<HistoryQuery>) -> Result<Json<HistoryPage>, ApiError> {
-    let conv: ConvId = id.parse().map_err(|_| ApiError::not_found("No such conversation."))?;
+pub async fn history(
+    auth: AuthUser,
+    State(store): State<Store>,
+    Path(id): Path<String>,
+    ApiQuery(q): ApiQuery<HistoryQuery>,
+) -> Result<Json<HistoryPage>, ApiError> {
+    let conv: ConvId = id
+        .parse()
+        .map_err(|_| ApiError::not_found("No such conversation."))?;
     access(&store, auth.user.id, conv, Access::Read).await??;
     let limit = q.limit.unwrap_or(50);
     if !(1..=100).contains(&limit) {
         return Err(ApiError::bad_request("invalid", "limit must be 1 to 100."));
     }
-    let (messages, has_more) = store.history(conv, q.before, q.after, limit as usize).await?;
+    let (messages, has_more) = store
+        .history(conv, q.before, q.after, limit as usize)
+        .await?;
     Ok(Json(HistoryPage { messages, has_more }))
 }

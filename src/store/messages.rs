@@ -29,7 +29,14 @@ fn decode(v: &[u8]) -> Result<Message, StoreError> {
     Ok(serde_json::from_slice(v)?)
 }
 
-fn range_of(txn: &ReadTransaction, conv: ConvId, from: u64, to: u64, newest_first: bool, limit: usize) -> Result<(Vec<Message>, bool), StoreError> {
+fn range_of(
+    txn: &ReadTransaction,
+    conv: ConvId,
+    from: u64,
+    to: u64,
+    newest_first: bool,
+    limit: usize,
+) -> Result<(Vec<Message>, bool), StoreError> {
     if from > to || limit == 0 {
         return Ok((Vec::new(), false));
     }
@@ -38,7 +45,14 @@ fn range_of(txn: &ReadTransaction, conv: ConvId, from: u64, to: u64, newest_firs
     let range = t.range((a, b, from)..=(a, b, to))?;
     let mut out = Vec::with_capacity(limit.min(128));
     let mut more = false;
-    let mut take = |entry: Result<(redb::AccessGuard<'_, (u64, u64, u64)>, redb::AccessGuard<'_, &[u8]>), redb::StorageError>| -> Result<bool, StoreError> {
+    let mut take = |entry: Result<
+        (
+            redb::AccessGuard<'_, (u64, u64, u64)>,
+            redb::AccessGuard<'_, &[u8]>,
+        ),
+        redb::StorageError,
+    >|
+     -> Result<bool, StoreError> {
         if out.len() == limit {
             more = true;
             return Ok(false);
@@ -84,22 +98,40 @@ impl Store {
                 let mut ids = txn.open_table(CLIENT_IDS)?;
                 if let Some(key) = ids.get((sender.0, client_id.as_str()))?.map(|v| v.value()) {
                     let msgs = txn.open_table(MESSAGES)?;
-                    let v = msgs.get(key)?.ok_or_else(|| StoreError::Corrupt(format!("client id {client_id} points at a missing message")))?;
-                    return Ok(SendOutcome { message: decode(v.value())?, duplicate: true });
+                    let v = msgs.get(key)?.ok_or_else(|| {
+                        StoreError::Corrupt(format!(
+                            "client id {client_id} points at a missing message"
+                        ))
+                    })?;
+                    return Ok(SendOutcome {
+                        message: decode(v.value())?,
+                        duplicate: true,
+                    });
                 }
                 let mut heads = txn.open_table(CONV_HEADS)?;
                 let seq = heads.get((a, b))?.map_or(0, |v| v.value()) + 1;
                 let ts = now_ms();
-                let message = Message { conv, seq, sender, client_id, ts, content };
+                let message = Message {
+                    conv,
+                    seq,
+                    sender,
+                    client_id,
+                    ts,
+                    content,
+                };
                 let bytes = serde_json::to_vec(&message)?;
                 heads.insert((a, b), seq)?;
-                txn.open_table(MESSAGES)?.insert((a, b, seq), bytes.as_slice())?;
+                txn.open_table(MESSAGES)?
+                    .insert((a, b, seq), bytes.as_slice())?;
                 ids.insert((sender.0, message.client_id.as_str()), (a, b, seq))?;
                 let mut convs = txn.open_table(USER_CONVS)?;
                 for m in members {
                     convs.insert((m.0, a, b), ts)?;
                 }
-                Ok(SendOutcome { message, duplicate: false })
+                Ok(SendOutcome {
+                    message,
+                    duplicate: false,
+                })
             },
             move |out: &SendOutcome| {
                 if !out.duplicate {
@@ -112,9 +144,22 @@ impl Store {
 
     /// A page of history in ascending order: the newest `limit` before `before` (exclusive), or
     /// the oldest `limit` after `after` (exclusive), or the newest page when neither is given.
-    pub async fn history(&self, conv: ConvId, before: Option<u64>, after: Option<u64>, limit: usize) -> Result<(Vec<Message>, bool), StoreError> {
+    pub async fn history(
+        &self,
+        conv: ConvId,
+        before: Option<u64>,
+        after: Option<u64>,
+        limit: usize,
+    ) -> Result<(Vec<Message>, bool), StoreError> {
         self.read(move |txn| match (before, after) {
-            (_, Some(after)) => range_of(txn, conv, after.saturating_add(1), before.map_or(u64::MAX, |b| b.saturating_sub(1)), false, limit),
+            (_, Some(after)) => range_of(
+                txn,
+                conv,
+                after.saturating_add(1),
+                before.map_or(u64::MAX, |b| b.saturating_sub(1)),
+                false,
+                limit,
+            ),
             (Some(before), None) => {
                 if before <= 1 {
                     return Ok((Vec::new(), false));
@@ -128,7 +173,11 @@ impl Store {
 
     /// For sync: per conversation, the messages after its cursor, at most `cap` (the newest
     /// ones when there are more; the client pages the rest with `history`).
-    pub async fn messages_after(&self, wanted: Vec<(ConvId, u64)>, cap: usize) -> Result<Vec<Vec<Message>>, StoreError> {
+    pub async fn messages_after(
+        &self,
+        wanted: Vec<(ConvId, u64)>,
+        cap: usize,
+    ) -> Result<Vec<Vec<Message>>, StoreError> {
         self.read(move |txn| {
             let heads = txn.open_table(CONV_HEADS)?;
             let mut out = Vec::with_capacity(wanted.len());
@@ -161,7 +210,12 @@ impl Store {
                     Some(m) => Some(decode(m.value())?),
                     None => None,
                 };
-                out.push(StoredConv { conv: ConvId::from_key((a, b)), last_seq, last_ts: v.value(), last_message });
+                out.push(StoredConv {
+                    conv: ConvId::from_key((a, b)),
+                    last_seq,
+                    last_ts: v.value(),
+                    last_message,
+                });
             }
             out.sort_by(|x, y| y.last_ts.cmp(&x.last_ts));
             Ok(out)
@@ -178,7 +232,10 @@ impl Store {
             for entry in convs.range((user.0, 0, 0)..=(user.0, u64::MAX, u64::MAX))? {
                 let (k, _) = entry?;
                 let (_, a, b) = k.value();
-                out.push((ConvId::from_key((a, b)), heads.get((a, b))?.map_or(0, |v| v.value())));
+                out.push((
+                    ConvId::from_key((a, b)),
+                    heads.get((a, b))?.map_or(0, |v| v.value()),
+                ));
             }
             Ok(out)
         })

@@ -51,7 +51,11 @@ impl UserRecord {
 
     /// What the user sees of themselves.
     pub fn own_view(&self) -> UserView {
-        UserView { phone: self.phone.clone(), email: self.email.clone(), ..self.public_view() }
+        UserView {
+            phone: self.phone.clone(),
+            email: self.email.clone(),
+            ..self.public_view()
+        }
     }
 }
 
@@ -83,7 +87,10 @@ pub enum NameTaken {
     Email,
 }
 
-pub(super) fn load_user(t: &impl ReadableTable<u64, &'static [u8]>, id: u64) -> Result<Option<UserRecord>, StoreError> {
+pub(super) fn load_user(
+    t: &impl ReadableTable<u64, &'static [u8]>,
+    id: u64,
+) -> Result<Option<UserRecord>, StoreError> {
     Ok(match t.get(id)? {
         Some(v) => Some(serde_json::from_slice(v.value())?),
         None => None,
@@ -98,11 +105,18 @@ fn put_user(txn: &WriteTransaction, u: &UserRecord) -> Result<(), StoreError> {
 
 impl Store {
     /// Creates a user; the first user of a server becomes its administrator.
-    pub async fn create_user(&self, new: NewUser) -> Result<Result<UserRecord, NameTaken>, StoreError> {
+    pub async fn create_user(
+        &self,
+        new: NewUser,
+    ) -> Result<Result<UserRecord, NameTaken>, StoreError> {
         self.write(move |txn| {
             {
                 let names = txn.open_table(LOGIN_NAMES)?;
-                let checks = [(Some(&new.username), NameTaken::Username), (new.phone.as_ref(), NameTaken::Phone), (new.email.as_ref(), NameTaken::Email)];
+                let checks = [
+                    (Some(&new.username), NameTaken::Username),
+                    (new.phone.as_ref(), NameTaken::Phone),
+                    (new.email.as_ref(), NameTaken::Email),
+                ];
                 for (name, which) in checks {
                     if let Some(name) = name
                         && names.get(name.as_str())?.is_some()
@@ -130,7 +144,14 @@ impl Store {
                 created_at: now_ms(),
             };
             let mut names = txn.open_table(LOGIN_NAMES)?;
-            for name in [Some(&user.username), user.phone.as_ref(), user.email.as_ref()].into_iter().flatten() {
+            for name in [
+                Some(&user.username),
+                user.phone.as_ref(),
+                user.email.as_ref(),
+            ]
+            .into_iter()
+            .flatten()
+            {
                 names.insert(name.as_str(), id)?;
             }
             drop(names);
@@ -141,13 +162,18 @@ impl Store {
     }
 
     pub async fn user(&self, id: UserId) -> Result<Option<UserRecord>, StoreError> {
-        self.read(move |txn| load_user(&txn.open_table(USERS)?, id.0)).await
+        self.read(move |txn| load_user(&txn.open_table(USERS)?, id.0))
+            .await
     }
 
     /// Finds a user by username, phone or e-mail (already lower-cased and trimmed).
     pub async fn user_by_login(&self, name: String) -> Result<Option<UserRecord>, StoreError> {
         self.read(move |txn| {
-            let Some(id) = txn.open_table(LOGIN_NAMES)?.get(name.as_str())?.map(|v| v.value()) else {
+            let Some(id) = txn
+                .open_table(LOGIN_NAMES)?
+                .get(name.as_str())?
+                .map(|v| v.value())
+            else {
                 return Ok(None);
             };
             load_user(&txn.open_table(USERS)?, id)
@@ -156,12 +182,19 @@ impl Store {
     }
 
     /// Exact login-name matches first, then users whose nickname starts with `q`.
-    pub async fn search_users(&self, q: String, limit: usize) -> Result<Vec<UserRecord>, StoreError> {
+    pub async fn search_users(
+        &self,
+        q: String,
+        limit: usize,
+    ) -> Result<Vec<UserRecord>, StoreError> {
         self.read(move |txn| {
             let users = txn.open_table(USERS)?;
             let mut found: Vec<UserRecord> = Vec::new();
             let key = q.trim().to_lowercase();
-            if let Some(id) = txn.open_table(LOGIN_NAMES)?.get(key.as_str())?.map(|v| v.value())
+            if let Some(id) = txn
+                .open_table(LOGIN_NAMES)?
+                .get(key.as_str())?
+                .map(|v| v.value())
                 && let Some(u) = load_user(&users, id)?
             {
                 found.push(u);
@@ -174,7 +207,11 @@ impl Store {
                 }
                 let (_, v) = entry?;
                 let u: UserRecord = serde_json::from_slice(v.value())?;
-                if !u.disabled && !key.is_empty() && u.nickname.to_lowercase().starts_with(&key) && !found.iter().any(|f| f.id == u.id) {
+                if !u.disabled
+                    && !key.is_empty()
+                    && u.nickname.to_lowercase().starts_with(&key)
+                    && !found.iter().any(|f| f.id == u.id)
+                {
                     found.push(u);
                 }
             }
@@ -185,20 +222,32 @@ impl Store {
     }
 
     /// Applies a profile change; a phone or e-mail that belongs to someone else is refused.
-    pub async fn update_profile(&self, id: UserId, patch: ProfilePatch) -> Result<Result<UserRecord, NameTaken>, StoreError> {
+    pub async fn update_profile(
+        &self,
+        id: UserId,
+        patch: ProfilePatch,
+    ) -> Result<Result<UserRecord, NameTaken>, StoreError> {
         self.write(move |txn| {
             let Some(mut user) = load_user(&txn.open_table(USERS)?, id.0)? else {
                 return Err(StoreError::Corrupt(format!("user {id} vanished")));
             };
             let mut names = txn.open_table(LOGIN_NAMES)?;
-            for (new, which) in [(&patch.phone, NameTaken::Phone), (&patch.email, NameTaken::Email)] {
+            for (new, which) in [
+                (&patch.phone, NameTaken::Phone),
+                (&patch.email, NameTaken::Email),
+            ] {
                 if let Some(Some(name)) = new
-                    && names.get(name.as_str())?.is_some_and(|owner| owner.value() != id.0)
+                    && names
+                        .get(name.as_str())?
+                        .is_some_and(|owner| owner.value() != id.0)
                 {
                     return Ok(Err(which));
                 }
             }
-            for (new, old) in [(&patch.phone, &mut user.phone), (&patch.email, &mut user.email)] {
+            for (new, old) in [
+                (&patch.phone, &mut user.phone),
+                (&patch.email, &mut user.email),
+            ] {
                 if let Some(new) = new {
                     if let Some(old) = old.as_ref() {
                         names.remove(old.as_str())?;
