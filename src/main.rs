@@ -99,6 +99,12 @@ fn main() -> ExitCode {
 }
 
 async fn serve(config: Config) -> anyhow::Result<()> {
+    // Every socket is a file: take the hard limit rather than the often tiny default soft one.
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(n) if n < 4096 => tracing::warn!(limit = n, "the open-file limit is low; it caps concurrent connections"),
+        Ok(_) => {}
+        Err(e) => tracing::warn!(error = %e, "cannot raise the open-file limit"),
+    }
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.listen))?;
