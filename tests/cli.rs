@@ -1,0 +1,64 @@
+//! The `chinwag` binary itself: `config` output and precedence, and a clear refusal when a
+//! second process opens a data dir that is in use.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_chinwag");
+
+#[test]
+fn config_prints_the_effective_settings_with_secrets_hidden() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("chinwag.toml");
+    std::fs::write(&file, "listen = \"127.0.0.1:9000\"\n[auth]\notp_sender = \"webhook\"\notp_webhook_url = \"https://gw.example/send?key=s3cret\"\n").unwrap();
+    let out = Command::new(BIN)
+        .args(["config", "--config"])
+        .arg(&file)
+        .args(["--data-dir", "/srv/chat"])
+        .env("CHINWAG_LISTEN", "127.0.0.1:9001")
+        .env("CHINWAG_LIMITS__OUTBOUND_QUEUE", "99")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.contains("listen = \"127.0.0.1:9001\""), "env beats the file:\n{text}");
+    assert!(text.contains("data_dir = \"/srv/chat\""), "the flag wins:\n{text}");
+    assert!(text.contains("outbound_queue = 99"));
+    assert!(text.contains("max_frame_bytes = 65536"), "defaults are shown");
+    assert!(!text.contains("s3cret") && text.contains("<hidden>"), "{text}");
+    assert!(!dir.path().join("chat").exists(), "printing the config creates nothing");
+
+    let bad = Command::new(BIN).arg("config").env("CHINWAG_LIMTS__X", "1").output().unwrap();
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("CHINWAG_LIMTS__X"));
+}
+
+#[test]
+fn a_second_server_on_the_same_data_dir_stops_with_a_clear_message() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut first = Command::new(BIN)
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(dir.path())
+        .env("CHINWAG_LOG", "info")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // Wait for the first server to be up: it logs its listening address.
+    let mut lines = BufReader::new(first.stdout.take().unwrap()).lines();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        assert!(Instant::now() < deadline, "the first server did not start");
+        let line = lines.next().expect("server output").unwrap();
+        if line.contains("Chinwag is listening") {
+            break;
+        }
+    }
+    let second = Command::new(BIN).args(["serve", "--listen", "127.0.0.1:0", "--data-dir"]).arg(dir.path()).output().unwrap();
+    first.kill().unwrap();
+    first.wait().unwrap();
+    assert!(!second.status.success());
+    let err = String::from_utf8_lossy(&second.stderr);
+    assert!(err.contains("in use by another Chinwag process"), "{err}");
+}
