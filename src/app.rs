@@ -19,6 +19,7 @@ use crate::config::Config;
 use crate::connection::{self, SocketCtx};
 use crate::http::origin::{OriginPolicy, check_origin};
 use crate::hub::Hub;
+use crate::social::{contacts, groups};
 use crate::store::Store;
 use crate::web;
 
@@ -37,11 +38,12 @@ impl AppState {
     pub fn new(
         config: Config,
         store: Store,
+        hub: Arc<Hub>,
         sockets_shutdown: tokio_util::sync::CancellationToken,
     ) -> anyhow::Result<AppState> {
-        let accounts = Accounts::new(&config.auth)
-            .map_err(|e| anyhow::anyhow!("cannot set up accounts: {}", e.message))?;
+        let accounts = Accounts::new(&config.auth).map_err(|e| anyhow::anyhow!("cannot set up accounts: {}", e.message))?;
         let sockets = SocketCtx {
+            config: Arc::new(config.clone()),
             shutdown: sockets_shutdown,
             tracker: tokio_util::task::TaskTracker::new(),
             max_frame_bytes: config.limits.max_frame_bytes,
@@ -50,11 +52,9 @@ impl AppState {
         };
         Ok(AppState {
             store,
-            hub: Arc::new(Hub::default()),
+            hub,
             accounts,
-            origin: OriginPolicy {
-                allowed: Arc::new(config.allowed_origins.clone()),
-            },
+            origin: OriginPolicy { allowed: Arc::new(config.allowed_origins.clone()) },
             config: Arc::new(config),
             sockets,
         })
@@ -64,7 +64,7 @@ impl AppState {
 #[derive(OpenApi)]
 #[openapi(
     info(title = "Chinwag", description = "HTTP API of the Chinwag chat server. Real-time frames are described in docs/protocol.md."),
-    tags((name = "accounts"), (name = "chat"), (name = "realtime"), (name = "operations"))
+    tags((name = "accounts"), (name = "contacts"), (name = "groups"), (name = "chat"), (name = "realtime"), (name = "operations"))
 )]
 struct ApiDoc;
 
@@ -88,31 +88,45 @@ pub fn router(state: AppState) -> Router {
         .routes(routes!(accounts::routes::change_password))
         .routes(routes!(accounts::routes::get_user))
         .routes(routes!(accounts::routes::search_users))
+        .routes(routes!(accounts::routes::presence))
         .routes(routes!(chat::routes::list))
+        .routes(routes!(chat::routes::get, chat::routes::update))
         .routes(routes!(chat::routes::history))
+        .routes(routes!(chat::routes::edit))
+        .routes(routes!(chat::routes::recall))
+        .routes(routes!(chat::routes::react))
+        .routes(routes!(chat::routes::reads))
+        .routes(routes!(chat::routes::search))
+        .routes(routes!(contacts::list))
+        .routes(routes!(contacts::requests, contacts::send_request))
+        .routes(routes!(contacts::accept_request))
+        .routes(routes!(contacts::refuse_request))
+        .routes(routes!(contacts::block_request))
+        .routes(routes!(contacts::delete_contact))
+        .routes(routes!(contacts::block_user, contacts::unblock_user))
+        .routes(routes!(groups::create, groups::list))
+        .routes(routes!(groups::get, groups::update, groups::remove))
+        .routes(routes!(groups::members, groups::add_members))
+        .routes(routes!(groups::remove_member))
+        .routes(routes!(groups::join_group))
+        .routes(routes!(groups::leave_group))
+        .routes(routes!(groups::applications))
+        .routes(routes!(groups::approve_application))
+        .routes(routes!(groups::refuse_application))
+        .routes(routes!(groups::mute_member))
+        .routes(routes!(groups::add_admin, groups::remove_admin))
+        .routes(routes!(groups::transfer_group))
         .routes(routes!(connection::upgrade))
         .split_for_parts();
     let openapi = Arc::new(openapi);
     let max_body = state.config.limits.max_body_bytes;
     api_routes
-        .route(
-            "/api/openapi.json",
-            get(move || async move { Json(openapi.as_ref().clone()) }),
-        )
+        .route("/api/openapi.json", get(move || async move { Json(openapi.as_ref().clone()) }))
         .fallback(web::serve)
-        .layer(axum::middleware::from_fn_with_state(
-            state.origin.clone(),
-            check_origin,
-        ))
+        .layer(axum::middleware::from_fn_with_state(state.origin.clone(), check_origin))
         .layer(DefaultBodyLimit::max(max_body))
-        .layer(SetResponseHeaderLayer::if_not_present(
-            header::X_CONTENT_TYPE_OPTIONS,
-            HeaderValue::from_static("nosniff"),
-        ))
-        .layer(SetResponseHeaderLayer::if_not_present(
-            header::REFERRER_POLICY,
-            HeaderValue::from_static("no-referrer"),
-        ))
+        .layer(SetResponseHeaderLayer::if_not_present(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff")))
+        .layer(SetResponseHeaderLayer::if_not_present(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer")))
         .layer(TraceLayer::new_for_http())
         .with_state(state)
 }

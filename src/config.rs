@@ -23,6 +23,49 @@ pub struct Config {
     pub log_format: LogFormat,
     pub limits: Limits,
     pub auth: Auth,
+    pub chat: Chat,
+    pub groups: Groups,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Chat {
+    /// Who may start a 1:1 chat with a user: `anyone` logged in, or `contacts` only.
+    /// Blocked users can never write, whatever this says.
+    pub direct_policy: DirectPolicy,
+    /// How long senders may recall their message, seconds. Group owners and admins may recall
+    /// any message at any time.
+    pub recall_window_secs: u64,
+    /// How long senders may edit their text messages, seconds.
+    pub edit_window_secs: u64,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DirectPolicy {
+    Anyone,
+    Contacts,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Groups {
+    pub max_members: usize,
+    pub max_groups_per_user: usize,
+    /// Whether people who join a group can read what was said before they joined.
+    pub history_for_new_members: bool,
+}
+
+impl Default for Chat {
+    fn default() -> Self {
+        Chat { direct_policy: DirectPolicy::Anyone, recall_window_secs: 120, edit_window_secs: 86_400 }
+    }
+}
+
+impl Default for Groups {
+    fn default() -> Self {
+        Groups { max_members: 2000, max_groups_per_user: 500, history_for_new_members: false }
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -89,6 +132,8 @@ impl Default for Config {
             log_format: LogFormat::Text,
             limits: Limits::default(),
             auth: Auth::default(),
+            chat: Chat::default(),
+            groups: Groups::default(),
         }
     }
 }
@@ -133,15 +178,9 @@ pub struct Overrides {
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read config file {path}: {source}")]
-    Read {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Read { path: PathBuf, source: std::io::Error },
     #[error("config file {path}: {source}")]
-    Parse {
-        path: PathBuf,
-        source: toml::de::Error,
-    },
+    Parse { path: PathBuf, source: toml::de::Error },
     #[error("environment variable {var}: {message}")]
     Env { var: String, message: String },
     #[error("invalid configuration: {0}")]
@@ -159,25 +198,13 @@ impl Config {
         env: impl IntoIterator<Item = (String, String)>,
         overrides: &Overrides,
     ) -> Result<Config, ConfigError> {
-        let mut tree = toml::Table::try_from(Config::default())
-            .map_err(|e| ConfigError::Invalid(e.to_string()))?;
+        let mut tree = toml::Table::try_from(Config::default()).map_err(|e| ConfigError::Invalid(e.to_string()))?;
         if let Some(path) = file {
-            let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-                path: path.into(),
-                source,
-            })?;
-            let file_tree: toml::Table = text.parse().map_err(|source| ConfigError::Parse {
-                path: path.into(),
-                source,
-            })?;
+            let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.into(), source })?;
+            let file_tree: toml::Table = text.parse().map_err(|source| ConfigError::Parse { path: path.into(), source })?;
             merge(&mut tree, file_tree);
             // Check the file alone first so that its typos are reported against the file.
-            Config::deserialize(toml::Value::Table(tree.clone())).map_err(|source| {
-                ConfigError::Parse {
-                    path: path.into(),
-                    source,
-                }
-            })?;
+            Config::deserialize(toml::Value::Table(tree.clone())).map_err(|source| ConfigError::Parse { path: path.into(), source })?;
         }
         for (var, raw) in env {
             let Some(rest) = var.strip_prefix(ENV_PREFIX) else {
@@ -187,19 +214,11 @@ impl Config {
                 continue;
             }
             let path: Vec<String> = rest.split("__").map(str::to_ascii_lowercase).collect();
-            set_path(&mut tree, &path, env_value(&raw)).map_err(|message| ConfigError::Env {
-                var: var.clone(),
-                message,
-            })?;
-            Config::deserialize(toml::Value::Table(tree.clone())).map_err(|e| {
-                ConfigError::Env {
-                    var: var.clone(),
-                    message: e.message().to_string(),
-                }
-            })?;
+            set_path(&mut tree, &path, env_value(&raw)).map_err(|message| ConfigError::Env { var: var.clone(), message })?;
+            Config::deserialize(toml::Value::Table(tree.clone()))
+                .map_err(|e| ConfigError::Env { var: var.clone(), message: e.message().to_string() })?;
         }
-        let mut config = Config::deserialize(toml::Value::Table(tree))
-            .map_err(|e| ConfigError::Invalid(e.to_string()))?;
+        let mut config = Config::deserialize(toml::Value::Table(tree)).map_err(|e| ConfigError::Invalid(e.to_string()))?;
         if let Some(listen) = overrides.listen {
             config.listen = listen;
         }
@@ -225,9 +244,7 @@ impl Config {
             || self.limits.write_queue == 0
             || self.limits.max_batch == 0
         {
-            return bad(
-                "limits: max_frame_bytes >= 1024, outbound_queue, write_queue and max_batch >= 1",
-            );
+            return bad("limits: max_frame_bytes >= 1024, outbound_queue, write_queue and max_batch >= 1");
         }
         if self.auth.hash_concurrency == 0 || self.auth.session_days == 0 {
             return bad("auth.hash_concurrency and auth.session_days must be at least 1");
@@ -270,8 +287,7 @@ fn set_path(tree: &mut toml::Table, path: &[String], value: toml::Value) -> Resu
             _ => return Err(format!("no settings section `{p}`")),
         };
     }
-    if !node.contains_key(last) && !matches!(last.as_str(), "otp_webhook_url" | "otp_webhook_token")
-    {
+    if !node.contains_key(last) && !matches!(last.as_str(), "otp_webhook_url" | "otp_webhook_token") {
         return Err(format!("unknown setting `{}`", path.join(".")));
     }
     node.insert(last.clone(), value);
@@ -283,9 +299,7 @@ fn set_path(tree: &mut toml::Table, path: &[String], value: toml::Value) -> Resu
 fn env_value(raw: &str) -> toml::Value {
     let probe = format!("v = {raw}");
     match probe.parse::<toml::Table>() {
-        Ok(mut t) => t
-            .remove("v")
-            .unwrap_or_else(|| toml::Value::String(raw.into())),
+        Ok(mut t) => t.remove("v").unwrap_or_else(|| toml::Value::String(raw.into())),
         Err(_) => toml::Value::String(raw.into()),
     }
 }
@@ -295,10 +309,7 @@ mod tests {
     use super::*;
 
     fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-        pairs
-            .iter()
-            .map(|(a, b)| ((*a).into(), (*b).into()))
-            .collect()
+        pairs.iter().map(|(a, b)| ((*a).into(), (*b).into())).collect()
     }
 
     #[test]
@@ -312,25 +323,16 @@ mod tests {
     fn precedence_is_flag_then_env_then_file_then_default() {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("c.toml");
-        std::fs::write(&file, "listen = \"127.0.0.1:1000\"\ndata_dir = \"/from/file\"\n[limits]\noutbound_queue = 7\nmax_batch = 9\n").unwrap();
-        let e = env(&[
-            ("CHINWAG_LISTEN", "127.0.0.1:2000"),
-            ("CHINWAG_LIMITS__OUTBOUND_QUEUE", "8"),
-            ("HOME", "/x"),
-        ]);
+        std::fs::write(&file, "listen = \"127.0.0.1:1000\"\ndata_dir = \"/from/file\"\n[limits]\noutbound_queue = 7\nmax_batch = 9\n")
+            .unwrap();
+        let e = env(&[("CHINWAG_LISTEN", "127.0.0.1:2000"), ("CHINWAG_LIMITS__OUTBOUND_QUEUE", "8"), ("HOME", "/x")]);
         let c = Config::load(Some(&file), e.clone(), &Overrides::default()).unwrap();
         assert_eq!(c.listen.to_string(), "127.0.0.1:2000");
         assert_eq!(c.data_dir, PathBuf::from("/from/file"));
         assert_eq!(c.limits.outbound_queue, 8);
         assert_eq!(c.limits.max_batch, 9);
-        let o = Overrides {
-            listen: Some("127.0.0.1:3000".parse().unwrap()),
-            data_dir: None,
-        };
-        assert_eq!(
-            Config::load(Some(&file), e, &o).unwrap().listen.to_string(),
-            "127.0.0.1:3000"
-        );
+        let o = Overrides { listen: Some("127.0.0.1:3000".parse().unwrap()), data_dir: None };
+        assert_eq!(Config::load(Some(&file), e, &o).unwrap().listen.to_string(), "127.0.0.1:3000");
     }
 
     #[test]
@@ -338,23 +340,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("c.toml");
         std::fs::write(&file, "lisen = \"127.0.0.1:1000\"\n").unwrap();
-        assert!(matches!(
-            Config::load(Some(&file), env(&[]), &Overrides::default()),
-            Err(ConfigError::Parse { .. })
-        ));
-        let err = Config::load(
-            None,
-            env(&[("CHINWAG_LIMITS__NOPE", "1")]),
-            &Overrides::default(),
-        )
-        .unwrap_err();
+        assert!(matches!(Config::load(Some(&file), env(&[]), &Overrides::default()), Err(ConfigError::Parse { .. })));
+        let err = Config::load(None, env(&[("CHINWAG_LIMITS__NOPE", "1")]), &Overrides::default()).unwrap_err();
         assert!(err.to_string().contains("CHINWAG_LIMITS__NOPE"), "{err}");
-        let err = Config::load(
-            None,
-            env(&[("CHINWAG_LIMITS__OUTBOUND_QUEUE", "many")]),
-            &Overrides::default(),
-        )
-        .unwrap_err();
+        let err = Config::load(None, env(&[("CHINWAG_LIMITS__OUTBOUND_QUEUE", "many")]), &Overrides::default()).unwrap_err();
         assert!(matches!(err, ConfigError::Env { .. }), "{err}");
     }
 
@@ -362,19 +351,11 @@ mod tests {
     fn secrets_are_hidden_when_printed() {
         let e = env(&[
             ("CHINWAG_AUTH__OTP_SENDER", "webhook"),
-            (
-                "CHINWAG_AUTH__OTP_WEBHOOK_URL",
-                "https://sms.example/send?key=s3cret",
-            ),
+            ("CHINWAG_AUTH__OTP_WEBHOOK_URL", "https://sms.example/send?key=s3cret"),
             ("CHINWAG_AUTH__OTP_WEBHOOK_TOKEN", "t0ken"),
         ]);
-        let shown = Config::load(None, e, &Overrides::default())
-            .unwrap()
-            .to_toml_redacted();
-        assert!(
-            !shown.contains("s3cret") && !shown.contains("t0ken"),
-            "{shown}"
-        );
+        let shown = Config::load(None, e, &Overrides::default()).unwrap().to_toml_redacted();
+        assert!(!shown.contains("s3cret") && !shown.contains("t0ken"), "{shown}");
         assert!(shown.contains("otp_sender = \"webhook\""));
     }
 }

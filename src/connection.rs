@@ -16,6 +16,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::chat;
+use crate::config::Config;
 use crate::http::AuthUser;
 use crate::hub::Hub;
 use crate::protocol::{ClientFrame, HelloUser, MAX_CLIENT_ID, ServerFrame, close};
@@ -27,6 +28,7 @@ pub const DEAD_AFTER: Duration = Duration::from_secs(45);
 /// What every socket needs besides the store and the hub.
 #[derive(Clone)]
 pub struct SocketCtx {
+    pub config: Arc<Config>,
     pub shutdown: CancellationToken,
     pub tracker: TaskTracker,
     pub max_frame_bytes: usize,
@@ -44,14 +46,12 @@ pub async fn upgrade(
     State(hub): State<Arc<Hub>>,
     State(ctx): State<SocketCtx>,
 ) -> Response {
-    ws.read_buffer_size(4096)
-        .write_buffer_size(0)
-        .max_message_size(ctx.max_frame_bytes)
-        .max_frame_size(ctx.max_frame_bytes)
-        .on_upgrade(move |socket| {
+    ws.read_buffer_size(4096).write_buffer_size(0).max_message_size(ctx.max_frame_bytes).max_frame_size(ctx.max_frame_bytes).on_upgrade(
+        move |socket| {
             let tracker = ctx.tracker.clone();
             tracker.track_future(run(socket, auth, store, hub, ctx))
-        })
+        },
+    )
 }
 
 enum Flow {
@@ -68,10 +68,7 @@ struct Conn {
 impl Conn {
     /// Writes one frame; a write that misses its deadline ends the connection.
     async fn send(&mut self, text: Utf8Bytes) -> bool {
-        matches!(
-            tokio::time::timeout(self.write_timeout, self.socket.send(WsMessage::Text(text))).await,
-            Ok(Ok(()))
-        )
+        matches!(tokio::time::timeout(self.write_timeout, self.socket.send(WsMessage::Text(text))).await, Ok(Ok(())))
     }
 
     async fn send_frame(&mut self, frame: &ServerFrame) -> bool {
@@ -79,10 +76,7 @@ impl Conn {
     }
 
     async fn close(mut self, code: u16, reason: &'static str) {
-        let frame = WsMessage::Close(Some(CloseFrame {
-            code,
-            reason: reason.into(),
-        }));
+        let frame = WsMessage::Close(Some(CloseFrame { code, reason: reason.into() }));
         let _ = tokio::time::timeout(Duration::from_secs(1), self.socket.send(frame)).await;
     }
 }
@@ -91,17 +85,9 @@ async fn run(socket: WebSocket, auth: AuthUser, store: Store, hub: Arc<Hub>, ctx
     let user = auth.user.id;
     let reg = hub.register(user, auth.session, ctx.outbound_queue);
     let (conn_id, mut outbound, kick, _guard) = (reg.id, reg.outbound, reg.kick, reg.guard);
-    let mut conn = Conn {
-        socket,
-        write_timeout: ctx.write_timeout,
-    };
-    let hello = ServerFrame::Hello {
-        user: HelloUser {
-            id: user,
-            username: auth.user.username.clone(),
-            nickname: auth.user.nickname.clone(),
-        },
-    };
+    let mut conn = Conn { socket, write_timeout: ctx.write_timeout };
+    let hello =
+        ServerFrame::Hello { user: HelloUser { id: user, username: auth.user.username.clone(), nickname: auth.user.nickname.clone() } };
     if !conn.send_frame(&hello).await {
         return;
     }
@@ -109,6 +95,7 @@ async fn run(socket: WebSocket, auth: AuthUser, store: Store, hub: Arc<Hub>, ctx
     let mut ping = tokio::time::interval_at(Instant::now() + PING_EVERY, PING_EVERY);
     ping.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let mut last_heard = Instant::now();
+    let mut last_typing: Option<Instant> = None;
     let outcome = loop {
         let flow = tokio::select! {
             () = ctx.shutdown.cancelled() => Flow::Close(close::GOING_AWAY, "server shutting down"),
@@ -130,7 +117,7 @@ async fn run(socket: WebSocket, auth: AuthUser, store: Store, hub: Arc<Hub>, ctx
                 match incoming {
                     None => Flow::Gone,
                     Some(Err(e)) => read_error(&e),
-                    Some(Ok(WsMessage::Text(t))) => handle_text(&mut conn, t.as_str(), user, conn_id, &store, &hub).await,
+                    Some(Ok(WsMessage::Text(t))) => handle_text(&mut conn, t.as_str(), Ctx { user, conn_id, store: &store, hub: &hub, config: &ctx.config }, &mut last_typing).await,
                     Some(Ok(WsMessage::Binary(_))) => {
                         let f = ServerFrame::error(None, "bad_frame", "Frames are JSON text.");
                         if conn.send_frame(&f).await { Flow::Continue } else { Flow::Gone }
@@ -159,64 +146,68 @@ fn read_error(e: &axum::Error) -> Flow {
     }
 }
 
-async fn handle_text(
-    conn: &mut Conn,
-    text: &str,
+/// What handling one frame needs.
+struct Ctx<'a> {
     user: crate::ids::UserId,
     conn_id: u64,
-    store: &Store,
-    hub: &Arc<Hub>,
-) -> Flow {
+    store: &'a Store,
+    hub: &'a Arc<Hub>,
+    config: &'a Config,
+}
+
+/// Typing frames closer together than this are ignored.
+const TYPING_EVERY: Duration = Duration::from_secs(2);
+
+async fn handle_text(conn: &mut Conn, text: &str, cx: Ctx<'_>, last_typing: &mut Option<Instant>) -> Flow {
+    let Ctx { user, conn_id, store, hub, config } = cx;
     let frame: ClientFrame = match serde_json::from_str(text) {
         Ok(f) => f,
         Err(e) => {
             // A refused `send` still names its client id when it has a usable one, so that the
             // client can mark that message failed instead of retrying it forever.
-            let client_id = serde_json::from_str::<serde_json::Value>(text)
-                .ok()
-                .and_then(|v| {
-                    v.get("client_id")
-                        .and_then(|c| c.as_str())
-                        .filter(|c| !c.is_empty() && c.len() <= MAX_CLIENT_ID)
-                        .map(str::to_owned)
-                });
+            let client_id = serde_json::from_str::<serde_json::Value>(text).ok().and_then(|v| {
+                v.get("client_id").and_then(|c| c.as_str()).filter(|c| !c.is_empty() && c.len() <= MAX_CLIENT_ID).map(str::to_owned)
+            });
             let f = ServerFrame::error(client_id, "bad_frame", format!("Not a valid frame: {e}"));
-            return if conn.send_frame(&f).await {
-                Flow::Continue
-            } else {
-                Flow::Gone
-            };
+            return if conn.send_frame(&f).await { Flow::Continue } else { Flow::Gone };
         }
     };
     let ok = match frame {
         ClientFrame::Ping => conn.send_frame(&ServerFrame::Pong).await,
-        ClientFrame::Send {
-            client_id,
-            conv,
-            content,
-        } => {
-            let answer = chat::send(store, hub, user, conn_id, client_id, conv, content).await;
+        ClientFrame::Send { client_id, conv, content, reply_to, mentions, mention_all } => {
+            let out = chat::Outgoing { client_id, conv, content, reply_to, mentions, mention_all };
+            let answer = chat::send(store, hub, config, user, conn_id, out).await;
             conn.send_frame(&answer).await
         }
+        ClientFrame::Read { conv, seq } => match chat::read(store, hub, config, user, conv, seq).await {
+            Some(err) => conn.send_frame(&err).await,
+            None => true,
+        },
+        ClientFrame::Typing { conv } => {
+            if last_typing.is_some_and(|t| t.elapsed() < TYPING_EVERY) {
+                true
+            } else {
+                *last_typing = Some(Instant::now());
+                match chat::typing(store, hub, config, user, conv).await {
+                    Some(err) => conn.send_frame(&err).await,
+                    None => true,
+                }
+            }
+        }
         ClientFrame::Sync { cursors } => match chat::sync(store, user, &cursors).await {
-            Ok(messages) => {
+            Ok((frames, reload)) => {
                 let mut ok = true;
-                for message in messages {
-                    if !conn.send_frame(&ServerFrame::Message { message }).await {
+                for frame in frames {
+                    if !conn.send_frame(&frame).await {
                         ok = false;
                         break;
                     }
                 }
-                ok && conn.send_frame(&ServerFrame::Synced).await
+                ok && conn.send_frame(&ServerFrame::Synced { reload }).await
             }
             Err(e) => {
                 tracing::error!(error = %e, "sync failed");
-                conn.send_frame(&ServerFrame::error(
-                    None,
-                    "unavailable",
-                    "Sync failed; try again.",
-                ))
-                .await
+                conn.send_frame(&ServerFrame::error(None, "unavailable", "Sync failed; try again.")).await
             }
         },
     };

@@ -31,9 +31,7 @@ pub struct Kick {
 impl Kick {
     pub fn kick(&self, code: u16) {
         // The first reason wins: a revoked session stays "revoked" even if it also lagged.
-        let _ = self
-            .code
-            .compare_exchange(0, code, Ordering::AcqRel, Ordering::Acquire);
+        let _ = self.code.compare_exchange(0, code, Ordering::AcqRel, Ordering::Acquire);
         self.token.cancel();
     }
     pub async fn kicked(&self) -> u16 {
@@ -49,9 +47,14 @@ struct Conn {
     kick: Arc<Kick>,
 }
 
+/// A user's first device connected (`true`) or last device disconnected (`false`).
+pub type PresenceChange = (UserId, bool);
+
 #[derive(Default)]
 pub struct Hub {
     users: RwLock<HashMap<UserId, Vec<Conn>>>,
+    /// Where presence changes go; a full channel drops them (presence is best-effort).
+    presence: Option<mpsc::Sender<PresenceChange>>,
     next_id: AtomicU64,
     /// Connections currently registered.
     pub connections: AtomicU64,
@@ -68,18 +71,20 @@ pub struct ConnGuard {
 
 impl Drop for ConnGuard {
     fn drop(&mut self) {
-        let mut users = self
-            .hub
-            .users
-            .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut users = self.hub.users.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut last = false;
         if let Some(conns) = users.get_mut(&self.user) {
             conns.retain(|c| c.id != self.id);
             if conns.is_empty() {
                 users.remove(&self.user);
+                last = true;
             }
         }
+        drop(users);
         self.hub.connections.fetch_sub(1, Ordering::Relaxed);
+        if last {
+            self.hub.presence_changed(self.user, false);
+        }
     }
 }
 
@@ -92,44 +97,40 @@ pub struct Registration {
 }
 
 impl Hub {
-    pub fn register(
-        self: &Arc<Self>,
-        user: UserId,
-        session: TokenHash,
-        queue: usize,
-    ) -> Registration {
-        let (tx, outbound) = mpsc::channel(queue);
-        let kick = Arc::new(Kick::default());
-        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        self.write_lock().entry(user).or_default().push(Conn {
-            id,
-            session,
-            tx,
-            kick: kick.clone(),
-        });
-        self.connections.fetch_add(1, Ordering::Relaxed);
-        Registration {
-            guard: ConnGuard {
-                hub: self.clone(),
-                user,
-                id,
-            },
-            id,
-            outbound,
-            kick,
+    pub fn with_presence(tx: mpsc::Sender<PresenceChange>) -> Hub {
+        Hub { presence: Some(tx), ..Hub::default() }
+    }
+
+    fn presence_changed(&self, user: UserId, online: bool) {
+        if let Some(tx) = &self.presence {
+            // Best effort: under a connection storm, presence updates may be skipped.
+            let _ = tx.try_send((user, online));
         }
     }
 
+    pub fn register(self: &Arc<Self>, user: UserId, session: TokenHash, queue: usize) -> Registration {
+        let (tx, outbound) = mpsc::channel(queue);
+        let kick = Arc::new(Kick::default());
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let first = {
+            let mut users = self.write_lock();
+            let conns = users.entry(user).or_default();
+            conns.push(Conn { id, session, tx, kick: kick.clone() });
+            conns.len() == 1
+        };
+        self.connections.fetch_add(1, Ordering::Relaxed);
+        if first {
+            self.presence_changed(user, true);
+        }
+        Registration { guard: ConnGuard { hub: self.clone(), user, id }, id, outbound, kick }
+    }
+
     fn write_lock(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<UserId, Vec<Conn>>> {
-        self.users
-            .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.users.write().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     fn read_lock(&self) -> std::sync::RwLockReadGuard<'_, HashMap<UserId, Vec<Conn>>> {
-        self.users
-            .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.users.read().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Queues `frame` for every connection of `users`, except connection `skip`.
@@ -154,6 +155,12 @@ impl Hub {
                 }
             }
         }
+    }
+
+    /// Serializes `frame` once and queues it for every connection of `users`.
+    pub fn send(&self, users: &[UserId], frame: &crate::protocol::ServerFrame) {
+        let f: Frame = Arc::from(frame.to_json());
+        self.deliver(users, &f, None);
     }
 
     /// Closes the connections opened with any of these sessions.

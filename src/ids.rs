@@ -7,9 +7,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use utoipa::ToSchema;
 
 /// A user's numeric id, assigned by the store in registration order (the first user is 1).
-#[derive(
-    Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, ToSchema,
-)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, ToSchema)]
 #[serde(transparent)]
 pub struct UserId(pub u64);
 
@@ -49,11 +47,7 @@ impl ConvId {
     }
 
     pub fn from_key((a, b): (u64, u64)) -> ConvId {
-        if a == 0 {
-            ConvId::Group(b)
-        } else {
-            ConvId::Direct(UserId(a), UserId(b))
-        }
+        if a == 0 { ConvId::Group(b) } else { ConvId::Direct(UserId(a), UserId(b)) }
     }
 
     /// For a 1:1 conversation that `me` is part of, the other participant.
@@ -84,11 +78,7 @@ impl FromStr for ConvId {
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let num = |p: &str| -> Result<u64, BadConvId> {
             // Leading zeros or signs would give two spellings of one id.
-            if p.is_empty()
-                || p.len() > 20
-                || !p.bytes().all(|c| c.is_ascii_digit())
-                || (p.len() > 1 && p.starts_with('0'))
-            {
+            if p.is_empty() || p.len() > 20 || !p.bytes().all(|c| c.is_ascii_digit()) || (p.len() > 1 && p.starts_with('0')) {
                 return Err(BadConvId);
             }
             p.parse().map_err(|_| BadConvId)
@@ -148,9 +138,7 @@ impl Username {
     pub fn parse(raw: &str) -> Option<Username> {
         let s = raw.trim().to_ascii_lowercase();
         let ok = (3..=32).contains(&s.len())
-            && s.bytes().all(|c| {
-                c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, b'_' | b'.' | b'-')
-            });
+            && s.bytes().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, b'_' | b'.' | b'-'));
         ok.then_some(Username(s))
     }
     pub fn as_str(&self) -> &str {
@@ -169,30 +157,14 @@ mod tests {
             assert_eq!(c.to_string(), s);
             assert_eq!(ConvId::from_key(c.key()), c);
         }
-        for s in [
-            "",
-            "d:2:1",
-            "d:1:1",
-            "d:0:1",
-            "d:01:2",
-            "d:+1:2",
-            "g:0",
-            "g:-1",
-            "x:1",
-            "d:1:2:3",
-            "g:1:",
-            "d:1:18446744073709551616",
-        ] {
+        for s in ["", "d:2:1", "d:1:1", "d:0:1", "d:01:2", "d:+1:2", "g:0", "g:-1", "x:1", "d:1:2:3", "g:1:", "d:1:18446744073709551616"] {
             assert_eq!(s.parse::<ConvId>(), Err(BadConvId), "{s}");
         }
     }
 
     #[test]
     fn direct_is_symmetric() {
-        assert_eq!(
-            ConvId::direct(UserId(7), UserId(3)),
-            ConvId::direct(UserId(3), UserId(7))
-        );
+        assert_eq!(ConvId::direct(UserId(7), UserId(3)), ConvId::direct(UserId(3), UserId(7)));
         assert_eq!(ConvId::direct(UserId(3), UserId(3)), None);
         let c = ConvId::direct(UserId(7), UserId(3)).unwrap();
         assert_eq!(c.peer_of(UserId(3)), Some(UserId(7)));

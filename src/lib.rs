@@ -6,11 +6,12 @@
 //! - [`app`]: the state and the one router that lists every route. [`connection`]: the
 //!   WebSocket loop, which hands each frame to the feature that owns it.
 //! - Features, each with its routes beside its logic: [`accounts`] (registration, login,
-//!   sessions, profiles), [`chat`] (conversations, sending, sync, history), [`web`] (the embedded
-//!   client).
+//!   sessions, profiles), [`social`] (contacts and groups), [`chat`] (conversations, sending,
+//!   receipts, recall, edit, reactions, sync, history, search), [`presence`], [`web`] (the
+//!   embedded client).
 //! - Shared below them: [`hub`] (who is connected, fan-out), [`http`] (errors, extractors,
 //!   Origin check, rate limits), [`store`] (redb tables and the group-commit writer),
-//!   [`protocol`] (every JSON frame), [`ids`], [`config`].
+//!   [`protocol`] (every JSON frame), [`outcome`] (domain refusals), [`ids`], [`config`].
 
 pub mod accounts;
 pub mod app;
@@ -20,7 +21,10 @@ pub mod connection;
 pub mod http;
 pub mod hub;
 pub mod ids;
+pub mod outcome;
+pub mod presence;
 pub mod protocol;
+pub mod social;
 pub mod store;
 pub mod web;
 
@@ -38,36 +42,28 @@ const DRAIN: Duration = Duration::from_secs(10);
 
 /// Runs the server on `listener` until `shutdown` is cancelled, then drains: stops accepting,
 /// closes sockets with 1001, lets pending writes commit, and closes the store.
-pub async fn run(
-    config: Config,
-    listener: TcpListener,
-    shutdown: CancellationToken,
-) -> anyhow::Result<()> {
-    let store = Store::open(
-        &config.data_dir,
-        &StoreOptions {
-            write_queue: config.limits.write_queue,
-            max_batch: config.limits.max_batch,
-        },
-    )?;
-    let state = app::AppState::new(config, store.clone(), shutdown.child_token())?;
+pub async fn run(config: Config, listener: TcpListener, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let store =
+        Store::open(&config.data_dir, &StoreOptions { write_queue: config.limits.write_queue, max_batch: config.limits.max_batch })?;
+    let (presence_tx, presence_rx) = tokio::sync::mpsc::channel(4096);
+    let hub = std::sync::Arc::new(hub::Hub::with_presence(presence_tx));
+    let presence = tokio::spawn(presence::run(store.clone(), std::sync::Arc::downgrade(&hub), presence_rx));
+    let state = app::AppState::new(config, store.clone(), hub, shutdown.child_token())?;
     let sockets = state.sockets.clone();
     let app = app::router(state);
     tracing::info!(addr = %listener.local_addr()?, "Chinwag is listening");
-    axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown.cancelled_owned())
-    .await?;
+    axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
+        .with_graceful_shutdown(shutdown.cancelled_owned())
+        .await?;
     sockets.tracker.close();
-    if tokio::time::timeout(DRAIN, sockets.tracker.wait())
-        .await
-        .is_err()
-    {
+    if tokio::time::timeout(DRAIN, sockets.tracker.wait()).await.is_err() {
         tracing::warn!("some sockets did not close in time");
     }
     drop(sockets);
+    // The hub (and with it the presence channel) is gone once the router and sockets are.
+    if tokio::time::timeout(DRAIN, presence).await.is_err() {
+        tracing::warn!("presence updates did not finish in time");
+    }
     if tokio::time::timeout(DRAIN, store.close()).await.is_err() {
         tracing::warn!("the store did not close in time");
     }

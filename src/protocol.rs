@@ -4,7 +4,7 @@
 //! WebSocket. Frames are `#[serde(tag = "type")]` enums; message content is tagged by `kind`.
 //! `docs/protocol.md` documents each frame, and the snapshot tests below pin the shapes.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -45,8 +45,60 @@ pub enum Content {
         outcome: String,
         duration_secs: u64,
     },
+    /// Written by the server for events in a conversation; clients render them in their language.
     System {
-        text: String,
+        event: SystemEvent,
+    },
+    /// What a recalled message becomes, for everyone.
+    Recalled {},
+}
+
+/// Events the server records in a conversation.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum SystemEvent {
+    /// Two users became contacts.
+    ContactAccepted,
+    GroupCreated {
+        by: UserId,
+    },
+    Joined {
+        user: UserId,
+        by: Option<UserId>,
+    },
+    Left {
+        user: UserId,
+    },
+    Removed {
+        user: UserId,
+        by: UserId,
+    },
+    Renamed {
+        name: String,
+        by: UserId,
+    },
+    NoticeChanged {
+        by: UserId,
+    },
+    OwnerChanged {
+        user: UserId,
+        by: UserId,
+    },
+    AdminAdded {
+        user: UserId,
+        by: UserId,
+    },
+    AdminRemoved {
+        user: UserId,
+        by: UserId,
+    },
+    Muted {
+        user: UserId,
+        by: UserId,
+        until: Option<u64>,
+    },
+    Dissolved {
+        by: UserId,
     },
 }
 
@@ -70,11 +122,9 @@ impl Content {
                     Ok(())
                 }
             }
-            Content::Image { .. } | Content::File { .. } => {
-                Err("File and image messages are not supported yet.")
-            }
-            Content::Call { .. } | Content::System { .. } => {
-                Err("Only the server writes call and system messages.")
+            Content::Image { .. } | Content::File { .. } => Err("File and image messages are not supported yet."),
+            Content::Call { .. } | Content::System { .. } | Content::Recalled {} => {
+                Err("Only the server writes call, system and recalled messages.")
             }
         }
     }
@@ -87,7 +137,8 @@ impl Content {
             Content::Image { .. } => "[image]".into(),
             Content::File { name, .. } => format!("[file] {name}"),
             Content::Call { .. } => "[call]".into(),
-            Content::System { text } => text.clone(),
+            Content::System { .. } => "[system]".into(),
+            Content::Recalled {} => "[recalled]".into(),
         }
     }
 }
@@ -103,6 +154,67 @@ pub struct Message {
     /// Server time of the commit, milliseconds since the Unix epoch.
     pub ts: u64,
     pub content: Content,
+    /// The conversation's change counter when this message was last edited, recalled or
+    /// reacted to (0: never). Sync sends changes newer than the client's `rev`.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub rev: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reply_to: Option<ReplyRef>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub mentions: Vec<UserId>,
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub mention_all: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub edited_at: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recalled: Option<Recall>,
+    /// Emoji -> who reacted with it.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub reactions: BTreeMap<String, Vec<UserId>>,
+}
+
+#[allow(clippy::trivially_copy_pass_by_ref)]
+fn is_zero(v: &u64) -> bool {
+    *v == 0
+}
+
+#[allow(clippy::trivially_copy_pass_by_ref)]
+fn is_false(v: &bool) -> bool {
+    !*v
+}
+
+impl Message {
+    pub fn new(conv: ConvId, seq: u64, sender: UserId, client_id: String, ts: u64, content: Content) -> Message {
+        Message {
+            conv,
+            seq,
+            sender,
+            client_id,
+            ts,
+            content,
+            rev: 0,
+            reply_to: None,
+            mentions: Vec::new(),
+            mention_all: false,
+            edited_at: None,
+            recalled: None,
+            reactions: BTreeMap::new(),
+        }
+    }
+}
+
+/// The message a reply quotes, as it was when the reply was sent.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct ReplyRef {
+    pub seq: u64,
+    pub sender: UserId,
+    pub preview: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Recall {
+    pub by: UserId,
+    pub at: u64,
 }
 
 /// What anyone logged in may see of a user.
@@ -122,6 +234,9 @@ pub struct UserView {
     pub phone: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub email: Option<String>,
+    /// Present only in the owner's own view.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hide_presence: Option<bool>,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -132,6 +247,127 @@ pub enum Gender {
     Male,
     Female,
     Other,
+}
+
+/// One side's view of its relation with another user.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ContactState {
+    /// Contacts on both sides.
+    Normal,
+    /// I blocked them.
+    Blocked,
+    /// They blocked me.
+    BlockedBy,
+    /// I removed them from my contacts.
+    Deleted,
+    /// They removed me from theirs.
+    DeletedBy,
+    /// No relation.
+    None,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct ContactView {
+    pub user: UserView,
+    pub state: ContactState,
+    /// Since when the relation is in this state, ms.
+    pub since: u64,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum RequestStatus {
+    Pending,
+    Accepted,
+    Refused,
+    Blocked,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct RequestView {
+    pub from: UserView,
+    pub to: UserView,
+    pub message: String,
+    pub status: RequestStatus,
+    pub created_at: u64,
+    pub updated_at: u64,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum JoinMode {
+    /// Anyone may join.
+    Open,
+    /// The owner or an admin approves each application.
+    Approval,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    Member,
+    Admin,
+    Owner,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct GroupView {
+    pub id: u64,
+    pub name: String,
+    pub notice: String,
+    pub avatar: Option<String>,
+    pub join_mode: JoinMode,
+    pub owner: UserId,
+    pub member_count: u32,
+    pub created_at: u64,
+    /// Your role, when you are a member.
+    pub my_role: Option<Role>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct MemberView {
+    pub user: UserView,
+    pub role: Role,
+    pub joined_at: u64,
+    /// Until when the member may not send, ms; absent when not muted.
+    pub muted_until: Option<u64>,
+    /// Whether the member is connected now (absent when they hide their presence).
+    pub online: Option<bool>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum GoneReason {
+    Left,
+    Removed,
+    Dissolved,
+}
+
+/// A conversation as one user's list shows it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct ConversationView {
+    pub id: ConvId,
+    /// The other person, for a 1:1 conversation.
+    pub peer: Option<UserView>,
+    /// The group, for a group conversation.
+    pub group: Option<GroupView>,
+    pub last_seq: u64,
+    pub last_message: Option<Message>,
+    /// Time of the last activity, ms: the last message, or when the conversation began.
+    pub last_ts: u64,
+    /// Your read position.
+    pub read_seq: u64,
+    /// Messages after your read position.
+    pub unread: u64,
+    /// Whether an unread message mentions you (or @all).
+    pub mentioned: bool,
+    pub pinned: bool,
+    pub muted: bool,
+    /// Hidden from the list until a new message arrives.
+    pub hidden: bool,
+    /// In a 1:1 conversation, how far the other person has read.
+    pub peer_read_seq: Option<u64>,
 }
 
 /// The short user summary in `hello`.
@@ -149,14 +385,54 @@ pub enum ClientFrame {
     /// Everything after these positions, then `synced`.
     Sync {
         #[serde(default)]
-        cursors: HashMap<ConvId, u64>,
+        cursors: HashMap<ConvId, SyncCursor>,
     },
     Send {
         client_id: String,
         conv: ConvId,
         content: Content,
+        /// The seq of the message this one answers.
+        #[serde(default)]
+        reply_to: Option<u64>,
+        /// Users mentioned with `@name`; they must be in the conversation.
+        #[serde(default)]
+        mentions: Vec<UserId>,
+        /// `@all`: group owner and admins only.
+        #[serde(default)]
+        mention_all: bool,
+    },
+    /// "I have read up to `seq`."
+    Read {
+        conv: ConvId,
+        seq: u64,
+    },
+    /// "I am typing" (send at most every few seconds while typing; never stored).
+    Typing {
+        conv: ConvId,
     },
     Ping,
+}
+
+/// How far a client has seen one conversation: the last seq, or `{"seq","rev"}` to also say
+/// which changes (edits, recalls, reactions) it already has.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum SyncCursor {
+    Seq(u64),
+    Full {
+        seq: u64,
+        #[serde(default)]
+        rev: u64,
+    },
+}
+
+impl SyncCursor {
+    pub fn parts(self) -> (u64, u64) {
+        match self {
+            SyncCursor::Seq(s) => (s, 0),
+            SyncCursor::Full { seq, rev } => (seq, rev),
+        }
+    }
 }
 
 /// Frames the server sends on the WebSocket.
@@ -169,11 +445,55 @@ pub enum ServerFrame {
     Message {
         message: Message,
     },
+    /// A message was changed: edited, recalled, or reacted to. Replace it by `(conv, seq)`.
+    Update {
+        message: Message,
+    },
     Ack {
         client_id: String,
         message: Message,
     },
-    Synced,
+    Synced {
+        /// Conversations with more changes than a sync sends: reload their history.
+        #[serde(skip_serializing_if = "Vec::is_empty")]
+        reload: Vec<ConvId>,
+    },
+    /// `user` has read `conv` up to `seq` (to the peer in 1:1 chats, and to the reader's devices).
+    Read {
+        conv: ConvId,
+        user: UserId,
+        seq: u64,
+    },
+    Typing {
+        conv: ConvId,
+        user: UserId,
+    },
+    Presence {
+        user: UserId,
+        online: bool,
+        last_seen: Option<u64>,
+    },
+    /// Your relation with another user changed.
+    Contact {
+        contact: ContactView,
+    },
+    /// A contact request to or from you was made or answered.
+    ContactRequest {
+        request: RequestView,
+    },
+    /// A group you are in changed (or you joined it).
+    Group {
+        group: GroupView,
+    },
+    /// You are no longer in this group (left, removed, or it was dissolved).
+    GroupGone {
+        group: u64,
+        reason: GoneReason,
+    },
+    /// Your view of a conversation changed (pinned, muted, hidden, read).
+    Conversation {
+        conversation: ConversationView,
+    },
     Error {
         #[serde(skip_serializing_if = "Option::is_none")]
         client_id: Option<String>,
@@ -185,11 +505,7 @@ pub enum ServerFrame {
 
 impl ServerFrame {
     pub fn error(client_id: Option<String>, code: &str, message: impl Into<String>) -> ServerFrame {
-        ServerFrame::Error {
-            client_id,
-            code: code.into(),
-            message: message.into(),
-        }
+        ServerFrame::Error { client_id, code: code.into(), message: message.into() }
     }
 
     /// The frame as JSON text. Serializing these types cannot fail (string keys, no maps with
@@ -215,14 +531,7 @@ mod tests {
     use super::*;
 
     fn msg() -> Message {
-        Message {
-            conv: "d:3:7".parse().unwrap(),
-            seq: 42,
-            sender: UserId(3),
-            client_id: "c9b1".into(),
-            ts: 1_795_766_400_000,
-            content: Content::Text { text: "hi".into() },
-        }
+        Message::new("d:3:7".parse().unwrap(), 42, UserId(3), "c9b1".into(), 1_795_766_400_000, Content::Text { text: "hi".into() })
     }
 
     /// These strings are the documented examples of docs/protocol.md; a change here is a
@@ -231,13 +540,7 @@ mod tests {
     fn server_frames_have_the_documented_shape() {
         let cases = [
             (
-                ServerFrame::Hello {
-                    user: HelloUser {
-                        id: UserId(3),
-                        username: "ann".into(),
-                        nickname: "Ann".into(),
-                    },
-                },
+                ServerFrame::Hello { user: HelloUser { id: UserId(3), username: "ann".into(), nickname: "Ann".into() } },
                 r#"{"type":"hello","user":{"id":3,"username":"ann","nickname":"Ann"}}"#,
             ),
             (
@@ -245,19 +548,12 @@ mod tests {
                 r#"{"type":"message","message":{"conv":"d:3:7","seq":42,"sender":3,"client_id":"c9b1","ts":1795766400000,"content":{"kind":"text","text":"hi"}}}"#,
             ),
             (
-                ServerFrame::Ack {
-                    client_id: "c9b1".into(),
-                    message: msg(),
-                },
+                ServerFrame::Ack { client_id: "c9b1".into(), message: msg() },
                 r#"{"type":"ack","client_id":"c9b1","message":{"conv":"d:3:7","seq":42,"sender":3,"client_id":"c9b1","ts":1795766400000,"content":{"kind":"text","text":"hi"}}}"#,
             ),
-            (ServerFrame::Synced, r#"{"type":"synced"}"#),
+            (ServerFrame::Synced { reload: vec![] }, r#"{"type":"synced"}"#),
             (
-                ServerFrame::error(
-                    Some("c9b1".into()),
-                    "forbidden",
-                    "You cannot write to this conversation.",
-                ),
+                ServerFrame::error(Some("c9b1".into()), "forbidden", "You cannot write to this conversation."),
                 r#"{"type":"error","client_id":"c9b1","code":"forbidden","message":"You cannot write to this conversation."}"#,
             ),
             (ServerFrame::Pong, r#"{"type":"pong"}"#),
@@ -269,19 +565,16 @@ mod tests {
 
     #[test]
     fn client_frames_parse_from_the_documented_examples() {
-        let sync: ClientFrame =
-            serde_json::from_str(r#"{"type":"sync","cursors":{"d:3:7":41,"g:12":0}}"#).unwrap();
-        let ClientFrame::Sync { cursors } = sync else {
-            panic!("not sync")
-        };
-        assert_eq!(cursors.get(&"d:3:7".parse().unwrap()), Some(&41));
+        let sync: ClientFrame = serde_json::from_str(r#"{"type":"sync","cursors":{"d:3:7":41,"g:12":0}}"#).unwrap();
+        let ClientFrame::Sync { cursors } = sync else { panic!("not sync") };
+        assert_eq!(cursors.get(&"d:3:7".parse().unwrap()).map(|c| c.parts()), Some((41, 0)));
+        let sync: ClientFrame = serde_json::from_str(r#"{"type":"sync","cursors":{"g:12":{"seq":5,"rev":2}}}"#).unwrap();
+        let ClientFrame::Sync { cursors } = sync else { panic!("not sync") };
+        assert_eq!(cursors.get(&"g:12".parse().unwrap()).map(|c| c.parts()), Some((5, 2)));
         let send: ClientFrame =
             serde_json::from_str(r#"{"type":"send","client_id":"c9b1","conv":"d:3:7","content":{"kind":"text","text":"hi"}}"#).unwrap();
         assert!(matches!(send, ClientFrame::Send { .. }));
-        assert_eq!(
-            serde_json::from_str::<ClientFrame>(r#"{"type":"ping"}"#).unwrap(),
-            ClientFrame::Ping
-        );
+        assert_eq!(serde_json::from_str::<ClientFrame>(r#"{"type":"ping"}"#).unwrap(), ClientFrame::Ping);
     }
 
     #[test]
@@ -304,29 +597,10 @@ mod tests {
 
     #[test]
     fn content_validation() {
-        assert!(
-            Content::Text { text: "  ".into() }
-                .validate_from_client()
-                .is_err()
-        );
-        assert!(
-            Content::Text {
-                text: "x".repeat(MAX_TEXT_CHARS + 1)
-            }
-            .validate_from_client()
-            .is_err()
-        );
-        assert!(
-            Content::Text {
-                text: "字".repeat(MAX_TEXT_CHARS)
-            }
-            .validate_from_client()
-            .is_ok()
-        );
-        assert!(
-            Content::System { text: "x".into() }
-                .validate_from_client()
-                .is_err()
-        );
+        assert!(Content::Text { text: "  ".into() }.validate_from_client().is_err());
+        assert!(Content::Text { text: "x".repeat(MAX_TEXT_CHARS + 1) }.validate_from_client().is_err());
+        assert!(Content::Text { text: "字".repeat(MAX_TEXT_CHARS) }.validate_from_client().is_ok());
+        assert!(Content::System { event: SystemEvent::ContactAccepted }.validate_from_client().is_err());
+        assert!(Content::Recalled {}.validate_from_client().is_err());
     }
 }

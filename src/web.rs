@@ -18,15 +18,10 @@ pub const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self' '
 media-src 'self' blob:; connect-src 'self'; font-src 'self'; object-src 'none'; base-uri 'self'; form-action 'self'; frame-ancestors 'none'";
 
 fn accepts(headers: &HeaderMap, encoding: &str) -> bool {
-    headers
-        .get_all(header::ACCEPT_ENCODING)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .any(|part| {
-            let mut it = part.trim().split(';');
-            it.next().is_some_and(|e| e.trim() == encoding) && it.all(|p| p.trim() != "q=0")
-        })
+    headers.get_all(header::ACCEPT_ENCODING).iter().filter_map(|v| v.to_str().ok()).flat_map(|v| v.split(',')).any(|part| {
+        let mut it = part.trim().split(';');
+        it.next().is_some_and(|e| e.trim() == encoding) && it.all(|p| p.trim() != "q=0")
+    })
 }
 
 /// Serves `uri` from the embedded files; unknown paths without an extension get `index.html`
@@ -66,15 +61,8 @@ pub async fn serve(uri: Uri, headers: HeaderMap) -> Response {
         resp_headers.insert(header::CONTENT_TYPE, v);
     }
     // Vite puts content hashes in the names of everything under assets/; those never change.
-    let cache = if path.starts_with("assets/") {
-        "public, max-age=31536000, immutable"
-    } else {
-        "no-cache"
-    };
+    let cache = if path.starts_with("assets/") { "public, max-age=31536000, immutable" } else { "no-cache" };
     resp_headers.insert(header::CACHE_CONTROL, HeaderValue::from_static(cache));
-    resp_headers.insert(
-        header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static(CSP),
-    );
+    resp_headers.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CSP));
     (resp_headers, body.into_owned()).into_response()
 }

@@ -12,50 +12,24 @@ use serde_json::json;
 async fn register_login_logout_and_the_documented_shapes() {
     let s = TestServer::start().await;
     let http = s.http();
-    let (status, body) = http
-        .post(
-            "/api/auth/register",
-            None,
-            json!({"username":"Ann","password":"ann-password","nickname":"Ann A."}),
-        )
-        .await;
+    let (status, body) =
+        http.post("/api/auth/register", None, json!({"username":"Ann","password":"ann-password","nickname":"Ann A."})).await;
     assert_eq!(status, 201, "{body}");
     assert_eq!(body["user"]["username"], "ann");
     assert_eq!(body["user"]["nickname"], "Ann A.");
-    assert_eq!(
-        body["user"]["is_admin"], true,
-        "the first user administers the server"
-    );
+    assert_eq!(body["user"]["is_admin"], true, "the first user administers the server");
     let token = body["token"].as_str().unwrap().to_owned();
 
-    let (status, body) = http
-        .post(
-            "/api/auth/register",
-            None,
-            json!({"username":"ann","password":"other-password"}),
-        )
-        .await;
-    assert_eq!(
-        (status, body["error"]["code"].as_str()),
-        (409, Some("username_taken"))
-    );
+    let (status, body) = http.post("/api/auth/register", None, json!({"username":"ann","password":"other-password"})).await;
+    assert_eq!((status, body["error"]["code"].as_str()), (409, Some("username_taken")));
 
     let bob = s.register("bob").await;
     let (_, me) = http.get("/api/me", Some(&bob.token)).await;
     assert_eq!(me["is_admin"], false, "only the first user is admin");
 
-    let (status, body) = http
-        .post(
-            "/api/auth/login",
-            None,
-            json!({"username":"ANN","password":"ann-password"}),
-        )
-        .await;
+    let (status, body) = http.post("/api/auth/login", None, json!({"username":"ANN","password":"ann-password"})).await;
     assert_eq!(status, 200, "{body}");
-    assert!(
-        body["token"].as_str().unwrap() != token,
-        "each login is a new session"
-    );
+    assert!(body["token"].as_str().unwrap() != token, "each login is a new session");
     assert_eq!(body["user"]["id"], me["id"].as_u64().unwrap() - 1);
 
     let (status, me) = http.get("/api/me", Some(&token)).await;
@@ -64,10 +38,7 @@ async fn register_login_logout_and_the_documented_shapes() {
     let (status, _) = http.post("/api/auth/logout", Some(&token), json!({})).await;
     assert_eq!(status, 204);
     let (status, body) = http.get("/api/me", Some(&token)).await;
-    assert_eq!(
-        (status, body["error"]["code"].as_str()),
-        (401, Some("unauthenticated"))
-    );
+    assert_eq!((status, body["error"]["code"].as_str()), (401, Some("unauthenticated")));
     s.stop().await;
 }
 
@@ -76,30 +47,12 @@ async fn bad_credentials_look_the_same_for_unknown_users_and_wrong_passwords() {
     let s = TestServer::start().await;
     s.register("carol").await;
     let http = s.http();
-    let (s1, b1) = http
-        .post(
-            "/api/auth/login",
-            None,
-            json!({"username":"carol","password":"not-her-password"}),
-        )
-        .await;
-    let (s2, b2) = http
-        .post(
-            "/api/auth/login",
-            None,
-            json!({"username":"nobody","password":"not-her-password"}),
-        )
-        .await;
+    let (s1, b1) = http.post("/api/auth/login", None, json!({"username":"carol","password":"not-her-password"})).await;
+    let (s2, b2) = http.post("/api/auth/login", None, json!({"username":"nobody","password":"not-her-password"})).await;
     assert_eq!(s1, 401);
     assert_eq!((s1, &b1), (s2, &b2));
-    let (status, body) = http
-        .post("/api/auth/login", None, json!({"username":"carol"}))
-        .await;
-    assert_eq!(
-        (status, body["error"]["code"].as_str()),
-        (400, Some("bad_request")),
-        "{body}"
-    );
+    let (status, body) = http.post("/api/auth/login", None, json!({"username":"carol"})).await;
+    assert_eq!((status, body["error"]["code"].as_str()), (400, Some("bad_request")), "{body}");
     s.stop().await;
 }
 
@@ -109,44 +62,19 @@ async fn failed_logins_are_rate_limited_per_account_with_retry_after() {
     s.register("dave").await;
     let http = s.http();
     for _ in 0..3 {
-        let (status, _) = http
-            .post(
-                "/api/auth/login",
-                None,
-                json!({"username":"dave","password":"wrong-password"}),
-            )
-            .await;
+        let (status, _) = http.post("/api/auth/login", None, json!({"username":"dave","password":"wrong-password"})).await;
         assert_eq!(status, 401);
     }
-    let resp = http
-        .client
-        .post(s.url("/api/auth/login"))
-        .json(&json!({"username":"dave","password":"dave-password"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(
-        resp.status().as_u16(),
-        429,
-        "even the right password waits out the window"
-    );
-    let retry: u64 = resp.headers()["retry-after"]
-        .to_str()
-        .unwrap()
-        .parse()
-        .unwrap();
+    let resp =
+        http.client.post(s.url("/api/auth/login")).json(&json!({"username":"dave","password":"dave-password"})).send().await.unwrap();
+    assert_eq!(resp.status().as_u16(), 429, "even the right password waits out the window");
+    let retry: u64 = resp.headers()["retry-after"].to_str().unwrap().parse().unwrap();
     assert!(retry > 0 && retry <= 900, "{retry}");
     let body: serde_json::Value = resp.json().await.unwrap();
     assert_eq!(body["error"]["code"], "rate_limited");
     // Another account from the same address is not locked out by dave's failures.
     let erin = s.register("erin").await;
-    let (status, _) = http
-        .post(
-            "/api/auth/login",
-            None,
-            json!({"username":"erin","password":"erin-password"}),
-        )
-        .await;
+    let (status, _) = http.post("/api/auth/login", None, json!({"username":"erin","password":"erin-password"})).await;
     assert_eq!(status, 200, "{}", erin.name);
     s.stop().await;
 }
@@ -154,43 +82,19 @@ async fn failed_logins_are_rate_limited_per_account_with_retry_after() {
 #[tokio::test]
 async fn the_session_cookie_is_httponly_and_works_for_http_and_websocket() {
     let s = TestServer::start().await;
-    let resp = s
-        .http()
-        .client
-        .post(s.url("/api/auth/register"))
-        .json(&json!({"username":"fay","password":"fay-password"}))
-        .send()
-        .await
-        .unwrap();
+    let resp =
+        s.http().client.post(s.url("/api/auth/register")).json(&json!({"username":"fay","password":"fay-password"})).send().await.unwrap();
     let cookie = resp.headers()["set-cookie"].to_str().unwrap().to_owned();
-    assert!(
-        cookie.contains("HttpOnly") && cookie.contains("SameSite=Lax") && cookie.contains("Path=/"),
-        "{cookie}"
-    );
+    assert!(cookie.contains("HttpOnly") && cookie.contains("SameSite=Lax") && cookie.contains("Path=/"), "{cookie}");
     let pair = cookie.split(';').next().unwrap().to_owned();
-    let me: serde_json::Value = s
-        .http()
-        .client
-        .get(s.url("/api/me"))
-        .header("cookie", &pair)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let me: serde_json::Value = s.http().client.get(s.url("/api/me")).header("cookie", &pair).send().await.unwrap().json().await.unwrap();
     assert_eq!(me["username"], "fay");
 
     use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-    let mut req = format!("ws://{}/api/ws", s.addr)
-        .into_client_request()
-        .unwrap();
+    let mut req = format!("ws://{}/api/ws", s.addr).into_client_request().unwrap();
     req.headers_mut().insert("cookie", pair.parse().unwrap());
-    req.headers_mut()
-        .insert("origin", format!("http://{}", s.addr).parse().unwrap());
-    let (mut ws, _) = tokio_tungstenite::connect_async(req)
-        .await
-        .expect("cookie opens the socket");
+    req.headers_mut().insert("origin", format!("http://{}", s.addr).parse().unwrap());
+    let (mut ws, _) = tokio_tungstenite::connect_async(req).await.expect("cookie opens the socket");
     use futures_util::StreamExt;
     let hello = ws.next().await.unwrap().unwrap();
     assert!(hello.to_text().unwrap().contains("\"hello\""));
@@ -202,82 +106,29 @@ async fn revoked_tokens_are_refused_and_their_sockets_closed() {
     let s = TestServer::start().await;
     let gus = s.register("gus").await;
     let http = s.http();
-    let (_, second) = http
-        .post(
-            "/api/auth/login",
-            None,
-            json!({"username":"gus","password":"gus-password"}),
-        )
-        .await;
+    let (_, second) = http.post("/api/auth/login", None, json!({"username":"gus","password":"gus-password"})).await;
     let second = second["token"].as_str().unwrap().to_owned();
     let mut first_ws = s.ws(&gus).await;
     let mut second_ws = s.ws_with(&second, None).await.unwrap();
 
     // Logging out the first session closes only its socket.
-    assert_eq!(
-        http.post("/api/auth/logout", Some(&gus.token), json!({}))
-            .await
-            .0,
-        204
-    );
-    assert_eq!(
-        first_ws.until_end(Duration::from_secs(2)).await,
-        Ended::Closed(Some(4001))
-    );
-    assert!(
-        s.ws_with(&gus.token, None).await.is_err(),
-        "a revoked token cannot open a socket"
-    );
+    assert_eq!(http.post("/api/auth/logout", Some(&gus.token), json!({})).await.0, 204);
+    assert_eq!(first_ws.until_end(Duration::from_secs(2)).await, Ended::Closed(Some(4001)));
+    assert!(s.ws_with(&gus.token, None).await.is_err(), "a revoked token cannot open a socket");
     second_ws.send_json(json!({"type":"ping"})).await;
     assert_eq!(second_ws.next_json().await["type"], "pong");
 
     // A password change from a third session revokes every other one, the second included.
-    let (_, third) = http
-        .post(
-            "/api/auth/login",
-            None,
-            json!({"username":"gus","password":"gus-password"}),
-        )
-        .await;
+    let (_, third) = http.post("/api/auth/login", None, json!({"username":"gus","password":"gus-password"})).await;
     let third = third["token"].as_str().unwrap().to_owned();
-    let (status, body) = http
-        .post(
-            "/api/me/password",
-            Some(&third),
-            json!({"old_password":"gus-password","new_password":"new-gus-password"}),
-        )
-        .await;
+    let (status, body) =
+        http.post("/api/me/password", Some(&third), json!({"old_password":"gus-password","new_password":"new-gus-password"})).await;
     assert_eq!(status, 204, "{body}");
-    assert_eq!(
-        second_ws.until_end(Duration::from_secs(2)).await,
-        Ended::Closed(Some(4001))
-    );
+    assert_eq!(second_ws.until_end(Duration::from_secs(2)).await, Ended::Closed(Some(4001)));
     assert_eq!(http.get("/api/me", Some(&second)).await.0, 401);
-    assert_eq!(
-        http.get("/api/me", Some(&third)).await.0,
-        200,
-        "the session that changed it stays"
-    );
-    assert_eq!(
-        http.post(
-            "/api/auth/login",
-            None,
-            json!({"username":"gus","password":"gus-password"})
-        )
-        .await
-        .0,
-        401
-    );
-    assert_eq!(
-        http.post(
-            "/api/auth/login",
-            None,
-            json!({"username":"gus","password":"new-gus-password"})
-        )
-        .await
-        .0,
-        200
-    );
+    assert_eq!(http.get("/api/me", Some(&third)).await.0, 200, "the session that changed it stays");
+    assert_eq!(http.post("/api/auth/login", None, json!({"username":"gus","password":"gus-password"})).await.0, 401);
+    assert_eq!(http.post("/api/auth/login", None, json!({"username":"gus","password":"new-gus-password"})).await.0, 200);
     s.stop().await;
 }
 
@@ -288,61 +139,29 @@ async fn profiles_update_only_their_own_fields() {
     let ida = s.register("ida").await;
     let http = s.http();
     let patch = |body| http.send(reqwest::Method::PATCH, "/api/me", Some(&ida.token), body);
-    let (status, me) = patch(json!({"nickname":"Ida 艾达","signature":"hi","gender":"female","birthday":"1990-05-17","email":"Ida@Example.org"})).await;
+    let (status, me) =
+        patch(json!({"nickname":"Ida 艾达","signature":"hi","gender":"female","birthday":"1990-05-17","email":"Ida@Example.org"})).await;
     assert_eq!(status, 200, "{me}");
     assert_eq!(
-        (
-            me["nickname"].as_str(),
-            me["birthday"].as_str(),
-            me["email"].as_str()
-        ),
-        (
-            Some("Ida 艾达"),
-            Some("1990-05-17"),
-            Some("ida@example.org")
-        )
+        (me["nickname"].as_str(), me["birthday"].as_str(), me["email"].as_str()),
+        (Some("Ida 艾达"), Some("1990-05-17"), Some("ida@example.org"))
     );
-    for bad in [
-        json!({"is_admin":true}),
-        json!({"id":1}),
-        json!({"role":"admin"}),
-        json!({"birthday":"1990-13-01"}),
-        json!({"nickname":""}),
-    ] {
+    for bad in
+        [json!({"is_admin":true}), json!({"id":1}), json!({"role":"admin"}), json!({"birthday":"1990-13-01"}), json!({"nickname":""})]
+    {
         let (status, body) = patch(bad.clone()).await;
         assert_eq!(status, 400, "{bad} -> {body}");
     }
     let (_, me) = http.get("/api/me", Some(&ida.token)).await;
     assert_eq!(me["is_admin"], false);
     // Others see the public view only, and can log in with the e-mail now.
-    let (_, seen) = http
-        .get(&format!("/api/users/{}", ida.id), Some(&hal.token))
-        .await;
+    let (_, seen) = http.get(&format!("/api/users/{}", ida.id), Some(&hal.token)).await;
     assert_eq!(seen["nickname"], "Ida 艾达");
     assert!(seen.get("email").is_none(), "{seen}");
-    assert_eq!(
-        http.post(
-            "/api/auth/login",
-            None,
-            json!({"username":"ida@example.org","password":"ida-password"})
-        )
-        .await
-        .0,
-        200
-    );
+    assert_eq!(http.post("/api/auth/login", None, json!({"username":"ida@example.org","password":"ida-password"})).await.0, 200);
     // hal cannot take ida's address.
-    let (status, body) = http
-        .send(
-            reqwest::Method::PATCH,
-            "/api/me",
-            Some(&hal.token),
-            json!({"email":"ida@example.org"}),
-        )
-        .await;
-    assert_eq!(
-        (status, body["error"]["code"].as_str()),
-        (409, Some("email_taken"))
-    );
+    let (status, body) = http.send(reqwest::Method::PATCH, "/api/me", Some(&hal.token), json!({"email":"ida@example.org"})).await;
+    assert_eq!((status, body["error"]["code"].as_str()), (409, Some("email_taken")));
     let (_, found) = http.get("/api/users?q=ida", Some(&hal.token)).await;
     assert_eq!(found["users"][0]["id"], ida.id);
     assert_eq!(http.get("/api/users?q=ida", None).await.0, 401);
@@ -373,79 +192,25 @@ async fn one_time_codes_reach_a_webhook_and_log_in_once() {
     })
     .await;
     let http = s.http();
-    assert_eq!(
-        http.get("/api/auth/options", None).await.1["otp_login"],
-        true
-    );
-    let (st, _) = http
-        .post(
-            "/api/auth/register",
-            None,
-            json!({"username":"joe","password":"joe-password","phone":"+44 7700 900123"}),
-        )
-        .await;
+    assert_eq!(http.get("/api/auth/options", None).await.1["otp_login"], true);
+    let (st, _) =
+        http.post("/api/auth/register", None, json!({"username":"joe","password":"joe-password","phone":"+44 7700 900123"})).await;
     assert_eq!(st, 201);
-    let (status, body) = http
-        .post(
-            "/api/auth/otp/request",
-            None,
-            json!({"username":"+447700900123"}),
-        )
-        .await;
+    let (status, body) = http.post("/api/auth/otp/request", None, json!({"username":"+447700900123"})).await;
     assert_eq!((status, body["sent"].as_bool()), (202, Some(true)));
-    let (status, _) = http
-        .post(
-            "/api/auth/otp/request",
-            None,
-            json!({"username":"nobody-here"}),
-        )
-        .await;
+    let (status, _) = http.post("/api/auth/otp/request", None, json!({"username":"nobody-here"})).await;
     assert_eq!(status, 202, "unknown accounts get the same answer");
-    let sent = tokio::time::timeout(common::WAIT, rx.recv())
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(
-        (sent["to"].as_str(), sent["username"].as_str()),
-        (Some("+447700900123"), Some("joe"))
-    );
+    let sent = tokio::time::timeout(common::WAIT, rx.recv()).await.unwrap().unwrap();
+    assert_eq!((sent["to"].as_str(), sent["username"].as_str()), (Some("+447700900123"), Some("joe")));
     let code = sent["code"].as_str().unwrap().to_owned();
     assert_eq!(code.len(), 6);
     let wrong = if code == "000000" { "111111" } else { "000000" };
-    assert_eq!(
-        http.post(
-            "/api/auth/otp/login",
-            None,
-            json!({"username":"joe","code":wrong})
-        )
-        .await
-        .0,
-        401
-    );
-    let (status, body) = http
-        .post(
-            "/api/auth/otp/login",
-            None,
-            json!({"username":"joe","code":code}),
-        )
-        .await;
+    assert_eq!(http.post("/api/auth/otp/login", None, json!({"username":"joe","code":wrong})).await.0, 401);
+    let (status, body) = http.post("/api/auth/otp/login", None, json!({"username":"joe","code":code})).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["user"]["username"], "joe");
-    assert_eq!(
-        http.post(
-            "/api/auth/otp/login",
-            None,
-            json!({"username":"joe","code":code})
-        )
-        .await
-        .0,
-        401,
-        "a code works once"
-    );
-    assert!(
-        rx.try_recv().is_err(),
-        "no code was sent for the unknown account"
-    );
+    assert_eq!(http.post("/api/auth/otp/login", None, json!({"username":"joe","code":code})).await.0, 401, "a code works once");
+    assert!(rx.try_recv().is_err(), "no code was sent for the unknown account");
     s.stop().await;
 }
 
@@ -453,21 +218,10 @@ async fn one_time_codes_reach_a_webhook_and_log_in_once() {
 async fn foreign_origins_are_refused_before_any_effect() {
     let s = TestServer::start().await;
     let kim = s.register("kim").await;
-    let err = s
-        .ws_with(&kim.token, Some("https://evil.example"))
-        .await
-        .err()
-        .expect("refused");
-    let tokio_tungstenite::tungstenite::Error::Http(resp) = err else {
-        panic!("expected an HTTP refusal, got {err}")
-    };
+    let err = s.ws_with(&kim.token, Some("https://evil.example")).await.err().expect("refused");
+    let tokio_tungstenite::tungstenite::Error::Http(resp) = err else { panic!("expected an HTTP refusal, got {err}") };
     assert_eq!(resp.status().as_u16(), 403);
-    assert!(
-        s.ws_with(&kim.token, Some(&format!("http://{}", s.addr)))
-            .await
-            .is_ok(),
-        "the server's own origin is fine"
-    );
+    assert!(s.ws_with(&kim.token, Some(&format!("http://{}", s.addr))).await.is_ok(), "the server's own origin is fine");
 
     let resp = s
         .http()
@@ -479,14 +233,7 @@ async fn foreign_origins_are_refused_before_any_effect() {
         .await
         .unwrap();
     assert_eq!(resp.status().as_u16(), 403);
-    let (status, _) = s
-        .http()
-        .post(
-            "/api/auth/login",
-            None,
-            json!({"username":"mallory","password":"mallory-password"}),
-        )
-        .await;
+    let (status, _) = s.http().post("/api/auth/login", None, json!({"username":"mallory","password":"mallory-password"})).await;
     assert_eq!(status, 401, "the refused registration created nothing");
     s.stop().await;
 }
@@ -496,44 +243,16 @@ async fn http_errors_are_json_with_real_status_codes() {
     let s = TestServer::start_with(|c| c.limits.max_body_bytes = 4096).await;
     let http = s.http();
     let (status, body) = http.get("/api/nope", None).await;
-    assert_eq!(
-        (status, body["error"]["code"].as_str()),
-        (404, Some("not_found"))
-    );
+    assert_eq!((status, body["error"]["code"].as_str()), (404, Some("not_found")));
     let big = "x".repeat(10_000);
-    let (status, body) = http
-        .post(
-            "/api/auth/register",
-            None,
-            json!({"username":"big","password":big}),
-        )
-        .await;
-    assert_eq!(
-        (status, body["error"]["code"].as_str()),
-        (413, Some("too_large")),
-        "{body}"
-    );
-    let resp = http
-        .client
-        .post(s.url("/api/auth/login"))
-        .body("{}")
-        .send()
-        .await
-        .unwrap();
+    let (status, body) = http.post("/api/auth/register", None, json!({"username":"big","password":big})).await;
+    assert_eq!((status, body["error"]["code"].as_str()), (413, Some("too_large")), "{body}");
+    let resp = http.client.post(s.url("/api/auth/login")).body("{}").send().await.unwrap();
     assert_eq!(resp.status().as_u16(), 415);
-    let resp = http
-        .client
-        .post(s.url("/api/auth/login"))
-        .header("content-type", "application/json")
-        .body("{not json")
-        .send()
-        .await
-        .unwrap();
+    let resp =
+        http.client.post(s.url("/api/auth/login")).header("content-type", "application/json").body("{not json").send().await.unwrap();
     assert_eq!(resp.status().as_u16(), 400);
-    assert_eq!(
-        http.get("/healthz", None).await,
-        (200, serde_json::Value::String("ok".into()))
-    );
+    assert_eq!(http.get("/healthz", None).await, (200, serde_json::Value::String("ok".into())));
     s.stop().await;
 }
 

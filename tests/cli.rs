@@ -11,7 +11,11 @@ const BIN: &str = env!("CARGO_BIN_EXE_chinwag");
 fn config_prints_the_effective_settings_with_secrets_hidden() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("chinwag.toml");
-    std::fs::write(&file, "listen = \"127.0.0.1:9000\"\n[auth]\notp_sender = \"webhook\"\notp_webhook_url = \"https://gw.example/send?key=s3cret\"\n").unwrap();
+    std::fs::write(
+        &file,
+        "listen = \"127.0.0.1:9000\"\n[auth]\notp_sender = \"webhook\"\notp_webhook_url = \"https://gw.example/send?key=s3cret\"\n",
+    )
+    .unwrap();
     let out = Command::new(BIN)
         .args(["config", "--config"])
         .arg(&file)

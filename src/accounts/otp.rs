@@ -39,17 +39,8 @@ fn digest(user: UserId, code: &str) -> [u8; 32] {
 }
 
 impl Otp {
-    pub fn new(
-        sender: OtpSender,
-        webhook_url: Option<String>,
-        webhook_token: Option<String>,
-    ) -> Otp {
-        Otp {
-            sender,
-            webhook_url,
-            webhook_token,
-            pending: Mutex::new(HashMap::new()),
-        }
+    pub fn new(sender: OtpSender, webhook_url: Option<String>, webhook_token: Option<String>) -> Otp {
+        Otp { sender, webhook_url, webhook_token, pending: Mutex::new(HashMap::new()) }
     }
 
     pub fn enabled(&self) -> bool {
@@ -57,9 +48,7 @@ impl Otp {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<UserId, Pending>> {
-        self.pending
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.pending.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Makes a new code for `user` (replacing any earlier one) and hands it to the sender.
@@ -72,14 +61,7 @@ impl Otp {
         let code = format!("{:06}", rand::rng().random_range(0..1_000_000u32));
         let mut map = self.lock();
         map.retain(|_, p| p.expires > now);
-        map.insert(
-            user,
-            Pending {
-                hash: digest(user, &code),
-                expires: now + CODE_TTL,
-                tries_left: TRIES,
-            },
-        );
+        map.insert(user, Pending { hash: digest(user, &code), expires: now + CODE_TTL, tries_left: TRIES });
         code
     }
 
@@ -116,11 +98,7 @@ impl Otp {
                     return;
                 };
                 let token = self.webhook_token.clone();
-                let to = user
-                    .phone
-                    .clone()
-                    .or_else(|| user.email.clone())
-                    .unwrap_or_default();
+                let to = user.phone.clone().or_else(|| user.email.clone()).unwrap_or_default();
                 let body = serde_json::json!({
                     "to": to, "username": user.username, "code": code, "expires_in_secs": CODE_TTL.as_secs(),
                 });
@@ -128,10 +106,7 @@ impl Otp {
                 // Fire and forget: the HTTP answer must not depend on the gateway (it would tell
                 // a caller whether the account exists).
                 tokio::task::spawn_blocking(move || {
-                    let agent: ureq::Agent = ureq::Agent::config_builder()
-                        .timeout_global(Some(Duration::from_secs(10)))
-                        .build()
-                        .into();
+                    let agent: ureq::Agent = ureq::Agent::config_builder().timeout_global(Some(Duration::from_secs(10))).build().into();
                     let mut req = agent.post(&url);
                     if let Some(t) = token {
                         req = req.header("Authorization", &format!("Bearer {t}"));

@@ -23,27 +23,18 @@ pub struct Hasher {
 }
 
 fn hash_blocking(password: &str) -> Result<String, ApiError> {
-    Argon2::default()
-        .hash_password(password.as_bytes())
-        .map(|h| h.to_string())
-        .map_err(|e| {
-            tracing::error!(error = %e, "password hashing failed");
-            ApiError::internal()
-        })
+    Argon2::default().hash_password(password.as_bytes()).map(|h| h.to_string()).map_err(|e| {
+        tracing::error!(error = %e, "password hashing failed");
+        ApiError::internal()
+    })
 }
 
 impl Hasher {
     pub fn new(concurrency: usize) -> Result<Hasher, ApiError> {
-        Ok(Hasher {
-            permits: Arc::new(Semaphore::new(concurrency)),
-            dummy: hash_blocking("chinwag-timing-equaliser")?,
-        })
+        Ok(Hasher { permits: Arc::new(Semaphore::new(concurrency)), dummy: hash_blocking("chinwag-timing-equaliser")? })
     }
 
-    async fn run<T: Send + 'static>(
-        &self,
-        f: impl FnOnce() -> T + Send + 'static,
-    ) -> Result<T, ApiError> {
+    async fn run<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> Result<T, ApiError> {
         let permit = tokio::time::timeout(QUEUE_WAIT, self.permits.clone().acquire_owned())
             .await
             .map_err(|_| ApiError::busy())?
@@ -66,13 +57,7 @@ impl Hasher {
         let known = stored.is_some();
         let phc = stored.unwrap_or_else(|| self.dummy.clone());
         let ok = self
-            .run(move || {
-                PasswordHash::new(&phc).is_ok_and(|h| {
-                    Argon2::default()
-                        .verify_password(password.as_bytes(), &h)
-                        .is_ok()
-                })
-            })
+            .run(move || PasswordHash::new(&phc).is_ok_and(|h| Argon2::default().verify_password(password.as_bytes(), &h).is_ok()))
             .await?;
         Ok(ok && known)
     }
@@ -87,16 +72,8 @@ mod tests {
         let h = Hasher::new(2).unwrap();
         let stored = h.hash("correct horse".into()).await.unwrap();
         assert!(stored.starts_with("$argon2id$"));
-        assert!(
-            h.verify("correct horse".into(), Some(stored.clone()))
-                .await
-                .unwrap()
-        );
+        assert!(h.verify("correct horse".into(), Some(stored.clone())).await.unwrap());
         assert!(!h.verify("wrong horse".into(), Some(stored)).await.unwrap());
-        assert!(
-            !h.verify("chinwag-timing-equaliser".into(), None)
-                .await
-                .unwrap()
-        );
+        assert!(!h.verify("chinwag-timing-equaliser".into(), None).await.unwrap());
     }
 }

@@ -88,6 +88,8 @@ pub struct ProfileUpdate {
     #[serde(default, deserialize_with = "nullable")]
     #[schema(value_type = Option<String>)]
     pub email: Option<Option<String>>,
+    /// Hide whether you are online from everyone.
+    pub hide_presence: Option<bool>,
 }
 
 /// Tells "absent" (outer `None`) from "null" (`Some(None)`).
@@ -116,69 +118,28 @@ pub struct UserList {
 fn taken(which: NameTaken) -> ApiError {
     match which {
         NameTaken::Username => ApiError::conflict("username_taken", "That username is taken."),
-        NameTaken::Phone => ApiError::conflict(
-            "phone_taken",
-            "That phone number belongs to another account.",
-        ),
-        NameTaken::Email => ApiError::conflict(
-            "email_taken",
-            "That e-mail address belongs to another account.",
-        ),
+        NameTaken::Phone => ApiError::conflict("phone_taken", "That phone number belongs to another account."),
+        NameTaken::Email => ApiError::conflict("email_taken", "That e-mail address belongs to another account."),
     }
 }
 
 /// Starts a session and answers with the user, the token and the cookie.
-async fn start_session(
-    accounts: &Accounts,
-    store: &Store,
-    user: &UserRecord,
-    status: StatusCode,
-) -> Result<Response, ApiError> {
+async fn start_session(accounts: &Accounts, store: &Store, user: &UserRecord, status: StatusCode) -> Result<Response, ApiError> {
     let (token, hash) = new_token();
     let now = now_ms();
     let ttl_ms = accounts.config.session_days * 86_400_000;
-    store
-        .create_session(
-            hash,
-            SessionRecord {
-                user: user.id,
-                created_at: now,
-                expires_at: now + ttl_ms,
-            },
-        )
-        .await?;
-    let secure = if accounts.config.cookie_secure {
-        "; Secure"
-    } else {
-        ""
-    };
-    let cookie = format!(
-        "{SESSION_COOKIE}={token}; HttpOnly; SameSite=Lax; Path=/; Max-Age={}{secure}",
-        ttl_ms / 1000
-    );
+    store.create_session(hash, SessionRecord { user: user.id, created_at: now, expires_at: now + ttl_ms }).await?;
+    let secure = if accounts.config.cookie_secure { "; Secure" } else { "" };
+    let cookie = format!("{SESSION_COOKIE}={token}; HttpOnly; SameSite=Lax; Path=/; Max-Age={}{secure}", ttl_ms / 1000);
     let mut headers = HeaderMap::new();
-    headers.insert(
-        header::SET_COOKIE,
-        HeaderValue::from_str(&cookie).map_err(|_| ApiError::internal())?,
-    );
+    headers.insert(header::SET_COOKIE, HeaderValue::from_str(&cookie).map_err(|_| ApiError::internal())?);
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    Ok((
-        status,
-        headers,
-        Json(AuthResponse {
-            user: user.own_view(),
-            token,
-        }),
-    )
-        .into_response())
+    Ok((status, headers, Json(AuthResponse { user: user.own_view(), token })).into_response())
 }
 
 fn clear_cookie() -> HeaderMap {
     let mut headers = HeaderMap::new();
-    headers.insert(
-        header::SET_COOKIE,
-        HeaderValue::from_static("chinwag_session=; HttpOnly; SameSite=Lax; Path=/; Max-Age=0"),
-    );
+    headers.insert(header::SET_COOKIE, HeaderValue::from_static("chinwag_session=; HttpOnly; SameSite=Lax; Path=/; Max-Age=0"));
     headers
 }
 
@@ -187,10 +148,7 @@ fn login_key(s: &str) -> String {
     let t = s.trim();
     if t.contains('@') {
         t.to_lowercase()
-    } else if t.starts_with('+')
-        || t.bytes()
-            .all(|b| b.is_ascii_digit() || b == b' ' || b == b'-')
-    {
+    } else if t.starts_with('+') || t.bytes().all(|b| b.is_ascii_digit() || b == b' ' || b == b'-') {
         validate::phone(t).unwrap_or_else(|_| t.to_owned())
     } else {
         t.to_ascii_lowercase()
@@ -205,12 +163,8 @@ pub async fn register(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     ApiJson(req): ApiJson<RegisterRequest>,
 ) -> Result<Response, ApiError> {
-    let username = Username::parse(&req.username).ok_or_else(|| {
-        ApiError::bad_request(
-            "invalid_username",
-            "A username has 3 to 32 characters: letters, digits, _ . -",
-        )
-    })?;
+    let username = Username::parse(&req.username)
+        .ok_or_else(|| ApiError::bad_request("invalid_username", "A username has 3 to 32 characters: letters, digits, _ . -"))?;
     validate::password(&req.password)?;
     let nickname = match &req.nickname {
         Some(n) => validate::nickname(n)?,
@@ -221,13 +175,7 @@ pub async fn register(
     accounts.take_registration(peer.ip())?;
     let password_hash = accounts.hasher.hash(req.password).await?;
     let user = store
-        .create_user(NewUser {
-            username: username.as_str().to_owned(),
-            password_hash,
-            nickname,
-            phone,
-            email,
-        })
+        .create_user(NewUser { username: username.as_str().to_owned(), password_hash, nickname, phone, email })
         .await?
         .map_err(taken)?;
     tracing::info!(user = %user.id, username = %user.username, admin = user.is_admin, "registered");
@@ -244,41 +192,25 @@ pub async fn login(
 ) -> Result<Response, ApiError> {
     let key = login_key(&req.username);
     accounts.check_login_allowed(&key, peer.ip())?;
-    let user = if key.is_empty() || key.len() > 254 {
-        None
-    } else {
-        store.user_by_login(key.clone()).await?
-    };
-    let ok = accounts
-        .hasher
-        .verify(req.password, user.as_ref().map(|u| u.password_hash.clone()))
-        .await?;
+    let user = if key.is_empty() || key.len() > 254 { None } else { store.user_by_login(key.clone()).await? };
+    let ok = accounts.hasher.verify(req.password, user.as_ref().map(|u| u.password_hash.clone())).await?;
     match user {
         Some(user) if ok => {
             if user.disabled {
-                return Err(ApiError::forbidden("This account has been disabled.")
-                    .with_code("account_disabled"));
+                return Err(ApiError::forbidden("This account has been disabled.").with_code("account_disabled"));
             }
             accounts.record_login_success(&key);
             start_session(&accounts, &store, &user, StatusCode::OK).await
         }
         _ => {
             accounts.record_login_failure(&key, peer.ip());
-            Err(ApiError::new(
-                StatusCode::UNAUTHORIZED,
-                "bad_credentials",
-                "Wrong username or password.",
-            ))
+            Err(ApiError::new(StatusCode::UNAUTHORIZED, "bad_credentials", "Wrong username or password."))
         }
     }
 }
 
 #[utoipa::path(post, path = "/api/auth/logout", tag = "accounts", responses((status = 204), (status = 401, body = ErrorBody)))]
-pub async fn logout(
-    auth: AuthUser,
-    State(store): State<Store>,
-    State(hub): State<Arc<Hub>>,
-) -> Result<Response, ApiError> {
+pub async fn logout(auth: AuthUser, State(store): State<Store>, State(hub): State<Arc<Hub>>) -> Result<Response, ApiError> {
     store.delete_session(auth.session).await?;
     hub.close_sessions(&[auth.session], close::SESSION_REVOKED);
     Ok((StatusCode::NO_CONTENT, clear_cookie()).into_response())
@@ -286,10 +218,7 @@ pub async fn logout(
 
 #[utoipa::path(get, path = "/api/auth/options", tag = "accounts", responses((status = 200, body = AuthOptions)))]
 pub async fn options(State(accounts): State<Arc<Accounts>>) -> Json<AuthOptions> {
-    Json(AuthOptions {
-        otp_login: accounts.otp.enabled(),
-        registration: "open".into(),
-    })
+    Json(AuthOptions { otp_login: accounts.otp.enabled(), registration: "open".into() })
 }
 
 #[utoipa::path(post, path = "/api/auth/otp/request", tag = "accounts", request_body = OtpRequest,
@@ -301,10 +230,7 @@ pub async fn otp_request(
     ApiJson(req): ApiJson<OtpRequest>,
 ) -> Result<(StatusCode, Json<OtpRequested>), ApiError> {
     if accounts.otp.sender == OtpSender::Off {
-        return Err(
-            ApiError::not_found("One-time code login is not enabled on this server.")
-                .with_code("otp_disabled"),
-        );
+        return Err(ApiError::not_found("One-time code login is not enabled on this server.").with_code("otp_disabled"));
     }
     let key = login_key(&req.username);
     accounts.take_otp_request(&key, peer.ip())?;
@@ -335,11 +261,7 @@ pub async fn otp_login(
         }
         _ => {
             accounts.record_login_failure(&key, peer.ip());
-            Err(ApiError::new(
-                StatusCode::UNAUTHORIZED,
-                "bad_code",
-                "That code is wrong or has expired.",
-            ))
+            Err(ApiError::new(StatusCode::UNAUTHORIZED, "bad_code", "That code is wrong or has expired."))
         }
     }
 }
@@ -356,36 +278,19 @@ pub async fn update_me(
     State(store): State<Store>,
     ApiJson(req): ApiJson<ProfileUpdate>,
 ) -> Result<Json<UserView>, ApiError> {
-    let clean = |v: Option<Option<String>>,
-                 f: fn(&str) -> Result<String, ApiError>|
-     -> Result<Option<Option<String>>, ApiError> {
-        v.map(|o| {
-            o.filter(|s| !s.trim().is_empty())
-                .map(|s| f(&s))
-                .transpose()
-        })
-        .transpose()
+    let clean = |v: Option<Option<String>>, f: fn(&str) -> Result<String, ApiError>| -> Result<Option<Option<String>>, ApiError> {
+        v.map(|o| o.filter(|s| !s.trim().is_empty()).map(|s| f(&s)).transpose()).transpose()
     };
     let patch = ProfilePatch {
-        nickname: req
-            .nickname
-            .as_deref()
-            .map(validate::nickname)
-            .transpose()?,
-        signature: req
-            .signature
-            .as_deref()
-            .map(validate::signature)
-            .transpose()?,
+        nickname: req.nickname.as_deref().map(validate::nickname).transpose()?,
+        signature: req.signature.as_deref().map(validate::signature).transpose()?,
         gender: req.gender,
         birthday: clean(req.birthday, validate::birthday)?,
         phone: clean(req.phone, validate::phone)?,
         email: clean(req.email, validate::email)?,
+        hide_presence: req.hide_presence,
     };
-    let user = store
-        .update_profile(auth.user.id, patch)
-        .await?
-        .map_err(taken)?;
+    let user = store.update_profile(auth.user.id, patch).await?.map_err(taken)?;
     Ok(Json(user.own_view()))
 }
 
@@ -402,23 +307,13 @@ pub async fn change_password(
     validate::password(&req.new_password)?;
     let key = auth.user.username.clone();
     accounts.check_login_allowed(&key, peer.ip())?;
-    if !accounts
-        .hasher
-        .verify(req.old_password, Some(auth.user.password_hash.clone()))
-        .await?
-    {
+    if !accounts.hasher.verify(req.old_password, Some(auth.user.password_hash.clone())).await? {
         accounts.record_login_failure(&key, peer.ip());
-        return Err(ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "bad_credentials",
-            "The current password is wrong.",
-        ));
+        return Err(ApiError::new(StatusCode::UNAUTHORIZED, "bad_credentials", "The current password is wrong."));
     }
     let hash = accounts.hasher.hash(req.new_password).await?;
     store.set_password_hash(auth.user.id, hash).await?;
-    let revoked = store
-        .delete_user_sessions(auth.user.id, Some(auth.session))
-        .await?;
+    let revoked = store.delete_user_sessions(auth.user.id, Some(auth.session)).await?;
     hub.close_sessions(&revoked, close::SESSION_REVOKED);
     tracing::info!(user = %auth.user.id, revoked = revoked.len(), "password changed");
     Ok(StatusCode::NO_CONTENT)
@@ -426,16 +321,8 @@ pub async fn change_password(
 
 #[utoipa::path(get, path = "/api/users/{id}", tag = "accounts", params(("id" = u64, Path)),
     responses((status = 200, body = UserView), (status = 404, body = ErrorBody)))]
-pub async fn get_user(
-    _auth: AuthUser,
-    State(store): State<Store>,
-    Path(id): Path<u64>,
-) -> Result<Json<UserView>, ApiError> {
-    let user = store
-        .user(UserId(id))
-        .await?
-        .filter(|u| !u.disabled)
-        .ok_or_else(|| ApiError::not_found("No such user."))?;
+pub async fn get_user(_auth: AuthUser, State(store): State<Store>, Path(id): Path<u64>) -> Result<Json<UserView>, ApiError> {
+    let user = store.user(UserId(id)).await?.filter(|u| !u.disabled).ok_or_else(|| ApiError::not_found("No such user."))?;
     Ok(Json(user.public_view()))
 }
 
@@ -449,7 +336,44 @@ pub async fn search_users(
         return Ok(Json(UserList { users: Vec::new() }));
     }
     let users = store.search_users(login_key(&q.q), 20).await?;
-    Ok(Json(UserList {
-        users: users.iter().map(UserRecord::public_view).collect(),
-    }))
+    Ok(Json(UserList { users: users.iter().map(UserRecord::public_view).collect() }))
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct Presence {
+    pub online: bool,
+    /// When the user was last connected, ms (absent while online or never seen).
+    pub last_seen: Option<u64>,
+}
+
+#[utoipa::path(get, path = "/api/users/{id}/presence", tag = "accounts", params(("id" = u64, Path)),
+    responses((status = 200, body = Presence), (status = 403, body = ErrorBody, description = "hidden, or not a contact, chat partner or fellow group member"), (status = 404, body = ErrorBody)))]
+pub async fn presence(
+    auth: AuthUser,
+    State(store): State<Store>,
+    State(hub): State<Arc<Hub>>,
+    Path(id): Path<u64>,
+) -> Result<Json<Presence>, ApiError> {
+    let me = auth.user.id;
+    let user = store.user(UserId(id)).await?.filter(|u| !u.disabled).ok_or_else(|| ApiError::not_found("No such user."))?;
+    if user.id != me {
+        let allowed = !user.hide_presence && crate::social::contacts::related(&store, me, user.id).await?
+            || shares_group(&store, me, user.id).await?;
+        if !allowed || user.hide_presence {
+            return Err(ApiError::forbidden("You cannot see this user's presence."));
+        }
+    }
+    let online = hub.is_online(user.id);
+    Ok(Json(Presence { online, last_seen: if online { None } else { user.last_seen } }))
+}
+
+async fn shares_group(store: &Store, a: UserId, b: UserId) -> Result<bool, ApiError> {
+    for (conv, ..) in store.conversation_heads(a).await? {
+        if let crate::ids::ConvId::Group(gid) = conv
+            && store.group(gid).await?.is_some_and(|g| g.members.contains_key(&b))
+        {
+            return Ok(true);
+        }
+    }
+    Ok(false)
 }

@@ -1,118 +1,140 @@
-//! Conversations: who may read and write each one, sending with idempotent client ids, sync
-//! after reconnect, and the history and conversation-list routes.
+//! Conversations: who may read and write each one, sending (with replies and mentions),
+//! read positions, typing, sync after reconnect, and the conversation and message routes.
 //!
-//! Architecture invariant: every read or write of a conversation goes through [`access`], which
-//! is the one place that decides membership and the contact rules.
+//! Architecture invariant: every read or write of a conversation goes through [`access`], the
+//! one place that decides membership, blocks, the direct-message policy and group mutes.
 
 pub mod routes;
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
+use crate::config::{Config, DirectPolicy};
 use crate::hub::{Frame, Hub};
 use crate::ids::{ConvId, UserId};
-use crate::protocol::{Content, MAX_CLIENT_ID, Message, ServerFrame};
-use crate::store::{Store, StoreError};
-
-/// Why a conversation action was refused.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Refusal {
-    /// Not a conversation this user is in (or it does not exist: the two look the same).
-    NotFound,
-    Forbidden(&'static str),
-    Invalid(String),
-}
-
-impl Refusal {
-    pub fn code(&self) -> &'static str {
-        match self {
-            Refusal::NotFound => "not_found",
-            Refusal::Forbidden(_) => "forbidden",
-            Refusal::Invalid(_) => "invalid",
-        }
-    }
-    pub fn message(&self) -> String {
-        match self {
-            Refusal::NotFound => "No such conversation.".into(),
-            Refusal::Forbidden(m) => (*m).into(),
-            Refusal::Invalid(m) => m.clone(),
-        }
-    }
-}
+use crate::outcome::Refusal;
+use crate::protocol::{Content, MAX_CLIENT_ID, Message, Role, ServerFrame, SyncCursor};
+use crate::social::contacts::blocked_either_way;
+use crate::store::messages::{Extras, MessageRefusal};
+use crate::store::social::GroupStatus;
+use crate::store::{Store, StoreError, now_ms};
 
 /// What a user may do in a conversation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Access {
+pub enum Want {
     Read,
     Write,
 }
 
-/// Checks that `user` may `want` in `conv`, and returns the members whose devices see it.
-pub async fn access(
-    store: &Store,
-    user: UserId,
-    conv: ConvId,
-    want: Access,
-) -> Result<Result<Vec<UserId>, Refusal>, StoreError> {
+/// The caller's place in a conversation, once `access` let them in.
+#[derive(Debug, Clone)]
+pub struct Access {
+    /// Everyone whose devices see this conversation.
+    pub members: Vec<UserId>,
+    /// The caller's role in a group (`None` in a 1:1 chat).
+    pub role: Option<Role>,
+    /// The first seq the caller may read.
+    pub first_seq: u64,
+}
+
+/// Checks that `user` may `want` in `conv`.
+pub async fn access(store: &Store, config: &Config, user: UserId, conv: ConvId, want: Want) -> Result<Result<Access, Refusal>, StoreError> {
+    let not_found = Refusal::NotFound("No such conversation.");
     match conv {
         ConvId::Direct(a, b) => {
-            let Some(peer) = conv.peer_of(user) else {
-                return Ok(Err(Refusal::NotFound));
-            };
-            let Some(peer_rec) = store.user(peer).await? else {
-                return Ok(Err(Refusal::NotFound));
-            };
-            // The contact rules (blocks, a contacts-only policy) are enforced here once the
-            // contacts feature exists; until then any two active users may talk.
-            if want == Access::Write && peer_rec.disabled {
-                return Ok(Err(Refusal::Forbidden("This account has been disabled.")));
+            let Some(peer) = conv.peer_of(user) else { return Ok(Err(not_found)) };
+            let Some(peer_rec) = store.user(peer).await? else { return Ok(Err(not_found)) };
+            if want == Want::Write {
+                if peer_rec.disabled {
+                    return Ok(Err(Refusal::Forbidden("This account has been disabled.")));
+                }
+                let rel = store.relation(user, peer).await?;
+                if blocked_either_way(&rel) {
+                    return Ok(Err(Refusal::Forbidden("You cannot message this user.")));
+                }
+                if config.chat.direct_policy == DirectPolicy::Contacts && !(rel.mine.contact && rel.theirs.contact) {
+                    return Ok(Err(Refusal::Forbidden("You can only message your contacts.")));
+                }
             }
-            Ok(Ok(vec![a, b]))
+            Ok(Ok(Access { members: vec![a, b], role: None, first_seq: 1 }))
         }
-        // Groups arrive with the groups feature.
-        ConvId::Group(_) => Ok(Err(Refusal::NotFound)),
+        ConvId::Group(gid) => {
+            let Some(state) = store.group(gid).await? else { return Ok(Err(not_found)) };
+            let Some(me) = state.members.get(&user) else { return Ok(Err(not_found)) };
+            if want == Want::Write {
+                match state.group.status {
+                    GroupStatus::Active => {}
+                    GroupStatus::Disabled => return Ok(Err(Refusal::Forbidden("This group has been disabled by an administrator."))),
+                    GroupStatus::Dissolved => return Ok(Err(Refusal::Forbidden("This group was dissolved."))),
+                }
+                if me.muted_until.is_some_and(|t| t > now_ms()) {
+                    return Ok(Err(Refusal::Forbidden("You are muted in this group.")));
+                }
+            }
+            let first_seq = match want {
+                Want::Write => 1,
+                Want::Read => store.user_conv(user, conv).await?.map_or(1, |c| c.first_seq.max(1)),
+            };
+            Ok(Ok(Access { members: state.member_ids(), role: Some(me.role), first_seq }))
+        }
     }
+}
+
+fn refusal_frame(r: &Refusal, client_id: Option<String>) -> ServerFrame {
+    ServerFrame::error(client_id, r.code(), r.message())
+}
+
+/// A `send` frame's fields.
+pub struct Outgoing {
+    pub client_id: String,
+    pub conv: ConvId,
+    pub content: Content,
+    pub reply_to: Option<u64>,
+    pub mentions: Vec<UserId>,
+    pub mention_all: bool,
 }
 
 /// Handles a `send` frame: validates, stores (or finds the earlier copy), delivers to every
 /// other device of every member in commit order, and returns the answer for the sender.
-pub async fn send(
-    store: &Store,
-    hub: &Arc<Hub>,
-    user: UserId,
-    conn: u64,
-    client_id: String,
-    conv: ConvId,
-    content: Content,
-) -> ServerFrame {
-    let refuse = |r: Refusal, cid: String| ServerFrame::error(Some(cid), r.code(), r.message());
+pub async fn send(store: &Store, hub: &Arc<Hub>, config: &Config, user: UserId, conn: u64, out: Outgoing) -> ServerFrame {
+    let Outgoing { client_id, conv, content, reply_to, mut mentions, mention_all } = out;
     if client_id.is_empty() || client_id.len() > MAX_CLIENT_ID {
-        return refuse(
-            Refusal::Invalid("client_id must be 1 to 64 bytes.".into()),
-            client_id.chars().take(MAX_CLIENT_ID).collect(),
+        return refusal_frame(
+            &Refusal::Invalid("client_id must be 1 to 64 bytes.".into()),
+            Some(client_id.chars().take(MAX_CLIENT_ID).collect()),
         );
     }
     if let Err(m) = content.validate_from_client() {
-        return refuse(Refusal::Invalid(m.into()), client_id);
+        return refusal_frame(&Refusal::Invalid(m.into()), Some(client_id));
     }
-    let members = match access(store, user, conv, Access::Write).await {
-        Ok(Ok(m)) => m,
-        Ok(Err(r)) => return refuse(r, client_id),
+    let acc = match access(store, config, user, conv, Want::Write).await {
+        Ok(Ok(a)) => a,
+        Ok(Err(r)) => return refusal_frame(&r, Some(client_id)),
         Err(e) => return store_failure(&e, client_id),
     };
+    mentions.sort();
+    mentions.dedup();
+    mentions.retain(|u| *u != user);
+    if mentions.len() > 50 || mentions.iter().any(|u| !acc.members.contains(u)) {
+        return refusal_frame(&Refusal::Invalid("You can mention up to 50 people in this conversation.".into()), Some(client_id));
+    }
+    if mention_all && !acc.role.is_some_and(|r| r >= Role::Admin) {
+        return refusal_frame(&Refusal::Forbidden("Only group owners and admins can mention everyone."), Some(client_id));
+    }
+    let direct_members = if acc.role.is_none() { acc.members.clone() } else { Vec::new() };
     let fanout_hub = hub.clone();
-    let recipients = members.clone();
+    let recipients = acc.members;
     let deliver = move |m: &Message| {
         let frame: Frame = Arc::from(ServerFrame::Message { message: m.clone() }.to_json());
         fanout_hub.deliver(&recipients, &frame, Some(conn));
     };
-    match store
-        .append_message(user, conv, members, client_id.clone(), content, deliver)
-        .await
-    {
-        Ok(out) => ServerFrame::Ack {
-            client_id,
-            message: out.message,
-        },
+    let extras = Extras { reply_to, mentions, mention_all };
+    match store.append_message(user, conv, direct_members, client_id.clone(), content, extras, deliver).await {
+        Ok(Ok(out)) => ServerFrame::Ack { client_id, message: out.message },
+        Ok(Err(MessageRefusal::NoSuchMessage)) => {
+            refusal_frame(&Refusal::Invalid("The message you reply to does not exist.".into()), Some(client_id))
+        }
+        Ok(Err(MessageRefusal::Rule(m))) => refusal_frame(&Refusal::Forbidden(m), Some(client_id)),
         Err(e) => store_failure(&e, client_id),
     }
 }
@@ -120,34 +142,80 @@ pub async fn send(
 fn store_failure(e: &StoreError, client_id: String) -> ServerFrame {
     tracing::error!(error = %e, "send failed in the store");
     // Not stored: the client keeps the message in its outbox and may retry with the same id.
-    ServerFrame::error(
-        Some(client_id),
-        "unavailable",
-        "The message could not be saved. It will be retried.",
-    )
+    ServerFrame::error(Some(client_id), "unavailable", "The message could not be saved. It will be retried.")
+}
+
+/// Handles a `read` frame: moves the read position and tells the reader's devices (and, in a
+/// 1:1 chat, the other person).
+pub async fn read(store: &Store, hub: &Hub, config: &Config, user: UserId, conv: ConvId, seq: u64) -> Option<ServerFrame> {
+    let acc = match access(store, config, user, conv, Want::Read).await {
+        Ok(Ok(a)) => a,
+        Ok(Err(r)) => return Some(refusal_frame(&r, None)),
+        Err(e) => {
+            tracing::error!(error = %e, "read position failed");
+            return Some(ServerFrame::error(None, "unavailable", "Try again."));
+        }
+    };
+    match store.mark_read(user, conv, seq).await {
+        Ok(Some(seq)) => {
+            let frame = ServerFrame::Read { conv, user, seq };
+            let to: Vec<UserId> = if acc.role.is_none() { acc.members } else { vec![user] };
+            hub.send(&to, &frame);
+            None
+        }
+        Ok(None) => None,
+        Err(e) => {
+            tracing::error!(error = %e, "read position failed");
+            Some(ServerFrame::error(None, "unavailable", "Try again."))
+        }
+    }
+}
+
+/// Groups larger than this get no typing indicators: the fan-out is not worth it.
+const TYPING_MAX_MEMBERS: usize = 500;
+
+/// Handles a `typing` frame: forwards it to the other members' devices; nothing is stored.
+pub async fn typing(store: &Store, hub: &Hub, config: &Config, user: UserId, conv: ConvId) -> Option<ServerFrame> {
+    match access(store, config, user, conv, Want::Write).await {
+        Ok(Ok(acc)) => {
+            if acc.members.len() <= TYPING_MAX_MEMBERS {
+                let others: Vec<UserId> = acc.members.into_iter().filter(|u| *u != user).collect();
+                hub.send(&others, &ServerFrame::Typing { conv, user });
+            }
+            None
+        }
+        Ok(Err(r)) => Some(refusal_frame(&r, None)),
+        Err(_) => None,
+    }
 }
 
 /// Most messages one conversation contributes to a sync; older ones are paged with history.
 pub const SYNC_CAP: usize = 100;
 
-/// The messages a reconnecting client is missing, per conversation, in order.
+/// What a reconnecting client is missing: new messages and changed ones, per conversation in
+/// order, and the conversations it should reload instead.
 pub async fn sync(
     store: &Store,
     user: UserId,
-    cursors: &std::collections::HashMap<ConvId, u64>,
-) -> Result<Vec<Message>, StoreError> {
+    cursors: &HashMap<ConvId, SyncCursor>,
+) -> Result<(Vec<ServerFrame>, Vec<ConvId>), StoreError> {
     let heads = store.conversation_heads(user).await?;
-    let wanted: Vec<(ConvId, u64)> = heads
+    let wanted: Vec<(ConvId, u64, u64, u64)> = heads
         .into_iter()
-        .filter_map(|(conv, head)| {
-            let after = cursors.get(&conv).copied().unwrap_or(0);
-            (head > after).then_some((conv, after))
+        .filter_map(|(conv, seq, rev, first)| {
+            let (c_seq, c_rev) = cursors.get(&conv).map_or((0, 0), |c| c.parts());
+            (seq > c_seq || rev > c_rev).then_some((conv, c_seq, c_rev, first))
         })
         .collect();
-    Ok(store
-        .messages_after(wanted, SYNC_CAP)
-        .await?
-        .into_iter()
-        .flatten()
-        .collect())
+    let convs: Vec<ConvId> = wanted.iter().map(|w| w.0).collect();
+    let mut frames = Vec::new();
+    let mut reload = Vec::new();
+    for (conv, (new, changed)) in convs.into_iter().zip(store.changes_since(wanted, SYNC_CAP).await?) {
+        match changed {
+            Some(changed) => frames.extend(changed.into_iter().map(|message| ServerFrame::Update { message })),
+            None => reload.push(conv),
+        }
+        frames.extend(new.into_iter().map(|message| ServerFrame::Message { message }));
+    }
+    Ok((frames, reload))
 }

@@ -1,29 +1,39 @@
-//! `GET /api/conversations` and the history route.
+//! The conversation routes: the list, one conversation's settings, history, recall, edit,
+//! reactions, who has read a message, and search.
+
+use std::collections::HashMap;
+use std::sync::Arc;
 
 use axum::Json;
 use axum::extract::{Path, State};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::{Access, Refusal, access};
+use super::{Want, access};
+use crate::config::Config;
 use crate::http::error::ErrorBody;
-use crate::http::{ApiError, ApiQuery, AuthUser};
-use crate::ids::ConvId;
-use crate::protocol::{Message, UserView};
-use crate::store::Store;
-
-#[derive(Serialize, ToSchema)]
-pub struct ConversationSummary {
-    pub id: ConvId,
-    /// The other person, for a 1:1 conversation.
-    pub peer: Option<UserView>,
-    pub last_seq: u64,
-    pub last_message: Option<Message>,
-}
+use crate::http::{ApiError, ApiJson, ApiQuery, AuthUser};
+use crate::hub::Hub;
+use crate::ids::{ConvId, UserId};
+use crate::outcome::Refusal;
+use crate::protocol::{Content, ConversationView, GroupView, MAX_TEXT_CHARS, Message, Role, ServerFrame, UserView};
+use crate::social::groups::view as group_view;
+use crate::store::messages::{ConvRow, MessageChange, MessageRefusal};
+use crate::store::social::GroupStatus;
+use crate::store::{Store, now_ms};
 
 #[derive(Serialize, ToSchema)]
 pub struct ConversationList {
-    pub conversations: Vec<ConversationSummary>,
+    /// Pinned first, then by last activity.
+    pub conversations: Vec<ConversationView>,
+}
+
+#[derive(Deserialize, ToSchema, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct ListQuery {
+    /// Include hidden conversations.
+    #[serde(default)]
+    pub hidden: bool,
 }
 
 #[derive(Deserialize, ToSchema, utoipa::IntoParams)]
@@ -45,36 +55,161 @@ pub struct HistoryPage {
     pub has_more: bool,
 }
 
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ConversationSettings {
+    pub pinned: Option<bool>,
+    pub muted: Option<bool>,
+    /// Hide from the list until a new message arrives (history is kept).
+    pub hidden: Option<bool>,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EditRequest {
+    pub text: String,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReactRequest {
+    pub emoji: String,
+    /// true adds your reaction with this emoji, false takes it back.
+    pub on: bool,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct ReadList {
+    /// Members who have read the message (not its sender).
+    pub read_by: Vec<UserId>,
+    /// Members who have not.
+    pub unread_by: Vec<UserId>,
+}
+
+#[derive(Deserialize, ToSchema, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct SearchQuery {
+    pub q: String,
+    /// Search one conversation only.
+    pub conv: Option<String>,
+    #[serde(default)]
+    pub offset: u32,
+    /// 1 to 50; 20 when absent.
+    pub limit: Option<u32>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct SearchResults {
+    /// Newest first.
+    pub messages: Vec<Message>,
+    /// Contacts and people you talk to whose name matches (first page only).
+    pub users: Vec<UserView>,
+    /// Your groups whose name matches (first page only).
+    pub groups: Vec<GroupView>,
+}
+
 impl From<Refusal> for ApiError {
     fn from(r: Refusal) -> Self {
-        match r {
-            Refusal::NotFound => ApiError::not_found(r.message()),
-            Refusal::Forbidden(m) => ApiError::forbidden(m),
-            Refusal::Invalid(m) => ApiError::bad_request("invalid", m),
-        }
+        use axum::http::StatusCode;
+        let status = match r {
+            Refusal::NotFound(_) => StatusCode::NOT_FOUND,
+            Refusal::Forbidden(_) => StatusCode::FORBIDDEN,
+            Refusal::Conflict(_) | Refusal::TooMany(_) => StatusCode::CONFLICT,
+            Refusal::Invalid(_) => StatusCode::BAD_REQUEST,
+        };
+        ApiError::new(status, r.code(), r.message())
     }
 }
 
-#[utoipa::path(get, path = "/api/conversations", tag = "chat", responses((status = 200, body = ConversationList), (status = 401, body = ErrorBody)))]
+fn parse_conv(id: &str) -> Result<ConvId, ApiError> {
+    id.parse().map_err(|_| ApiError::not_found("No such conversation."))
+}
+
+/// Builds what the list shows from a stored row.
+pub async fn conversation_view(store: &Store, me: UserId, row: ConvRow) -> Result<Option<ConversationView>, ApiError> {
+    let (peer, group) = match row.conv {
+        ConvId::Direct(..) => {
+            let Some(p) = row.conv.peer_of(me) else { return Ok(None) };
+            (store.user(p).await?.map(|u| u.public_view()), None)
+        }
+        ConvId::Group(gid) => (None, store.group(gid).await?.map(|g| group_view(&g, me))),
+    };
+    let last_ts = row.last_message.as_ref().map_or(row.state.since, |m| m.ts);
+    Ok(Some(ConversationView {
+        id: row.conv,
+        peer,
+        group,
+        last_seq: row.last_seq,
+        last_message: row.last_message,
+        last_ts,
+        read_seq: row.read_seq,
+        unread: row.last_seq.saturating_sub(row.read_seq),
+        mentioned: row.mentioned,
+        pinned: row.state.pinned,
+        muted: row.state.muted,
+        hidden: row.state.hidden_upto.is_some_and(|h| row.last_seq <= h),
+        peer_read_seq: row.peer_read_seq,
+    }))
+}
+
+#[utoipa::path(get, path = "/api/conversations", tag = "chat", params(ListQuery), responses((status = 200, body = ConversationList), (status = 401, body = ErrorBody)))]
 pub async fn list(
     auth: AuthUser,
     State(store): State<Store>,
+    ApiQuery(q): ApiQuery<ListQuery>,
 ) -> Result<Json<ConversationList>, ApiError> {
-    let convs = store.user_conversations(auth.user.id).await?;
-    let mut out = Vec::with_capacity(convs.len());
-    for c in convs {
-        let peer = match c.conv.peer_of(auth.user.id) {
-            Some(p) => store.user(p).await?.map(|u| u.public_view()),
-            None => None,
-        };
-        out.push(ConversationSummary {
-            id: c.conv,
-            peer,
-            last_seq: c.last_seq,
-            last_message: c.last_message,
-        });
+    let me = auth.user.id;
+    let mut out = Vec::new();
+    for row in store.user_conversations(me, None).await? {
+        if let Some(v) = conversation_view(&store, me, row).await?
+            && (q.hidden || !v.hidden)
+        {
+            out.push(v);
+        }
     }
+    out.sort_by(|a, b| b.pinned.cmp(&a.pinned).then(b.last_ts.cmp(&a.last_ts)));
     Ok(Json(ConversationList { conversations: out }))
+}
+
+async fn one(store: &Store, me: UserId, conv: ConvId) -> Result<ConversationView, ApiError> {
+    let row =
+        store.user_conversations(me, Some(conv)).await?.into_iter().next().ok_or_else(|| ApiError::not_found("No such conversation."))?;
+    conversation_view(store, me, row).await?.ok_or_else(|| ApiError::not_found("No such conversation."))
+}
+
+#[utoipa::path(get, path = "/api/conversations/{id}", tag = "chat", params(("id" = String, Path)), responses((status = 200, body = ConversationView), (status = 404, body = ErrorBody)))]
+pub async fn get(auth: AuthUser, State(store): State<Store>, Path(id): Path<String>) -> Result<Json<ConversationView>, ApiError> {
+    Ok(Json(one(&store, auth.user.id, parse_conv(&id)?).await?))
+}
+
+#[utoipa::path(patch, path = "/api/conversations/{id}", tag = "chat", params(("id" = String, Path)), request_body = ConversationSettings,
+    responses((status = 200, body = ConversationView), (status = 404, body = ErrorBody)))]
+pub async fn update(
+    auth: AuthUser,
+    State(store): State<Store>,
+    State(hub): State<Arc<Hub>>,
+    Path(id): Path<String>,
+    ApiJson(req): ApiJson<ConversationSettings>,
+) -> Result<Json<ConversationView>, ApiError> {
+    let me = auth.user.id;
+    let conv = parse_conv(&id)?;
+    store
+        .update_user_conv(me, conv, move |s, last| {
+            if let Some(p) = req.pinned {
+                s.pinned = p;
+            }
+            if let Some(m) = req.muted {
+                s.muted = m;
+            }
+            if let Some(h) = req.hidden {
+                s.hidden_upto = h.then_some(last);
+            }
+        })
+        .await?
+        .ok_or_else(|| ApiError::not_found("No such conversation."))?;
+    let view = one(&store, me, conv).await?;
+    hub.send(&[me], &ServerFrame::Conversation { conversation: view.clone() });
+    Ok(Json(view))
 }
 
 #[utoipa::path(get, path = "/api/conversations/{id}/messages", tag = "chat",
@@ -83,19 +218,222 @@ pub async fn list(
 pub async fn history(
     auth: AuthUser,
     State(store): State<Store>,
+    State(config): State<Arc<Config>>,
     Path(id): Path<String>,
     ApiQuery(q): ApiQuery<HistoryQuery>,
 ) -> Result<Json<HistoryPage>, ApiError> {
-    let conv: ConvId = id
-        .parse()
-        .map_err(|_| ApiError::not_found("No such conversation."))?;
-    access(&store, auth.user.id, conv, Access::Read).await??;
+    let conv = parse_conv(&id)?;
+    let acc = access(&store, &config, auth.user.id, conv, Want::Read).await??;
     let limit = q.limit.unwrap_or(50);
     if !(1..=100).contains(&limit) {
         return Err(ApiError::bad_request("invalid", "limit must be 1 to 100."));
     }
-    let (messages, has_more) = store
-        .history(conv, q.before, q.after, limit as usize)
-        .await?;
+    let (messages, has_more) = store.history(conv, q.before, q.after, limit as usize, acc.first_seq).await?;
     Ok(Json(HistoryPage { messages, has_more }))
+}
+
+/// Applies a change to a message and tells every member's devices.
+async fn change(
+    store: &Store,
+    hub: &Arc<Hub>,
+    conv: ConvId,
+    seq: u64,
+    members: Vec<UserId>,
+    rule: impl FnOnce(&Message) -> Result<MessageChange, &'static str> + Send + 'static,
+) -> Result<Json<Message>, ApiError> {
+    let hub2 = hub.clone();
+    let after = move |m: &Message| hub2.send(&members, &ServerFrame::Update { message: m.clone() });
+    match store.change_message(conv, seq, rule, after).await? {
+        Ok(m) => Ok(Json(m)),
+        Err(MessageRefusal::NoSuchMessage) => Err(ApiError::not_found("No such message.")),
+        Err(MessageRefusal::Rule(why)) => Err(ApiError::forbidden(why)),
+    }
+}
+
+fn visible(seq: u64, first_seq: u64) -> Result<(), ApiError> {
+    if seq < first_seq { Err(ApiError::not_found("No such message.")) } else { Ok(()) }
+}
+
+#[utoipa::path(post, path = "/api/conversations/{id}/messages/{seq}/recall", tag = "chat", params(("id" = String, Path), ("seq" = u64, Path)),
+    responses((status = 200, body = Message, description = "the tombstone"), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn recall(
+    auth: AuthUser,
+    State(store): State<Store>,
+    State(hub): State<Arc<Hub>>,
+    State(config): State<Arc<Config>>,
+    Path((id, seq)): Path<(String, u64)>,
+) -> Result<Json<Message>, ApiError> {
+    let conv = parse_conv(&id)?;
+    let me = auth.user.id;
+    // Recalling is allowed in a group one can no longer write to (e.g. muted): it only removes.
+    let acc = access(&store, &config, me, conv, Want::Read).await??;
+    visible(seq, acc.first_seq)?;
+    let moderator = acc.role.is_some_and(|r| r >= Role::Admin);
+    let window_ms = config.chat.recall_window_secs * 1000;
+    let now = now_ms();
+    change(&store, &hub, conv, seq, acc.members, move |m| {
+        if matches!(m.content, Content::System { .. }) {
+            return Err("System messages cannot be recalled.");
+        }
+        if moderator || (m.sender == me && now.saturating_sub(m.ts) <= window_ms) {
+            Ok(MessageChange::Recall { by: me })
+        } else if m.sender == me {
+            Err("It is too late to recall this message.")
+        } else {
+            Err("You can only recall your own messages.")
+        }
+    })
+    .await
+}
+
+#[utoipa::path(patch, path = "/api/conversations/{id}/messages/{seq}", tag = "chat", params(("id" = String, Path), ("seq" = u64, Path)), request_body = EditRequest,
+    responses((status = 200, body = Message), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn edit(
+    auth: AuthUser,
+    State(store): State<Store>,
+    State(hub): State<Arc<Hub>>,
+    State(config): State<Arc<Config>>,
+    Path((id, seq)): Path<(String, u64)>,
+    ApiJson(req): ApiJson<EditRequest>,
+) -> Result<Json<Message>, ApiError> {
+    let conv = parse_conv(&id)?;
+    let me = auth.user.id;
+    let text = req.text;
+    if text.trim().is_empty() || text.chars().count() > MAX_TEXT_CHARS {
+        return Err(ApiError::bad_request("invalid", "A message has 1 to 8,000 characters."));
+    }
+    let acc = access(&store, &config, me, conv, Want::Write).await??;
+    let window_ms = config.chat.edit_window_secs * 1000;
+    let now = now_ms();
+    change(&store, &hub, conv, seq, acc.members, move |m| {
+        if m.sender != me {
+            return Err("You can only edit your own messages.");
+        }
+        if !matches!(m.content, Content::Text { .. }) {
+            return Err("Only text messages can be edited.");
+        }
+        if now.saturating_sub(m.ts) > window_ms {
+            return Err("It is too late to edit this message.");
+        }
+        Ok(MessageChange::Edit { text })
+    })
+    .await
+}
+
+#[utoipa::path(post, path = "/api/conversations/{id}/messages/{seq}/reactions", tag = "chat", params(("id" = String, Path), ("seq" = u64, Path)), request_body = ReactRequest,
+    responses((status = 200, body = Message), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn react(
+    auth: AuthUser,
+    State(store): State<Store>,
+    State(hub): State<Arc<Hub>>,
+    State(config): State<Arc<Config>>,
+    Path((id, seq)): Path<(String, u64)>,
+    ApiJson(req): ApiJson<ReactRequest>,
+) -> Result<Json<Message>, ApiError> {
+    let conv = parse_conv(&id)?;
+    let me = auth.user.id;
+    let emoji = req.emoji.trim().to_owned();
+    if emoji.is_empty()
+        || emoji.len() > 32
+        || emoji.chars().any(|c| c.is_alphanumeric() && c.is_ascii() || c.is_control() || c.is_whitespace())
+    {
+        return Err(ApiError::bad_request("invalid", "A reaction is one emoji."));
+    }
+    let acc = access(&store, &config, me, conv, Want::Write).await??;
+    visible(seq, acc.first_seq)?;
+    let on = req.on;
+    change(&store, &hub, conv, seq, acc.members, move |m| {
+        if matches!(m.content, Content::System { .. }) {
+            return Err("System messages take no reactions.");
+        }
+        Ok(MessageChange::React { user: me, emoji, on })
+    })
+    .await
+}
+
+#[utoipa::path(get, path = "/api/conversations/{id}/messages/{seq}/reads", tag = "chat", params(("id" = String, Path), ("seq" = u64, Path)),
+    responses((status = 200, body = ReadList), (status = 404, body = ErrorBody)))]
+pub async fn reads(
+    auth: AuthUser,
+    State(store): State<Store>,
+    State(config): State<Arc<Config>>,
+    Path((id, seq)): Path<(String, u64)>,
+) -> Result<Json<ReadList>, ApiError> {
+    let conv = parse_conv(&id)?;
+    let acc = access(&store, &config, auth.user.id, conv, Want::Read).await??;
+    visible(seq, acc.first_seq)?;
+    let m = store.message(conv, seq).await?.ok_or_else(|| ApiError::not_found("No such message."))?;
+    let positions: HashMap<UserId, u64> = store.read_positions(conv).await?.into_iter().collect();
+    let (mut read_by, mut unread_by) = (Vec::new(), Vec::new());
+    for u in acc.members.into_iter().filter(|u| *u != m.sender) {
+        if positions.get(&u).is_some_and(|p| *p >= seq) { read_by.push(u) } else { unread_by.push(u) }
+    }
+    Ok(Json(ReadList { read_by, unread_by }))
+}
+
+#[utoipa::path(get, path = "/api/search", tag = "chat", params(SearchQuery), responses((status = 200, body = SearchResults), (status = 400, body = ErrorBody)))]
+pub async fn search(
+    auth: AuthUser,
+    State(store): State<Store>,
+    State(config): State<Arc<Config>>,
+    ApiQuery(q): ApiQuery<SearchQuery>,
+) -> Result<Json<SearchResults>, ApiError> {
+    let me = auth.user.id;
+    let text = q.q.trim().to_owned();
+    if text.is_empty() || text.chars().count() > 200 {
+        return Err(ApiError::bad_request("invalid", "Search for 1 to 200 characters."));
+    }
+    let limit = q.limit.unwrap_or(20);
+    if !(1..=50).contains(&limit) {
+        return Err(ApiError::bad_request("invalid", "limit must be 1 to 50."));
+    }
+    let mut convs = HashMap::new();
+    match &q.conv {
+        Some(c) => {
+            let conv = parse_conv(c)?;
+            let acc = access(&store, &config, me, conv, Want::Read).await??;
+            convs.insert(conv, acc.first_seq);
+        }
+        None => {
+            for (conv, _, _, first) in store.conversation_heads(me).await? {
+                convs.insert(conv, first.max(1));
+            }
+        }
+    }
+    let rows: Vec<ConvId> = convs.keys().copied().collect();
+    let messages = store.search_messages(text.clone(), convs, q.offset as usize, limit as usize).await?;
+    let (mut users, mut groups) = (Vec::new(), Vec::new());
+    if q.offset == 0 && q.conv.is_none() {
+        let needle = text.to_lowercase();
+        for conv in rows {
+            match conv {
+                ConvId::Direct(..) => {
+                    if let Some(p) = conv.peer_of(me)
+                        && let Some(u) = store.user(p).await?
+                        && (u.nickname.to_lowercase().contains(&needle) || u.username.contains(&needle))
+                    {
+                        users.push(u.public_view());
+                    }
+                }
+                ConvId::Group(gid) => {
+                    if let Some(g) = store.group(gid).await?
+                        && g.group.status != GroupStatus::Dissolved
+                        && g.group.name.to_lowercase().contains(&needle)
+                    {
+                        groups.push(group_view(&g, me));
+                    }
+                }
+            }
+        }
+        for (other, mine, _) in store.contacts_of(me).await? {
+            if mine.contact
+                && !users.iter().any(|u| u.id == other)
+                && let Some(u) = store.user(other).await?
+                && (u.nickname.to_lowercase().contains(&needle) || u.username.contains(&needle))
+            {
+                users.push(u.public_view());
+            }
+        }
+    }
+    Ok(Json(SearchResults { messages, users, groups }))
 }

@@ -32,10 +32,7 @@ pub fn hash_token(token: &str) -> TokenHash {
 
 /// The token a request carries: `Authorization: Bearer` first, then the session cookie.
 pub fn token_from_parts(parts: &Parts) -> Option<String> {
-    if let Some(v) = parts
-        .headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
+    if let Some(v) = parts.headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok())
         && let Some(t) = v.strip_prefix("Bearer ")
     {
         return Some(t.trim().to_owned());
@@ -76,27 +73,14 @@ where
         }
         let store = Store::from_ref(state);
         let hash = hash_token(&token);
-        let session = store
-            .session(hash)
-            .await?
-            .ok_or_else(ApiError::unauthorized)?;
+        let session = store.session(hash).await?.ok_or_else(ApiError::unauthorized)?;
         if session.expires_at <= now_ms() {
             return Err(ApiError::unauthorized());
         }
-        let user = store
-            .user(session.user)
-            .await?
-            .ok_or_else(ApiError::unauthorized)?;
+        let user = store.user(session.user).await?.ok_or_else(ApiError::unauthorized)?;
         if user.disabled {
-            return Err(ApiError::new(
-                axum::http::StatusCode::UNAUTHORIZED,
-                "account_disabled",
-                "This account has been disabled.",
-            ));
+            return Err(ApiError::new(axum::http::StatusCode::UNAUTHORIZED, "account_disabled", "This account has been disabled."));
         }
-        Ok(AuthUser {
-            user,
-            session: hash,
-        })
+        Ok(AuthUser { user, session: hash })
     }
 }

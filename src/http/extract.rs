@@ -31,11 +31,7 @@ impl From<JsonRejection> for ApiError {
                 "Send JSON with Content-Type: application/json.",
             ),
             JsonRejection::BytesRejection(b) if b.status() == StatusCode::PAYLOAD_TOO_LARGE => {
-                ApiError::new(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    "too_large",
-                    "The request body is too large.",
-                )
+                ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "too_large", "The request body is too large.")
             }
             // serde's message names the offending field, which is what a client needs.
             other => ApiError::bad_request("bad_request", other.body_text()),

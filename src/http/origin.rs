@@ -22,18 +22,11 @@ impl OriginPolicy {
     pub fn allows(&self, origin: Option<&str>, host: Option<&str>) -> bool {
         let Some(origin) = origin else { return true };
         let origin = origin.trim_end_matches('/');
-        if self
-            .allowed
-            .iter()
-            .any(|a| a.trim_end_matches('/').eq_ignore_ascii_case(origin))
-        {
+        if self.allowed.iter().any(|a| a.trim_end_matches('/').eq_ignore_ascii_case(origin)) {
             return true;
         }
         // "null" origins (sandboxed frames, file://) are never trusted.
-        let Some(authority) = origin
-            .strip_prefix("https://")
-            .or_else(|| origin.strip_prefix("http://"))
-        else {
+        let Some(authority) = origin.strip_prefix("https://").or_else(|| origin.strip_prefix("http://")) else {
             return false;
         };
         host.is_some_and(|h| h.eq_ignore_ascii_case(authority))
@@ -41,22 +34,15 @@ impl OriginPolicy {
 }
 
 /// Middleware: refuses cross-origin state changes and WebSocket upgrades with 403 `bad_origin`.
-pub async fn check_origin(
-    policy: axum::extract::State<OriginPolicy>,
-    req: Request,
-    next: Next,
-) -> Response {
-    let guarded = !matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS)
-        || req.headers().contains_key(header::UPGRADE);
+pub async fn check_origin(policy: axum::extract::State<OriginPolicy>, req: Request, next: Next) -> Response {
+    let guarded = !matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS) || req.headers().contains_key(header::UPGRADE);
     if guarded {
         let h = req.headers();
         let origin = h.get(header::ORIGIN).and_then(|v| v.to_str().ok());
         let host = h.get(header::HOST).and_then(|v| v.to_str().ok());
         if !policy.allows(origin, host) {
             tracing::info!(origin, host, path = %req.uri().path(), "refused a cross-origin request");
-            return ApiError::forbidden("This request came from another site.")
-                .with_code("bad_origin")
-                .into_response();
+            return ApiError::forbidden("This request came from another site.").with_code("bad_origin").into_response();
         }
     }
     next.run(req).await
@@ -76,9 +62,7 @@ mod tests {
 
     #[test]
     fn same_origin_and_listed_origins_pass_others_do_not() {
-        let p = OriginPolicy {
-            allowed: Arc::new(vec!["https://chat.example.org".into()]),
-        };
+        let p = OriginPolicy { allowed: Arc::new(vec!["https://chat.example.org".into()]) };
         assert!(p.allows(None, Some("x")));
         assert!(p.allows(Some("http://127.0.0.1:8080"), Some("127.0.0.1:8080")));
         assert!(p.allows(Some("https://chat.example.org/"), Some("internal:8080")));

@@ -19,25 +19,17 @@ const SWEEP_AT: usize = 100_000;
 
 impl Limiter {
     pub fn new(max: u32, window: Duration) -> Limiter {
-        Limiter {
-            max,
-            window,
-            entries: Mutex::new(HashMap::new()),
-        }
+        Limiter { max, window, entries: Mutex::new(HashMap::new()) }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, (Instant, u32)>> {
-        self.entries
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.entries.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// `Err(seconds to wait)` when `key` has used up its window.
     pub fn check(&self, key: &str, now: Instant) -> Result<(), u64> {
         match self.lock().get(key) {
-            Some(&(start, n)) if n >= self.max && now < start + self.window => {
-                Err((start + self.window - now).as_secs() + 1)
-            }
+            Some(&(start, n)) if n >= self.max && now < start + self.window => Err((start + self.window - now).as_secs() + 1),
             _ => Ok(()),
         }
     }
@@ -85,10 +77,7 @@ mod tests {
         assert!(l.check("b", t0).is_ok(), "keys are independent");
         assert!(l.check("a", t0 + Duration::from_secs(61)).is_ok());
         l.hit("a", t0 + Duration::from_secs(61));
-        assert!(
-            l.check("a", t0 + Duration::from_secs(61)).is_ok(),
-            "a new window started"
-        );
+        assert!(l.check("a", t0 + Duration::from_secs(61)).is_ok(), "a new window started");
         l.reset("a");
         assert!(l.take("a", t0).is_ok());
     }

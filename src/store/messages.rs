@@ -1,12 +1,17 @@
-//! Conversation logs: messages keyed by (conversation, seq), per-conversation heads, the
-//! client-id index that makes resends idempotent, and each user's conversation index.
+//! Conversation logs: messages keyed by (conversation, seq), per-conversation heads and change
+//! counters, the client-id index that makes resends idempotent, read positions, mentions, each
+//! user's view of their conversations, and full-text search.
 
-use redb::{ReadTransaction, ReadableTable};
+use std::collections::{BTreeSet, HashMap};
 
-use super::tables::{CLIENT_IDS, CONV_HEADS, MESSAGES, USER_CONVS};
+use redb::{ReadTransaction, ReadableTable, WriteTransaction};
+use serde::{Deserialize, Serialize};
+
+use super::search::{self, QueryToken};
+use super::tables::{CLIENT_IDS, CONV_HEADS, MENTIONS, MESSAGES, READS, REVS, SEARCH, USER_CONVS};
 use super::{Store, StoreError, now_ms};
 use crate::ids::{ConvId, UserId};
-use crate::protocol::{Content, Message};
+use crate::protocol::{Content, Message, ReplyRef};
 
 /// The result of a send: the stored message, and whether it was stored by an earlier send with
 /// the same client id.
@@ -16,17 +21,62 @@ pub struct SendOutcome {
     pub duplicate: bool,
 }
 
-/// A conversation in a user's list.
+/// One user's settings for a conversation they are in.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct UserConv {
+    #[serde(default)]
+    pub pinned: bool,
+    #[serde(default)]
+    pub muted: bool,
+    /// Hidden while the conversation's last seq is at most this.
+    #[serde(default)]
+    pub hidden_upto: Option<u64>,
+    /// When the user entered the conversation, ms.
+    pub since: u64,
+    /// The first seq the user may read (groups that hide history from new members).
+    #[serde(default)]
+    pub first_seq: u64,
+}
+
+/// A conversation in a user's list, with everything the list shows.
 #[derive(Clone, Debug)]
-pub struct StoredConv {
+pub struct ConvRow {
     pub conv: ConvId,
+    pub state: UserConv,
     pub last_seq: u64,
-    pub last_ts: u64,
     pub last_message: Option<Message>,
+    pub read_seq: u64,
+    pub mentioned: bool,
+    pub peer_read_seq: Option<u64>,
+}
+
+/// What a new message carries besides its content.
+#[derive(Clone, Debug, Default)]
+pub struct Extras {
+    pub reply_to: Option<u64>,
+    pub mentions: Vec<UserId>,
+    pub mention_all: bool,
+}
+
+/// Why a message could not be appended or changed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum MessageRefusal {
+    /// The message replied to or changed does not exist (or is not visible).
+    NoSuchMessage,
+    /// Refused by the caller's rule, with its reason.
+    Rule(&'static str),
 }
 
 fn decode(v: &[u8]) -> Result<Message, StoreError> {
     Ok(serde_json::from_slice(v)?)
+}
+
+fn text_of(c: &Content) -> Option<&str> {
+    match c {
+        Content::Text { text } => Some(text),
+        Content::File { name, .. } | Content::Image { name, .. } => Some(name),
+        _ => None,
+    }
 }
 
 fn range_of(
@@ -45,96 +95,135 @@ fn range_of(
     let range = t.range((a, b, from)..=(a, b, to))?;
     let mut out = Vec::with_capacity(limit.min(128));
     let mut more = false;
-    let mut take = |entry: Result<
-        (
-            redb::AccessGuard<'_, (u64, u64, u64)>,
-            redb::AccessGuard<'_, &[u8]>,
-        ),
-        redb::StorageError,
-    >|
-     -> Result<bool, StoreError> {
+    let iter: Box<dyn Iterator<Item = _>> = if newest_first { Box::new(range.rev()) } else { Box::new(range) };
+    for entry in iter {
         if out.len() == limit {
             more = true;
-            return Ok(false);
+            break;
         }
         let (_, v) = entry?;
         out.push(decode(v.value())?);
-        Ok(true)
-    };
+    }
     if newest_first {
-        for e in range.rev() {
-            if !take(e)? {
-                break;
-            }
-        }
         out.reverse();
-    } else {
-        for e in range {
-            if !take(e)? {
-                break;
-            }
-        }
     }
     Ok((out, more))
 }
 
+/// Head of a conversation: (last seq, last rev, seq of the last @all).
+fn head(txn: &WriteTransaction, key: (u64, u64)) -> Result<(u64, u64, u64), StoreError> {
+    Ok(txn.open_table(CONV_HEADS)?.get(key)?.map_or((0, 0, 0), |v| v.value()))
+}
+
+fn index_text(txn: &WriteTransaction, key: (u64, u64), seq: u64, text: &str, insert: bool) -> Result<(), StoreError> {
+    let mut t = txn.open_table(SEARCH)?;
+    for token in search::index_tokens(text) {
+        if insert {
+            t.insert((token.as_str(), key.0, key.1, seq), ())?;
+        } else {
+            t.remove((token.as_str(), key.0, key.1, seq))?;
+        }
+    }
+    Ok(())
+}
+
+/// Appends a message inside a write transaction. `direct_members` get a conversation-list
+/// entry if they have none (1:1 chats; group members get theirs when they join). Checks come
+/// first, so a refusal writes nothing.
+pub(super) fn append_in_txn(
+    txn: &WriteTransaction,
+    sender: UserId,
+    conv: ConvId,
+    direct_members: &[UserId],
+    client_id: String,
+    content: Content,
+    extras: Extras,
+) -> Result<Result<SendOutcome, MessageRefusal>, StoreError> {
+    let key = conv.key();
+    let mut ids = txn.open_table(CLIENT_IDS)?;
+    if let Some(k) = ids.get((sender.0, client_id.as_str()))?.map(|v| v.value()) {
+        let msgs = txn.open_table(MESSAGES)?;
+        let v = msgs.get(k)?.ok_or_else(|| StoreError::Corrupt(format!("client id {client_id} points at a missing message")))?;
+        return Ok(Ok(SendOutcome { message: decode(v.value())?, duplicate: true }));
+    }
+    let (last, rev, all_seq) = head(txn, key)?;
+    let mut msgs = txn.open_table(MESSAGES)?;
+    let reply_to = match extras.reply_to {
+        None => None,
+        Some(s) => match msgs.get((key.0, key.1, s))? {
+            Some(v) => {
+                let m = decode(v.value())?;
+                if m.recalled.is_some() {
+                    return Ok(Err(MessageRefusal::NoSuchMessage));
+                }
+                Some(ReplyRef { seq: s, sender: m.sender, preview: m.content.preview() })
+            }
+            None => return Ok(Err(MessageRefusal::NoSuchMessage)),
+        },
+    };
+    let seq = last + 1;
+    let ts = now_ms();
+    let mut message = Message::new(conv, seq, sender, client_id, ts, content);
+    message.reply_to = reply_to;
+    message.mentions = extras.mentions;
+    message.mention_all = extras.mention_all;
+    let bytes = serde_json::to_vec(&message)?;
+    msgs.insert((key.0, key.1, seq), bytes.as_slice())?;
+    drop(msgs);
+    txn.open_table(CONV_HEADS)?.insert(key, (seq, rev, if message.mention_all { seq } else { all_seq }))?;
+    ids.insert((sender.0, message.client_id.as_str()), (key.0, key.1, seq))?;
+    // Sending is reading: your own message never counts as unread.
+    txn.open_table(READS)?.insert((key.0, key.1, sender.0), seq)?;
+    if !message.mentions.is_empty() {
+        let mut mentions = txn.open_table(MENTIONS)?;
+        for u in &message.mentions {
+            mentions.insert((u.0, key.0, key.1, seq), ())?;
+        }
+    }
+    if !direct_members.is_empty() {
+        let mut convs = txn.open_table(USER_CONVS)?;
+        for m in direct_members {
+            if convs.get((m.0, key.0, key.1))?.is_none() {
+                let state = serde_json::to_vec(&UserConv { since: ts, ..UserConv::default() })?;
+                convs.insert((m.0, key.0, key.1), state.as_slice())?;
+            }
+        }
+    }
+    if let Some(text) = text_of(&message.content) {
+        index_text(txn, key, seq, text, true)?;
+    }
+    Ok(Ok(SendOutcome { message, duplicate: false }))
+}
+
+/// A change to an existing message, decided by the caller's rule.
+pub enum MessageChange {
+    Recall { by: UserId },
+    Edit { text: String },
+    React { user: UserId, emoji: String, on: bool },
+}
+
 impl Store {
     /// Appends a message to `conv` with the next sequence number, unless `sender` already sent
-    /// `client_id`, in which case the earlier message comes back with `duplicate` set. `members`
-    /// are the users whose conversation lists show `conv`. `after` runs after the commit, in
-    /// commit order (delivery), and only for a new message.
+    /// `client_id`, in which case the earlier message comes back with `duplicate` set.
+    /// `direct_members` are the two users of a 1:1 chat (empty for groups). `after` runs after
+    /// the commit, in commit order (delivery), and only for a new message.
+    #[allow(clippy::too_many_arguments)]
     pub async fn append_message(
         &self,
         sender: UserId,
         conv: ConvId,
-        members: Vec<UserId>,
+        direct_members: Vec<UserId>,
         client_id: String,
         content: Content,
+        extras: Extras,
         after: impl FnOnce(&Message) + Send + 'static,
-    ) -> Result<SendOutcome, StoreError> {
+    ) -> Result<Result<SendOutcome, MessageRefusal>, StoreError> {
         self.write_then(
-            move |txn| {
-                let (a, b) = conv.key();
-                let mut ids = txn.open_table(CLIENT_IDS)?;
-                if let Some(key) = ids.get((sender.0, client_id.as_str()))?.map(|v| v.value()) {
-                    let msgs = txn.open_table(MESSAGES)?;
-                    let v = msgs.get(key)?.ok_or_else(|| {
-                        StoreError::Corrupt(format!(
-                            "client id {client_id} points at a missing message"
-                        ))
-                    })?;
-                    return Ok(SendOutcome {
-                        message: decode(v.value())?,
-                        duplicate: true,
-                    });
-                }
-                let mut heads = txn.open_table(CONV_HEADS)?;
-                let seq = heads.get((a, b))?.map_or(0, |v| v.value()) + 1;
-                let ts = now_ms();
-                let message = Message {
-                    conv,
-                    seq,
-                    sender,
-                    client_id,
-                    ts,
-                    content,
-                };
-                let bytes = serde_json::to_vec(&message)?;
-                heads.insert((a, b), seq)?;
-                txn.open_table(MESSAGES)?
-                    .insert((a, b, seq), bytes.as_slice())?;
-                ids.insert((sender.0, message.client_id.as_str()), (a, b, seq))?;
-                let mut convs = txn.open_table(USER_CONVS)?;
-                for m in members {
-                    convs.insert((m.0, a, b), ts)?;
-                }
-                Ok(SendOutcome {
-                    message,
-                    duplicate: false,
-                })
-            },
-            move |out: &SendOutcome| {
-                if !out.duplicate {
+            move |txn| append_in_txn(txn, sender, conv, &direct_members, client_id, content, extras),
+            move |out: &Result<SendOutcome, MessageRefusal>| {
+                if let Ok(out) = out
+                    && !out.duplicate
+                {
                     after(&out.message);
                 }
             },
@@ -142,102 +231,348 @@ impl Store {
         .await
     }
 
-    /// A page of history in ascending order: the newest `limit` before `before` (exclusive), or
-    /// the oldest `limit` after `after` (exclusive), or the newest page when neither is given.
+    /// Changes message `seq` of `conv` if `rule` allows it; the change gets the conversation's
+    /// next rev. `after` runs after the commit with the changed message.
+    pub async fn change_message(
+        &self,
+        conv: ConvId,
+        seq: u64,
+        rule: impl FnOnce(&Message) -> Result<MessageChange, &'static str> + Send + 'static,
+        after: impl FnOnce(&Message) + Send + 'static,
+    ) -> Result<Result<Message, MessageRefusal>, StoreError> {
+        self.write_then(
+            move |txn| {
+                let key = conv.key();
+                let mut msgs = txn.open_table(MESSAGES)?;
+                let Some(mut m) = msgs.get((key.0, key.1, seq))?.map(|v| decode(v.value())).transpose()? else {
+                    return Ok(Err(MessageRefusal::NoSuchMessage));
+                };
+                if m.recalled.is_some() {
+                    return Ok(Err(MessageRefusal::Rule("That message was recalled.")));
+                }
+                let change = match rule(&m) {
+                    Ok(c) => c,
+                    Err(why) => return Ok(Err(MessageRefusal::Rule(why))),
+                };
+                let now = now_ms();
+                match change {
+                    MessageChange::Recall { by } => {
+                        if let Some(text) = text_of(&m.content) {
+                            index_text(txn, key, seq, text, false)?;
+                        }
+                        m.content = Content::Recalled {};
+                        m.recalled = Some(crate::protocol::Recall { by, at: now });
+                        m.reactions.clear();
+                        m.edited_at = None;
+                    }
+                    MessageChange::Edit { text } => {
+                        if let Some(old) = text_of(&m.content) {
+                            index_text(txn, key, seq, old, false)?;
+                        }
+                        index_text(txn, key, seq, &text, true)?;
+                        m.content = Content::Text { text };
+                        m.edited_at = Some(now);
+                    }
+                    MessageChange::React { user, emoji, on } => {
+                        let had = m.reactions.get(&emoji).is_some_and(|w| w.contains(&user));
+                        if on == had {
+                            // Nothing changes; answer with the message as it is.
+                            return Ok(Ok(m));
+                        }
+                        if on {
+                            if !m.reactions.contains_key(&emoji) && m.reactions.len() >= 20 {
+                                return Ok(Err(MessageRefusal::Rule("A message can have at most 20 different reactions.")));
+                            }
+                            m.reactions.entry(emoji).or_default().push(user);
+                        } else if let Some(who) = m.reactions.get_mut(&emoji) {
+                            who.retain(|u| *u != user);
+                            if who.is_empty() {
+                                m.reactions.remove(&emoji);
+                            }
+                        }
+                    }
+                }
+                let (last, rev, all_seq) = head(txn, key)?;
+                let rev = rev + 1;
+                if let Some(prev) = (m.rev > 0).then_some(m.rev) {
+                    txn.open_table(REVS)?.remove((key.0, key.1, prev))?;
+                }
+                m.rev = rev;
+                let bytes = serde_json::to_vec(&m)?;
+                msgs.insert((key.0, key.1, seq), bytes.as_slice())?;
+                txn.open_table(REVS)?.insert((key.0, key.1, rev), seq)?;
+                txn.open_table(CONV_HEADS)?.insert(key, (last, rev, all_seq))?;
+                Ok(Ok(m))
+            },
+            move |out: &Result<Message, MessageRefusal>| {
+                if let Ok(m) = out {
+                    after(m);
+                }
+            },
+        )
+        .await
+    }
+
+    pub async fn message(&self, conv: ConvId, seq: u64) -> Result<Option<Message>, StoreError> {
+        self.read(move |txn| {
+            let (a, b) = conv.key();
+            txn.open_table(MESSAGES)?.get((a, b, seq))?.map(|v| decode(v.value())).transpose()
+        })
+        .await
+    }
+
+    /// A page of history in ascending order, never below `first_seq`: the newest `limit`
+    /// before `before` (exclusive), or the oldest `limit` after `after` (exclusive), or the
+    /// newest page when neither is given.
     pub async fn history(
         &self,
         conv: ConvId,
         before: Option<u64>,
         after: Option<u64>,
         limit: usize,
+        first_seq: u64,
     ) -> Result<(Vec<Message>, bool), StoreError> {
+        let floor = first_seq.max(1);
         self.read(move |txn| match (before, after) {
-            (_, Some(after)) => range_of(
-                txn,
-                conv,
-                after.saturating_add(1),
-                before.map_or(u64::MAX, |b| b.saturating_sub(1)),
-                false,
-                limit,
-            ),
-            (Some(before), None) => {
-                if before <= 1 {
-                    return Ok((Vec::new(), false));
-                }
-                range_of(txn, conv, 1, before - 1, true, limit)
+            (_, Some(after)) => {
+                range_of(txn, conv, after.saturating_add(1).max(floor), before.map_or(u64::MAX, |b| b.saturating_sub(1)), false, limit)
             }
-            (None, None) => range_of(txn, conv, 1, u64::MAX, true, limit),
+            (Some(before), None) => range_of(txn, conv, floor, before.saturating_sub(1), true, limit),
+            (None, None) => range_of(txn, conv, floor, u64::MAX, true, limit),
         })
         .await
     }
 
-    /// For sync: per conversation, the messages after its cursor, at most `cap` (the newest
-    /// ones when there are more; the client pages the rest with `history`).
-    pub async fn messages_after(
+    /// For sync, per conversation `(conv, after seq, after rev, first visible seq)`: the new
+    /// messages (at most `cap`, the newest) and the changed older ones (at most `cap`; `None`
+    /// when there were more, and the client must reload).
+    #[allow(clippy::type_complexity)]
+    pub async fn changes_since(
         &self,
-        wanted: Vec<(ConvId, u64)>,
+        wanted: Vec<(ConvId, u64, u64, u64)>,
         cap: usize,
-    ) -> Result<Vec<Vec<Message>>, StoreError> {
+    ) -> Result<Vec<(Vec<Message>, Option<Vec<Message>>)>, StoreError> {
         self.read(move |txn| {
             let heads = txn.open_table(CONV_HEADS)?;
+            let revs = txn.open_table(REVS)?;
+            let msgs = txn.open_table(MESSAGES)?;
             let mut out = Vec::with_capacity(wanted.len());
-            for (conv, after) in wanted {
-                let head = heads.get(conv.key())?.map_or(0, |v| v.value());
-                if head <= after {
-                    out.push(Vec::new());
-                    continue;
+            for (conv, after, after_rev, first) in wanted {
+                let key = conv.key();
+                let (last, rev, _) = heads.get(key)?.map_or((0, 0, 0), |v| v.value());
+                let new = if last > after {
+                    let from = after.max(last.saturating_sub(cap as u64)).max(first.saturating_sub(1)) + 1;
+                    range_of(txn, conv, from, last, false, cap)?.0
+                } else {
+                    Vec::new()
+                };
+                let mut changed = Some(Vec::new());
+                if rev > after_rev {
+                    let mut seen = Vec::new();
+                    for entry in revs.range((key.0, key.1, after_rev + 1)..=(key.0, key.1, u64::MAX))? {
+                        let (_, seq) = entry?;
+                        let seq = seq.value();
+                        // Changes to messages the client is about to get anyway, or may not see, are skipped.
+                        if seq > after || seq < first {
+                            continue;
+                        }
+                        if seen.len() == cap {
+                            changed = None;
+                            break;
+                        }
+                        if let Some(v) = msgs.get((key.0, key.1, seq))? {
+                            seen.push(decode(v.value())?);
+                        }
+                    }
+                    if changed.is_some() {
+                        changed = Some(seen);
+                    }
                 }
-                let from = after.max(head.saturating_sub(cap as u64)) + 1;
-                out.push(range_of(txn, conv, from, head, false, cap)?.0);
+                out.push((new, changed));
             }
             Ok(out)
         })
         .await
     }
 
-    /// The user's conversations, most recent activity first.
-    pub async fn user_conversations(&self, user: UserId) -> Result<Vec<StoredConv>, StoreError> {
+    /// Moves `user`'s read position in `conv` forward to `seq` (never back, never past the
+    /// last message). Returns the new position when it moved.
+    pub async fn mark_read(&self, user: UserId, conv: ConvId, seq: u64) -> Result<Option<u64>, StoreError> {
+        self.write(move |txn| {
+            let key = conv.key();
+            let (last, _, _) = head(txn, key)?;
+            let seq = seq.min(last);
+            let mut reads = txn.open_table(READS)?;
+            let cur = reads.get((key.0, key.1, user.0))?.map_or(0, |v| v.value());
+            if seq <= cur {
+                return Ok(None);
+            }
+            reads.insert((key.0, key.1, user.0), seq)?;
+            Ok(Some(seq))
+        })
+        .await
+    }
+
+    /// Everyone's read positions in `conv`.
+    pub async fn read_positions(&self, conv: ConvId) -> Result<Vec<(UserId, u64)>, StoreError> {
+        self.read(move |txn| {
+            let (a, b) = conv.key();
+            let mut out = Vec::new();
+            for entry in txn.open_table(READS)?.range((a, b, 0)..=(a, b, u64::MAX))? {
+                let (k, v) = entry?;
+                out.push((UserId(k.value().2), v.value()));
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    /// `user`'s view of one conversation, if they are in it.
+    pub async fn user_conv(&self, user: UserId, conv: ConvId) -> Result<Option<UserConv>, StoreError> {
+        self.read(move |txn| {
+            let (a, b) = conv.key();
+            txn.open_table(USER_CONVS)?.get((user.0, a, b))?.map(|v| Ok(serde_json::from_slice(v.value())?)).transpose()
+        })
+        .await
+    }
+
+    /// Changes `user`'s settings for a conversation they are in; `None` when they are not.
+    pub async fn update_user_conv(
+        &self,
+        user: UserId,
+        conv: ConvId,
+        f: impl FnOnce(&mut UserConv, u64) + Send + 'static,
+    ) -> Result<Option<UserConv>, StoreError> {
+        self.write(move |txn| {
+            let (a, b) = conv.key();
+            let (last, _, _) = head(txn, (a, b))?;
+            let mut convs = txn.open_table(USER_CONVS)?;
+            let Some(mut state) = convs.get((user.0, a, b))?.map(|v| serde_json::from_slice::<UserConv>(v.value())).transpose()? else {
+                return Ok(None);
+            };
+            f(&mut state, last);
+            let bytes = serde_json::to_vec(&state)?;
+            convs.insert((user.0, a, b), bytes.as_slice())?;
+            Ok(Some(state))
+        })
+        .await
+    }
+
+    /// The user's conversations with what the list shows, in no particular order.
+    pub async fn user_conversations(&self, user: UserId, only: Option<ConvId>) -> Result<Vec<ConvRow>, StoreError> {
         self.read(move |txn| {
             let convs = txn.open_table(USER_CONVS)?;
             let heads = txn.open_table(CONV_HEADS)?;
             let msgs = txn.open_table(MESSAGES)?;
+            let reads = txn.open_table(READS)?;
+            let mentions = txn.open_table(MENTIONS)?;
             let mut out = Vec::new();
-            for entry in convs.range((user.0, 0, 0)..=(user.0, u64::MAX, u64::MAX))? {
+            let range = match only {
+                Some(c) => {
+                    let (a, b) = c.key();
+                    (user.0, a, b)..=(user.0, a, b)
+                }
+                None => (user.0, 0, 0)..=(user.0, u64::MAX, u64::MAX),
+            };
+            for entry in convs.range(range)? {
                 let (k, v) = entry?;
                 let (_, a, b) = k.value();
-                let last_seq = heads.get((a, b))?.map_or(0, |v| v.value());
-                let last_message = match msgs.get((a, b, last_seq))? {
-                    Some(m) => Some(decode(m.value())?),
+                let state: UserConv = serde_json::from_slice(v.value())?;
+                let conv = ConvId::from_key((a, b));
+                let (last_seq, _, all_seq) = heads.get((a, b))?.map_or((0, 0, 0), |v| v.value());
+                let last_message = if last_seq >= state.first_seq.max(1) {
+                    msgs.get((a, b, last_seq))?.map(|m| decode(m.value())).transpose()?
+                } else {
+                    None
+                };
+                let read_seq = reads.get((a, b, user.0))?.map_or(0, |v| v.value()).max(state.first_seq.saturating_sub(1));
+                let mentioned =
+                    all_seq > read_seq || mentions.range((user.0, a, b, read_seq + 1)..=(user.0, a, b, u64::MAX))?.next().is_some();
+                let peer_read_seq = match conv.peer_of(user) {
+                    Some(p) => Some(reads.get((a, b, p.0))?.map_or(0, |v| v.value())),
                     None => None,
                 };
-                out.push(StoredConv {
-                    conv: ConvId::from_key((a, b)),
-                    last_seq,
-                    last_ts: v.value(),
-                    last_message,
-                });
+                out.push(ConvRow { conv, state, last_seq, last_message, read_seq, mentioned, peer_read_seq });
             }
-            out.sort_by(|x, y| y.last_ts.cmp(&x.last_ts));
             Ok(out)
         })
         .await
     }
 
-    /// Conversations `user` appears in, with their heads (for sync).
-    pub async fn conversation_heads(&self, user: UserId) -> Result<Vec<(ConvId, u64)>, StoreError> {
+    /// `(conv, last seq, last rev, first visible seq)` of every conversation `user` is in.
+    pub async fn conversation_heads(&self, user: UserId) -> Result<Vec<(ConvId, u64, u64, u64)>, StoreError> {
         self.read(move |txn| {
             let convs = txn.open_table(USER_CONVS)?;
             let heads = txn.open_table(CONV_HEADS)?;
             let mut out = Vec::new();
             for entry in convs.range((user.0, 0, 0)..=(user.0, u64::MAX, u64::MAX))? {
-                let (k, _) = entry?;
+                let (k, v) = entry?;
                 let (_, a, b) = k.value();
-                out.push((
-                    ConvId::from_key((a, b)),
-                    heads.get((a, b))?.map_or(0, |v| v.value()),
-                ));
+                let state: UserConv = serde_json::from_slice(v.value())?;
+                let (seq, rev, _) = heads.get((a, b))?.map_or((0, 0, 0), |v| v.value());
+                out.push((ConvId::from_key((a, b)), seq, rev, state.first_seq));
             }
             Ok(out)
+        })
+        .await
+    }
+
+    /// Messages matching every token of `query`, newest first, within `convs` (each with the
+    /// first seq the user may see). At most `limit` after skipping `offset`.
+    pub async fn search_messages(
+        &self,
+        query: String,
+        convs: HashMap<ConvId, u64>,
+        offset: usize,
+        limit: usize,
+    ) -> Result<Vec<Message>, StoreError> {
+        const MAX_POSTINGS: usize = 20_000;
+        self.read(move |txn| {
+            let tokens = search::query_tokens(&query);
+            if tokens.is_empty() || convs.is_empty() {
+                return Ok(Vec::new());
+            }
+            let index = txn.open_table(SEARCH)?;
+            let allowed: HashMap<(u64, u64), u64> = convs.iter().map(|(c, f)| (c.key(), *f)).collect();
+            let single = (convs.len() == 1).then(|| convs.keys().next().map(|c| c.key())).flatten();
+            let mut hits: Option<BTreeSet<(u64, u64, u64)>> = None;
+            for token in tokens {
+                let (start, end) = match &token {
+                    QueryToken::Exact(t) => (t.clone(), format!("{t}\u{0}")),
+                    QueryToken::Prefix(p) => (p.clone(), search::prefix_end(p)),
+                };
+                let mut found = BTreeSet::new();
+                let range = match single {
+                    // One conversation: scan only its part of each token's postings.
+                    Some((a, b)) if matches!(token, QueryToken::Exact(_)) => {
+                        index.range((start.as_str(), a, b, 0)..=(start.as_str(), a, b, u64::MAX))?
+                    }
+                    _ => index.range((start.as_str(), 0, 0, 0)..(end.as_str(), 0, 0, 0))?,
+                };
+                for entry in range.take(MAX_POSTINGS) {
+                    let (k, _) = entry?;
+                    let (_, a, b, seq) = k.value();
+                    if allowed.get(&(a, b)).is_some_and(|first| seq >= *first) {
+                        found.insert((a, b, seq));
+                    }
+                }
+                hits = Some(match hits {
+                    None => found,
+                    Some(prev) => prev.intersection(&found).copied().collect(),
+                });
+            }
+            let msgs = txn.open_table(MESSAGES)?;
+            let mut out = Vec::new();
+            for k in hits.unwrap_or_default() {
+                if let Some(v) = msgs.get(k)? {
+                    let m = decode(v.value())?;
+                    if m.recalled.is_none() {
+                        out.push(m);
+                    }
+                }
+            }
+            out.sort_by(|x, y| y.ts.cmp(&x.ts).then(y.seq.cmp(&x.seq)));
+            Ok(out.into_iter().skip(offset).take(limit).collect())
         })
         .await
     }

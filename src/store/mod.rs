@@ -10,12 +10,14 @@
 //! - Only this folder knows table layouts; features call the `impl Store` methods of
 //!   `users.rs`, `sessions.rs` and `messages.rs`.
 
-mod messages;
+pub mod messages;
+pub mod search;
 pub mod sessions;
+pub mod social;
 mod tables;
 pub mod users;
 
-pub use messages::{SendOutcome, StoredConv};
+pub use messages::SendOutcome;
 pub use users::{NewUser, ProfilePatch, UserRecord};
 
 use std::panic::AssertUnwindSafe;
@@ -36,9 +38,7 @@ const DB_FILE: &str = "chinwag.redb";
 pub enum StoreError {
     #[error("the data dir {0} is in use by another Chinwag process")]
     InUse(PathBuf),
-    #[error(
-        "the data dir was written by a newer Chinwag (schema {found}, this build knows {known}); upgrade Chinwag"
-    )]
+    #[error("the data dir was written by a newer Chinwag (schema {found}, this build knows {known}); upgrade Chinwag")]
     TooNew { found: u64, known: u64 },
     #[error("database error: {0}")]
     Db(String),
@@ -55,14 +55,7 @@ macro_rules! db_error_from {
         }
     )*};
 }
-db_error_from!(
-    redb::Error,
-    redb::TransactionError,
-    redb::TableError,
-    redb::StorageError,
-    redb::CommitError,
-    redb::DatabaseError
-);
+db_error_from!(redb::Error, redb::TransactionError, redb::TableError, redb::StorageError, redb::CommitError, redb::DatabaseError);
 
 impl From<serde_json::Error> for StoreError {
     fn from(e: serde_json::Error) -> Self {
@@ -90,6 +83,8 @@ pub struct Store {
     /// Becomes true when the writer thread has committed its last batch and let go of the file.
     done: tokio::sync::watch::Receiver<bool>,
     pub stats: Arc<StoreStats>,
+    /// Groups with their members, kept fresh by every group change right after its commit.
+    groups: social::GroupCache,
 }
 
 /// Options for [`Store::open`].
@@ -101,10 +96,7 @@ pub struct StoreOptions {
 
 impl Default for StoreOptions {
     fn default() -> Self {
-        StoreOptions {
-            write_queue: 8192,
-            max_batch: 2048,
-        }
+        StoreOptions { write_queue: 8192, max_batch: 2048 }
     }
 }
 
@@ -112,8 +104,7 @@ impl Store {
     /// Opens (or creates) the database in `data_dir`, runs migrations, and starts the writer
     /// thread. The writer stops when every handle is dropped.
     pub fn open(data_dir: &Path, opts: &StoreOptions) -> Result<Store, StoreError> {
-        std::fs::create_dir_all(data_dir)
-            .map_err(|e| StoreError::Db(format!("cannot create {}: {e}", data_dir.display())))?;
+        std::fs::create_dir_all(data_dir).map_err(|e| StoreError::Db(format!("cannot create {}: {e}", data_dir.display())))?;
         let path = data_dir.join(DB_FILE);
         let db = Database::builder().create(&path).map_err(|e| match e {
             redb::DatabaseError::DatabaseAlreadyOpen => StoreError::InUse(data_dir.to_path_buf()),
@@ -133,20 +124,13 @@ impl Store {
                 let _ = done_tx.send(true);
             })
             .map_err(|e| StoreError::Db(format!("cannot start the writer thread: {e}")))?;
-        Ok(Store {
-            db,
-            jobs,
-            done,
-            stats,
-        })
+        Ok(Store { db, jobs, done, stats, groups: social::GroupCache::default() })
     }
 
     /// Lets go of this handle and waits until the writer has committed everything queued and
     /// released the database. Every other handle must already be gone, or this waits for them.
     pub async fn close(self) {
-        let Store {
-            db, jobs, mut done, ..
-        } = self;
+        let Store { db, jobs, mut done, .. } = self;
         drop(jobs);
         drop(db);
         let _ = done.wait_for(|d| *d).await;
@@ -225,10 +209,7 @@ fn migrate(db: &Database) -> Result<(), StoreError> {
     match found {
         Some(v) if v > SCHEMA_VERSION => {
             txn.abort()?;
-            return Err(StoreError::TooNew {
-                found: v,
-                known: SCHEMA_VERSION,
-            });
+            return Err(StoreError::TooNew { found: v, known: SCHEMA_VERSION });
         }
         Some(v) if v == SCHEMA_VERSION => {}
         // A fresh database, or an older one: each step takes version N to N+1.
@@ -243,8 +224,7 @@ fn migrate(db: &Database) -> Result<(), StoreError> {
                 }
                 v += 1;
             }
-            txn.open_table(META)?
-                .insert("schema_version", SCHEMA_VERSION)?;
+            txn.open_table(META)?.insert("schema_version", SCHEMA_VERSION)?;
         }
     }
     txn.commit()?;
@@ -301,9 +281,7 @@ fn writer_loop(db: &Database, mut rx: mpsc::Receiver<Job>, max_batch: usize, sta
 
 /// Milliseconds since the Unix epoch.
 pub fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 #[cfg(test)]
@@ -314,9 +292,7 @@ mod tests {
     async fn a_second_open_of_the_same_dir_is_refused_clearly() {
         let dir = tempfile::tempdir().unwrap();
         let _first = Store::open(dir.path(), &StoreOptions::default()).unwrap();
-        let err = Store::open(dir.path(), &StoreOptions::default())
-            .err()
-            .unwrap();
+        let err = Store::open(dir.path(), &StoreOptions::default()).err().unwrap();
         assert!(matches!(err, StoreError::InUse(_)), "{err}");
     }
 
@@ -327,8 +303,7 @@ mod tests {
             let s = Store::open(dir.path(), &StoreOptions::default()).unwrap();
             assert_eq!(s.schema_version().await.unwrap(), SCHEMA_VERSION);
             s.write(|txn| {
-                txn.open_table(META)?
-                    .insert("schema_version", SCHEMA_VERSION + 1)?;
+                txn.open_table(META)?.insert("schema_version", SCHEMA_VERSION + 1)?;
                 Ok(())
             })
             .await
@@ -366,14 +341,8 @@ mod tests {
         for (i, t) in tasks.into_iter().enumerate() {
             assert_eq!(t.await.unwrap().is_ok(), i % 2 == 1);
         }
-        let n = s
-            .read(|txn| Ok(txn.open_table(META)?.iter()?.count()))
-            .await
-            .unwrap();
+        let n = s.read(|txn| Ok(txn.open_table(META)?.iter()?.count())).await.unwrap();
         assert_eq!(n, 100 + 1, "100 odd keys and the schema version");
-        assert!(
-            s.stats.commits.load(Ordering::Relaxed) < 200,
-            "writes were grouped"
-        );
+        assert!(s.stats.commits.load(Ordering::Relaxed) < 200, "writes were grouped");
     }
 }

@@ -17,16 +17,11 @@ pub struct SessionRecord {
 }
 
 impl Store {
-    pub async fn create_session(
-        &self,
-        hash: TokenHash,
-        rec: SessionRecord,
-    ) -> Result<(), StoreError> {
+    pub async fn create_session(&self, hash: TokenHash, rec: SessionRecord) -> Result<(), StoreError> {
         self.write(move |txn| {
             let bytes = serde_json::to_vec(&rec)?;
             txn.open_table(SESSIONS)?.insert(&hash, bytes.as_slice())?;
-            txn.open_table(USER_SESSIONS)?
-                .insert((rec.user.0, &hash), ())?;
+            txn.open_table(USER_SESSIONS)?.insert((rec.user.0, &hash), ())?;
             Ok(())
         })
         .await
@@ -57,11 +52,7 @@ impl Store {
     }
 
     /// Revokes every session of `user` except `keep`; returns the revoked token hashes.
-    pub async fn delete_user_sessions(
-        &self,
-        user: UserId,
-        keep: Option<TokenHash>,
-    ) -> Result<Vec<TokenHash>, StoreError> {
+    pub async fn delete_user_sessions(&self, user: UserId, keep: Option<TokenHash>) -> Result<Vec<TokenHash>, StoreError> {
         self.write(move |txn| {
             let mut index = txn.open_table(USER_SESSIONS)?;
             let mut gone = Vec::new();

@@ -1,10 +1,11 @@
 //! Table definitions. Each name reads key-to-value; the comment gives the key layout.
+//! A conversation key is `(low, high)` for a 1:1 chat and `(0, group id)` for a group.
 
 use redb::{TableDefinition, WriteTransaction};
 
 use super::StoreError;
 
-/// setting name -> number (`schema_version`, `next_user_id`)
+/// setting name -> number (`schema_version`, `next_user_id`, `next_group_id`)
 pub const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 /// user id -> JSON `UserRecord`
 pub const USERS: TableDefinition<u64, &[u8]> = TableDefinition::new("userid_user");
@@ -13,19 +14,35 @@ pub const LOGIN_NAMES: TableDefinition<&str, u64> = TableDefinition::new("loginn
 /// SHA-256 of a session token -> JSON `SessionRecord`
 pub const SESSIONS: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("tokenhash_session");
 /// (user id, SHA-256 of a session token) -> (), to find and revoke a user's sessions
-pub const USER_SESSIONS: TableDefinition<(u64, &[u8; 32]), ()> =
-    TableDefinition::new("userid_tokenhash");
-/// (conversation key low, high, seq) -> JSON `Message`; one conversation's keys are contiguous
-pub const MESSAGES: TableDefinition<(u64, u64, u64), &[u8]> =
-    TableDefinition::new("conv_seq_message");
-/// (conversation key low, high) -> last seq
-pub const CONV_HEADS: TableDefinition<(u64, u64), u64> = TableDefinition::new("conv_lastseq");
-/// (sender id, client id) -> (conversation key low, high, seq) of the message it created
-pub const CLIENT_IDS: TableDefinition<(u64, &str), (u64, u64, u64)> =
-    TableDefinition::new("sender_clientid_msgkey");
-/// (user id, conversation key low, high) -> time of the last message, ms
-pub const USER_CONVS: TableDefinition<(u64, u64, u64), u64> =
-    TableDefinition::new("userid_conv_lastts");
+pub const USER_SESSIONS: TableDefinition<(u64, &[u8; 32]), ()> = TableDefinition::new("userid_tokenhash");
+/// (conversation key, seq) -> JSON `Message`; one conversation's keys are contiguous
+pub const MESSAGES: TableDefinition<(u64, u64, u64), &[u8]> = TableDefinition::new("conv_seq_message");
+/// conversation key -> (last seq, last rev, seq of the last @all)
+pub const CONV_HEADS: TableDefinition<(u64, u64), (u64, u64, u64)> = TableDefinition::new("conv_head");
+/// (conversation key, rev) -> seq of the message that change touched
+pub const REVS: TableDefinition<(u64, u64, u64), u64> = TableDefinition::new("conv_rev_seq");
+/// (sender id, client id) -> (conversation key, seq) of the message it created
+pub const CLIENT_IDS: TableDefinition<(u64, &str), (u64, u64, u64)> = TableDefinition::new("sender_clientid_msgkey");
+/// (user id, conversation key) -> JSON `UserConv`: the user's view of a conversation they are in
+pub const USER_CONVS: TableDefinition<(u64, u64, u64), &[u8]> = TableDefinition::new("userid_conv_state");
+/// (conversation key, user id) -> seq the user has read up to
+pub const READS: TableDefinition<(u64, u64, u64), u64> = TableDefinition::new("conv_userid_readseq");
+/// (user id, conversation key, seq) -> (): messages that mention the user
+pub const MENTIONS: TableDefinition<(u64, u64, u64, u64), ()> = TableDefinition::new("userid_conv_seq_mention");
+/// (search token, conversation key, seq) -> (): the full-text index
+pub const SEARCH: TableDefinition<(&str, u64, u64, u64), ()> = TableDefinition::new("token_conv_seq");
+/// (user id, other user id) -> JSON `ContactSide`: the user's side of the relation
+pub const CONTACTS: TableDefinition<(u64, u64), &[u8]> = TableDefinition::new("userid_otherid_contact");
+/// (to user id, from user id) -> JSON `RequestRecord`
+pub const REQUESTS: TableDefinition<(u64, u64), &[u8]> = TableDefinition::new("toid_fromid_request");
+/// (from user id, to user id) -> (): outgoing requests
+pub const REQUESTS_OUT: TableDefinition<(u64, u64), ()> = TableDefinition::new("fromid_toid");
+/// group id -> JSON `GroupRecord`
+pub const GROUPS: TableDefinition<u64, &[u8]> = TableDefinition::new("groupid_group");
+/// (group id, user id) -> JSON `MemberRecord`
+pub const MEMBERS: TableDefinition<(u64, u64), &[u8]> = TableDefinition::new("groupid_userid_member");
+/// (group id, user id) -> JSON `Application`: pending requests to join
+pub const APPLICATIONS: TableDefinition<(u64, u64), &[u8]> = TableDefinition::new("groupid_userid_application");
 
 /// Creates every table of schema 1.
 pub fn create_all(txn: &WriteTransaction) -> Result<(), StoreError> {
@@ -36,7 +53,17 @@ pub fn create_all(txn: &WriteTransaction) -> Result<(), StoreError> {
     txn.open_table(USER_SESSIONS)?;
     txn.open_table(MESSAGES)?;
     txn.open_table(CONV_HEADS)?;
+    txn.open_table(REVS)?;
     txn.open_table(CLIENT_IDS)?;
     txn.open_table(USER_CONVS)?;
+    txn.open_table(READS)?;
+    txn.open_table(MENTIONS)?;
+    txn.open_table(SEARCH)?;
+    txn.open_table(CONTACTS)?;
+    txn.open_table(REQUESTS)?;
+    txn.open_table(REQUESTS_OUT)?;
+    txn.open_table(GROUPS)?;
+    txn.open_table(MEMBERS)?;
+    txn.open_table(APPLICATIONS)?;
     Ok(())
 }

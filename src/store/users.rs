@@ -30,6 +30,12 @@ pub struct UserRecord {
     #[serde(default)]
     pub disabled: bool,
     pub created_at: u64,
+    /// Do not show others whether I am online.
+    #[serde(default)]
+    pub hide_presence: bool,
+    /// When the last device disconnected, ms.
+    #[serde(default)]
+    pub last_seen: Option<u64>,
 }
 
 impl UserRecord {
@@ -46,16 +52,13 @@ impl UserRecord {
             created_at: self.created_at,
             phone: None,
             email: None,
+            hide_presence: None,
         }
     }
 
     /// What the user sees of themselves.
     pub fn own_view(&self) -> UserView {
-        UserView {
-            phone: self.phone.clone(),
-            email: self.email.clone(),
-            ..self.public_view()
-        }
+        UserView { phone: self.phone.clone(), email: self.email.clone(), hide_presence: Some(self.hide_presence), ..self.public_view() }
     }
 }
 
@@ -77,6 +80,7 @@ pub struct ProfilePatch {
     pub birthday: Option<Option<String>>,
     pub phone: Option<Option<String>>,
     pub email: Option<Option<String>>,
+    pub hide_presence: Option<bool>,
 }
 
 /// Which login name is already someone else's.
@@ -87,10 +91,7 @@ pub enum NameTaken {
     Email,
 }
 
-pub(super) fn load_user(
-    t: &impl ReadableTable<u64, &'static [u8]>,
-    id: u64,
-) -> Result<Option<UserRecord>, StoreError> {
+pub(super) fn load_user(t: &impl ReadableTable<u64, &'static [u8]>, id: u64) -> Result<Option<UserRecord>, StoreError> {
     Ok(match t.get(id)? {
         Some(v) => Some(serde_json::from_slice(v.value())?),
         None => None,
@@ -105,10 +106,7 @@ fn put_user(txn: &WriteTransaction, u: &UserRecord) -> Result<(), StoreError> {
 
 impl Store {
     /// Creates a user; the first user of a server becomes its administrator.
-    pub async fn create_user(
-        &self,
-        new: NewUser,
-    ) -> Result<Result<UserRecord, NameTaken>, StoreError> {
+    pub async fn create_user(&self, new: NewUser) -> Result<Result<UserRecord, NameTaken>, StoreError> {
         self.write(move |txn| {
             {
                 let names = txn.open_table(LOGIN_NAMES)?;
@@ -142,16 +140,11 @@ impl Store {
                 is_admin: id == 1,
                 disabled: false,
                 created_at: now_ms(),
+                hide_presence: false,
+                last_seen: None,
             };
             let mut names = txn.open_table(LOGIN_NAMES)?;
-            for name in [
-                Some(&user.username),
-                user.phone.as_ref(),
-                user.email.as_ref(),
-            ]
-            .into_iter()
-            .flatten()
-            {
+            for name in [Some(&user.username), user.phone.as_ref(), user.email.as_ref()].into_iter().flatten() {
                 names.insert(name.as_str(), id)?;
             }
             drop(names);
@@ -162,18 +155,13 @@ impl Store {
     }
 
     pub async fn user(&self, id: UserId) -> Result<Option<UserRecord>, StoreError> {
-        self.read(move |txn| load_user(&txn.open_table(USERS)?, id.0))
-            .await
+        self.read(move |txn| load_user(&txn.open_table(USERS)?, id.0)).await
     }
 
     /// Finds a user by username, phone or e-mail (already lower-cased and trimmed).
     pub async fn user_by_login(&self, name: String) -> Result<Option<UserRecord>, StoreError> {
         self.read(move |txn| {
-            let Some(id) = txn
-                .open_table(LOGIN_NAMES)?
-                .get(name.as_str())?
-                .map(|v| v.value())
-            else {
+            let Some(id) = txn.open_table(LOGIN_NAMES)?.get(name.as_str())?.map(|v| v.value()) else {
                 return Ok(None);
             };
             load_user(&txn.open_table(USERS)?, id)
@@ -182,19 +170,12 @@ impl Store {
     }
 
     /// Exact login-name matches first, then users whose nickname starts with `q`.
-    pub async fn search_users(
-        &self,
-        q: String,
-        limit: usize,
-    ) -> Result<Vec<UserRecord>, StoreError> {
+    pub async fn search_users(&self, q: String, limit: usize) -> Result<Vec<UserRecord>, StoreError> {
         self.read(move |txn| {
             let users = txn.open_table(USERS)?;
             let mut found: Vec<UserRecord> = Vec::new();
             let key = q.trim().to_lowercase();
-            if let Some(id) = txn
-                .open_table(LOGIN_NAMES)?
-                .get(key.as_str())?
-                .map(|v| v.value())
+            if let Some(id) = txn.open_table(LOGIN_NAMES)?.get(key.as_str())?.map(|v| v.value())
                 && let Some(u) = load_user(&users, id)?
             {
                 found.push(u);
@@ -207,11 +188,7 @@ impl Store {
                 }
                 let (_, v) = entry?;
                 let u: UserRecord = serde_json::from_slice(v.value())?;
-                if !u.disabled
-                    && !key.is_empty()
-                    && u.nickname.to_lowercase().starts_with(&key)
-                    && !found.iter().any(|f| f.id == u.id)
-                {
+                if !u.disabled && !key.is_empty() && u.nickname.to_lowercase().starts_with(&key) && !found.iter().any(|f| f.id == u.id) {
                     found.push(u);
                 }
             }
@@ -222,32 +199,20 @@ impl Store {
     }
 
     /// Applies a profile change; a phone or e-mail that belongs to someone else is refused.
-    pub async fn update_profile(
-        &self,
-        id: UserId,
-        patch: ProfilePatch,
-    ) -> Result<Result<UserRecord, NameTaken>, StoreError> {
+    pub async fn update_profile(&self, id: UserId, patch: ProfilePatch) -> Result<Result<UserRecord, NameTaken>, StoreError> {
         self.write(move |txn| {
             let Some(mut user) = load_user(&txn.open_table(USERS)?, id.0)? else {
                 return Err(StoreError::Corrupt(format!("user {id} vanished")));
             };
             let mut names = txn.open_table(LOGIN_NAMES)?;
-            for (new, which) in [
-                (&patch.phone, NameTaken::Phone),
-                (&patch.email, NameTaken::Email),
-            ] {
+            for (new, which) in [(&patch.phone, NameTaken::Phone), (&patch.email, NameTaken::Email)] {
                 if let Some(Some(name)) = new
-                    && names
-                        .get(name.as_str())?
-                        .is_some_and(|owner| owner.value() != id.0)
+                    && names.get(name.as_str())?.is_some_and(|owner| owner.value() != id.0)
                 {
                     return Ok(Err(which));
                 }
             }
-            for (new, old) in [
-                (&patch.phone, &mut user.phone),
-                (&patch.email, &mut user.email),
-            ] {
+            for (new, old) in [(&patch.phone, &mut user.phone), (&patch.email, &mut user.email)] {
                 if let Some(new) = new {
                     if let Some(old) = old.as_ref() {
                         names.remove(old.as_str())?;
@@ -271,8 +236,20 @@ impl Store {
             if let Some(v) = patch.birthday {
                 user.birthday = v;
             }
+            if let Some(v) = patch.hide_presence {
+                user.hide_presence = v;
+            }
             put_user(txn, &user)?;
             Ok(Ok(user))
+        })
+        .await
+    }
+
+    pub async fn set_last_seen(&self, id: UserId, at: u64) -> Result<(), StoreError> {
+        self.write(move |txn| {
+            let Some(mut user) = load_user(&txn.open_table(USERS)?, id.0)? else { return Ok(()) };
+            user.last_seen = Some(at);
+            put_user(txn, &user)
         })
         .await
     }

@@ -52,10 +52,7 @@ impl TestServer {
     /// Starts a server on an existing data dir (for restart tests); the caller keeps the dir.
     pub async fn start_in(data_dir: &Path, tweak: impl FnOnce(&mut Config)) -> TestServer {
         if let Ok(filter) = std::env::var("CHINWAG_TEST_LOG") {
-            let _ = tracing_subscriber::fmt()
-                .with_env_filter(filter)
-                .with_test_writer()
-                .try_init();
+            let _ = tracing_subscriber::fmt().with_env_filter(filter).with_test_writer().try_init();
         }
         let mut config = test_config(data_dir);
         tweak(&mut config);
@@ -63,13 +60,7 @@ impl TestServer {
         let addr = listener.local_addr().unwrap();
         let shutdown = CancellationToken::new();
         let task = tokio::spawn(chinwag::run(config, listener, shutdown.clone()));
-        TestServer {
-            addr,
-            shutdown,
-            task,
-            data_dir: data_dir.to_path_buf(),
-            _dir: None,
-        }
+        TestServer { addr, shutdown, task, data_dir: data_dir.to_path_buf(), _dir: None }
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -79,60 +70,31 @@ impl TestServer {
     /// Stops the server and waits until it has let go of its data dir.
     pub async fn stop(self) -> Option<tempfile::TempDir> {
         self.shutdown.cancel();
-        tokio::time::timeout(Duration::from_secs(30), self.task)
-            .await
-            .expect("server stops in time")
-            .unwrap()
-            .unwrap();
+        tokio::time::timeout(Duration::from_secs(30), self.task).await.expect("server stops in time").unwrap().unwrap();
         self._dir
     }
 
     pub fn http(&self) -> Http {
-        Http {
-            base: format!("http://{}", self.addr),
-            client: reqwest::Client::new(),
-        }
+        Http { base: format!("http://{}", self.addr), client: reqwest::Client::new() }
     }
 
     /// Registers `name` with a password of `name-password` and returns the user.
     pub async fn register(&self, name: &str) -> User {
-        let (status, body) = self
-            .http()
-            .post(
-                "/api/auth/register",
-                None,
-                json!({"username": name, "password": format!("{name}-password")}),
-            )
-            .await;
+        let (status, body) =
+            self.http().post("/api/auth/register", None, json!({"username": name, "password": format!("{name}-password")})).await;
         assert_eq!(status, 201, "register {name}: {body}");
-        User {
-            id: body["user"]["id"].as_u64().unwrap(),
-            token: body["token"].as_str().unwrap().to_owned(),
-            name: name.into(),
-        }
+        User { id: body["user"]["id"].as_u64().unwrap(), token: body["token"].as_str().unwrap().to_owned(), name: name.into() }
     }
 
     pub async fn ws(&self, user: &User) -> Ws {
-        self.ws_with(&user.token, None)
-            .await
-            .expect("websocket opens")
+        self.ws_with(&user.token, None).await.expect("websocket opens")
     }
 
-    pub async fn ws_with(
-        &self,
-        token: &str,
-        origin: Option<&str>,
-    ) -> Result<Ws, tokio_tungstenite::tungstenite::Error> {
-        let mut req = format!("ws://{}/api/ws", self.addr)
-            .into_client_request()
-            .unwrap();
-        req.headers_mut().insert(
-            "authorization",
-            HeaderValue::from_str(&format!("Bearer {token}")).unwrap(),
-        );
+    pub async fn ws_with(&self, token: &str, origin: Option<&str>) -> Result<Ws, tokio_tungstenite::tungstenite::Error> {
+        let mut req = format!("ws://{}/api/ws", self.addr).into_client_request().unwrap();
+        req.headers_mut().insert("authorization", HeaderValue::from_str(&format!("Bearer {token}")).unwrap());
         if let Some(o) = origin {
-            req.headers_mut()
-                .insert("origin", HeaderValue::from_str(o).unwrap());
+            req.headers_mut().insert("origin", HeaderValue::from_str(o).unwrap());
         }
         let (stream, _) = tokio_tungstenite::connect_async(req).await?;
         let mut ws = Ws { stream };
@@ -164,10 +126,7 @@ impl Http {
     async fn finish(resp: reqwest::Response) -> (u16, Value) {
         let status = resp.status().as_u16();
         let text = resp.text().await.unwrap();
-        (
-            status,
-            serde_json::from_str(&text).unwrap_or(Value::String(text)),
-        )
+        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
     }
 
     pub async fn get(&self, path: &str, token: Option<&str>) -> (u16, Value) {
@@ -182,17 +141,8 @@ impl Http {
         self.send(reqwest::Method::POST, path, token, body).await
     }
 
-    pub async fn send(
-        &self,
-        method: reqwest::Method,
-        path: &str,
-        token: Option<&str>,
-        body: Value,
-    ) -> (u16, Value) {
-        let mut r = self
-            .client
-            .request(method, format!("{}{path}", self.base))
-            .json(&body);
+    pub async fn send(&self, method: reqwest::Method, path: &str, token: Option<&str>, body: Value) -> (u16, Value) {
+        let mut r = self.client.request(method, format!("{}{path}", self.base)).json(&body);
         if let Some(t) = token {
             r = r.bearer_auth(t);
         }
@@ -213,18 +163,13 @@ pub enum Ended {
 
 impl Ws {
     pub async fn send_json(&mut self, v: Value) {
-        self.stream
-            .send(WsMessage::Text(v.to_string().into()))
-            .await
-            .unwrap();
+        self.stream.send(WsMessage::Text(v.to_string().into())).await.unwrap();
     }
 
     /// The next JSON frame, skipping pings; panics on close or after the deadline.
     pub async fn next_json(&mut self) -> Value {
         loop {
-            let msg = tokio::time::timeout(WAIT, self.stream.next())
-                .await
-                .expect("a frame arrives in time");
+            let msg = tokio::time::timeout(WAIT, self.stream.next()).await.expect("a frame arrives in time");
             match msg {
                 Some(Ok(WsMessage::Text(t))) => return serde_json::from_str(t.as_str()).unwrap(),
                 Some(Ok(WsMessage::Ping(_) | WsMessage::Pong(_))) => continue,
@@ -263,8 +208,7 @@ impl Ws {
     }
 
     pub async fn sync(&mut self, cursors: Value) -> Vec<Value> {
-        self.send_json(json!({"type":"sync","cursors":cursors}))
-            .await;
+        self.send_json(json!({"type":"sync","cursors":cursors})).await;
         let mut frames = self.until("synced").await;
         frames.pop();
         frames
@@ -274,9 +218,7 @@ impl Ws {
     pub async fn until_end(&mut self, within: Duration) -> Ended {
         let deadline = tokio::time::Instant::now() + within;
         loop {
-            let msg = tokio::time::timeout_at(deadline, self.stream.next())
-                .await
-                .expect("the socket ends in time");
+            let msg = tokio::time::timeout_at(deadline, self.stream.next()).await.expect("the socket ends in time");
             match msg {
                 Some(Ok(WsMessage::Close(frame))) => {
                     return Ended::Closed(frame.map(|f: CloseFrame| f.code.into()));
