@@ -195,16 +195,18 @@ async fn change(
 ) -> Result<Json<RelationAnswer>, ApiError> {
     let other = other_user(store, me.id, other).await?;
     let before = store.relation(me.id, other.id).await?;
-    let (hub2, me2, other2) = (hub.clone(), me.clone(), other.clone());
-    let after = move |rel: &Relation, msg: Option<&Message>| {
-        hub2.send(&[me2.id], &ServerFrame::Contact { contact: contact_view(other2.public_view(), rel) });
-        hub2.send(&[other2.id], &ServerFrame::Contact { contact: contact_view(me2.public_view(), &flip(rel)) });
+    let (hub2, ids) = (hub.clone(), [me.id, other.id]);
+    let after = move |_: &Relation, msg: Option<&Message>| {
         if let Some(m) = msg {
-            hub2.send(&[me2.id, other2.id], &ServerFrame::Message { message: m.clone() });
+            hub2.send(&ids, &ServerFrame::Message { message: m.clone() });
         }
     };
     let now = now_ms();
     let (rel, _) = store.change_relation(me.id, other.id, move |rel| rule(rel, now), after).await??;
+    if rel.mine != before.mine || rel.theirs != before.theirs {
+        hub.send(&[me.id], &ServerFrame::Contact { contact: contact_view(other.public_view(), &rel) });
+        hub.send(&[other.id], &ServerFrame::Contact { contact: contact_view(me.public_view(), &flip(&rel)) });
+    }
     // Tell both sides about a request that this change made or answered.
     let touched = if rel.outgoing != before.outgoing {
         rel.outgoing.as_ref().map(|r| request_view(me, &other, r))

@@ -86,6 +86,24 @@ impl TestServer {
         User { id: body["user"]["id"].as_u64().unwrap(), token: body["token"].as_str().unwrap().to_owned(), name: name.into() }
     }
 
+    /// Makes `a` and `b` contacts through a request and its acceptance.
+    pub async fn befriend(&self, a: &User, b: &User) {
+        let http = self.http();
+        let (st, body) = http.post("/api/contacts/requests", Some(&a.token), json!({"user": b.id, "message": "hi"})).await;
+        assert_eq!(st, 200, "{body}");
+        let (st, body) = http.post(&format!("/api/contacts/requests/{}/accept", a.id), Some(&b.token), json!({})).await;
+        assert_eq!(st, 200, "{body}");
+        assert_eq!(body["contact"]["state"], "normal");
+    }
+
+    /// Creates a group owned by `owner` with `members` (who must be the owner's contacts).
+    pub async fn group(&self, owner: &User, name: &str, members: &[&User]) -> u64 {
+        let ids: Vec<u64> = members.iter().map(|m| m.id).collect();
+        let (st, body) = self.http().post("/api/groups", Some(&owner.token), json!({"name": name, "members": ids})).await;
+        assert_eq!(st, 201, "{body}");
+        body["id"].as_u64().unwrap()
+    }
+
     pub async fn ws(&self, user: &User) -> Ws {
         self.ws_with(&user.token, None).await.expect("websocket opens")
     }
@@ -139,6 +157,18 @@ impl Http {
 
     pub async fn post(&self, path: &str, token: Option<&str>, body: Value) -> (u16, Value) {
         self.send(reqwest::Method::POST, path, token, body).await
+    }
+
+    pub async fn patch(&self, path: &str, token: Option<&str>, body: Value) -> (u16, Value) {
+        self.send(reqwest::Method::PATCH, path, token, body).await
+    }
+
+    pub async fn delete(&self, path: &str, token: Option<&str>) -> (u16, Value) {
+        let mut r = self.client.delete(format!("{}{path}", self.base));
+        if let Some(t) = token {
+            r = r.bearer_auth(t);
+        }
+        Self::finish(r.send().await.unwrap()).await
     }
 
     pub async fn send(&self, method: reqwest::Method, path: &str, token: Option<&str>, body: Value) -> (u16, Value) {
@@ -212,6 +242,28 @@ impl Ws {
         let mut frames = self.until("synced").await;
         frames.pop();
         frames
+    }
+
+    /// The next frame of type `ty`, skipping others.
+    pub async fn next_of(&mut self, ty: &str) -> Value {
+        loop {
+            let v = self.next_json().await;
+            if v["type"] == ty {
+                return v;
+            }
+        }
+    }
+
+    /// Asserts that no frame of type `ty` arrives before a ping-pong round trip completes.
+    pub async fn assert_none_of(&mut self, ty: &str) {
+        self.send_json(json!({"type":"ping"})).await;
+        loop {
+            let v = self.next_json().await;
+            assert_ne!(v["type"], ty, "unexpected {v}");
+            if v["type"] == "pong" {
+                return;
+            }
+        }
     }
 
     /// Reads until the socket ends, discarding frames; returns how it ended.
