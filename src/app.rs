@@ -14,6 +14,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::accounts::{self, Accounts};
+use crate::admin;
 use crate::chat;
 use crate::config::Config;
 use crate::connection::{self, SocketCtx};
@@ -64,7 +65,7 @@ impl AppState {
 #[derive(OpenApi)]
 #[openapi(
     info(title = "Chinwag", description = "HTTP API of the Chinwag chat server. Real-time frames are described in docs/protocol.md."),
-    tags((name = "accounts"), (name = "contacts"), (name = "groups"), (name = "chat"), (name = "realtime"), (name = "operations"))
+    tags((name = "accounts"), (name = "contacts"), (name = "groups"), (name = "chat"), (name = "realtime"), (name = "admin"), (name = "operations"))
 )]
 struct ApiDoc;
 
@@ -116,6 +117,8 @@ pub fn router(state: AppState) -> Router {
         .routes(routes!(groups::mute_member))
         .routes(routes!(groups::add_admin, groups::remove_admin))
         .routes(routes!(groups::transfer_group))
+        .routes(routes!(admin::disable_user))
+        .routes(routes!(admin::enable_user))
         .routes(routes!(connection::upgrade))
         .split_for_parts();
     let openapi = Arc::new(openapi);

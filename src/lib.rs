@@ -8,12 +8,13 @@
 //! - Features, each with its routes beside its logic: [`accounts`] (registration, login,
 //!   sessions, profiles), [`social`] (contacts and groups), [`chat`] (conversations, sending,
 //!   receipts, recall, edit, reactions, sync, history, search), [`presence`], [`web`] (the
-//!   embedded client).
+//!   embedded client), [`admin`] (server administration).
 //! - Shared below them: [`hub`] (who is connected, fan-out), [`http`] (errors, extractors,
 //!   Origin check, rate limits), [`store`] (redb tables and the group-commit writer),
 //!   [`protocol`] (every JSON frame), [`outcome`] (domain refusals), [`ids`], [`config`].
 
 pub mod accounts;
+pub mod admin;
 pub mod app;
 pub mod chat;
 pub mod config;

@@ -84,14 +84,19 @@ async fn recall_edit_reply_and_react() {
 
     // Reactions: a set per user, counted per emoji.
     for (who, emoji) in [(&bob, "👍"), (&ann, "👍"), (&bob, "🎉")] {
-        let (st, _) = http.post(&format!("/api/conversations/{dm}/messages/{first}/reactions"), Some(&who.token), json!({"emoji":emoji,"on":true})).await;
+        let (st, _) = http
+            .post(&format!("/api/conversations/{dm}/messages/{first}/reactions"), Some(&who.token), json!({"emoji":emoji,"on":true}))
+            .await;
         assert_eq!(st, 200);
     }
-    let (_, m) = http.post(&format!("/api/conversations/{dm}/messages/{first}/reactions"), Some(&bob.token), json!({"emoji":"👍","on":true})).await;
+    let (_, m) =
+        http.post(&format!("/api/conversations/{dm}/messages/{first}/reactions"), Some(&bob.token), json!({"emoji":"👍","on":true})).await;
     assert_eq!(m["reactions"], json!({"👍":[bob.id, ann.id],"🎉":[bob.id]}), "adding twice changes nothing");
-    let (_, m) = http.post(&format!("/api/conversations/{dm}/messages/{first}/reactions"), Some(&bob.token), json!({"emoji":"🎉","on":false})).await;
+    let (_, m) =
+        http.post(&format!("/api/conversations/{dm}/messages/{first}/reactions"), Some(&bob.token), json!({"emoji":"🎉","on":false})).await;
     assert_eq!(m["reactions"], json!({"👍":[bob.id, ann.id]}));
-    let (st, _) = http.post(&format!("/api/conversations/{dm}/messages/{first}/reactions"), Some(&bob.token), json!({"emoji":"abc","on":true})).await;
+    let (st, _) =
+        http.post(&format!("/api/conversations/{dm}/messages/{first}/reactions"), Some(&bob.token), json!({"emoji":"abc","on":true})).await;
     assert_eq!(st, 400);
 
     // Recall: not someone else's.
@@ -140,7 +145,9 @@ async fn group_admins_recall_anything_and_mentions_mark_unread() {
     assert_eq!((st, m["recalled"]["by"].as_u64()), (200, Some(own.id)));
 
     // Mentions: cat is mentioned; @all is for admins only.
-    bob_ws.send_json(json!({"type":"send","client_id":"b2","conv":g,"content":{"kind":"text","text":"@cat look"},"mentions":[cat.id]})).await;
+    bob_ws
+        .send_json(json!({"type":"send","client_id":"b2","conv":g,"content":{"kind":"text","text":"@cat look"},"mentions":[cat.id]}))
+        .await;
     assert_eq!(bob_ws.until_client_id("b2").await["message"]["mentions"], json!([cat.id]));
     let (_, list) = http.get("/api/conversations", Some(&cat.token)).await;
     assert_eq!(conv_of(&list, &g)["mentioned"], true);
@@ -150,7 +157,9 @@ async fn group_admins_recall_anything_and_mentions_mark_unread() {
     assert_eq!(bob_ws.until_client_id("b3").await["code"], "forbidden");
     bob_ws.send_json(json!({"type":"send","client_id":"b4","conv":g,"content":{"kind":"text","text":"@zoe"},"mentions":[999]})).await;
     assert_eq!(bob_ws.until_client_id("b4").await["code"], "invalid", "only members can be mentioned");
-    let all = own_ws.send_json(json!({"type":"send","client_id":"o1","conv":g,"content":{"kind":"text","text":"@all meeting"},"mention_all":true})).await;
+    let all = own_ws
+        .send_json(json!({"type":"send","client_id":"o1","conv":g,"content":{"kind":"text","text":"@all meeting"},"mention_all":true}))
+        .await;
     let _ = all;
     let seq = own_ws.until_client_id("o1").await["message"]["seq"].as_u64().unwrap();
     let (_, list) = http.get("/api/conversations", Some(&bob.token)).await;
@@ -219,7 +228,8 @@ async fn the_conversation_list_pins_mutes_hides_and_syncs_devices() {
     assert_eq!(ids(&list), vec![ann.dm(&cat), ann.dm(&bob)], "newest activity first");
 
     let mut ann_other_device = s.ws(&ann).await;
-    let (st, c) = http.patch(&format!("/api/conversations/{}", ann.dm(&bob)), Some(&ann.token), json!({"pinned": true, "muted": true})).await;
+    let (st, c) =
+        http.patch(&format!("/api/conversations/{}", ann.dm(&bob)), Some(&ann.token), json!({"pinned": true, "muted": true})).await;
     assert_eq!((st, c["pinned"].as_bool(), c["muted"].as_bool()), (200, Some(true), Some(true)));
     let pushed = ann_other_device.next_of("conversation").await;
     assert_eq!(pushed["conversation"]["pinned"], true, "every device of the user hears it");
@@ -257,7 +267,8 @@ async fn sync_brings_changes_made_while_offline() {
     ann_ws.send_text("s4", &dm, "n4").await;
     let mut bob_ws = s.ws(&bob).await;
     let got = bob_ws.sync(json!({ dm.clone(): {"seq": 3, "rev": 0} })).await;
-    let summary: Vec<(String, u64)> = got.iter().map(|f| (f["type"].as_str().unwrap().to_owned(), f["message"]["seq"].as_u64().unwrap())).collect();
+    let summary: Vec<(String, u64)> =
+        got.iter().map(|f| (f["type"].as_str().unwrap().to_owned(), f["message"]["seq"].as_u64().unwrap())).collect();
     assert_eq!(summary, vec![("update".into(), 2), ("update".into(), 1), ("message".into(), 4)]);
     let rev = got[1]["message"]["rev"].as_u64().unwrap();
     // With the newest rev, nothing more comes.
@@ -277,7 +288,8 @@ async fn search_finds_english_and_chinese_only_where_you_may_read() {
         ann_ws.send_text(&format!("t{i}"), &ann.dm(&bob), t).await;
     }
     eve_ws.send_text("e", &eve.dm(&ann), "secret meeting notes").await;
-    let texts = |v: &Value| v["messages"].as_array().unwrap().iter().map(|m| m["content"]["text"].as_str().unwrap().to_owned()).collect::<Vec<_>>();
+    let texts =
+        |v: &Value| v["messages"].as_array().unwrap().iter().map(|m| m["content"]["text"].as_str().unwrap().to_owned()).collect::<Vec<_>>();
     let (_, r) = http.get("/api/search?q=meet", Some(&bob.token)).await;
     assert_eq!(texts(&r), vec!["Meeting moved to Friday"], "prefix match, and not eve's chat with ann");
     let (_, r) = http.get("/api/search?q=meet", Some(&ann.token)).await;

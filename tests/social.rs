@@ -17,7 +17,10 @@ async fn contact_requests_flow_to_both_sides_live() {
     assert_eq!(st, 200, "{body}");
     assert_eq!(body["request"]["status"], "pending");
     let pushed = bob_ws.next_of("contact_request").await;
-    assert_eq!((pushed["request"]["message"].as_str(), pushed["request"]["from"]["id"].as_u64()), (Some("It's Ann from work"), Some(ann.id)));
+    assert_eq!(
+        (pushed["request"]["message"].as_str(), pushed["request"]["from"]["id"].as_u64()),
+        (Some("It's Ann from work"), Some(ann.id))
+    );
 
     let (_, lists) = http.get("/api/contacts/requests", Some(&bob.token)).await;
     assert_eq!(lists["incoming"][0]["from"]["username"], "ann");
@@ -65,7 +68,11 @@ async fn refusing_and_blocking_stop_requests_and_messages() {
     http.post("/api/contacts/requests", Some(&ann.token), json!({"user": bob.id})).await;
     let (st, body) = http.post(&format!("/api/contacts/requests/{}/refuse", ann.id), Some(&bob.token), json!({})).await;
     assert_eq!((st, body["request"]["status"].as_str()), (200, Some("refused")));
-    assert_eq!(http.post(&format!("/api/contacts/requests/{}/accept", ann.id), Some(&bob.token), json!({})).await.0, 404, "nothing pending");
+    assert_eq!(
+        http.post(&format!("/api/contacts/requests/{}/accept", ann.id), Some(&bob.token), json!({})).await.0,
+        404,
+        "nothing pending"
+    );
 
     // cat asks bob; bob blocks her from the request.
     http.post("/api/contacts/requests", Some(&cat.token), json!({"user": bob.id})).await;
@@ -137,7 +144,8 @@ async fn groups_from_creation_to_dissolution() {
     assert_eq!(page["messages"].as_array().unwrap().len(), 3, "created, welcome, joined");
 
     // Approval mode: ned applies, an admin approves.
-    let (st, _) = http.patch(&format!("/api/groups/{gid}"), Some(&owner.token), json!({"join_mode": "approval", "notice": "Be nice"})).await;
+    let (st, _) =
+        http.patch(&format!("/api/groups/{gid}"), Some(&owner.token), json!({"join_mode": "approval", "notice": "Be nice"})).await;
     assert_eq!(st, 200);
     let (st, _) = http.post(&format!("/api/groups/{gid}/admins/{}", adam.id), Some(&owner.token), json!({})).await;
     assert_eq!(st, 200);
@@ -167,7 +175,12 @@ async fn groups_from_creation_to_dissolution() {
     assert_eq!(zoe_ws.send_text("z1", &conv, "hey").await["code"], "not_found");
 
     let (_, members) = http.get(&format!("/api/groups/{gid}/members"), Some(&mia.token)).await;
-    let roles: Vec<(&str, &str)> = members["members"].as_array().unwrap().iter().map(|m| (m["user"]["username"].as_str().unwrap(), m["role"].as_str().unwrap())).collect();
+    let roles: Vec<(&str, &str)> = members["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| (m["user"]["username"].as_str().unwrap(), m["role"].as_str().unwrap()))
+        .collect();
     assert_eq!(roles, vec![("olga", "owner"), ("adam", "admin"), ("mia", "member"), ("ned", "member")]);
 
     // The owner cannot leave before transferring; after transferring, they can.

@@ -245,6 +245,17 @@ impl Store {
         .await
     }
 
+    /// Disables or enables an account; returns the user, or `None` if there is none.
+    pub async fn set_disabled(&self, id: UserId, disabled: bool) -> Result<Option<UserRecord>, StoreError> {
+        self.write(move |txn| {
+            let Some(mut user) = load_user(&txn.open_table(USERS)?, id.0)? else { return Ok(None) };
+            user.disabled = disabled;
+            put_user(txn, &user)?;
+            Ok(Some(user))
+        })
+        .await
+    }
+
     pub async fn set_last_seen(&self, id: UserId, at: u64) -> Result<(), StoreError> {
         self.write(move |txn| {
             let Some(mut user) = load_user(&txn.open_table(USERS)?, id.0)? else { return Ok(()) };
