@@ -16,10 +16,11 @@ use utoipa_axum::routes;
 use crate::accounts::{self, Accounts};
 use crate::admin;
 use crate::chat;
-use crate::config::Config;
+use crate::config::{Config, LiveConfig};
 use crate::connection::{self, SocketCtx};
 use crate::http::origin::{OriginPolicy, check_origin};
 use crate::hub::Hub;
+use crate::media::{self, Media};
 use crate::social::{contacts, groups};
 use crate::store::Store;
 use crate::web;
@@ -30,9 +31,10 @@ pub struct AppState {
     pub store: Store,
     pub hub: Arc<Hub>,
     pub accounts: Arc<Accounts>,
-    pub config: Arc<Config>,
+    pub live: LiveConfig,
     pub origin: OriginPolicy,
     pub sockets: SocketCtx,
+    pub media: Arc<Media>,
 }
 
 impl AppState {
@@ -43,29 +45,31 @@ impl AppState {
         sockets_shutdown: tokio_util::sync::CancellationToken,
     ) -> anyhow::Result<AppState> {
         let accounts = Accounts::new(&config.auth).map_err(|e| anyhow::anyhow!("cannot set up accounts: {}", e.message))?;
+        let live = LiveConfig::new(config.clone());
+        let media = Media::open(&config).map_err(|e| anyhow::anyhow!("cannot open the file store in {}: {e}", config.data_dir.display()))?;
         let sockets = SocketCtx {
-            config: Arc::new(config.clone()),
+            config: live.clone(),
             shutdown: sockets_shutdown,
             tracker: tokio_util::task::TaskTracker::new(),
             max_frame_bytes: config.limits.max_frame_bytes,
             outbound_queue: config.limits.outbound_queue,
             write_timeout: Duration::from_secs(config.limits.write_timeout_secs),
         };
-        Ok(AppState {
-            store,
-            hub,
-            accounts,
-            origin: OriginPolicy { allowed: Arc::new(config.allowed_origins.clone()) },
-            config: Arc::new(config),
-            sockets,
-        })
+        Ok(AppState { store, hub, accounts, origin: OriginPolicy { allowed: Arc::new(config.allowed_origins.clone()) }, live, sockets, media })
+    }
+}
+
+/// Handlers take `State<Arc<Config>>`: the configuration in force when the request came.
+impl FromRef<AppState> for Arc<Config> {
+    fn from_ref(state: &AppState) -> Arc<Config> {
+        state.live.get()
     }
 }
 
 #[derive(OpenApi)]
 #[openapi(
     info(title = "Chinwag", description = "HTTP API of the Chinwag chat server. Real-time frames are described in docs/protocol.md."),
-    tags((name = "accounts"), (name = "contacts"), (name = "groups"), (name = "chat"), (name = "realtime"), (name = "admin"), (name = "operations"))
+    tags((name = "accounts"), (name = "contacts"), (name = "groups"), (name = "chat"), (name = "media"), (name = "realtime"), (name = "admin"), (name = "operations"))
 )]
 struct ApiDoc;
 
@@ -117,12 +121,35 @@ pub fn router(state: AppState) -> Router {
         .routes(routes!(groups::mute_member))
         .routes(routes!(groups::add_admin, groups::remove_admin))
         .routes(routes!(groups::transfer_group))
+        .routes(routes!(media::routes::upload))
+        .routes(routes!(media::routes::download))
+        .routes(routes!(media::routes::thumbnail))
+        .routes(routes!(media::routes::set_my_avatar))
+        .routes(routes!(media::routes::set_group_avatar))
+        .routes(routes!(media::routes::list_stickers))
+        .routes(routes!(media::routes::create_pack))
+        .routes(routes!(media::routes::delete_pack))
+        .routes(routes!(media::routes::add_sticker))
+        .routes(routes!(media::routes::remove_sticker))
+        .routes(routes!(admin::users))
+        .routes(routes!(admin::delete_user))
         .routes(routes!(admin::disable_user))
         .routes(routes!(admin::enable_user))
+        .routes(routes!(admin::reset_password))
+        .routes(routes!(admin::promote, admin::demote))
+        .routes(routes!(admin::groups))
+        .routes(routes!(admin::dissolve_group))
+        .routes(routes!(admin::disable_group))
+        .routes(routes!(admin::enable_group))
+        .routes(routes!(admin::settings, admin::update_settings))
+        .routes(routes!(admin::create_invite, admin::invites))
+        .routes(routes!(admin::delete_invite))
+        .routes(routes!(admin::dashboard))
+        .routes(routes!(admin::audit))
         .routes(routes!(connection::upgrade))
         .split_for_parts();
     let openapi = Arc::new(openapi);
-    let max_body = state.config.limits.max_body_bytes;
+    let max_body = state.live.get().limits.max_body_bytes;
     api_routes
         .route("/api/openapi.json", get(move || async move { Json(openapi.as_ref().clone()) }))
         .fallback(web::serve)

@@ -6,6 +6,7 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
 
 use serde::{Deserialize, Serialize};
 
@@ -25,6 +26,22 @@ pub struct Config {
     pub auth: Auth,
     pub chat: Chat,
     pub groups: Groups,
+    pub media: Media,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Media {
+    /// Largest file one upload may carry, bytes; a bigger upload is cut off at this point (413).
+    pub max_upload_bytes: u64,
+    /// Total bytes of the files one user may upload (413 `quota_exceeded` past it).
+    pub user_quota_bytes: u64,
+}
+
+impl Default for Media {
+    fn default() -> Self {
+        Media { max_upload_bytes: 25 * 1024 * 1024, user_quota_bytes: 1024 * 1024 * 1024 }
+    }
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -40,7 +57,7 @@ pub struct Chat {
     pub edit_window_secs: u64,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum DirectPolicy {
     Anyone,
@@ -95,6 +112,8 @@ pub struct Limits {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Auth {
+    /// `open`, `invite` (invite codes from the admin panel) or `closed`.
+    pub registration: Registration,
     /// `log` (the code goes to the server log), `webhook` (POSTed to `otp_webhook_url`) or `off`.
     pub otp_sender: OtpSender,
     /// Receives `{"to","username","code","expires_in_secs"}` for every one-time code.
@@ -115,7 +134,18 @@ pub struct Auth {
     pub hash_concurrency: usize,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Registration {
+    /// Anyone may register.
+    Open,
+    /// Registration needs an invite code from an administrator.
+    Invite,
+    /// Nobody may register (administrators create accounts with `chinwag admin create-user`).
+    Closed,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum OtpSender {
     Off,
@@ -134,6 +164,7 @@ impl Default for Config {
             auth: Auth::default(),
             chat: Chat::default(),
             groups: Groups::default(),
+            media: Media::default(),
         }
     }
 }
@@ -154,6 +185,7 @@ impl Default for Limits {
 impl Default for Auth {
     fn default() -> Self {
         Auth {
+            registration: Registration::Open,
             otp_sender: OtpSender::Log,
             otp_webhook_url: None,
             otp_webhook_token: None,
@@ -229,7 +261,7 @@ impl Config {
         Ok(config)
     }
 
-    fn validate(&self) -> Result<(), ConfigError> {
+    pub fn validate(&self) -> Result<(), ConfigError> {
         let bad = |m: &str| Err(ConfigError::Invalid(m.into()));
         if self.auth.otp_sender == OtpSender::Webhook && self.auth.otp_webhook_url.is_none() {
             return bad("auth.otp_sender = \"webhook\" needs auth.otp_webhook_url");
@@ -249,6 +281,9 @@ impl Config {
         if self.auth.hash_concurrency == 0 || self.auth.session_days == 0 {
             return bad("auth.hash_concurrency and auth.session_days must be at least 1");
         }
+        if self.media.max_upload_bytes == 0 {
+            return bad("media.max_upload_bytes must be at least 1");
+        }
         Ok(())
     }
 
@@ -264,6 +299,25 @@ impl Config {
         // A webhook URL often carries an API key in its query string.
         hide(&mut shown.auth.otp_webhook_url);
         toml::to_string_pretty(&shown).unwrap_or_else(|e| format!("# cannot render config: {e}\n"))
+    }
+}
+
+/// The configuration in force, which administrators can change while the server runs. Handlers
+/// take a snapshot (`get`) per request, so one request never sees two versions.
+#[derive(Clone, Debug)]
+pub struct LiveConfig(Arc<RwLock<Arc<Config>>>);
+
+impl LiveConfig {
+    pub fn new(config: Config) -> LiveConfig {
+        LiveConfig(Arc::new(RwLock::new(Arc::new(config))))
+    }
+
+    pub fn get(&self) -> Arc<Config> {
+        self.0.read().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
+    }
+
+    pub fn set(&self, config: Config) {
+        *self.0.write().unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(config);
     }
 }
 

@@ -16,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::chat;
-use crate::config::Config;
+use crate::config::{Config, LiveConfig};
 use crate::http::AuthUser;
 use crate::hub::Hub;
 use crate::protocol::{ClientFrame, HelloUser, MAX_CLIENT_ID, ServerFrame, close};
@@ -28,7 +28,7 @@ pub const DEAD_AFTER: Duration = Duration::from_secs(45);
 /// What every socket needs besides the store and the hub.
 #[derive(Clone)]
 pub struct SocketCtx {
-    pub config: Arc<Config>,
+    pub config: LiveConfig,
     pub shutdown: CancellationToken,
     pub tracker: TaskTracker,
     pub max_frame_bytes: usize,
@@ -117,7 +117,7 @@ async fn run(socket: WebSocket, auth: AuthUser, store: Store, hub: Arc<Hub>, ctx
                 match incoming {
                     None => Flow::Gone,
                     Some(Err(e)) => read_error(&e),
-                    Some(Ok(WsMessage::Text(t))) => handle_text(&mut conn, t.as_str(), Ctx { user, conn_id, store: &store, hub: &hub, config: &ctx.config }, &mut last_typing).await,
+                    Some(Ok(WsMessage::Text(t))) => handle_text(&mut conn, t.as_str(), Ctx { user, conn_id, store: &store, hub: &hub, config: &ctx.config.get() }, &mut last_typing).await,
                     Some(Ok(WsMessage::Binary(_))) => {
                         let f = ServerFrame::error(None, "bad_frame", "Frames are JSON text.");
                         if conn.send_frame(&f).await { Flow::Continue } else { Flow::Gone }

@@ -179,6 +179,11 @@ impl Hub {
         }
     }
 
+    /// Users with at least one connection.
+    pub fn online_users(&self) -> usize {
+        self.read_lock().len()
+    }
+
     pub fn is_online(&self, user: UserId) -> bool {
         self.read_lock().contains_key(&user)
     }

@@ -8,7 +8,8 @@
 //! - Features, each with its routes beside its logic: [`accounts`] (registration, login,
 //!   sessions, profiles), [`social`] (contacts and groups), [`chat`] (conversations, sending,
 //!   receipts, recall, edit, reactions, sync, history, search), [`presence`], [`web`] (the
-//!   embedded client), [`admin`] (server administration).
+//!   embedded client), [`admin`] (server administration), [`media`] (files, images, avatars,
+//!   stickers).
 //! - Shared below them: [`hub`] (who is connected, fan-out), [`http`] (errors, extractors,
 //!   Origin check, rate limits), [`store`] (redb tables and the group-commit writer),
 //!   [`protocol`] (every JSON frame), [`outcome`] (domain refusals), [`ids`], [`config`].
@@ -22,6 +23,7 @@ pub mod connection;
 pub mod http;
 pub mod hub;
 pub mod ids;
+pub mod media;
 pub mod outcome;
 pub mod presence;
 pub mod protocol;
@@ -49,6 +51,7 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: CancellationTo
     let (presence_tx, presence_rx) = tokio::sync::mpsc::channel(4096);
     let hub = std::sync::Arc::new(hub::Hub::with_presence(presence_tx));
     let presence = tokio::spawn(presence::run(store.clone(), std::sync::Arc::downgrade(&hub), presence_rx));
+    let config = admin::load_live_settings(&store, config).await?;
     let state = app::AppState::new(config, store.clone(), hub, shutdown.child_token())?;
     let sockets = state.sockets.clone();
     let app = app::router(state);

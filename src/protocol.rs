@@ -27,18 +27,36 @@ pub enum Content {
     Emoji {
         emoji: String,
     },
+    /// An image the sender uploaded; clients send `file_id` and the server fills in the rest
+    /// from the stored file.
     Image {
         file_id: String,
+        #[serde(default)]
         name: String,
+        #[serde(default)]
         size: u64,
+        #[serde(default)]
         width: u32,
+        #[serde(default)]
         height: u32,
     },
+    /// Any file the sender uploaded; filled in by the server like `Image`.
     File {
         file_id: String,
+        #[serde(default)]
         name: String,
+        #[serde(default)]
         size: u64,
+        #[serde(default)]
         mime: String,
+    },
+    /// A sticker from one of the server's sticker packs; the server fills in its size.
+    Sticker {
+        file_id: String,
+        #[serde(default)]
+        width: u32,
+        #[serde(default)]
+        height: u32,
     },
     Call {
         media: String,
@@ -122,7 +140,13 @@ impl Content {
                     Ok(())
                 }
             }
-            Content::Image { .. } | Content::File { .. } => Err("File and image messages are not supported yet."),
+            Content::Image { file_id, .. } | Content::File { file_id, .. } | Content::Sticker { file_id, .. } => {
+                if file_id.len() == 32 && file_id.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
+                    Ok(())
+                } else {
+                    Err("file_id must be the id of an uploaded file.")
+                }
+            }
             Content::Call { .. } | Content::System { .. } | Content::Recalled {} => {
                 Err("Only the server writes call, system and recalled messages.")
             }
@@ -135,6 +159,7 @@ impl Content {
             Content::Text { text } => text.chars().take(80).collect(),
             Content::Emoji { emoji } => emoji.clone(),
             Content::Image { .. } => "[image]".into(),
+            Content::Sticker { .. } => "[sticker]".into(),
             Content::File { name, .. } => format!("[file] {name}"),
             Content::Call { .. } => "[call]".into(),
             Content::System { .. } => "[system]".into(),
@@ -229,6 +254,9 @@ pub struct UserView {
     pub birthday: Option<String>,
     pub is_admin: bool,
     pub created_at: u64,
+    /// File id of the avatar image (`GET /api/files/{id}`), if any.
+    #[serde(default)]
+    pub avatar: Option<String>,
     /// Present only in the owner's own view.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub phone: Option<String>,

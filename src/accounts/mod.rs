@@ -35,7 +35,7 @@ impl Accounts {
         let window = Duration::from_secs(config.failure_window_secs);
         Ok(Arc::new(Accounts {
             hasher: Hasher::new(config.hash_concurrency)?,
-            otp: Otp::new(config.otp_sender, config.otp_webhook_url.clone(), config.otp_webhook_token.clone()),
+            otp: Otp::default(),
             config: config.clone(),
             login_failures_by_account: Limiter::new(config.failures_per_account, window),
             login_failures_by_ip: Limiter::new(config.failures_per_ip, window),

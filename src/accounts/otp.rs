@@ -11,7 +11,7 @@ use rand::RngExt;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-use crate::config::OtpSender;
+use crate::config::{Auth, OtpSender};
 use crate::ids::UserId;
 use crate::store::UserRecord;
 
@@ -24,10 +24,8 @@ struct Pending {
     tries_left: u8,
 }
 
+#[derive(Default)]
 pub struct Otp {
-    pub sender: OtpSender,
-    webhook_url: Option<String>,
-    webhook_token: Option<String>,
     pending: Mutex<HashMap<UserId, Pending>>,
 }
 
@@ -39,22 +37,15 @@ fn digest(user: UserId, code: &str) -> [u8; 32] {
 }
 
 impl Otp {
-    pub fn new(sender: OtpSender, webhook_url: Option<String>, webhook_token: Option<String>) -> Otp {
-        Otp { sender, webhook_url, webhook_token, pending: Mutex::new(HashMap::new()) }
-    }
-
-    pub fn enabled(&self) -> bool {
-        self.sender != OtpSender::Off
-    }
-
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<UserId, Pending>> {
         self.pending.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Makes a new code for `user` (replacing any earlier one) and hands it to the sender.
-    pub fn issue(&self, user: &UserRecord, now: Instant) {
+    /// Makes a new code and hands it to the sender that `auth` names.
+    pub fn issue(&self, auth: &Auth, user: &UserRecord, now: Instant) {
         let code = self.new_code(user.id, now);
-        self.deliver(user, code);
+        deliver(auth, user, code);
     }
 
     fn new_code(&self, user: UserId, now: Instant) -> String {
@@ -86,41 +77,35 @@ impl Otp {
         }
         false
     }
+}
 
-    fn deliver(&self, user: &UserRecord, code: String) {
-        match self.sender {
-            OtpSender::Off => {}
-            OtpSender::Log => {
-                tracing::warn!(target: "chinwag::otp", user = %user.username, code = %code, "one-time login code (auth.otp_sender = \"log\")");
-            }
-            OtpSender::Webhook => {
-                let Some(url) = self.webhook_url.clone() else {
-                    return;
-                };
-                let token = self.webhook_token.clone();
-                let to = user.phone.clone().or_else(|| user.email.clone()).unwrap_or_default();
-                let body = serde_json::json!({
-                    "to": to, "username": user.username, "code": code, "expires_in_secs": CODE_TTL.as_secs(),
-                });
-                let username = user.username.clone();
-                // Fire and forget: the HTTP answer must not depend on the gateway (it would tell
-                // a caller whether the account exists).
-                tokio::task::spawn_blocking(move || {
-                    let agent: ureq::Agent = ureq::Agent::config_builder().timeout_global(Some(Duration::from_secs(10))).build().into();
-                    let mut req = agent.post(&url);
-                    if let Some(t) = token {
-                        req = req.header("Authorization", &format!("Bearer {t}"));
-                    }
-                    match req.send_json(&body) {
-                        Ok(_) => {
-                            tracing::info!(user = %username, "one-time code handed to the webhook")
-                        }
-                        Err(e) => {
-                            tracing::error!(user = %username, error = %e, "the one-time code webhook failed")
-                        }
-                    }
-                });
-            }
+fn deliver(auth: &Auth, user: &UserRecord, code: String) {
+    match auth.otp_sender {
+        OtpSender::Off => {}
+        OtpSender::Log => {
+            tracing::warn!(target: "chinwag::otp", user = %user.username, code = %code, "one-time login code (auth.otp_sender = \"log\")");
+        }
+        OtpSender::Webhook => {
+            let Some(url) = auth.otp_webhook_url.clone() else { return };
+            let token = auth.otp_webhook_token.clone();
+            let to = user.phone.clone().or_else(|| user.email.clone()).unwrap_or_default();
+            let body = serde_json::json!({
+                "to": to, "username": user.username, "code": code, "expires_in_secs": CODE_TTL.as_secs(),
+            });
+            let username = user.username.clone();
+            // Fire and forget: the HTTP answer must not depend on the gateway (it would tell
+            // a caller whether the account exists).
+            tokio::task::spawn_blocking(move || {
+                let agent: ureq::Agent = ureq::Agent::config_builder().timeout_global(Some(Duration::from_secs(10))).build().into();
+                let mut req = agent.post(&url);
+                if let Some(t) = token {
+                    req = req.header("Authorization", &format!("Bearer {t}"));
+                }
+                match req.send_json(&body) {
+                    Ok(_) => tracing::info!(user = %username, "one-time code handed to the webhook"),
+                    Err(e) => tracing::error!(user = %username, error = %e, "the one-time code webhook failed"),
+                }
+            });
         }
     }
 }
@@ -138,7 +123,7 @@ mod tests {
 
     #[test]
     fn a_code_works_once_within_its_lifetime() {
-        let otp = Otp::new(OtpSender::Off, None, None);
+        let otp = Otp::default();
         let (u, t0) = (user(), Instant::now());
         let code = otp.new_code(u.id, t0);
         assert!(otp.verify(u.id, &code, t0));
@@ -149,7 +134,7 @@ mod tests {
 
     #[test]
     fn five_wrong_tries_burn_the_code() {
-        let otp = Otp::new(OtpSender::Off, None, None);
+        let otp = Otp::default();
         let (u, t0) = (user(), Instant::now());
         let code = otp.new_code(u.id, t0);
         let wrong = if code == "000000" { "000001" } else { "000000" };

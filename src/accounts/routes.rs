@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::{Accounts, validate};
-use crate::config::OtpSender;
+use crate::config::{Config, OtpSender, Registration};
 use crate::http::auth::{SESSION_COOKIE, new_token};
 use crate::http::error::ErrorBody;
 use crate::http::{ApiError, ApiJson, ApiQuery, AuthUser};
@@ -20,7 +20,8 @@ use crate::hub::Hub;
 use crate::ids::{UserId, Username};
 use crate::protocol::{Gender, UserView, close};
 use crate::store::sessions::SessionRecord;
-use crate::store::{NewUser, ProfilePatch, Store, UserRecord, now_ms, users::NameTaken};
+use crate::store::users::{CreateRefusal, NameTaken};
+use crate::store::{NewUser, ProfilePatch, Store, UserRecord, now_ms};
 
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -30,6 +31,8 @@ pub struct RegisterRequest {
     pub nickname: Option<String>,
     pub phone: Option<String>,
     pub email: Option<String>,
+    /// An invite code, when the server registers by invitation.
+    pub invite: Option<String>,
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -50,7 +53,7 @@ pub struct AuthResponse {
 #[derive(Serialize, ToSchema)]
 pub struct AuthOptions {
     pub otp_login: bool,
-    pub registration: String,
+    pub registration: Registration,
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -115,6 +118,17 @@ pub struct UserList {
     pub users: Vec<UserView>,
 }
 
+fn refused(r: CreateRefusal) -> ApiError {
+    match r {
+        CreateRefusal::Taken(which) => taken(which),
+        CreateRefusal::Closed => ApiError::forbidden("Registration is closed on this server. Ask an administrator for an account.")
+            .with_code("registration_closed"),
+        CreateRefusal::BadInvite => {
+            ApiError::forbidden("That invite code is not valid (it may have expired or been used up).").with_code("bad_invite")
+        }
+    }
+}
+
 fn taken(which: NameTaken) -> ApiError {
     match which {
         NameTaken::Username => ApiError::conflict("username_taken", "That username is taken."),
@@ -160,6 +174,7 @@ fn login_key(s: &str) -> String {
 pub async fn register(
     State(accounts): State<Arc<Accounts>>,
     State(store): State<Store>,
+    State(config): State<Arc<Config>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     ApiJson(req): ApiJson<RegisterRequest>,
 ) -> Result<Response, ApiError> {
@@ -174,10 +189,16 @@ pub async fn register(
     let email = req.email.as_deref().map(validate::email).transpose()?;
     accounts.take_registration(peer.ip())?;
     let password_hash = accounts.hasher.hash(req.password).await?;
-    let user = store
-        .create_user(NewUser { username: username.as_str().to_owned(), password_hash, nickname, phone, email })
-        .await?
-        .map_err(taken)?;
+    let new = NewUser {
+        username: username.as_str().to_owned(),
+        password_hash,
+        nickname,
+        phone,
+        email,
+        registration: config.auth.registration,
+        invite: req.invite.map(|i| i.trim().to_owned()),
+    };
+    let user = store.create_user(new).await?.map_err(refused)?;
     tracing::info!(user = %user.id, username = %user.username, admin = user.is_admin, "registered");
     start_session(&accounts, &store, &user, StatusCode::CREATED).await
 }
@@ -217,8 +238,8 @@ pub async fn logout(auth: AuthUser, State(store): State<Store>, State(hub): Stat
 }
 
 #[utoipa::path(get, path = "/api/auth/options", tag = "accounts", responses((status = 200, body = AuthOptions)))]
-pub async fn options(State(accounts): State<Arc<Accounts>>) -> Json<AuthOptions> {
-    Json(AuthOptions { otp_login: accounts.otp.enabled(), registration: "open".into() })
+pub async fn options(State(config): State<Arc<Config>>) -> Json<AuthOptions> {
+    Json(AuthOptions { otp_login: config.auth.otp_sender != OtpSender::Off, registration: config.auth.registration })
 }
 
 #[utoipa::path(post, path = "/api/auth/otp/request", tag = "accounts", request_body = OtpRequest,
@@ -226,10 +247,11 @@ pub async fn options(State(accounts): State<Arc<Accounts>>) -> Json<AuthOptions>
 pub async fn otp_request(
     State(accounts): State<Arc<Accounts>>,
     State(store): State<Store>,
+    State(config): State<Arc<Config>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     ApiJson(req): ApiJson<OtpRequest>,
 ) -> Result<(StatusCode, Json<OtpRequested>), ApiError> {
-    if accounts.otp.sender == OtpSender::Off {
+    if config.auth.otp_sender == OtpSender::Off {
         return Err(ApiError::not_found("One-time code login is not enabled on this server.").with_code("otp_disabled"));
     }
     let key = login_key(&req.username);
@@ -237,7 +259,7 @@ pub async fn otp_request(
     if let Some(user) = store.user_by_login(key).await?
         && !user.disabled
     {
-        accounts.otp.issue(&user, Instant::now());
+        accounts.otp.issue(&config.auth, &user, Instant::now());
     }
     // The same answer whether or not the account exists.
     Ok((StatusCode::ACCEPTED, Json(OtpRequested { sent: true })))

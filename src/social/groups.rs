@@ -275,7 +275,7 @@ fn announce(hub: &Hub, out: &GroupOutcome) {
     }
 }
 
-async fn apply(
+pub(crate) async fn apply(
     store: &Store,
     hub: &Arc<Hub>,
     config: &Config,

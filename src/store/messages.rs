@@ -8,7 +8,7 @@ use redb::{ReadTransaction, ReadableTable, WriteTransaction};
 use serde::{Deserialize, Serialize};
 
 use super::search::{self, QueryToken};
-use super::tables::{CLIENT_IDS, CONV_HEADS, MENTIONS, MESSAGES, READS, REVS, SEARCH, USER_CONVS};
+use super::tables::{CLIENT_IDS, CONV_HEADS, DAILY_MESSAGES, MENTIONS, MESSAGES, READS, REVS, SEARCH, USER_CONVS};
 use super::{Store, StoreError, now_ms};
 use crate::ids::{ConvId, UserId};
 use crate::protocol::{Content, Message, ReplyRef};
@@ -146,6 +146,10 @@ pub(super) fn append_in_txn(
         let v = msgs.get(k)?.ok_or_else(|| StoreError::Corrupt(format!("client id {client_id} points at a missing message")))?;
         return Ok(Ok(SendOutcome { message: decode(v.value())?, duplicate: true }));
     }
+    let content = match super::media::attach_in_txn(txn, sender, content)? {
+        Ok(c) => c,
+        Err(r) => return Ok(Err(r)),
+    };
     let (last, rev, all_seq) = head(txn, key)?;
     let mut msgs = txn.open_table(MESSAGES)?;
     let reply_to = match extras.reply_to {
@@ -170,6 +174,7 @@ pub(super) fn append_in_txn(
     let bytes = serde_json::to_vec(&message)?;
     msgs.insert((key.0, key.1, seq), bytes.as_slice())?;
     drop(msgs);
+    super::media::share_in_txn(txn, &message.content, key)?;
     txn.open_table(CONV_HEADS)?.insert(key, (seq, rev, if message.mention_all { seq } else { all_seq }))?;
     ids.insert((sender.0, message.client_id.as_str()), (key.0, key.1, seq))?;
     // Sending is reading: your own message never counts as unread.
@@ -192,6 +197,10 @@ pub(super) fn append_in_txn(
     if let Some(text) = text_of(&message.content) {
         index_text(txn, key, seq, text, true)?;
     }
+    let mut daily = txn.open_table(DAILY_MESSAGES)?;
+    let day = ts / 86_400_000;
+    let n = daily.get(day)?.map_or(0, |v| v.value());
+    daily.insert(day, n + 1)?;
     Ok(Ok(SendOutcome { message, duplicate: false }))
 }
 

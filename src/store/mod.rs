@@ -10,6 +10,8 @@
 //! - Only this folder knows table layouts; features call the `impl Store` methods of
 //!   `users.rs`, `sessions.rs` and `messages.rs`.
 
+pub mod admin;
+pub mod media;
 pub mod messages;
 pub mod search;
 pub mod sessions;

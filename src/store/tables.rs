@@ -43,6 +43,25 @@ pub const GROUPS: TableDefinition<u64, &[u8]> = TableDefinition::new("groupid_gr
 pub const MEMBERS: TableDefinition<(u64, u64), &[u8]> = TableDefinition::new("groupid_userid_member");
 /// (group id, user id) -> JSON `Application`: pending requests to join
 pub const APPLICATIONS: TableDefinition<(u64, u64), &[u8]> = TableDefinition::new("groupid_userid_application");
+/// file id (32 hex digits) -> JSON `FileRecord`
+pub const FILES: TableDefinition<&str, &[u8]> = TableDefinition::new("fileid_file");
+/// (file id, conversation key) -> (): the conversations a file was sent in
+pub const FILE_CONVS: TableDefinition<(&str, u64, u64), ()> = TableDefinition::new("fileid_conv");
+/// (file id, use kind, owner) -> (): 1 = a user's avatar, 2 = a group's avatar, 3 = a sticker of pack `owner`
+pub const FILE_USES: TableDefinition<(&str, u64, u64), ()> = TableDefinition::new("fileid_kind_owner");
+/// user id -> bytes of the files they uploaded
+pub const USER_FILE_BYTES: TableDefinition<u64, u64> = TableDefinition::new("userid_filebytes");
+/// sticker pack id -> JSON `StickerPack`
+pub const STICKER_PACKS: TableDefinition<u64, &[u8]> = TableDefinition::new("packid_stickerpack");
+
+/// audit entry number -> JSON `AuditEntry`
+pub const AUDIT: TableDefinition<u64, &[u8]> = TableDefinition::new("auditno_entry");
+/// setting group name (`live`) -> JSON settings an administrator changed at run time
+pub const SETTINGS: TableDefinition<&str, &[u8]> = TableDefinition::new("name_settings");
+/// invite code -> JSON `Invite`
+pub const INVITES: TableDefinition<&str, &[u8]> = TableDefinition::new("code_invite");
+/// day number (days since the Unix epoch) -> messages sent that day
+pub const DAILY_MESSAGES: TableDefinition<u64, u64> = TableDefinition::new("day_messagecount");
 
 /// Creates every table of schema 1.
 pub fn create_all(txn: &WriteTransaction) -> Result<(), StoreError> {
@@ -65,5 +84,14 @@ pub fn create_all(txn: &WriteTransaction) -> Result<(), StoreError> {
     txn.open_table(GROUPS)?;
     txn.open_table(MEMBERS)?;
     txn.open_table(APPLICATIONS)?;
+    txn.open_table(FILES)?;
+    txn.open_table(FILE_CONVS)?;
+    txn.open_table(FILE_USES)?;
+    txn.open_table(USER_FILE_BYTES)?;
+    txn.open_table(STICKER_PACKS)?;
+    txn.open_table(AUDIT)?;
+    txn.open_table(SETTINGS)?;
+    txn.open_table(INVITES)?;
+    txn.open_table(DAILY_MESSAGES)?;
     Ok(())
 }

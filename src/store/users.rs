@@ -36,6 +36,12 @@ pub struct UserRecord {
     /// When the last device disconnected, ms.
     #[serde(default)]
     pub last_seen: Option<u64>,
+    /// Deleted by an administrator (also `disabled`).
+    #[serde(default)]
+    pub deleted: bool,
+    /// File id of the avatar image.
+    #[serde(default)]
+    pub avatar: Option<String>,
 }
 
 impl UserRecord {
@@ -50,6 +56,7 @@ impl UserRecord {
             birthday: self.birthday.clone(),
             is_admin: self.is_admin,
             created_at: self.created_at,
+            avatar: self.avatar.clone(),
             phone: None,
             email: None,
             hide_presence: None,
@@ -69,6 +76,19 @@ pub struct NewUser {
     pub nickname: String,
     pub phone: Option<String>,
     pub email: Option<String>,
+    /// How the new user may register: `Open` for administrators creating accounts; otherwise
+    /// the server's mode, with the invite code the user gave. The very first account is always
+    /// allowed, so that a fresh server can get its administrator.
+    pub registration: crate::config::Registration,
+    pub invite: Option<String>,
+}
+
+/// Why an account could not be created.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CreateRefusal {
+    Taken(NameTaken),
+    Closed,
+    BadInvite,
 }
 
 /// A validated profile change; `None` leaves a field as it is.
@@ -91,7 +111,7 @@ pub enum NameTaken {
     Email,
 }
 
-pub(super) fn load_user(t: &impl ReadableTable<u64, &'static [u8]>, id: u64) -> Result<Option<UserRecord>, StoreError> {
+pub(crate) fn load_user(t: &impl ReadableTable<u64, &'static [u8]>, id: u64) -> Result<Option<UserRecord>, StoreError> {
     Ok(match t.get(id)? {
         Some(v) => Some(serde_json::from_slice(v.value())?),
         None => None,
@@ -106,7 +126,7 @@ fn put_user(txn: &WriteTransaction, u: &UserRecord) -> Result<(), StoreError> {
 
 impl Store {
     /// Creates a user; the first user of a server becomes its administrator.
-    pub async fn create_user(&self, new: NewUser) -> Result<Result<UserRecord, NameTaken>, StoreError> {
+    pub async fn create_user(&self, new: NewUser) -> Result<Result<UserRecord, CreateRefusal>, StoreError> {
         self.write(move |txn| {
             {
                 let names = txn.open_table(LOGIN_NAMES)?;
@@ -119,7 +139,28 @@ impl Store {
                     if let Some(name) = name
                         && names.get(name.as_str())?.is_some()
                     {
-                        return Ok(Err(which));
+                        return Ok(Err(CreateRefusal::Taken(which)));
+                    }
+                }
+            }
+            let first = txn.open_table(META)?.get("next_user_id")?.is_none_or(|v| v.value() == 1);
+            if !first {
+                match new.registration {
+                    crate::config::Registration::Open => {}
+                    crate::config::Registration::Closed => return Ok(Err(CreateRefusal::Closed)),
+                    crate::config::Registration::Invite => {
+                        let mut invites = txn.open_table(super::tables::INVITES)?;
+                        let code = new.invite.clone().unwrap_or_default();
+                        let Some(mut invite) =
+                            invites.get(code.as_str())?.map(|v| serde_json::from_slice::<super::admin::Invite>(v.value())).transpose()?
+                        else {
+                            return Ok(Err(CreateRefusal::BadInvite));
+                        };
+                        if invite.expires_at <= now_ms() || invite.uses >= invite.max_uses {
+                            return Ok(Err(CreateRefusal::BadInvite));
+                        }
+                        invite.uses += 1;
+                        invites.insert(code.as_str(), serde_json::to_vec(&invite)?.as_slice())?;
                     }
                 }
             }
@@ -142,6 +183,8 @@ impl Store {
                 created_at: now_ms(),
                 hide_presence: false,
                 last_seen: None,
+                deleted: false,
+                avatar: None,
             };
             let mut names = txn.open_table(LOGIN_NAMES)?;
             for name in [Some(&user.username), user.phone.as_ref(), user.email.as_ref()].into_iter().flatten() {
