@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::{DefaultBodyLimit, FromRef};
+use axum::extract::{ConnectInfo, DefaultBodyLimit, FromRef, State};
 use axum::http::{HeaderValue, header};
 use axum::routing::get;
 use axum::{Json, Router};
@@ -21,6 +21,7 @@ use crate::connection::{self, SocketCtx};
 use crate::http::origin::{OriginPolicy, check_origin};
 use crate::hub::Hub;
 use crate::media::{self, Media};
+use crate::metrics::Metrics;
 use crate::social::{contacts, groups};
 use crate::store::Store;
 use crate::web;
@@ -35,6 +36,7 @@ pub struct AppState {
     pub origin: OriginPolicy,
     pub sockets: SocketCtx,
     pub media: Arc<Media>,
+    pub metrics: Arc<Metrics>,
 }
 
 impl AppState {
@@ -46,7 +48,8 @@ impl AppState {
     ) -> anyhow::Result<AppState> {
         let accounts = Accounts::new(&config.auth).map_err(|e| anyhow::anyhow!("cannot set up accounts: {}", e.message))?;
         let live = LiveConfig::new(config.clone());
-        let media = Media::open(&config).map_err(|e| anyhow::anyhow!("cannot open the file store in {}: {e}", config.data_dir.display()))?;
+        let media =
+            Media::open(&config).map_err(|e| anyhow::anyhow!("cannot open the file store in {}: {e}", config.data_dir.display()))?;
         let sockets = SocketCtx {
             config: live.clone(),
             shutdown: sockets_shutdown,
@@ -55,7 +58,17 @@ impl AppState {
             outbound_queue: config.limits.outbound_queue,
             write_timeout: Duration::from_secs(config.limits.write_timeout_secs),
         };
-        Ok(AppState { store, hub, accounts, origin: OriginPolicy { allowed: Arc::new(config.allowed_origins.clone()) }, live, sockets, media })
+        let metrics = Metrics::new(store.clone(), hub.clone());
+        Ok(AppState {
+            store,
+            hub,
+            accounts,
+            origin: OriginPolicy { allowed: Arc::new(config.allowed_origins.clone()) },
+            live,
+            sockets,
+            media,
+            metrics,
+        })
     }
 }
 
@@ -73,6 +86,40 @@ impl FromRef<AppState> for Arc<Config> {
 )]
 struct ApiDoc;
 
+/// Readiness: the database answers reads and its writer is running.
+#[utoipa::path(get, path = "/readyz", tag = "operations", responses((status = 200, description = "ready", body = String), (status = 503, body = String)))]
+async fn readyz(State(store): State<Store>) -> (axum::http::StatusCode, &'static str) {
+    match store.schema_version().await {
+        Ok(_) if store.writer_running() => (axum::http::StatusCode::OK, "ready"),
+        _ => (axum::http::StatusCode::SERVICE_UNAVAILABLE, "not ready"),
+    }
+}
+
+/// Prometheus metrics on the main port: only for loopback clients, and only when no separate
+/// `metrics.listen` address is set.
+async fn metrics_local(
+    State(metrics): State<Arc<Metrics>>,
+    State(config): State<Arc<Config>>,
+    ConnectInfo(peer): ConnectInfo<std::net::SocketAddr>,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    if !config.metrics.enabled || config.metrics.listen.is_some() || !peer.ip().to_canonical().is_loopback() {
+        return crate::http::ApiError::not_found("No such route.").into_response();
+    }
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], metrics.render()).into_response()
+}
+
+/// The router of a separate metrics listener (`metrics.listen`).
+pub fn metrics_router(metrics: Arc<Metrics>) -> Router {
+    Router::new().route(
+        "/metrics",
+        get(move || {
+            let m = metrics.clone();
+            async move { ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], m.render()) }
+        }),
+    )
+}
+
 /// Liveness: the process answers.
 #[utoipa::path(get, path = "/healthz", tag = "operations", responses((status = 200, description = "ok", body = String)))]
 async fn healthz() -> &'static str {
@@ -83,6 +130,7 @@ async fn healthz() -> &'static str {
 pub fn router(state: AppState) -> Router {
     let (api_routes, openapi) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(healthz))
+        .routes(routes!(readyz))
         .routes(routes!(accounts::routes::register))
         .routes(routes!(accounts::routes::login))
         .routes(routes!(accounts::routes::logout))
@@ -152,6 +200,8 @@ pub fn router(state: AppState) -> Router {
     let max_body = state.live.get().limits.max_body_bytes;
     api_routes
         .route("/api/openapi.json", get(move || async move { Json(openapi.as_ref().clone()) }))
+        .route("/metrics", get(metrics_local))
+        .route_layer(axum::middleware::from_fn_with_state(state.metrics.clone(), crate::metrics::track))
         .fallback(web::serve)
         .layer(axum::middleware::from_fn_with_state(state.origin.clone(), check_origin))
         .layer(DefaultBodyLimit::max(max_body))

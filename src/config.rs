@@ -26,6 +26,7 @@ pub struct Config {
     pub auth: Auth,
     pub chat: Chat,
     pub groups: Groups,
+    pub metrics: MetricsConfig,
     pub media: Media,
 }
 
@@ -62,6 +63,22 @@ pub struct Chat {
 pub enum DirectPolicy {
     Anyone,
     Contacts,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// Serve Prometheus metrics.
+    pub enabled: bool,
+    /// A separate address for `/metrics` (e.g. `127.0.0.1:9090`). Without it, `/metrics` is
+    /// served on the main port to loopback clients only.
+    pub listen: Option<SocketAddr>,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        MetricsConfig { enabled: true, listen: None }
+    }
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -164,6 +181,7 @@ impl Default for Config {
             auth: Auth::default(),
             chat: Chat::default(),
             groups: Groups::default(),
+            metrics: MetricsConfig::default(),
             media: Media::default(),
         }
     }
@@ -341,7 +359,7 @@ fn set_path(tree: &mut toml::Table, path: &[String], value: toml::Value) -> Resu
             _ => return Err(format!("no settings section `{p}`")),
         };
     }
-    if !node.contains_key(last) && !matches!(last.as_str(), "otp_webhook_url" | "otp_webhook_token") {
+    if !node.contains_key(last) && !matches!(last.as_str(), "otp_webhook_url" | "otp_webhook_token" | "listen") {
         return Err(format!("unknown setting `{}`", path.join(".")));
     }
     node.insert(last.clone(), value);

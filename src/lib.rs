@@ -24,6 +24,7 @@ pub mod http;
 pub mod hub;
 pub mod ids;
 pub mod media;
+pub mod metrics;
 pub mod outcome;
 pub mod presence;
 pub mod protocol;
@@ -54,11 +55,23 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: CancellationTo
     let config = admin::load_live_settings(&store, config).await?;
     let state = app::AppState::new(config, store.clone(), hub, shutdown.child_token())?;
     let sockets = state.sockets.clone();
+    let metrics_server = match state.live.get().metrics.listen.filter(|_| state.live.get().metrics.enabled) {
+        Some(addr) => {
+            let listener = TcpListener::bind(addr).await.map_err(|e| anyhow::anyhow!("cannot listen on {addr} for metrics: {e}"))?;
+            tracing::info!(%addr, "metrics are served here");
+            let router = app::metrics_router(state.metrics.clone());
+            Some(tokio::spawn(axum::serve(listener, router).with_graceful_shutdown(shutdown.clone().cancelled_owned()).into_future()))
+        }
+        None => None,
+    };
     let app = app::router(state);
     tracing::info!(addr = %listener.local_addr()?, "Chinwag is listening");
     axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
         .with_graceful_shutdown(shutdown.cancelled_owned())
         .await?;
+    if let Some(m) = metrics_server {
+        let _ = m.await;
+    }
     sockets.tracker.close();
     if tokio::time::timeout(DRAIN, sockets.tracker.wait()).await.is_err() {
         tracing::warn!("some sockets did not close in time");

@@ -177,12 +177,10 @@ impl Incoming {
         // Only images are decoded; the permit bounds the memory that decoding takes at once.
         let permit = if is_image { Some(media.decoding.acquire().await.map_err(|_| ApiError::busy())?) } else { None };
         let m = media.clone();
-        let stored = tokio::task::spawn_blocking(move || store_blobs(&m.blobs, temp, sha, size, mime))
-            .await
-            .map_err(|e| {
-                tracing::error!(error = %e, "upload processing failed");
-                ApiError::internal()
-            })??;
+        let stored = tokio::task::spawn_blocking(move || store_blobs(&m.blobs, temp, sha, size, mime)).await.map_err(|e| {
+            tracing::error!(error = %e, "upload processing failed");
+            ApiError::internal()
+        })??;
         drop(permit);
         let quota = media.user_quota_bytes;
         let mut id = [0u8; 16];

@@ -134,25 +134,25 @@ pub async fn upload(
 async fn serve(media: &Media, sha256: &str, mime: &str, inline: bool, name: &str, headers: &HeaderMap) -> Result<Response, ApiError> {
     let path = media.blobs.path_of(sha256).ok_or_else(ApiError::internal)?;
     let etag = format!("\"{sha256}\"");
-    let mut resp = if headers.get(header::IF_NONE_MATCH).and_then(|v| v.to_str().ok()).is_some_and(|v| v.split(',').any(|t| t.trim() == etag))
-    {
-        StatusCode::NOT_MODIFIED.into_response()
-    } else {
-        let file = tokio::fs::File::open(&path).await.map_err(|e| {
-            tracing::error!(path = %path.display(), error = %e, "a stored file's blob is missing");
-            ApiError::not_found("No such file.")
-        })?;
-        let len = file.metadata().await.map_err(|_| ApiError::internal())?.len();
-        let mut r = Body::from_stream(tokio_util::io::ReaderStream::new(file)).into_response();
-        let h = r.headers_mut();
-        h.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
-        h.insert(header::CONTENT_TYPE, HeaderValue::from_str(sniff::served_type(mime)).map_err(|_| ApiError::internal())?);
-        h.insert(
-            header::CONTENT_DISPOSITION,
-            HeaderValue::from_str(&sniff::content_disposition(inline, name)).map_err(|_| ApiError::internal())?,
-        );
-        r
-    };
+    let mut resp =
+        if headers.get(header::IF_NONE_MATCH).and_then(|v| v.to_str().ok()).is_some_and(|v| v.split(',').any(|t| t.trim() == etag)) {
+            StatusCode::NOT_MODIFIED.into_response()
+        } else {
+            let file = tokio::fs::File::open(&path).await.map_err(|e| {
+                tracing::error!(path = %path.display(), error = %e, "a stored file's blob is missing");
+                ApiError::not_found("No such file.")
+            })?;
+            let len = file.metadata().await.map_err(|_| ApiError::internal())?.len();
+            let mut r = Body::from_stream(tokio_util::io::ReaderStream::new(file)).into_response();
+            let h = r.headers_mut();
+            h.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+            h.insert(header::CONTENT_TYPE, HeaderValue::from_str(sniff::served_type(mime)).map_err(|_| ApiError::internal())?);
+            h.insert(
+                header::CONTENT_DISPOSITION,
+                HeaderValue::from_str(&sniff::content_disposition(inline, name)).map_err(|_| ApiError::internal())?,
+            );
+            r
+        };
     let h = resp.headers_mut();
     h.insert(header::ETAG, HeaderValue::from_str(&etag).map_err(|_| ApiError::internal())?);
     // The content behind an id never changes; only the person it was served to may cache it.
@@ -209,7 +209,11 @@ pub struct AvatarRequest {
 /// Sets your avatar to an image you uploaded (readable by everyone logged in from then on).
 #[utoipa::path(put, path = "/api/me/avatar", tag = "media", request_body = AvatarRequest,
     responses((status = 200, body = UserView), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
-pub async fn set_my_avatar(auth: AuthUser, State(store): State<Store>, ApiJson(req): ApiJson<AvatarRequest>) -> Result<Json<UserView>, ApiError> {
+pub async fn set_my_avatar(
+    auth: AuthUser,
+    State(store): State<Store>,
+    ApiJson(req): ApiJson<AvatarRequest>,
+) -> Result<Json<UserView>, ApiError> {
     let user = store.set_user_avatar(auth.user.id, req.file_id).await?.map_err(refusal)?;
     Ok(Json(user.own_view()))
 }

@@ -227,12 +227,14 @@ impl Store {
         extras: Extras,
         after: impl FnOnce(&Message) + Send + 'static,
     ) -> Result<Result<SendOutcome, MessageRefusal>, StoreError> {
+        let stats = self.stats.clone();
         self.write_then(
             move |txn| append_in_txn(txn, sender, conv, &direct_members, client_id, content, extras),
             move |out: &Result<SendOutcome, MessageRefusal>| {
                 if let Ok(out) = out
                     && !out.duplicate
                 {
+                    stats.messages.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     after(&out.message);
                 }
             },

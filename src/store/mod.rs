@@ -27,6 +27,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use redb::{Database, ReadTransaction, ReadableDatabase, ReadableTable, WriteTransaction};
 use tokio::sync::{mpsc, oneshot};
 
@@ -71,10 +72,28 @@ type Job = Box<dyn FnOnce(&WriteTransaction) -> Completion + Send>;
 type Completion = Box<dyn FnOnce(Result<(), StoreError>) + Send>;
 
 /// Counters the benchmarks and `/metrics` read.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct StoreStats {
+    /// Messages stored (resends not counted).
+    pub messages: AtomicU64,
     pub commits: AtomicU64,
     pub writes: AtomicU64,
+    pub batch_sizes: Histogram,
+    pub commit_seconds: Histogram,
+    pub write_wait: Histogram,
+}
+
+impl Default for StoreStats {
+    fn default() -> Self {
+        StoreStats {
+            messages: AtomicU64::new(0),
+            commits: AtomicU64::new(0),
+            writes: AtomicU64::new(0),
+            batch_sizes: Histogram::new(exponential_buckets(1.0, 2.0, 13)),
+            commit_seconds: Histogram::new(exponential_buckets(0.0001, 2.0, 16)),
+            write_wait: Histogram::new(exponential_buckets(0.0001, 2.0, 16)),
+        }
+    }
 }
 
 /// A cheap-to-clone handle on the database and its writer.
@@ -157,6 +176,7 @@ impl Store {
         A: FnOnce(&T) + Send + 'static,
     {
         let (tx, rx) = oneshot::channel();
+        let asked = std::time::Instant::now();
         let job: Job = Box::new(move |txn| {
             let applied = f(txn);
             Box::new(move |committed: Result<(), StoreError>| {
@@ -172,7 +192,9 @@ impl Store {
             })
         });
         self.jobs.send(job).await.map_err(|_| StoreError::Closed)?;
-        rx.await.map_err(|_| StoreError::Closed)?
+        let out = rx.await.map_err(|_| StoreError::Closed)?;
+        self.stats.write_wait.observe(asked.elapsed().as_secs_f64());
+        out
     }
 
     /// Runs `f` on a fresh read transaction on the blocking pool.
@@ -188,6 +210,11 @@ impl Store {
         })
         .await
         .map_err(|e| StoreError::Db(format!("read task failed: {e}")))?
+    }
+
+    /// Whether the writer thread still takes requests.
+    pub fn writer_running(&self) -> bool {
+        !self.jobs.is_closed()
     }
 
     /// The schema version recorded in the database.
@@ -244,6 +271,7 @@ fn writer_loop(db: &Database, mut rx: mpsc::Receiver<Job>, max_batch: usize, sta
             }
         }
         let n = batch.len() as u64;
+        let started = std::time::Instant::now();
         let mut done: Vec<Completion> = Vec::with_capacity(batch.len());
         let result = match db.begin_write() {
             Err(e) => Err(StoreError::from(e)),
@@ -273,6 +301,9 @@ fn writer_loop(db: &Database, mut rx: mpsc::Receiver<Job>, max_batch: usize, sta
         } else {
             stats.commits.fetch_add(1, Ordering::Relaxed);
             stats.writes.fetch_add(n, Ordering::Relaxed);
+            #[allow(clippy::cast_precision_loss)]
+            stats.batch_sizes.observe(n as f64);
+            stats.commit_seconds.observe(started.elapsed().as_secs_f64());
         }
         for c in done {
             c(result.clone());

@@ -1,0 +1,90 @@
+//! Prometheus metrics: connections, messages, group-commit batch sizes and latencies, HTTP
+//! latency per route. Served at `/metrics` on the main port to loopback clients only, or on
+//! `metrics.listen` to anyone who can reach that address; `metrics.enabled = false` turns it off.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+use axum::extract::{MatchedPath, Request, State};
+use axum::middleware::Next;
+use axum::response::Response;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+use crate::hub::Hub;
+use crate::store::Store;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct HttpLabels {
+    pub method: String,
+    pub route: String,
+    pub status: u16,
+}
+
+pub struct Metrics {
+    registry: Registry,
+    hub: Arc<Hub>,
+    store: Store,
+    messages: Gauge,
+    http: Family<HttpLabels, Histogram>,
+    connections: Gauge,
+    online_users: Gauge,
+    slow_dropped: Gauge,
+    commits: Gauge,
+    writes: Gauge,
+}
+
+impl Metrics {
+    pub fn new(store: Store, hub: Arc<Hub>) -> Arc<Metrics> {
+        let mut registry = Registry::with_prefix("chinwag");
+        let messages = Gauge::default();
+        registry.register("messages", "Messages stored since start (not counting resends)", messages.clone());
+        let http = Family::<HttpLabels, Histogram>::new_with_constructor(|| Histogram::new(exponential_buckets(0.0005, 2.0, 16)));
+        registry.register("http_request_seconds", "HTTP request latency by route", http.clone());
+        let connections = Gauge::default();
+        registry.register("connections", "Open WebSocket connections", connections.clone());
+        let online_users = Gauge::default();
+        registry.register("online_users", "Users with at least one connection", online_users.clone());
+        let slow_dropped = Gauge::default();
+        registry.register("slow_clients_dropped", "Connections closed because they fell behind (since start)", slow_dropped.clone());
+        let commits = Gauge::default();
+        registry.register("store_commits", "Group commits since start", commits.clone());
+        let writes = Gauge::default();
+        registry.register("store_writes", "Writes committed since start", writes.clone());
+        registry.register("store_commit_batch_size", "Writes per group commit", store.stats.batch_sizes.clone());
+        registry.register("store_commit_seconds", "Time to commit one batch, including fsync", store.stats.commit_seconds.clone());
+        registry.register("store_write_wait_seconds", "Time from a write request to its durable answer", store.stats.write_wait.clone());
+        Arc::new(Metrics { registry, hub, store, messages, http, connections, online_users, slow_dropped, commits, writes })
+    }
+
+    /// The text exposition format.
+    pub fn render(&self) -> String {
+        self.messages.set(i64::try_from(self.store.stats.messages.load(Ordering::Relaxed)).unwrap_or(i64::MAX));
+        self.connections.set(i64::try_from(self.hub.connections.load(Ordering::Relaxed)).unwrap_or(i64::MAX));
+        self.online_users.set(i64::try_from(self.hub.online_users()).unwrap_or(i64::MAX));
+        self.slow_dropped.set(i64::try_from(self.hub.dropped_slow.load(Ordering::Relaxed)).unwrap_or(i64::MAX));
+        self.commits.set(i64::try_from(self.store.stats.commits.load(Ordering::Relaxed)).unwrap_or(i64::MAX));
+        self.writes.set(i64::try_from(self.store.stats.writes.load(Ordering::Relaxed)).unwrap_or(i64::MAX));
+        let mut out = String::new();
+        if prometheus_client::encoding::text::encode(&mut out, &self.registry).is_err() {
+            tracing::error!("metrics failed to encode");
+        }
+        out
+    }
+}
+
+/// Middleware (as a route layer, so the matched route is known): records each request's
+/// latency under its route pattern, never under the raw path (which would explode labels).
+pub async fn track(State(metrics): State<Arc<Metrics>>, req: Request, next: Next) -> Response {
+    let start = Instant::now();
+    let method = req.method().to_string();
+    let route = req.extensions().get::<MatchedPath>().map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+    let resp = next.run(req).await;
+    let labels = HttpLabels { method, route, status: resp.status().as_u16() };
+    metrics.http.get_or_create(&labels).observe(start.elapsed().as_secs_f64());
+    resp
+}
