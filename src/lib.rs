@@ -17,9 +17,11 @@
 pub mod accounts;
 pub mod admin;
 pub mod app;
+pub mod backup;
 pub mod chat;
 pub mod config;
 pub mod connection;
+pub mod console;
 pub mod http;
 pub mod hub;
 pub mod ids;
@@ -64,6 +66,7 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: CancellationTo
         }
         None => None,
     };
+    let control = tokio::spawn(console::serve(state.live.get().data_dir.clone(), store.clone(), state.hub.clone(), shutdown.clone()));
     let app = app::router(state);
     tracing::info!(addr = %listener.local_addr()?, "Chinwag is listening");
     axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
@@ -71,6 +74,11 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: CancellationTo
         .await?;
     if let Some(m) = metrics_server {
         let _ = m.await;
+    }
+    match control.await {
+        Ok(Err(e)) => tracing::warn!(error = %e, "the control socket failed"),
+        Err(e) => tracing::warn!(error = %e, "the control socket task failed"),
+        Ok(Ok(())) => {}
     }
     sockets.tracker.close();
     if tokio::time::timeout(DRAIN, sockets.tracker.wait()).await.is_err() {

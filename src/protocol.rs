@@ -630,5 +630,10 @@ mod tests {
         assert!(Content::Text { text: "字".repeat(MAX_TEXT_CHARS) }.validate_from_client().is_ok());
         assert!(Content::System { event: SystemEvent::ContactAccepted }.validate_from_client().is_err());
         assert!(Content::Recalled {}.validate_from_client().is_err());
+        // Media: clients send only the id; the server fills in the rest.
+        let img: Content = serde_json::from_str(r#"{"kind":"image","file_id":"0123456789abcdef0123456789abcdef"}"#).unwrap();
+        assert!(img.validate_from_client().is_ok());
+        let bad: Content = serde_json::from_str(r#"{"kind":"sticker","file_id":"../../etc/passwd"}"#).unwrap();
+        assert!(bad.validate_from_client().is_err());
     }
 }

@@ -510,6 +510,19 @@ impl Store {
         .await
     }
 
+    /// Every conversation that has messages.
+    pub async fn all_conversations(&self) -> Result<Vec<ConvId>, StoreError> {
+        self.read(|txn| {
+            let mut out = Vec::new();
+            for e in txn.open_table(CONV_HEADS)?.iter()? {
+                let (k, _) = e?;
+                out.push(ConvId::from_key(k.value()));
+            }
+            Ok(out)
+        })
+        .await
+    }
+
     /// `(conv, last seq, last rev, first visible seq)` of every conversation `user` is in.
     pub async fn conversation_heads(&self, user: UserId) -> Result<Vec<(ConvId, u64, u64, u64)>, StoreError> {
         self.read(move |txn| {

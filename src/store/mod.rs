@@ -15,6 +15,7 @@ pub mod media;
 pub mod messages;
 pub mod search;
 pub mod sessions;
+pub mod snapshot;
 pub mod social;
 mod tables;
 pub mod users;

@@ -63,35 +63,49 @@ pub const INVITES: TableDefinition<&str, &[u8]> = TableDefinition::new("code_inv
 /// day number (days since the Unix epoch) -> messages sent that day
 pub const DAILY_MESSAGES: TableDefinition<u64, u64> = TableDefinition::new("day_messagecount");
 
+/// Calls `$m!(TABLE)` for every table, so that creating and copying them cannot miss one.
+/// A new table is added here and nowhere else.
+macro_rules! each_table {
+    ($m:ident) => {
+        $m!(META);
+        $m!(USERS);
+        $m!(LOGIN_NAMES);
+        $m!(SESSIONS);
+        $m!(USER_SESSIONS);
+        $m!(MESSAGES);
+        $m!(CONV_HEADS);
+        $m!(REVS);
+        $m!(CLIENT_IDS);
+        $m!(USER_CONVS);
+        $m!(READS);
+        $m!(MENTIONS);
+        $m!(SEARCH);
+        $m!(CONTACTS);
+        $m!(REQUESTS);
+        $m!(REQUESTS_OUT);
+        $m!(GROUPS);
+        $m!(MEMBERS);
+        $m!(APPLICATIONS);
+        $m!(FILES);
+        $m!(FILE_CONVS);
+        $m!(FILE_USES);
+        $m!(USER_FILE_BYTES);
+        $m!(STICKER_PACKS);
+        $m!(AUDIT);
+        $m!(SETTINGS);
+        $m!(INVITES);
+        $m!(DAILY_MESSAGES);
+    };
+}
+pub(crate) use each_table;
+
 /// Creates every table of schema 1.
 pub fn create_all(txn: &WriteTransaction) -> Result<(), StoreError> {
-    txn.open_table(META)?;
-    txn.open_table(USERS)?;
-    txn.open_table(LOGIN_NAMES)?;
-    txn.open_table(SESSIONS)?;
-    txn.open_table(USER_SESSIONS)?;
-    txn.open_table(MESSAGES)?;
-    txn.open_table(CONV_HEADS)?;
-    txn.open_table(REVS)?;
-    txn.open_table(CLIENT_IDS)?;
-    txn.open_table(USER_CONVS)?;
-    txn.open_table(READS)?;
-    txn.open_table(MENTIONS)?;
-    txn.open_table(SEARCH)?;
-    txn.open_table(CONTACTS)?;
-    txn.open_table(REQUESTS)?;
-    txn.open_table(REQUESTS_OUT)?;
-    txn.open_table(GROUPS)?;
-    txn.open_table(MEMBERS)?;
-    txn.open_table(APPLICATIONS)?;
-    txn.open_table(FILES)?;
-    txn.open_table(FILE_CONVS)?;
-    txn.open_table(FILE_USES)?;
-    txn.open_table(USER_FILE_BYTES)?;
-    txn.open_table(STICKER_PACKS)?;
-    txn.open_table(AUDIT)?;
-    txn.open_table(SETTINGS)?;
-    txn.open_table(INVITES)?;
-    txn.open_table(DAILY_MESSAGES)?;
+    macro_rules! create {
+        ($t:ident) => {
+            txn.open_table($t)?;
+        };
+    }
+    each_table!(create);
     Ok(())
 }
