@@ -213,6 +213,17 @@ impl Store {
         .map_err(|e| StoreError::Db(format!("read task failed: {e}")))?
     }
 
+    /// Records another schema version. Only for producing test fixtures of "a newer
+    /// release"; nothing else may call it.
+    #[doc(hidden)]
+    pub async fn force_schema_version(&self, v: u64) -> Result<(), StoreError> {
+        self.write(move |txn| {
+            txn.open_table(META)?.insert("schema_version", v)?;
+            Ok(())
+        })
+        .await
+    }
+
     /// Whether the writer thread still takes requests.
     pub fn writer_running(&self) -> bool {
         !self.jobs.is_closed()
