@@ -162,34 +162,33 @@ fn system_client_id(kind: &str) -> String {
     format!("sys-{kind}-{}", hex::encode(r))
 }
 
-fn load_group_read(txn: &ReadTransaction, gid: u64) -> Result<Option<GroupState>, StoreError> {
-    let Some(group) = txn.open_table(GROUPS)?.get(gid)?.map(|v| json::<GroupRecord>(v.value())).transpose()? else { return Ok(None) };
+/// A group with its members and applications, from whichever transaction opened the tables.
+fn load_group(
+    groups: &impl ReadableTable<u64, &'static [u8]>,
+    members_t: &impl ReadableTable<(u64, u64), &'static [u8]>,
+    apps_t: &impl ReadableTable<(u64, u64), &'static [u8]>,
+    gid: u64,
+) -> Result<Option<GroupState>, StoreError> {
+    let Some(group) = groups.get(gid)?.map(|v| json::<GroupRecord>(v.value())).transpose()? else { return Ok(None) };
     let mut members = BTreeMap::new();
-    for e in txn.open_table(MEMBERS)?.range((gid, 0)..=(gid, u64::MAX))? {
+    for e in members_t.range((gid, 0)..=(gid, u64::MAX))? {
         let (k, v) = e?;
         members.insert(UserId(k.value().1), json(v.value())?);
     }
     let mut applications = BTreeMap::new();
-    for e in txn.open_table(APPLICATIONS)?.range((gid, 0)..=(gid, u64::MAX))? {
+    for e in apps_t.range((gid, 0)..=(gid, u64::MAX))? {
         let (k, v) = e?;
         applications.insert(UserId(k.value().1), json(v.value())?);
     }
     Ok(Some(GroupState { group, members, applications }))
 }
 
+fn load_group_read(txn: &ReadTransaction, gid: u64) -> Result<Option<GroupState>, StoreError> {
+    load_group(&txn.open_table(GROUPS)?, &txn.open_table(MEMBERS)?, &txn.open_table(APPLICATIONS)?, gid)
+}
+
 fn load_group_write(txn: &WriteTransaction, gid: u64) -> Result<Option<GroupState>, StoreError> {
-    let Some(group) = txn.open_table(GROUPS)?.get(gid)?.map(|v| json::<GroupRecord>(v.value())).transpose()? else { return Ok(None) };
-    let mut members = BTreeMap::new();
-    for e in txn.open_table(MEMBERS)?.range((gid, 0)..=(gid, u64::MAX))? {
-        let (k, v) = e?;
-        members.insert(UserId(k.value().1), json(v.value())?);
-    }
-    let mut applications = BTreeMap::new();
-    for e in txn.open_table(APPLICATIONS)?.range((gid, 0)..=(gid, u64::MAX))? {
-        let (k, v) = e?;
-        applications.insert(UserId(k.value().1), json(v.value())?);
-    }
-    Ok(Some(GroupState { group, members, applications }))
+    load_group(&txn.open_table(GROUPS)?, &txn.open_table(MEMBERS)?, &txn.open_table(APPLICATIONS)?, gid)
 }
 
 /// Applies a group change: checks limits first, then writes, then records the events.
