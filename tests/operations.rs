@@ -43,3 +43,21 @@ async fn metrics_can_move_to_their_own_address_or_be_turned_off() {
     assert_eq!(s.http().get("/metrics", None).await.0, 404);
     s.stop().await;
 }
+
+#[tokio::test]
+async fn connections_that_never_send_a_request_are_closed() {
+    let s = TestServer::start_with(|c| c.limits.header_timeout_secs = 1).await;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let started = std::time::Instant::now();
+    let mut silent = tokio::net::TcpStream::connect(s.addr).await.unwrap();
+    let mut slow = tokio::net::TcpStream::connect(s.addr).await.unwrap();
+    slow.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n").await.unwrap();
+    let mut buf = [0u8; 64];
+    for conn in [&mut silent, &mut slow] {
+        let n = tokio::time::timeout(std::time::Duration::from_secs(10), conn.read(&mut buf)).await.expect("closed by the server").unwrap_or(0);
+        assert_eq!(n, 0, "no answer, just closed");
+    }
+    assert!(started.elapsed() < std::time::Duration::from_secs(5), "{:?}", started.elapsed());
+    assert_eq!(s.http().get("/healthz", None).await.0, 200, "others are served as usual");
+    s.stop().await;
+}

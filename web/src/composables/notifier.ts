@@ -1,0 +1,61 @@
+// Tells the user about new messages: the document title, a WebAudio chime and, while the tab is
+// hidden, a browser Notification (only after the user allowed it from settings or the banner).
+import { watchEffect } from 'vue'
+import { useI18n } from 'vue-i18n'
+import type { Router } from 'vue-router'
+import { useChat, type ConvMeta } from '@/stores/chat'
+import { useSettings } from '@/stores/settings'
+import { previewOf } from '@/lib/content'
+import { playChime } from '@/lib/sound'
+import type { Message } from '@/protocol/types'
+
+export function notificationsSupported(): boolean {
+  return typeof window !== 'undefined' && 'Notification' in window && window.isSecureContext
+}
+
+/** Asks the browser for permission; returns whether notifications may be shown. */
+export async function askNotificationPermission(): Promise<boolean> {
+  if (!notificationsSupported()) return false
+  if (Notification.permission === 'granted') return true
+  if (Notification.permission === 'denied') return false
+  try {
+    return (await Notification.requestPermission()) === 'granted'
+  } catch {
+    return false
+  }
+}
+
+export function useNotifier(router: Router) {
+  const chat = useChat()
+  const settings = useSettings()
+  const { t } = useI18n()
+
+  watchEffect(() => {
+    const n = chat.totalUnread
+    document.title = n > 0 ? t('title.unread', { n: n > 99 ? '99+' : n }) : t('app.name')
+  })
+
+  function onIncoming(m: Message, conv: ConvMeta) {
+    const hidden = document.visibilityState === 'hidden'
+    if (settings.sound && (hidden || chat.activeConv !== conv.id)) playChime()
+    if (!hidden || !settings.notifications || !notificationsSupported() || Notification.permission !== 'granted') return
+    const nameOf = (id: number) => chat.userName(id)
+    const text = previewOf(m.content, t, nameOf, m.sender)
+    try {
+      const n = new Notification(chat.displayName(conv.id), {
+        body: conv.id.startsWith('g:') ? `${nameOf(m.sender)}: ${text}` : text,
+        tag: conv.id,
+        icon: '/icons/icon-192.png',
+      })
+      n.onclick = () => {
+        window.focus()
+        void router.push({ name: 'chat', params: { id: conv.id } })
+        n.close()
+      }
+    } catch {
+      // Some platforms (Android Chrome) only allow notifications from a service worker.
+    }
+  }
+
+  return { onIncoming }
+}

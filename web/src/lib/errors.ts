@@ -1,0 +1,55 @@
+// Maps a server error code (docs/protocol.md) to a sentence the user can act on.
+import { ApiError } from '@/protocol/api'
+
+type T = (key: string, named?: Record<string, unknown>) => string
+
+const known = new Set([
+  'username_taken',
+  'bad_credentials',
+  'bad_code',
+  'bad_origin',
+  'network',
+  'forbidden',
+  'not_found',
+  'busy',
+  'invalid_username',
+  'weak_password',
+  'email_taken',
+  'phone_taken',
+  'account_disabled',
+  'otp_disabled',
+  'shutting_down',
+  'bad_invite',
+  'registration_closed',
+])
+
+const byStatus: Record<number, string> = {
+  400: 'bad_request',
+  401: 'unauthorized',
+  403: 'forbidden',
+  404: 'not_found',
+  413: 'too_large',
+  503: 'busy',
+}
+
+export function errorText(t: T, e: unknown): string {
+  if (e instanceof ApiError) {
+    if (e.code === 'rate_limited' || e.status === 429) {
+      return e.retryAfter !== null ? t('errors.rate_limited', { n: e.retryAfter }) : t('errors.rate_limited_soon')
+    }
+    if (known.has(e.code)) return t(`errors.${e.code}`)
+    // A validation error's own message is more specific than a generic sentence.
+    if (e.status === 400 && e.message && e.code !== `http_400`) return e.message
+    const s = byStatus[e.status]
+    if (s) return t(`errors.${s}`)
+    return t('errors.generic', { code: e.code })
+  }
+  return t('errors.generic', { code: e instanceof Error ? e.name : 'unknown' })
+}
+
+/** The same for a WebSocket `error` frame's code and message. */
+export function frameErrorText(t: T, code: string, message: string): string {
+  if (known.has(code)) return t(`errors.${code}`)
+  if (code === 'rate_limited') return t('errors.rate_limited_soon')
+  return message || code
+}

@@ -1,0 +1,243 @@
+// Wire types of the Chinwag protocol, transcribed from docs/protocol.md (the Rust types in
+// src/protocol.rs are the definition). Nothing outside src/protocol/ builds or parses frames.
+
+export type UserId = number
+/** `d:<low>:<high>` for a 1:1 chat, `g:<group id>` for a group. */
+export type ConvId = string
+
+export type Gender = 'unknown' | 'male' | 'female' | 'other'
+
+export interface User {
+  id: UserId
+  username: string
+  nickname: string
+  signature: string
+  gender: Gender
+  birthday: string | null
+  is_admin: boolean
+  created_at: number
+  /** Only in the owner's own view (`GET /api/me`). */
+  phone?: string | null
+  email?: string | null
+}
+
+/** The `hello` frame carries a trimmed user. */
+export interface HelloUser {
+  id: UserId
+  username: string
+  nickname: string
+}
+
+/** Events the server records in a conversation (`{"kind":"system","event":...}`). */
+export type SystemEvent =
+  | { type: 'contact_accepted' }
+  | { type: 'group_created'; by: UserId }
+  | { type: 'joined'; user: UserId; by: UserId | null }
+  | { type: 'left'; user: UserId }
+  | { type: 'removed'; user: UserId; by: UserId }
+  | { type: 'renamed'; name: string; by: UserId }
+  | { type: 'notice_changed'; by: UserId }
+  | { type: 'owner_changed'; user: UserId; by: UserId }
+  | { type: 'admin_added'; user: UserId; by: UserId }
+  | { type: 'admin_removed'; user: UserId; by: UserId }
+  | { type: 'muted'; user: UserId; by: UserId; until: number | null }
+  | { type: 'dissolved'; by: UserId }
+
+export type Content =
+  | { kind: 'text'; text: string }
+  | { kind: 'emoji'; emoji: string }
+  | { kind: 'image'; file_id: string; width: number; height: number; name: string; size: number }
+  | { kind: 'file'; file_id: string; name: string; size: number; mime: string }
+  | { kind: 'call'; media?: string; outcome?: string; duration_secs?: number }
+  | { kind: 'system'; event?: SystemEvent; text?: string }
+  | { kind: 'recalled' }
+
+/** What a client may send: the server writes `call` and `system` itself. */
+export type SendableContent = Extract<Content, { kind: 'text' | 'emoji' | 'image' | 'file' }>
+
+export interface Message {
+  conv: ConvId
+  seq: number
+  sender: UserId
+  client_id: string
+  ts: number
+  content: Content
+  /** The conversation's change counter at this message's last edit, recall or reaction. */
+  rev?: number
+  reply_to?: { seq: number; sender: UserId; preview: string } | null
+  mentions?: UserId[]
+  mention_all?: boolean
+  edited_at?: number | null
+  recalled?: { by: UserId; at: number } | null
+  /** Emoji -> who reacted with it. */
+  reactions?: Record<string, UserId[]>
+}
+
+export interface GroupView {
+  id: number
+  name: string
+  notice: string
+  avatar: string | null
+  join_mode: 'open' | 'approval'
+  owner: UserId
+  member_count: number
+  created_at: number
+  my_role?: 'owner' | 'admin' | 'member' | null
+}
+
+/** My side of a relation with another user. */
+export type ContactState = 'normal' | 'blocked' | 'blocked_by' | 'deleted' | 'deleted_by'
+
+export interface ContactView {
+  user: User
+  state: ContactState
+  since: number
+}
+
+export interface RequestView {
+  from: User
+  to: User
+  message: string
+  status: 'pending' | 'accepted' | 'refused' | 'blocked'
+  created_at: number
+  updated_at: number
+}
+
+/** A conversation as the user's list shows it (`ConversationView`). */
+export interface ConversationSummary {
+  id: ConvId
+  peer?: User | null
+  group?: GroupView | null
+  last_seq: number
+  last_message: Message | null
+  /** The fields below came with read receipts; older servers leave them out. */
+  last_ts?: number
+  /** My read position. */
+  read_seq?: number
+  /** Messages after my read position. */
+  unread?: number
+  mentioned?: boolean
+  pinned?: boolean
+  muted?: boolean
+  hidden?: boolean
+  /** 1:1 only: how far the other person has read. */
+  peer_read_seq?: number | null
+}
+
+export interface AuthOptions {
+  otp_login: boolean
+  /** `open`, `invite` (an invite code is needed) or `closed`. */
+  registration: 'open' | 'invite' | 'closed' | string
+}
+
+export interface AuthAnswer {
+  user: User
+  token: string
+}
+
+export interface HistoryPage {
+  messages: Message[]
+  has_more: boolean
+}
+
+// ---- WebSocket frames ----
+
+/** A sync position: the last seq seen, or that and the highest change counter seen. */
+export type SyncCursor = number | { seq: number; rev: number }
+
+export type ClientFrame =
+  | { type: 'sync'; cursors: Record<ConvId, SyncCursor> }
+  | { type: 'send'; client_id: string; conv: ConvId; content: SendableContent; reply_to?: number }
+  | { type: 'read'; conv: ConvId; seq: number }
+  | { type: 'typing'; conv: ConvId }
+  | { type: 'ping' }
+
+export type ServerFrame =
+  | { type: 'hello'; user: HelloUser }
+  | { type: 'message'; message: Message }
+  | { type: 'update'; message: Message }
+  | { type: 'ack'; client_id: string; message: Message }
+  | { type: 'synced'; reload?: ConvId[] }
+  | { type: 'read'; conv: ConvId; user: UserId; seq: number }
+  | { type: 'typing'; conv: ConvId; user: UserId }
+  | { type: 'presence'; user: UserId; online: boolean; last_seen: number | null }
+  | { type: 'conversation'; conversation: ConversationSummary }
+  | { type: 'group'; group: GroupView }
+  | { type: 'contact'; contact: ContactView }
+  | { type: 'contact_request'; request: RequestView }
+  | { type: 'group_gone'; group: number; reason: string }
+  | { type: 'error'; client_id?: string; code: string; message: string }
+  | { type: 'pong' }
+
+/** WebSocket close codes with a protocol meaning. */
+export const CloseCode = {
+  ShuttingDown: 1001,
+  TooBig: 1009,
+  SessionRevoked: 4001,
+  FellBehind: 4008,
+} as const
+
+/** The 1:1 conversation id of users `a` and `b`. */
+export function directConvId(a: UserId, b: UserId): ConvId {
+  return `d:${Math.min(a, b)}:${Math.max(a, b)}`
+}
+
+/** The other member of a 1:1 conversation, or null for a group or a malformed id. */
+export function peerIdOf(conv: ConvId, me: UserId): UserId | null {
+  const m = /^d:(\d+):(\d+)$/.exec(conv)
+  if (!m) return null
+  const a = Number(m[1])
+  const b = Number(m[2])
+  if (a === me) return b
+  if (b === me) return a
+  return null
+}
+
+/** Parses one server frame; returns null for anything that is not a known frame. */
+export function parseServerFrame(data: unknown): ServerFrame | null {
+  if (typeof data !== 'string') return null
+  let v: unknown
+  try {
+    v = JSON.parse(data)
+  } catch {
+    return null
+  }
+  if (!v || typeof v !== 'object') return null
+  const f = v as { type?: unknown }
+  switch (f.type) {
+    case 'hello':
+    case 'synced':
+    case 'pong':
+    case 'error':
+    case 'read':
+    case 'typing':
+    case 'presence':
+    case 'group':
+    case 'group_gone':
+    case 'contact':
+    case 'contact_request':
+      return f as ServerFrame
+    case 'conversation': {
+      const c = (f as { conversation?: { id?: unknown } }).conversation
+      return c && typeof c.id === 'string' ? (f as ServerFrame) : null
+    }
+    case 'message':
+    case 'ack':
+    case 'update':
+      return isMessage((f as { message?: unknown }).message) ? (f as ServerFrame) : null
+    default:
+      return null
+  }
+}
+
+export function isMessage(m: unknown): m is Message {
+  if (!m || typeof m !== 'object') return false
+  const x = m as Record<string, unknown>
+  return (
+    typeof x.conv === 'string' &&
+    typeof x.seq === 'number' &&
+    typeof x.sender === 'number' &&
+    typeof x.content === 'object' &&
+    x.content !== null
+  )
+}

@@ -1,0 +1,40 @@
+import { describe, expect, it } from 'vitest'
+import { createApp, h } from 'vue'
+import MessageBubble from '@/components/MessageBubble.vue'
+import { i18n } from '@/i18n'
+import type { Content } from '@/protocol/types'
+
+function render(content: Content) {
+  const el = document.createElement('div')
+  const app = createApp({
+    render: () =>
+      h(MessageBubble, { content, mine: false, time: '10:00', fullTime: '', status: 'sent', showAvatar: true, name: 'Bob', seed: 7, grouped: false }),
+  })
+  app.use(i18n)
+  app.mount(el)
+  return el
+}
+
+describe('MessageBubble', () => {
+  it('renders what a user typed as text, never as HTML', () => {
+    const evil = '<img src=x onerror="alert(1)"><script>alert(2)</script>'
+    const el = render({ kind: 'text', text: evil })
+    expect(el.querySelector('img, script')).toBeNull()
+    expect(el.querySelector('[data-testid="message-text"]')!.textContent).toBe(evil)
+  })
+
+  it('turns http(s) links into anchors and nothing else', () => {
+    const el = render({ kind: 'text', text: 'see https://example.com/a?b=1. or javascript:alert(1) or <a href="x">' })
+    const links = [...el.querySelectorAll('a')]
+    expect(links.map((a) => a.getAttribute('href'))).toEqual(['https://example.com/a?b=1'])
+    expect(links[0]!.getAttribute('rel')).toContain('noopener')
+    expect(el.querySelector('[data-testid="message-text"]')!.textContent).toBe('see https://example.com/a?b=1. or javascript:alert(1) or <a href="x">')
+  })
+
+  it('shows a lone emoji large, and a file by name', () => {
+    expect(render({ kind: 'emoji', emoji: '🎉' }).querySelector('.big-emoji')!.textContent).toBe('🎉')
+    const file = render({ kind: 'file', file_id: 'f', name: '<b>r.pdf</b>', size: 2048, mime: 'application/pdf' })
+    expect(file.querySelector('b')).toBeNull()
+    expect(file.textContent).toContain('<b>r.pdf</b>')
+  })
+})
