@@ -15,6 +15,7 @@ use utoipa_axum::routes;
 
 use crate::accounts::{self, Accounts};
 use crate::admin;
+use crate::calls::{self, Calls};
 use crate::chat;
 use crate::config::{Config, LiveConfig};
 use crate::connection::{self, SocketCtx};
@@ -37,6 +38,7 @@ pub struct AppState {
     pub sockets: SocketCtx,
     pub media: Arc<Media>,
     pub metrics: Arc<Metrics>,
+    pub calls: Arc<Calls>,
 }
 
 impl AppState {
@@ -45,6 +47,7 @@ impl AppState {
         store: Store,
         hub: Arc<Hub>,
         sockets_shutdown: tokio_util::sync::CancellationToken,
+        turn: Option<calls::TurnInfo>,
     ) -> anyhow::Result<AppState> {
         let accounts = Accounts::new(&config.auth).map_err(|e| anyhow::anyhow!("cannot set up accounts: {}", e.message))?;
         let live = LiveConfig::new(config.clone());
@@ -52,13 +55,14 @@ impl AppState {
             Media::open(&config).map_err(|e| anyhow::anyhow!("cannot open the file store in {}: {e}", config.data_dir.display()))?;
         let sockets = SocketCtx {
             config: live.clone(),
-            shutdown: sockets_shutdown,
+            shutdown: sockets_shutdown.clone(),
             tracker: tokio_util::task::TaskTracker::new(),
             max_frame_bytes: config.limits.max_frame_bytes,
             outbound_queue: config.limits.outbound_queue,
             write_timeout: Duration::from_secs(config.limits.write_timeout_secs),
         };
         let metrics = Metrics::new(store.clone(), hub.clone());
+        let calls = Calls::new(hub.clone(), store.clone(), live.clone(), sockets_shutdown.clone(), turn);
         Ok(AppState {
             store,
             hub,
@@ -68,6 +72,7 @@ impl AppState {
             sockets,
             media,
             metrics,
+            calls,
         })
     }
 }
@@ -82,7 +87,7 @@ impl FromRef<AppState> for Arc<Config> {
 #[derive(OpenApi)]
 #[openapi(
     info(title = "Chinwag", description = "HTTP API of the Chinwag chat server. Real-time frames are described in docs/protocol.md."),
-    tags((name = "accounts"), (name = "contacts"), (name = "groups"), (name = "chat"), (name = "media"), (name = "realtime"), (name = "admin"), (name = "operations"))
+    tags((name = "accounts"), (name = "contacts"), (name = "groups"), (name = "chat"), (name = "media"), (name = "calls"), (name = "realtime"), (name = "admin"), (name = "operations"))
 )]
 struct ApiDoc;
 
@@ -194,6 +199,7 @@ pub fn router(state: AppState) -> Router {
         .routes(routes!(admin::delete_invite))
         .routes(routes!(admin::dashboard))
         .routes(routes!(admin::audit))
+        .routes(routes!(calls::routes::ice_servers))
         .routes(routes!(connection::upgrade))
         .split_for_parts();
     let openapi = Arc::new(openapi);

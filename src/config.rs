@@ -28,6 +28,74 @@ pub struct Config {
     pub groups: Groups,
     pub metrics: MetricsConfig,
     pub media: Media,
+    pub calls: Calls,
+    pub turn: Turn,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Calls {
+    /// How long a call rings before it ends unanswered (logged as missed), seconds.
+    pub ring_timeout_secs: u64,
+    /// Most people in one group call (a mesh: every participant sends to every other).
+    pub max_group_participants: usize,
+    /// TURN credential fetches (`GET /api/calls/ice-servers`) per user per 10 minutes.
+    pub ice_servers_per_10_min: u32,
+}
+
+impl Default for Calls {
+    fn default() -> Self {
+        Calls { ring_timeout_secs: 45, max_group_participants: 4, ice_servers_per_10_min: 100 }
+    }
+}
+
+/// The embedded TURN/STUN server (UDP) that relays call media between people behind NATs.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Turn {
+    pub enabled: bool,
+    /// UDP address the TURN/STUN server listens on.
+    pub listen: SocketAddr,
+    /// The address clients reach this server at (relay addresses are given out on it). Without
+    /// it, calls between people behind different NATs may fail; a warning says so at start.
+    pub public_ip: Option<std::net::IpAddr>,
+    /// Host name put in the `turn:` URLs given to clients; defaults to `public_ip`, then to the
+    /// host the client used for the HTTP request.
+    pub public_host: Option<String>,
+    /// UDP ports relay sockets are opened on (inclusive).
+    pub relay_min_port: u16,
+    pub relay_max_port: u16,
+    /// Peer ranges relaying is allowed to although they are private or local, e.g.
+    /// `["192.168.1.0/24"]` for a LAN install. Everything private, local, multicast and
+    /// reserved is refused otherwise.
+    pub allow_peers: Vec<String>,
+    /// How long TURN credentials stay valid, seconds.
+    pub credential_ttl_secs: u64,
+    /// Allocations one user may hold at once.
+    pub user_quota: usize,
+    /// Allocations the server holds at once.
+    pub total_quota: usize,
+    /// UDP sockets (with SO_REUSEPORT) reading the listen port, each with its own task; 0: one
+    /// per CPU.
+    pub sockets: usize,
+}
+
+impl Default for Turn {
+    fn default() -> Self {
+        Turn {
+            enabled: true,
+            listen: SocketAddr::from(([0, 0, 0, 0], 3478)),
+            public_ip: None,
+            public_host: None,
+            relay_min_port: 49152,
+            relay_max_port: 65535,
+            allow_peers: Vec::new(),
+            credential_ttl_secs: 86_400,
+            user_quota: 12,
+            total_quota: 1200,
+            sockets: 0,
+        }
+    }
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -124,6 +192,11 @@ pub struct Limits {
     pub max_batch: usize,
     /// Seconds a socket may stay blocked on a write before it is dropped.
     pub write_timeout_secs: u64,
+    /// Seconds a new connection has to send a complete request head before it is closed.
+    pub header_timeout_secs: u64,
+    /// Open connections (HTTP and WebSocket) one client address may have; loopback (a reverse
+    /// proxy) is exempt.
+    pub connections_per_ip: usize,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -183,6 +256,8 @@ impl Default for Config {
             groups: Groups::default(),
             metrics: MetricsConfig::default(),
             media: Media::default(),
+            calls: Calls::default(),
+            turn: Turn::default(),
         }
     }
 }
@@ -196,6 +271,8 @@ impl Default for Limits {
             write_queue: 8192,
             max_batch: 2048,
             write_timeout_secs: 10,
+            header_timeout_secs: 10,
+            connections_per_ip: 256,
         }
     }
 }
@@ -302,6 +379,15 @@ impl Config {
         if self.media.max_upload_bytes == 0 {
             return bad("media.max_upload_bytes must be at least 1");
         }
+        if self.calls.ring_timeout_secs == 0 || !(2..=16).contains(&self.calls.max_group_participants) {
+            return bad("calls.ring_timeout_secs must be at least 1 and calls.max_group_participants 2 to 16");
+        }
+        if self.turn.relay_min_port == 0 || self.turn.relay_max_port < self.turn.relay_min_port {
+            return bad("turn.relay_min_port must be at least 1 and at most turn.relay_max_port");
+        }
+        if self.turn.credential_ttl_secs == 0 || self.turn.user_quota == 0 || self.turn.total_quota == 0 {
+            return bad("turn.credential_ttl_secs, turn.user_quota and turn.total_quota must be at least 1");
+        }
         Ok(())
     }
 
@@ -359,7 +445,9 @@ fn set_path(tree: &mut toml::Table, path: &[String], value: toml::Value) -> Resu
             _ => return Err(format!("no settings section `{p}`")),
         };
     }
-    if !node.contains_key(last) && !matches!(last.as_str(), "otp_webhook_url" | "otp_webhook_token" | "listen") {
+    if !node.contains_key(last)
+        && !matches!(last.as_str(), "otp_webhook_url" | "otp_webhook_token" | "listen" | "public_ip" | "public_host")
+    {
         return Err(format!("unknown setting `{}`", path.join(".")));
     }
     node.insert(last.clone(), value);

@@ -15,6 +15,7 @@ use tokio::time::{Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::calls::Calls;
 use crate::chat;
 use crate::config::{Config, LiveConfig};
 use crate::http::AuthUser;
@@ -45,11 +46,17 @@ pub async fn upgrade(
     State(store): State<Store>,
     State(hub): State<Arc<Hub>>,
     State(ctx): State<SocketCtx>,
+    State(calls): State<Arc<Calls>>,
+    slot: Option<axum::Extension<crate::server::ConnSlot>>,
 ) -> Response {
     ws.read_buffer_size(4096).write_buffer_size(0).max_message_size(ctx.max_frame_bytes).max_frame_size(ctx.max_frame_bytes).on_upgrade(
         move |socket| {
             let tracker = ctx.tracker.clone();
-            tracker.track_future(run(socket, auth, store, hub, ctx))
+            tracker.track_future(async move {
+                // The socket holds its address's connection slot for as long as it is open.
+                let _slot = slot;
+                run(socket, auth, store, hub, ctx, calls).await;
+            })
         },
     )
 }
@@ -81,7 +88,7 @@ impl Conn {
     }
 }
 
-async fn run(socket: WebSocket, auth: AuthUser, store: Store, hub: Arc<Hub>, ctx: SocketCtx) {
+async fn run(socket: WebSocket, auth: AuthUser, store: Store, hub: Arc<Hub>, ctx: SocketCtx, calls: Arc<Calls>) {
     let user = auth.user.id;
     let reg = hub.register(user, auth.session, ctx.outbound_queue);
     let (conn_id, mut outbound, kick, _guard) = (reg.id, reg.outbound, reg.kick, reg.guard);
@@ -92,6 +99,8 @@ async fn run(socket: WebSocket, auth: AuthUser, store: Store, hub: Arc<Hub>, ctx
         return;
     }
     tracing::debug!(user = %user, conn = conn_id, "socket open");
+    // A call that rings for this user rings on this device too.
+    calls.connected(user, conn_id);
     let mut ping = tokio::time::interval_at(Instant::now() + PING_EVERY, PING_EVERY);
     ping.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let mut last_heard = Instant::now();
@@ -117,7 +126,7 @@ async fn run(socket: WebSocket, auth: AuthUser, store: Store, hub: Arc<Hub>, ctx
                 match incoming {
                     None => Flow::Gone,
                     Some(Err(e)) => read_error(&e),
-                    Some(Ok(WsMessage::Text(t))) => handle_text(&mut conn, t.as_str(), Ctx { user, conn_id, store: &store, hub: &hub, config: &ctx.config.get() }, &mut last_typing).await,
+                    Some(Ok(WsMessage::Text(t))) => handle_text(&mut conn, t.as_str(), Ctx { user, conn_id, store: &store, hub: &hub, config: &ctx.config.get(), calls: &calls }, &mut last_typing).await,
                     Some(Ok(WsMessage::Binary(_))) => {
                         let f = ServerFrame::error(None, "bad_frame", "Frames are JSON text.");
                         if conn.send_frame(&f).await { Flow::Continue } else { Flow::Gone }
@@ -132,6 +141,8 @@ async fn run(socket: WebSocket, auth: AuthUser, store: Store, hub: Arc<Hub>, ctx
             other => break other,
         }
     };
+    // Whatever ended the socket, its calls end for it.
+    calls.disconnected(user, conn_id);
     if let Flow::Close(code, reason) = outcome {
         tracing::debug!(user = %user, conn = conn_id, code, "closing socket");
         conn.close(code, reason).await;
@@ -153,13 +164,14 @@ struct Ctx<'a> {
     store: &'a Store,
     hub: &'a Arc<Hub>,
     config: &'a Config,
+    calls: &'a Calls,
 }
 
 /// Typing frames closer together than this are ignored.
 const TYPING_EVERY: Duration = Duration::from_secs(2);
 
 async fn handle_text(conn: &mut Conn, text: &str, cx: Ctx<'_>, last_typing: &mut Option<Instant>) -> Flow {
-    let Ctx { user, conn_id, store, hub, config } = cx;
+    let Ctx { user, conn_id, store, hub, config, calls } = cx;
     let frame: ClientFrame = match serde_json::from_str(text) {
         Ok(f) => f,
         Err(e) => {
@@ -209,6 +221,11 @@ async fn handle_text(conn: &mut Conn, text: &str, cx: Ctx<'_>, last_typing: &mut
                 tracing::error!(error = %e, "sync failed");
                 conn.send_frame(&ServerFrame::error(None, "unavailable", "Sync failed; try again.")).await
             }
+        },
+        // Everything else is a call frame (call_invite, call_accept, ...).
+        call => match calls.handle(user, conn_id, call).await {
+            Some(err) => conn.send_frame(&err).await,
+            None => true,
         },
     };
     if ok { Flow::Continue } else { Flow::Gone }

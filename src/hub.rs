@@ -163,6 +163,26 @@ impl Hub {
         self.deliver(users, &f, None);
     }
 
+    /// Queues `frame` for one connection of `user` only (call signalling goes to the one device
+    /// in the call); false when that connection is gone or fell behind.
+    pub fn send_to_conn(&self, user: UserId, conn: u64, frame: &crate::protocol::ServerFrame) -> bool {
+        let f: Frame = Arc::from(frame.to_json());
+        let map = self.read_lock();
+        let Some(c) = map.get(&user).into_iter().flatten().find(|c| c.id == conn) else { return false };
+        match c.tx.try_send(f) {
+            Ok(()) => true,
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                if !c.kick.token.is_cancelled() {
+                    self.dropped_slow.fetch_add(1, Ordering::Relaxed);
+                    tracing::info!(user = %user, conn = c.id, "connection fell behind; closing it");
+                }
+                c.kick.kick(crate::protocol::close::TOO_SLOW);
+                false
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => false,
+        }
+    }
+
     /// Closes the connections opened with any of these sessions.
     pub fn close_sessions(&self, sessions: &[TokenHash], code: u16) {
         for conn in self.read_lock().values().flatten() {

@@ -9,7 +9,7 @@
 //!   sessions, profiles), [`social`] (contacts and groups), [`chat`] (conversations, sending,
 //!   receipts, recall, edit, reactions, sync, history, search), [`presence`], [`web`] (the
 //!   embedded client), [`admin`] (server administration), [`media`] (files, images, avatars,
-//!   stickers).
+//!   stickers), [`calls`] (call signalling, the embedded TURN/STUN relay).
 //! - Shared below them: [`hub`] (who is connected, fan-out), [`http`] (errors, extractors,
 //!   Origin check, rate limits), [`store`] (redb tables and the group-commit writer),
 //!   [`protocol`] (every JSON frame), [`outcome`] (domain refusals), [`ids`], [`config`].
@@ -18,6 +18,7 @@ pub mod accounts;
 pub mod admin;
 pub mod app;
 pub mod backup;
+pub mod calls;
 pub mod chat;
 pub mod config;
 pub mod connection;
@@ -30,6 +31,7 @@ pub mod metrics;
 pub mod outcome;
 pub mod presence;
 pub mod protocol;
+pub mod server;
 pub mod social;
 pub mod store;
 pub mod web;
@@ -46,6 +48,24 @@ use crate::store::{Store, StoreOptions};
 /// How long shutdown waits for open sockets to say goodbye.
 const DRAIN: Duration = Duration::from_secs(10);
 
+/// Starts the TURN/STUN server when `turn.enabled`. A port that cannot be bound is logged as an
+/// error and the chat server runs without a relay (calls still work where peers reach each other
+/// directly); a bad setting stops the start.
+async fn start_turn(config: &Config, store: &Store, http: SocketAddr) -> anyhow::Result<Option<calls::turn::TurnServer>> {
+    if !config.turn.enabled {
+        return Ok(None);
+    }
+    calls::filter::PeerFilter::new(&config.turn.allow_peers, Vec::new()).map_err(anyhow::Error::msg)?;
+    let secret = store.turn_secret().await?;
+    match calls::turn::TurnServer::start(&config.turn, secret, http).await {
+        Ok(t) => Ok(Some(t)),
+        Err(e) => {
+            tracing::error!(error = %e, "the TURN relay is off; calls between people behind NATs will fail");
+            Ok(None)
+        }
+    }
+}
+
 /// Runs the server on `listener` until `shutdown` is cancelled, then drains: stops accepting,
 /// closes sockets with 1001, lets pending writes commit, and closes the store.
 pub async fn run(config: Config, listener: TcpListener, shutdown: CancellationToken) -> anyhow::Result<()> {
@@ -55,8 +75,10 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: CancellationTo
     let hub = std::sync::Arc::new(hub::Hub::with_presence(presence_tx));
     let presence = tokio::spawn(presence::run(store.clone(), std::sync::Arc::downgrade(&hub), presence_rx));
     let config = admin::load_live_settings(&store, config).await?;
-    let state = app::AppState::new(config, store.clone(), hub, shutdown.child_token())?;
+    let turn = start_turn(&config, &store, listener.local_addr()?).await?;
+    let state = app::AppState::new(config, store.clone(), hub, shutdown.child_token(), turn.as_ref().map(|t| t.info.clone()))?;
     let sockets = state.sockets.clone();
+    let limits = state.live.get().limits.clone();
     let metrics_server = match state.live.get().metrics.listen.filter(|_| state.live.get().metrics.enabled) {
         Some(addr) => {
             let listener = TcpListener::bind(addr).await.map_err(|e| anyhow::anyhow!("cannot listen on {addr} for metrics: {e}"))?;
@@ -69,9 +91,7 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: CancellationTo
     let control = tokio::spawn(console::serve(state.live.get().data_dir.clone(), store.clone(), state.hub.clone(), shutdown.clone()));
     let app = app::router(state);
     tracing::info!(addr = %listener.local_addr()?, "Chinwag is listening");
-    axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
-        .with_graceful_shutdown(shutdown.cancelled_owned())
-        .await?;
+    server::serve(listener, app, Duration::from_secs(limits.header_timeout_secs), limits.connections_per_ip, shutdown.clone(), DRAIN).await;
     if let Some(m) = metrics_server {
         let _ = m.await;
     }
@@ -83,6 +103,11 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: CancellationTo
     sockets.tracker.close();
     if tokio::time::timeout(DRAIN, sockets.tracker.wait()).await.is_err() {
         tracing::warn!("some sockets did not close in time");
+    }
+    if let Some(t) = turn
+        && tokio::time::timeout(DRAIN, t.stop()).await.is_err()
+    {
+        tracing::warn!("the TURN server did not stop in time");
     }
     drop(sockets);
     // The hub (and with it the presence channel) is gone once the router and sockets are.

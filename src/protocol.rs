@@ -58,9 +58,11 @@ pub enum Content {
         #[serde(default)]
         height: u32,
     },
+    /// A call in this conversation, written by the server when it ended.
     Call {
-        media: String,
-        outcome: String,
+        media: CallMedia,
+        outcome: CallOutcome,
+        /// Seconds from the first answer to the end; 0 when nobody answered.
         duration_secs: u64,
     },
     /// Written by the server for events in a conversation; clients render them in their language.
@@ -69,6 +71,55 @@ pub enum Content {
     },
     /// What a recalled message becomes, for everyone.
     Recalled {},
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum CallMedia {
+    Audio,
+    Video,
+}
+
+/// How a call ended, as the conversation records it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum CallOutcome {
+    Answered,
+    /// Nobody answered before the ring timeout.
+    Missed,
+    Declined,
+    /// The caller hung up before anyone answered.
+    Cancelled,
+    /// The callee was already in a call.
+    Busy,
+}
+
+/// Why a call ended (or stopped ringing) for the one who gets `call_ended`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CallEndReason {
+    Declined,
+    Busy,
+    Cancelled,
+    NoAnswer,
+    Hangup,
+    /// Another of your devices answered.
+    TakenElsewhere,
+    /// The other side's connection dropped.
+    ConnectionLost,
+}
+
+/// An ICE candidate in the browser's `RTCIceCandidateInit` shape, relayed untouched.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IceCandidate {
+    pub candidate: String,
+    #[serde(rename = "sdpMid", default, skip_serializing_if = "Option::is_none")]
+    pub sdp_mid: Option<String>,
+    #[serde(rename = "sdpMLineIndex", default, skip_serializing_if = "Option::is_none")]
+    pub sdp_mline_index: Option<u16>,
+    #[serde(rename = "usernameFragment", default, skip_serializing_if = "Option::is_none")]
+    pub username_fragment: Option<String>,
 }
 
 /// Events the server records in a conversation.
@@ -439,6 +490,56 @@ pub enum ClientFrame {
         conv: ConvId,
     },
     Ping,
+    /// Calls (see the Calls section of docs/protocol.md). Start a call in a conversation.
+    CallInvite {
+        conv: ConvId,
+        media: CallMedia,
+    },
+    /// Answer a ringing call on this device (the first device to answer wins).
+    CallAccept {
+        call: String,
+    },
+    /// Decline a ringing call.
+    CallReject {
+        call: String,
+    },
+    /// The caller stops a call nobody answered yet.
+    CallCancel {
+        call: String,
+    },
+    /// Leave a call (a 1:1 call ends for both).
+    CallHangup {
+        call: String,
+    },
+    /// Join a group call that is going on (after declining it, or when it rang elsewhere).
+    CallJoin {
+        call: String,
+    },
+    /// Your microphone, camera and screen-share state, shown to the others.
+    CallMediaState {
+        call: String,
+        muted: bool,
+        camera_off: bool,
+        #[serde(default)]
+        screen_sharing: bool,
+    },
+    /// WebRTC session descriptions and candidates for one other participant; the server relays
+    /// them to that participant's device in the call. Renegotiation is a new offer and answer.
+    CallOffer {
+        call: String,
+        to: UserId,
+        sdp: String,
+    },
+    CallAnswer {
+        call: String,
+        to: UserId,
+        sdp: String,
+    },
+    CallCandidate {
+        call: String,
+        to: UserId,
+        candidate: IceCandidate,
+    },
 }
 
 /// How far a client has seen one conversation: the last seq, or `{"seq","rev"}` to also say
@@ -529,6 +630,68 @@ pub enum ServerFrame {
         message: String,
     },
     Pong,
+    /// Your `call_invite` started a call with this id (sent to the inviting device).
+    CallStarted {
+        call: String,
+        conv: ConvId,
+        media: CallMedia,
+    },
+    /// Someone calls you: ring (every device of every callee).
+    CallIncoming {
+        call: String,
+        conv: ConvId,
+        from: UserId,
+        media: CallMedia,
+        /// Who is in the call now.
+        participants: Vec<UserId>,
+    },
+    /// The call rings on at least one device of `user`.
+    CallRinging {
+        call: String,
+        user: UserId,
+    },
+    /// `user` answered (or joined a group call); `participants` are everyone in the call now.
+    /// The one who just joined sends an offer to each of the others.
+    CallAccepted {
+        call: String,
+        user: UserId,
+        participants: Vec<UserId>,
+    },
+    /// `user` left a group call that goes on.
+    CallLeft {
+        call: String,
+        user: UserId,
+    },
+    /// The call ended for you, or stopped ringing on this device.
+    CallEnded {
+        call: String,
+        reason: CallEndReason,
+        /// Seconds since it was answered, when it was.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        duration_secs: Option<u64>,
+    },
+    CallMediaState {
+        call: String,
+        user: UserId,
+        muted: bool,
+        camera_off: bool,
+        screen_sharing: bool,
+    },
+    CallOffer {
+        call: String,
+        from: UserId,
+        sdp: String,
+    },
+    CallAnswer {
+        call: String,
+        from: UserId,
+        sdp: String,
+    },
+    CallCandidate {
+        call: String,
+        from: UserId,
+        candidate: IceCandidate,
+    },
 }
 
 impl ServerFrame {
@@ -635,5 +798,106 @@ mod tests {
         assert!(img.validate_from_client().is_ok());
         let bad: Content = serde_json::from_str(r#"{"kind":"sticker","file_id":"../../etc/passwd"}"#).unwrap();
         assert!(bad.validate_from_client().is_err());
+    }
+
+    /// The call frames of the Calls section of docs/protocol.md, both ways.
+    #[test]
+    fn call_frames_have_the_documented_shape() {
+        let call = || "5f2a9c1e7b3d4a60".to_owned();
+        let cand = || IceCandidate {
+            candidate: "candidate:1 1 udp 2122260223 192.0.2.7 50000 typ host".into(),
+            sdp_mid: Some("0".into()),
+            sdp_mline_index: Some(0),
+            username_fragment: None,
+        };
+        let server = [
+            (
+                ServerFrame::CallStarted { call: call(), conv: "d:3:7".parse().unwrap(), media: CallMedia::Video },
+                r#"{"type":"call_started","call":"5f2a9c1e7b3d4a60","conv":"d:3:7","media":"video"}"#,
+            ),
+            (
+                ServerFrame::CallIncoming {
+                    call: call(),
+                    conv: "d:3:7".parse().unwrap(),
+                    from: UserId(3),
+                    media: CallMedia::Video,
+                    participants: vec![UserId(3)],
+                },
+                r#"{"type":"call_incoming","call":"5f2a9c1e7b3d4a60","conv":"d:3:7","from":3,"media":"video","participants":[3]}"#,
+            ),
+            (ServerFrame::CallRinging { call: call(), user: UserId(7) }, r#"{"type":"call_ringing","call":"5f2a9c1e7b3d4a60","user":7}"#),
+            (
+                ServerFrame::CallAccepted { call: call(), user: UserId(7), participants: vec![UserId(3), UserId(7)] },
+                r#"{"type":"call_accepted","call":"5f2a9c1e7b3d4a60","user":7,"participants":[3,7]}"#,
+            ),
+            (ServerFrame::CallLeft { call: call(), user: UserId(9) }, r#"{"type":"call_left","call":"5f2a9c1e7b3d4a60","user":9}"#),
+            (
+                ServerFrame::CallEnded { call: call(), reason: CallEndReason::Hangup, duration_secs: Some(65) },
+                r#"{"type":"call_ended","call":"5f2a9c1e7b3d4a60","reason":"hangup","duration_secs":65}"#,
+            ),
+            (
+                ServerFrame::CallEnded { call: call(), reason: CallEndReason::TakenElsewhere, duration_secs: None },
+                r#"{"type":"call_ended","call":"5f2a9c1e7b3d4a60","reason":"taken_elsewhere"}"#,
+            ),
+            (
+                ServerFrame::CallMediaState { call: call(), user: UserId(3), muted: true, camera_off: false, screen_sharing: false },
+                r#"{"type":"call_media_state","call":"5f2a9c1e7b3d4a60","user":3,"muted":true,"camera_off":false,"screen_sharing":false}"#,
+            ),
+            (
+                ServerFrame::CallOffer { call: call(), from: UserId(7), sdp: "v=0\r\n...".into() },
+                r#"{"type":"call_offer","call":"5f2a9c1e7b3d4a60","from":7,"sdp":"v=0\r\n..."}"#,
+            ),
+            (
+                ServerFrame::CallAnswer { call: call(), from: UserId(3), sdp: "v=0\r\n...".into() },
+                r#"{"type":"call_answer","call":"5f2a9c1e7b3d4a60","from":3,"sdp":"v=0\r\n..."}"#,
+            ),
+            (
+                ServerFrame::CallCandidate { call: call(), from: UserId(3), candidate: cand() },
+                r#"{"type":"call_candidate","call":"5f2a9c1e7b3d4a60","from":3,"candidate":{"candidate":"candidate:1 1 udp 2122260223 192.0.2.7 50000 typ host","sdpMid":"0","sdpMLineIndex":0}}"#,
+            ),
+        ];
+        for (frame, json) in server {
+            assert_eq!(frame.to_json(), json);
+        }
+        let client = [
+            (
+                r#"{"type":"call_invite","conv":"d:3:7","media":"video"}"#,
+                ClientFrame::CallInvite { conv: "d:3:7".parse().unwrap(), media: CallMedia::Video },
+            ),
+            (r#"{"type":"call_accept","call":"5f2a9c1e7b3d4a60"}"#, ClientFrame::CallAccept { call: call() }),
+            (r#"{"type":"call_reject","call":"5f2a9c1e7b3d4a60"}"#, ClientFrame::CallReject { call: call() }),
+            (r#"{"type":"call_cancel","call":"5f2a9c1e7b3d4a60"}"#, ClientFrame::CallCancel { call: call() }),
+            (r#"{"type":"call_hangup","call":"5f2a9c1e7b3d4a60"}"#, ClientFrame::CallHangup { call: call() }),
+            (r#"{"type":"call_join","call":"5f2a9c1e7b3d4a60"}"#, ClientFrame::CallJoin { call: call() }),
+            (
+                r#"{"type":"call_media_state","call":"5f2a9c1e7b3d4a60","muted":true,"camera_off":false,"screen_sharing":false}"#,
+                ClientFrame::CallMediaState { call: call(), muted: true, camera_off: false, screen_sharing: false },
+            ),
+            (
+                r#"{"type":"call_offer","call":"5f2a9c1e7b3d4a60","to":7,"sdp":"v=0\r\n..."}"#,
+                ClientFrame::CallOffer { call: call(), to: UserId(7), sdp: "v=0\r\n...".into() },
+            ),
+            (
+                r#"{"type":"call_answer","call":"5f2a9c1e7b3d4a60","to":3,"sdp":"v=0\r\n..."}"#,
+                ClientFrame::CallAnswer { call: call(), to: UserId(3), sdp: "v=0\r\n...".into() },
+            ),
+            (
+                r#"{"type":"call_candidate","call":"5f2a9c1e7b3d4a60","to":7,"candidate":{"candidate":"candidate:1 1 udp 2122260223 192.0.2.7 50000 typ host","sdpMid":"0","sdpMLineIndex":0}}"#,
+                ClientFrame::CallCandidate { call: call(), to: UserId(7), candidate: cand() },
+            ),
+        ];
+        for (json, frame) in client {
+            assert_eq!(serde_json::from_str::<ClientFrame>(json).unwrap(), frame, "{json}");
+        }
+        let record = Content::Call { media: CallMedia::Video, outcome: CallOutcome::Answered, duration_secs: 65 };
+        assert_eq!(serde_json::to_string(&record).unwrap(), r#"{"kind":"call","media":"video","outcome":"answered","duration_secs":65}"#);
+        assert!(record.validate_from_client().is_err(), "only the server writes call records");
+        for bad in [
+            r#"{"type":"call_invite","conv":"d:3:7","media":"hologram"}"#,
+            r#"{"type":"call_offer","call":"x","sdp":"v=0"}"#,
+            r#"{"type":"call_candidate","call":"x","to":7,"candidate":{"candidate":"c","extra":1}}"#,
+        ] {
+            assert!(serde_json::from_str::<ClientFrame>(bad).is_err(), "{bad}");
+        }
     }
 }

@@ -11,6 +11,7 @@
 //!   `users.rs`, `sessions.rs` and `messages.rs`.
 
 pub mod admin;
+pub mod calls;
 pub mod media;
 pub mod messages;
 pub mod search;

@@ -33,6 +33,9 @@ pub fn test_config(data_dir: &Path) -> Config {
     c.listen = "127.0.0.1:0".parse().unwrap();
     // Tests register many users from one address.
     c.auth.registrations_per_ip_per_hour = 10_000;
+    // Many servers run at once: each gets its own TURN port, on loopback only.
+    c.turn.listen = "127.0.0.1:0".parse().unwrap();
+    c.turn.sockets = 1;
     c
 }
 

@@ -1,0 +1,246 @@
+//! Audio and video calls: signalling over the WebSocket, the call record in the conversation,
+//! and the embedded TURN/STUN relay with its credentials and peer filter.
+//!
+//! - [`signal`]: the call state machine, pure (typed input, effects out), unit-tested.
+//! - [`Calls`] (here): the transport around it. It checks who may call (`chat::access`),
+//!   feeds the machine, and carries out its effects: frames through the hub, the `call` message
+//!   through the store, ring timers as tasks.
+//! - [`turn`]: the TURN server; [`filter`]: which peers it may relay to; [`credentials`]: the
+//!   time-limited TURN REST credentials; [`routes`]: `GET /api/calls/ice-servers`.
+//!
+//! Architecture invariant: media never passes through the chat server; it only relays
+//! signalling between the devices in a call, and the TURN relay never reaches a non-public
+//! address unless `turn.allow_peers` opens it.
+
+pub mod credentials;
+pub mod filter;
+pub mod routes;
+pub mod signal;
+pub mod turn;
+
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
+
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::chat::{self, Want};
+use crate::config::{Config, LiveConfig};
+use crate::http::ratelimit::Limiter;
+use crate::hub::{Frame, Hub};
+use crate::ids::{ConvId, UserId};
+use crate::outcome::Refusal;
+use crate::protocol::{CallMedia, ClientFrame, Content, Message, ServerFrame};
+use crate::store::Store;
+use crate::store::messages::Extras;
+use signal::{Effect, MediaState, Registry, Settings, Signal};
+
+pub use self::turn::TurnInfo;
+
+/// Groups larger than this cannot start a call: every member's devices would ring.
+pub const MAX_GROUP_FOR_CALLS: usize = 500;
+
+/// Calls in progress and what carrying them out needs.
+pub struct Calls {
+    registry: Mutex<Registry>,
+    hub: Arc<Hub>,
+    store: Store,
+    live: LiveConfig,
+    shutdown: CancellationToken,
+    /// The running TURN server, when there is one.
+    pub turn: Option<TurnInfo>,
+    /// `GET /api/calls/ice-servers` per user.
+    pub ice_limiter: Limiter,
+    me: Weak<Calls>,
+}
+
+fn settings(config: &Config) -> Settings {
+    Settings { ring_timeout: Duration::from_secs(config.calls.ring_timeout_secs), max_participants: config.calls.max_group_participants }
+}
+
+fn refusal_frame(r: &Refusal) -> ServerFrame {
+    ServerFrame::error(None, r.code(), r.message())
+}
+
+/// A fresh call id: 16 random hex digits (also part of the call record's client id, which
+/// must never repeat).
+fn new_call_id() -> String {
+    let mut raw = [0u8; 8];
+    rand::fill(&mut raw);
+    hex::encode(raw)
+}
+
+impl Calls {
+    pub fn new(hub: Arc<Hub>, store: Store, live: LiveConfig, shutdown: CancellationToken, turn: Option<TurnInfo>) -> Arc<Calls> {
+        let config = live.get();
+        let per_10_min = config.calls.ice_servers_per_10_min.max(1);
+        Arc::new_cyclic(|me| Calls {
+            registry: Mutex::new(Registry::new(settings(&config))),
+            hub,
+            store,
+            live,
+            shutdown,
+            turn,
+            ice_limiter: Limiter::new(per_10_min, Duration::from_secs(600)),
+            me: me.clone(),
+        })
+    }
+
+    fn registry(&self) -> std::sync::MutexGuard<'_, Registry> {
+        self.registry.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Runs `f` on the machine with the settings in force, then carries out its effects.
+    fn run<T>(&self, f: impl FnOnce(&mut Registry) -> T) -> T {
+        let config = self.live.get();
+        let mut reg = self.registry();
+        reg.set_settings(settings(&config));
+        f(&mut reg)
+    }
+
+    /// Handles one call frame from `user`'s connection `conn`; the answer is an error frame for
+    /// that connection, if any.
+    pub async fn handle(&self, user: UserId, conn: u64, frame: ClientFrame) -> Option<ServerFrame> {
+        let now = Instant::now();
+        let outcome = match frame {
+            ClientFrame::CallInvite { conv, media } => self.invite(user, conn, conv, media, now).await,
+            ClientFrame::CallAccept { call } => self.run(|r| r.accept(&call, user, conn, false, now)),
+            ClientFrame::CallJoin { call } => self.join(user, conn, &call, now).await,
+            ClientFrame::CallReject { call } => self.run(|r| r.reject(&call, user, now)),
+            ClientFrame::CallCancel { call } => self.run(|r| r.cancel(&call, user, conn, now)),
+            ClientFrame::CallHangup { call } => self.run(|r| r.hangup(&call, user, conn, now)),
+            ClientFrame::CallMediaState { call, muted, camera_off, screen_sharing } => {
+                self.run(|r| r.media_state(&call, user, conn, MediaState { muted, camera_off, screen_sharing }))
+            }
+            ClientFrame::CallOffer { call, to, sdp } => self.run(|r| r.signal(&call, user, conn, to, Signal::Offer(sdp))),
+            ClientFrame::CallAnswer { call, to, sdp } => self.run(|r| r.signal(&call, user, conn, to, Signal::Answer(sdp))),
+            ClientFrame::CallCandidate { call, to, candidate } => {
+                self.run(|r| r.signal(&call, user, conn, to, Signal::Candidate(candidate)))
+            }
+            other => {
+                tracing::error!(?other, "a non-call frame reached the calls feature");
+                return Some(ServerFrame::error(None, "internal", "internal error"));
+            }
+        };
+        match outcome {
+            Ok(effects) => {
+                self.apply(effects);
+                None
+            }
+            Err(r) => Some(refusal_frame(&r)),
+        }
+    }
+
+    async fn invite(&self, user: UserId, conn: u64, conv: ConvId, media: CallMedia, now: Instant) -> Result<Vec<Effect>, Refusal> {
+        let config = self.live.get();
+        let acc = match chat::access(&self.store, &config, user, conv, Want::Write).await {
+            Ok(Ok(a)) => a,
+            Ok(Err(r)) => return Err(r),
+            Err(e) => {
+                tracing::error!(error = %e, "call access check failed");
+                return Err(Refusal::Invalid("The call could not be started; try again.".into()));
+            }
+        };
+        let group = acc.role.is_some();
+        if group && acc.members.len() > MAX_GROUP_FOR_CALLS {
+            return Err(Refusal::Forbidden("Group calls are possible in groups of up to 500 members."));
+        }
+        let id = new_call_id();
+        self.run(|r| r.invite(id, user, conn, conv, group, &acc.members, media, now))
+    }
+
+    async fn join(&self, user: UserId, conn: u64, call: &str, now: Instant) -> Result<Vec<Effect>, Refusal> {
+        let conv = self.registry().conv_of(call).ok_or(Refusal::NotFound("No such call."))?;
+        let config = self.live.get();
+        let may = matches!(chat::access(&self.store, &config, user, conv, Want::Write).await, Ok(Ok(_)));
+        if !may {
+            return Err(Refusal::NotFound("No such call."));
+        }
+        self.run(|r| r.accept(call, user, conn, true, now))
+    }
+
+    /// A device connected: it rings for the calls ringing for its user.
+    pub fn connected(&self, user: UserId, conn: u64) {
+        let effects = self.registry().connected(user, conn);
+        self.apply(effects);
+    }
+
+    /// A connection closed: it leaves its calls.
+    pub fn disconnected(&self, user: UserId, conn: u64) {
+        let effects = self.registry().disconnected(user, conn, Instant::now());
+        self.apply(effects);
+    }
+
+    /// Calls in progress.
+    pub fn active(&self) -> usize {
+        self.registry().len()
+    }
+
+    fn apply(&self, effects: Vec<Effect>) {
+        for effect in effects {
+            match effect {
+                Effect::ToUsers { users, frame, skip } => {
+                    let f: Frame = Arc::from(frame.to_json());
+                    self.hub.deliver(&users, &f, skip);
+                }
+                Effect::ToConn { user, conn, frame } => {
+                    self.hub.send_to_conn(user, conn, &frame);
+                }
+                Effect::Ring { call, caller, users, frame } => {
+                    let f: Frame = Arc::from(frame.to_json());
+                    self.hub.deliver(&users, &f, None);
+                    for u in users.into_iter().filter(|u| self.hub.is_online(*u)) {
+                        self.hub.send_to_conn(caller.0, caller.1, &ServerFrame::CallRinging { call: call.clone(), user: u });
+                    }
+                }
+                Effect::Log { conv, caller, media, outcome, duration_secs } => {
+                    let content = Content::Call { media, outcome, duration_secs };
+                    let (store, hub) = (self.store.clone(), self.hub.clone());
+                    tokio::spawn(async move { log_call(&store, &hub, conv, caller, content).await });
+                }
+                Effect::Timer { call, at } => {
+                    let (me, shutdown) = (self.me.clone(), self.shutdown.clone());
+                    tokio::spawn(async move {
+                        tokio::select! {
+                            () = shutdown.cancelled() => {}
+                            () = tokio::time::sleep_until(at) => {
+                                if let Some(calls) = me.upgrade() {
+                                    let effects = calls.registry().timeout(&call, Instant::now());
+                                    calls.apply(effects);
+                                }
+                            }
+                        }
+                    });
+                }
+            }
+        }
+    }
+}
+
+/// Writes the call record into its conversation through the store, so that it syncs like any
+/// message, and delivers it to every member's devices.
+async fn log_call(store: &Store, hub: &Arc<Hub>, conv: ConvId, caller: UserId, content: Content) {
+    let members = match conv {
+        ConvId::Direct(a, b) => vec![a, b],
+        ConvId::Group(g) => match store.group(g).await {
+            Ok(Some(state)) => state.member_ids(),
+            Ok(None) => return,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot record a call");
+                return;
+            }
+        },
+    };
+    let direct = if matches!(conv, ConvId::Group(_)) { Vec::new() } else { members.clone() };
+    let client_id = format!("call-{}", new_call_id());
+    let fanout = hub.clone();
+    let deliver = move |m: &Message| {
+        let frame: Frame = Arc::from(ServerFrame::Message { message: m.clone() }.to_json());
+        fanout.deliver(&members, &frame, None);
+    };
+    match store.append_message(caller, conv, direct, client_id, content, Extras::default(), deliver).await {
+        Ok(Ok(_)) => {}
+        Ok(Err(r)) => tracing::warn!(?r, "call record refused"),
+        Err(e) => tracing::error!(error = %e, "cannot record a call"),
+    }
+}

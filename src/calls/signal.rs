@@ -1,0 +1,622 @@
+//! The call state machine: typed input in, effects out, no I/O.
+//!
+//! A call lives here from its invite to its end. The transport (`calls::Calls`) checks who may
+//! call (`chat::access`), feeds each input with the current time, and carries out the effects:
+//! frames to users or to one connection, the call record for the conversation, and the ring
+//! timer, which comes back as [`Registry::timeout`].
+//!
+//! Rules:
+//! - A participant is a (user, connection) pair: only the device that answered takes part, and
+//!   signalling goes to that device alone.
+//! - Every device of a callee rings; the first to accept wins and the others get
+//!   `taken_elsewhere`.
+//! - The one who joins sends the offers, to everyone already in the call (1:1 and mesh alike).
+//! - A 1:1 call ends when either side hangs up (or drops). A group call ends when nobody is
+//!   left, or when one person is left and nobody is ringing any more.
+//! - Someone in a call, or ringing for a 1:1 call, is busy for 1:1 calls; busy members are not
+//!   rung for group calls.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use crate::ids::{ConvId, UserId};
+use crate::outcome::Refusal;
+use crate::protocol::{CallEndReason, CallMedia, CallOutcome, IceCandidate, ServerFrame};
+
+/// Settings the machine needs.
+#[derive(Clone, Copy, Debug)]
+pub struct Settings {
+    pub ring_timeout: Duration,
+    pub max_participants: usize,
+}
+
+/// Something the transport must do.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Effect {
+    /// Queue `frame` for every device of `users`, except connection `skip`.
+    ToUsers { users: Vec<UserId>, frame: ServerFrame, skip: Option<u64> },
+    /// Queue `frame` for one connection.
+    ToConn { user: UserId, conn: u64, frame: ServerFrame },
+    /// Ring `users` with `frame`, and tell the caller's device `call_ringing` for each user who
+    /// has a device to ring.
+    Ring { call: String, caller: (UserId, u64), users: Vec<UserId>, frame: ServerFrame },
+    /// Record the call in its conversation.
+    Log { conv: ConvId, caller: UserId, media: CallMedia, outcome: CallOutcome, duration_secs: u64 },
+    /// Call [`Registry::timeout`] for `call` at `at`.
+    Timer { call: String, at: Instant },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Participant {
+    user: UserId,
+    conn: u64,
+}
+
+#[derive(Clone, Debug)]
+struct Call {
+    conv: ConvId,
+    group: bool,
+    media: CallMedia,
+    caller: UserId,
+    ring_deadline: Instant,
+    answered_at: Option<Instant>,
+    participants: Vec<Participant>,
+    ringing: Vec<UserId>,
+}
+
+impl Call {
+    fn participant_ids(&self) -> Vec<UserId> {
+        self.participants.iter().map(|p| p.user).collect()
+    }
+
+    fn duration(&self, now: Instant) -> Option<u64> {
+        self.answered_at.map(|t| now.saturating_duration_since(t).as_secs())
+    }
+}
+
+/// A WebRTC message for one other participant.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Signal {
+    Offer(String),
+    Answer(String),
+    Candidate(IceCandidate),
+}
+
+/// A participant's microphone, camera and screen-share state.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MediaState {
+    pub muted: bool,
+    pub camera_off: bool,
+    pub screen_sharing: bool,
+}
+
+const NO_SUCH_CALL: Refusal = Refusal::NotFound("No such call.");
+
+/// Every call in progress.
+#[derive(Debug)]
+pub struct Registry {
+    settings: Settings,
+    calls: HashMap<String, Call>,
+}
+
+type Outcome = Result<Vec<Effect>, Refusal>;
+
+impl Registry {
+    pub fn new(settings: Settings) -> Registry {
+        Registry { settings, calls: HashMap::new() }
+    }
+
+    pub fn set_settings(&mut self, settings: Settings) {
+        self.settings = settings;
+    }
+
+    /// Calls in progress.
+    pub fn len(&self) -> usize {
+        self.calls.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.calls.is_empty()
+    }
+
+    /// The conversation of a call, for the transport's access check before a join.
+    pub fn conv_of(&self, call: &str) -> Option<ConvId> {
+        self.calls.get(call).map(|c| c.conv)
+    }
+
+    fn in_call(&self, user: UserId) -> bool {
+        self.calls.values().any(|c| c.participants.iter().any(|p| p.user == user))
+    }
+
+    fn busy(&self, user: UserId) -> bool {
+        self.in_call(user) || self.calls.values().any(|c| !c.group && c.ringing.contains(&user))
+    }
+
+    /// `caller` on connection `conn` calls `conv`, whose members are `members` (the caller
+    /// included); `group` tells a group conversation from a 1:1 one. `id` is the new call's id.
+    #[allow(clippy::too_many_arguments)]
+    pub fn invite(
+        &mut self,
+        id: String,
+        caller: UserId,
+        conn: u64,
+        conv: ConvId,
+        group: bool,
+        members: &[UserId],
+        media: CallMedia,
+        now: Instant,
+    ) -> Outcome {
+        if self.in_call(caller) {
+            return Err(Refusal::Conflict("You are already in a call; hang up first."));
+        }
+        if group && self.calls.values().any(|c| c.conv == conv) {
+            return Err(Refusal::Conflict("A call is already going on in this group; join it."));
+        }
+        let callees: Vec<UserId> = members.iter().copied().filter(|u| *u != caller).collect();
+        let started = ServerFrame::CallStarted { call: id.clone(), conv, media };
+        if !group && callees.iter().any(|u| self.busy(*u)) {
+            let ended = ServerFrame::CallEnded { call: id, reason: CallEndReason::Busy, duration_secs: None };
+            return Ok(vec![
+                Effect::ToConn { user: caller, conn, frame: started },
+                Effect::ToConn { user: caller, conn, frame: ended },
+                Effect::Log { conv, caller, media, outcome: CallOutcome::Busy, duration_secs: 0 },
+            ]);
+        }
+        let ringing: Vec<UserId> = callees.into_iter().filter(|u| !group || !self.busy(*u)).collect();
+        let at = now + self.settings.ring_timeout;
+        let call = Call {
+            conv,
+            group,
+            media,
+            caller,
+            ring_deadline: at,
+            answered_at: None,
+            participants: vec![Participant { user: caller, conn }],
+            ringing: ringing.clone(),
+        };
+        let incoming = ServerFrame::CallIncoming { call: id.clone(), conv, from: caller, media, participants: vec![caller] };
+        self.calls.insert(id.clone(), call);
+        Ok(vec![
+            Effect::ToConn { user: caller, conn, frame: started },
+            Effect::Ring { call: id.clone(), caller: (caller, conn), users: ringing, frame: incoming },
+            Effect::Timer { call: id, at },
+        ])
+    }
+
+    /// A device of `user` connected: it rings for the calls that ring for `user`.
+    pub fn connected(&self, user: UserId, conn: u64) -> Vec<Effect> {
+        let mut out = Vec::new();
+        for (id, c) in &self.calls {
+            if c.ringing.contains(&user) {
+                let frame = ServerFrame::CallIncoming {
+                    call: id.clone(),
+                    conv: c.conv,
+                    from: c.caller,
+                    media: c.media,
+                    participants: c.participant_ids(),
+                };
+                out.push(Effect::ToConn { user, conn, frame });
+                if let Some(p) = c.participants.iter().find(|p| p.user == c.caller) {
+                    out.push(Effect::ToConn { user: p.user, conn: p.conn, frame: ServerFrame::CallRinging { call: id.clone(), user } });
+                }
+            }
+        }
+        out
+    }
+
+    /// `user` answers on `conn`. `may_join` lets a group member who is not ringing (declined, or
+    /// came later) join: the transport sets it after its access check.
+    pub fn accept(&mut self, id: &str, user: UserId, conn: u64, may_join: bool, now: Instant) -> Outcome {
+        let in_other = self.calls.iter().any(|(cid, c)| cid != id && c.participants.iter().any(|p| p.user == user));
+        let max = self.settings.max_participants;
+        let c = self.calls.get_mut(id).ok_or(NO_SUCH_CALL)?;
+        let was_ringing = c.ringing.contains(&user);
+        if c.participants.iter().any(|p| p.user == user) {
+            return Err(Refusal::Conflict("You are already in this call."));
+        }
+        if !was_ringing && !(c.group && may_join) {
+            return Err(NO_SUCH_CALL);
+        }
+        if in_other {
+            return Err(Refusal::Conflict("You are already in a call; hang up first."));
+        }
+        if c.participants.len() >= max {
+            return Err(Refusal::TooMany("This call is full."));
+        }
+        c.ringing.retain(|u| *u != user);
+        c.participants.push(Participant { user, conn });
+        c.answered_at.get_or_insert(now);
+        let participants = c.participant_ids();
+        let accepted = ServerFrame::CallAccepted { call: id.to_owned(), user, participants };
+        let mut out = vec![Effect::ToUsers {
+            users: vec![user],
+            frame: ServerFrame::CallEnded { call: id.to_owned(), reason: CallEndReason::TakenElsewhere, duration_secs: None },
+            skip: Some(conn),
+        }];
+        out.extend(c.participants.iter().map(|p| Effect::ToConn { user: p.user, conn: p.conn, frame: accepted.clone() }));
+        Ok(out)
+    }
+
+    /// `user` declines a call that rings for them.
+    pub fn reject(&mut self, id: &str, user: UserId, now: Instant) -> Outcome {
+        let c = self.calls.get_mut(id).ok_or(NO_SUCH_CALL)?;
+        if !c.ringing.contains(&user) {
+            return Err(NO_SUCH_CALL);
+        }
+        c.ringing.retain(|u| *u != user);
+        let stop = Effect::ToUsers {
+            users: vec![user],
+            frame: ServerFrame::CallEnded { call: id.to_owned(), reason: CallEndReason::Declined, duration_secs: None },
+            skip: None,
+        };
+        if c.group && (c.answered_at.is_some() || !c.ringing.is_empty()) {
+            return Ok(vec![stop]);
+        }
+        let mut out = vec![stop];
+        out.extend(self.end(id, CallEndReason::Declined, now));
+        Ok(out)
+    }
+
+    /// The caller stops a call before anyone answered; after an answer it is a hangup.
+    pub fn cancel(&mut self, id: &str, user: UserId, conn: u64, now: Instant) -> Outcome {
+        let c = self.calls.get(id).ok_or(NO_SUCH_CALL)?;
+        if c.caller != user || !c.participants.contains(&Participant { user, conn }) {
+            return Err(NO_SUCH_CALL);
+        }
+        if c.answered_at.is_some() {
+            return self.hangup(id, user, conn, now);
+        }
+        Ok(self.end(id, CallEndReason::Cancelled, now))
+    }
+
+    /// `user` leaves the call from `conn`.
+    pub fn hangup(&mut self, id: &str, user: UserId, conn: u64, now: Instant) -> Outcome {
+        self.leave(id, Participant { user, conn }, CallEndReason::Hangup, now).ok_or(NO_SUCH_CALL)
+    }
+
+    /// A connection closed: it leaves every call it was in.
+    pub fn disconnected(&mut self, user: UserId, conn: u64, now: Instant) -> Vec<Effect> {
+        let p = Participant { user, conn };
+        let ids: Vec<String> = self.calls.iter().filter(|(_, c)| c.participants.contains(&p)).map(|(id, _)| id.clone()).collect();
+        ids.iter().flat_map(|id| self.leave(id, p, CallEndReason::ConnectionLost, now).unwrap_or_default()).collect()
+    }
+
+    fn leave(&mut self, id: &str, p: Participant, reason: CallEndReason, now: Instant) -> Option<Vec<Effect>> {
+        let c = self.calls.get_mut(id)?;
+        if !c.participants.contains(&p) {
+            return None;
+        }
+        if c.answered_at.is_none() {
+            // Only the caller is in a call nobody answered: leaving it cancels it.
+            return Some(self.end(id, CallEndReason::Cancelled, now));
+        }
+        if !c.group {
+            return Some(self.end(id, reason, now));
+        }
+        c.participants.retain(|q| *q != p);
+        if c.participants.is_empty() || (c.participants.len() == 1 && c.ringing.is_empty()) {
+            let mut out = vec![Effect::ToConn {
+                user: p.user,
+                conn: p.conn,
+                frame: ServerFrame::CallEnded { call: id.to_owned(), reason, duration_secs: c.duration(now) },
+            }];
+            out.extend(self.end(id, CallEndReason::Hangup, now));
+            return Some(out);
+        }
+        let left = ServerFrame::CallLeft { call: id.to_owned(), user: p.user };
+        let mut out: Vec<Effect> =
+            c.participants.iter().map(|q| Effect::ToConn { user: q.user, conn: q.conn, frame: left.clone() }).collect();
+        out.push(Effect::ToConn {
+            user: p.user,
+            conn: p.conn,
+            frame: ServerFrame::CallEnded { call: id.to_owned(), reason, duration_secs: c.duration(now) },
+        });
+        Some(out)
+    }
+
+    /// The ring timer of `id` fired: whoever still rings stops, and a call nobody answered ends.
+    pub fn timeout(&mut self, id: &str, now: Instant) -> Vec<Effect> {
+        let Some(c) = self.calls.get_mut(id) else { return Vec::new() };
+        if now < c.ring_deadline {
+            return Vec::new();
+        }
+        if c.answered_at.is_none() {
+            return self.end(id, CallEndReason::NoAnswer, now);
+        }
+        let ringing = std::mem::take(&mut c.ringing);
+        let mut out = Vec::new();
+        if !ringing.is_empty() {
+            out.push(Effect::ToUsers {
+                users: ringing,
+                frame: ServerFrame::CallEnded { call: id.to_owned(), reason: CallEndReason::NoAnswer, duration_secs: None },
+                skip: None,
+            });
+        }
+        if c.participants.len() <= 1 {
+            out.extend(self.end(id, CallEndReason::Hangup, now));
+        }
+        out
+    }
+
+    /// Relays a WebRTC message from `user`'s device in the call to `to`'s.
+    pub fn signal(&self, id: &str, user: UserId, conn: u64, to: UserId, signal: Signal) -> Outcome {
+        let c = self.calls.get(id).ok_or(NO_SUCH_CALL)?;
+        if !c.participants.contains(&Participant { user, conn }) {
+            return Err(NO_SUCH_CALL);
+        }
+        let target =
+            c.participants.iter().find(|p| p.user == to && p.user != user).ok_or(Refusal::NotFound("They are not in this call."))?;
+        let call = id.to_owned();
+        let frame = match signal {
+            Signal::Offer(sdp) => ServerFrame::CallOffer { call, from: user, sdp },
+            Signal::Answer(sdp) => ServerFrame::CallAnswer { call, from: user, sdp },
+            Signal::Candidate(candidate) => ServerFrame::CallCandidate { call, from: user, candidate },
+        };
+        Ok(vec![Effect::ToConn { user: target.user, conn: target.conn, frame }])
+    }
+
+    /// Tells the others in the call about `user`'s microphone, camera and screen.
+    pub fn media_state(&self, id: &str, user: UserId, conn: u64, state: MediaState) -> Outcome {
+        let c = self.calls.get(id).ok_or(NO_SUCH_CALL)?;
+        if !c.participants.contains(&Participant { user, conn }) {
+            return Err(NO_SUCH_CALL);
+        }
+        let frame = ServerFrame::CallMediaState {
+            call: id.to_owned(),
+            user,
+            muted: state.muted,
+            camera_off: state.camera_off,
+            screen_sharing: state.screen_sharing,
+        };
+        Ok(c.participants
+            .iter()
+            .filter(|p| p.user != user)
+            .map(|p| Effect::ToConn { user: p.user, conn: p.conn, frame: frame.clone() })
+            .collect())
+    }
+
+    /// Ends a call for everyone in it or ringing for it, and records it.
+    fn end(&mut self, id: &str, reason: CallEndReason, now: Instant) -> Vec<Effect> {
+        let Some(c) = self.calls.remove(id) else { return Vec::new() };
+        let duration = c.duration(now);
+        let frame = ServerFrame::CallEnded { call: id.to_owned(), reason, duration_secs: duration };
+        let mut out: Vec<Effect> =
+            c.participants.iter().map(|p| Effect::ToConn { user: p.user, conn: p.conn, frame: frame.clone() }).collect();
+        if !c.ringing.is_empty() {
+            let stop = match reason {
+                CallEndReason::NoAnswer => CallEndReason::NoAnswer,
+                _ => CallEndReason::Cancelled,
+            };
+            out.push(Effect::ToUsers {
+                users: c.ringing.clone(),
+                frame: ServerFrame::CallEnded { call: id.to_owned(), reason: stop, duration_secs: None },
+                skip: None,
+            });
+        }
+        let outcome = match (duration, reason) {
+            (Some(_), _) => CallOutcome::Answered,
+            (None, CallEndReason::Declined) => CallOutcome::Declined,
+            (None, CallEndReason::NoAnswer) => CallOutcome::Missed,
+            (None, _) => CallOutcome::Cancelled,
+        };
+        out.push(Effect::Log { conv: c.conv, caller: c.caller, media: c.media, outcome, duration_secs: duration.unwrap_or(0) });
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const A: UserId = UserId(1);
+    const B: UserId = UserId(2);
+    const C: UserId = UserId(3);
+    const D: UserId = UserId(4);
+    const E: UserId = UserId(5);
+
+    fn reg() -> Registry {
+        Registry::new(Settings { ring_timeout: Duration::from_secs(45), max_participants: 4 })
+    }
+
+    fn dm() -> ConvId {
+        ConvId::direct(A, B).unwrap()
+    }
+
+    fn ended(call: &str, reason: CallEndReason, duration_secs: Option<u64>) -> ServerFrame {
+        ServerFrame::CallEnded { call: call.into(), reason, duration_secs }
+    }
+
+    fn logs(effects: &[Effect]) -> Vec<(CallOutcome, u64)> {
+        effects
+            .iter()
+            .filter_map(|e| match e {
+                Effect::Log { outcome, duration_secs, .. } => Some((*outcome, *duration_secs)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn to_conn(effects: &[Effect], conn: u64) -> Vec<ServerFrame> {
+        effects
+            .iter()
+            .filter_map(|e| match e {
+                Effect::ToConn { conn: c, frame, .. } if *c == conn => Some(frame.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_1to1_call_rings_is_answered_on_one_device_and_logs_its_duration() {
+        let mut r = reg();
+        let t0 = Instant::now();
+        let fx = r.invite("c1".into(), A, 10, dm(), false, &[A, B], CallMedia::Video, t0).unwrap();
+        assert_eq!(
+            fx[0],
+            Effect::ToConn {
+                user: A,
+                conn: 10,
+                frame: ServerFrame::CallStarted { call: "c1".into(), conv: dm(), media: CallMedia::Video }
+            }
+        );
+        assert!(matches!(&fx[1], Effect::Ring { users, caller: (A, 10), .. } if users == &vec![B]));
+        assert_eq!(fx[2], Effect::Timer { call: "c1".into(), at: t0 + Duration::from_secs(45) });
+        // Device 21 of B answers: device 22 stops with "taken elsewhere", A learns who answered.
+        let fx = r.accept("c1", B, 21, false, t0).unwrap();
+        assert_eq!(fx[0], Effect::ToUsers { users: vec![B], frame: ended("c1", CallEndReason::TakenElsewhere, None), skip: Some(21) });
+        assert_eq!(to_conn(&fx, 10), vec![ServerFrame::CallAccepted { call: "c1".into(), user: B, participants: vec![A, B] }]);
+        assert_eq!(r.accept("c1", B, 22, false, t0), Err(Refusal::Conflict("You are already in this call.")), "the second device loses");
+        // Signalling goes to the one device in the call, and only from a device in it.
+        let fx = r.signal("c1", B, 21, A, Signal::Offer("v=0".into())).unwrap();
+        assert_eq!(
+            fx,
+            vec![Effect::ToConn { user: A, conn: 10, frame: ServerFrame::CallOffer { call: "c1".into(), from: B, sdp: "v=0".into() } }]
+        );
+        assert_eq!(r.signal("c1", B, 22, A, Signal::Offer("x".into())), Err(NO_SUCH_CALL));
+        assert_eq!(r.signal("c1", C, 30, A, Signal::Offer("x".into())), Err(NO_SUCH_CALL));
+        assert!(r.signal("c1", A, 10, A, Signal::Answer("x".into())).is_err(), "not to oneself");
+        // The timer firing after an answer changes nothing.
+        tokio::time::advance(Duration::from_secs(45)).await;
+        assert!(r.timeout("c1", Instant::now()).is_empty());
+        tokio::time::advance(Duration::from_secs(30)).await;
+        let fx = r.hangup("c1", A, 10, Instant::now()).unwrap();
+        assert_eq!(to_conn(&fx, 21), vec![ended("c1", CallEndReason::Hangup, Some(75))]);
+        assert_eq!(to_conn(&fx, 10), vec![ended("c1", CallEndReason::Hangup, Some(75))]);
+        assert_eq!(logs(&fx), vec![(CallOutcome::Answered, 75)]);
+        assert!(r.is_empty());
+        assert_eq!(r.hangup("c1", A, 10, Instant::now()), Err(NO_SUCH_CALL));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_unanswered_call_times_out_as_missed_at_the_deadline_and_not_before() {
+        let mut r = reg();
+        let t0 = Instant::now();
+        r.invite("c1".into(), A, 10, dm(), false, &[A, B], CallMedia::Audio, t0).unwrap();
+        tokio::time::advance(Duration::from_secs(44)).await;
+        assert!(r.timeout("c1", Instant::now()).is_empty(), "a timer that fires early does nothing");
+        tokio::time::advance(Duration::from_secs(1)).await;
+        let fx = r.timeout("c1", Instant::now());
+        assert_eq!(to_conn(&fx, 10), vec![ended("c1", CallEndReason::NoAnswer, None)]);
+        assert!(fx.contains(&Effect::ToUsers { users: vec![B], frame: ended("c1", CallEndReason::NoAnswer, None), skip: None }));
+        assert_eq!(logs(&fx), vec![(CallOutcome::Missed, 0)]);
+        assert!(r.timeout("c1", Instant::now()).is_empty());
+        assert_eq!(r.accept("c1", B, 21, false, Instant::now()), Err(NO_SUCH_CALL), "too late");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn decline_cancel_and_busy_end_the_call_with_their_outcome() {
+        let t0 = Instant::now();
+        let mut r = reg();
+        r.invite("c1".into(), A, 10, dm(), false, &[A, B], CallMedia::Audio, t0).unwrap();
+        assert_eq!(r.reject("c1", A, t0), Err(NO_SUCH_CALL), "the caller cancels, not rejects");
+        let fx = r.reject("c1", B, t0).unwrap();
+        assert_eq!(to_conn(&fx, 10), vec![ended("c1", CallEndReason::Declined, None)]);
+        assert!(fx.contains(&Effect::ToUsers { users: vec![B], frame: ended("c1", CallEndReason::Declined, None), skip: None }));
+        assert_eq!(logs(&fx), vec![(CallOutcome::Declined, 0)]);
+
+        r.invite("c2".into(), A, 10, dm(), false, &[A, B], CallMedia::Audio, t0).unwrap();
+        assert_eq!(r.cancel("c2", B, 21, t0), Err(NO_SUCH_CALL), "only the caller cancels");
+        assert_eq!(r.cancel("c2", A, 11, t0), Err(NO_SUCH_CALL), "from the calling device");
+        let fx = r.cancel("c2", A, 10, t0).unwrap();
+        assert!(fx.contains(&Effect::ToUsers { users: vec![B], frame: ended("c2", CallEndReason::Cancelled, None), skip: None }));
+        assert_eq!(logs(&fx), vec![(CallOutcome::Cancelled, 0)]);
+
+        // B is in a call with C: A's call to B is busy, and so is a call to C while C rings.
+        let bc = ConvId::direct(B, C).unwrap();
+        r.invite("c3".into(), B, 21, bc, false, &[B, C], CallMedia::Audio, t0).unwrap();
+        let fx = r.invite("c4".into(), A, 10, dm(), false, &[A, B], CallMedia::Video, t0).unwrap();
+        assert_eq!(to_conn(&fx, 10)[1], ended("c4", CallEndReason::Busy, None));
+        assert_eq!(logs(&fx), vec![(CallOutcome::Busy, 0)]);
+        let ac = ConvId::direct(A, C).unwrap();
+        let fx = r.invite("c5".into(), A, 10, ac, false, &[A, C], CallMedia::Video, t0).unwrap();
+        assert_eq!(logs(&fx), vec![(CallOutcome::Busy, 0)], "C is ringing for B's call");
+        assert_eq!(
+            r.invite("c6".into(), B, 21, dm(), false, &[A, B], CallMedia::Audio, t0),
+            Err(Refusal::Conflict("You are already in a call; hang up first."))
+        );
+        assert_eq!(r.len(), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_dropped_connection_ends_the_call() {
+        let t0 = Instant::now();
+        let mut r = reg();
+        r.invite("c1".into(), A, 10, dm(), false, &[A, B], CallMedia::Audio, t0).unwrap();
+        assert!(r.disconnected(B, 21, t0).is_empty(), "a ringing device going away changes nothing");
+        // A device that connects while the call rings, rings too; the caller hears it ring.
+        let fx = r.connected(B, 23);
+        assert!(matches!(&to_conn(&fx, 23)[0], ServerFrame::CallIncoming { from: A, .. }));
+        assert_eq!(to_conn(&fx, 10), vec![ServerFrame::CallRinging { call: "c1".into(), user: B }]);
+        r.accept("c1", B, 23, false, t0).unwrap();
+        tokio::time::advance(Duration::from_secs(5)).await;
+        let fx = r.disconnected(A, 10, Instant::now());
+        assert_eq!(to_conn(&fx, 23), vec![ended("c1", CallEndReason::ConnectionLost, Some(5))]);
+        assert_eq!(logs(&fx), vec![(CallOutcome::Answered, 5)]);
+        // The caller dropping before an answer cancels.
+        r.invite("c2".into(), A, 11, dm(), false, &[A, B], CallMedia::Audio, t0).unwrap();
+        assert_eq!(logs(&r.disconnected(A, 11, Instant::now())), vec![(CallOutcome::Cancelled, 0)]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_group_call_is_a_mesh_of_at_most_four_with_joins_leaves_and_media_state() {
+        let t0 = Instant::now();
+        let mut r = reg();
+        let g = ConvId::Group(9);
+        let members = [A, B, C, D, E];
+        let fx = r.invite("g1".into(), A, 10, g, true, &members, CallMedia::Video, t0).unwrap();
+        assert!(matches!(&fx[1], Effect::Ring { users, .. } if users == &vec![B, C, D, E]));
+        assert_eq!(
+            r.invite("g2".into(), B, 20, g, true, &members, CallMedia::Video, t0),
+            Err(Refusal::Conflict("A call is already going on in this group; join it."))
+        );
+        r.accept("g1", B, 20, false, t0).unwrap();
+        // C declines but may join later; the call goes on.
+        let fx = r.reject("g1", C, t0).unwrap();
+        assert_eq!(logs(&fx), vec![]);
+        let fx = r.accept("g1", C, 30, true, t0).unwrap();
+        assert_eq!(to_conn(&fx, 30), vec![ServerFrame::CallAccepted { call: "g1".into(), user: C, participants: vec![A, B, C] }]);
+        assert_eq!(to_conn(&fx, 10), to_conn(&fx, 30));
+        r.accept("g1", D, 40, false, t0).unwrap();
+        assert_eq!(r.accept("g1", E, 50, false, t0), Err(Refusal::TooMany("This call is full.")));
+        assert_eq!(r.accept("g1", UserId(6), 60, false, t0), Err(NO_SUCH_CALL), "not rung, no right to join");
+        // Mute goes to the three others.
+        let fx = r.media_state("g1", B, 20, MediaState { muted: true, camera_off: false, screen_sharing: false }).unwrap();
+        assert_eq!(fx.len(), 3);
+        assert!(fx.iter().all(|e| matches!(e, Effect::ToConn { frame: ServerFrame::CallMediaState { user: B, muted: true, .. }, .. })));
+        // The ring timer stops E's devices; four people go on talking.
+        tokio::time::advance(Duration::from_secs(45)).await;
+        let fx = r.timeout("g1", Instant::now());
+        assert_eq!(fx, vec![Effect::ToUsers { users: vec![E], frame: ended("g1", CallEndReason::NoAnswer, None), skip: None }]);
+        // Leaving tells the others; the last two leaving end and log the call.
+        let fx = r.hangup("g1", A, 10, Instant::now()).unwrap();
+        assert_eq!(to_conn(&fx, 20), vec![ServerFrame::CallLeft { call: "g1".into(), user: A }]);
+        assert_eq!(to_conn(&fx, 10), vec![ended("g1", CallEndReason::Hangup, Some(45))]);
+        r.hangup("g1", B, 20, Instant::now()).unwrap();
+        tokio::time::advance(Duration::from_secs(15)).await;
+        let fx = r.disconnected(C, 30, Instant::now());
+        assert_eq!(to_conn(&fx, 40), vec![ended("g1", CallEndReason::Hangup, Some(60))]);
+        assert_eq!(logs(&fx), vec![(CallOutcome::Answered, 60)]);
+        assert!(r.is_empty());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_group_call_nobody_joins_is_missed_and_one_everyone_declines_is_declined() {
+        let t0 = Instant::now();
+        let mut r = reg();
+        let g = ConvId::Group(9);
+        r.invite("g1".into(), A, 10, g, true, &[A, B, C], CallMedia::Audio, t0).unwrap();
+        tokio::time::advance(Duration::from_secs(45)).await;
+        let fx = r.timeout("g1", Instant::now());
+        assert_eq!(logs(&fx), vec![(CallOutcome::Missed, 0)]);
+        r.invite("g2".into(), A, 10, g, true, &[A, B, C], CallMedia::Audio, t0).unwrap();
+        assert!(logs(&r.reject("g2", B, t0).unwrap()).is_empty());
+        assert_eq!(logs(&r.reject("g2", C, t0).unwrap()), vec![(CallOutcome::Declined, 0)]);
+        // Busy members are not rung for a group call.
+        let bc = ConvId::direct(B, C).unwrap();
+        r.invite("c1".into(), B, 20, bc, false, &[B, C], CallMedia::Audio, t0).unwrap();
+        let fx = r.invite("g3".into(), A, 10, g, true, &[A, B, C], CallMedia::Audio, t0).unwrap();
+        assert!(matches!(&fx[1], Effect::Ring { users, .. } if users.is_empty()));
+    }
+}
