@@ -49,7 +49,8 @@ pub async fn upgrade(
     State(calls): State<Arc<Calls>>,
     slot: Option<axum::Extension<crate::server::ConnSlot>>,
 ) -> Response {
-    ws.read_buffer_size(4096).write_buffer_size(0).max_message_size(ctx.max_frame_bytes).max_frame_size(ctx.max_frame_bytes).on_upgrade(
+    // 2 KiB: idle sockets are the common case (frames larger than this are read in pieces).
+    ws.read_buffer_size(2048).write_buffer_size(0).max_message_size(ctx.max_frame_bytes).max_frame_size(ctx.max_frame_bytes).on_upgrade(
         move |socket| {
             let tracker = ctx.tracker.clone();
             tracker.track_future(async move {
@@ -75,7 +76,13 @@ struct Conn {
 impl Conn {
     /// Writes one frame; a write that misses its deadline ends the connection.
     async fn send(&mut self, text: Utf8Bytes) -> bool {
-        matches!(tokio::time::timeout(self.write_timeout, self.socket.send(WsMessage::Text(text))).await, Ok(Ok(())))
+        self.send_message(WsMessage::Text(text)).await
+    }
+
+    /// Boxed, so that the write's state lives on the heap only while a write is in progress,
+    /// not in every idle connection's task.
+    async fn send_message(&mut self, msg: WsMessage) -> bool {
+        matches!(Box::pin(tokio::time::timeout(self.write_timeout, self.socket.send(msg))).await, Ok(Ok(())))
     }
 
     async fn send_frame(&mut self, frame: &ServerFrame) -> bool {
@@ -117,8 +124,7 @@ async fn run(socket: WebSocket, auth: AuthUser, store: Store, hub: Arc<Hub>, ctx
                 if last_heard.elapsed() > DEAD_AFTER {
                     Flow::Gone
                 } else {
-                    let sent = tokio::time::timeout(ctx.write_timeout, conn.socket.send(WsMessage::Ping(Default::default()))).await;
-                    if matches!(sent, Ok(Ok(()))) { Flow::Continue } else { Flow::Gone }
+                    if conn.send_message(WsMessage::Ping(Default::default())).await { Flow::Continue } else { Flow::Gone }
                 }
             }
             incoming = conn.socket.recv() => {
@@ -126,7 +132,7 @@ async fn run(socket: WebSocket, auth: AuthUser, store: Store, hub: Arc<Hub>, ctx
                 match incoming {
                     None => Flow::Gone,
                     Some(Err(e)) => read_error(&e),
-                    Some(Ok(WsMessage::Text(t))) => handle_text(&mut conn, t.as_str(), Ctx { user, conn_id, store: &store, hub: &hub, config: &ctx.config.get(), calls: &calls }, &mut last_typing).await,
+                    Some(Ok(WsMessage::Text(t))) => Box::pin(handle_text(&mut conn, t.as_str(), Ctx { user, conn_id, store: &store, hub: &hub, config: &ctx.config.get(), calls: &calls }, &mut last_typing)).await,
                     Some(Ok(WsMessage::Binary(_))) => {
                         let f = ServerFrame::error(None, "bad_frame", "Frames are JSON text.");
                         if conn.send_frame(&f).await { Flow::Continue } else { Flow::Gone }

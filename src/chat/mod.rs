@@ -43,12 +43,12 @@ pub async fn access(store: &Store, config: &Config, user: UserId, conv: ConvId, 
     match conv {
         ConvId::Direct(a, b) => {
             let Some(peer) = conv.peer_of(user) else { return Ok(Err(not_found)) };
-            let Some(peer_rec) = store.user(peer).await? else { return Ok(Err(not_found)) };
+            // One read for both the peer and the relation: this runs on every send.
+            let Some((peer_disabled, rel)) = store.peer_and_relation(user, peer).await? else { return Ok(Err(not_found)) };
             if want == Want::Write {
-                if peer_rec.disabled {
+                if peer_disabled {
                     return Ok(Err(Refusal::Forbidden("This account has been disabled.")));
                 }
-                let rel = store.relation(user, peer).await?;
                 if blocked_either_way(&rel) {
                     return Ok(Err(Refusal::Forbidden("You cannot message this user.")));
                 }

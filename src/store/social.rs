@@ -279,6 +279,15 @@ impl Store {
         self.read(move |txn| load_relation(&txn.open_table(CONTACTS)?, &txn.open_table(REQUESTS)?, me, other)).await
     }
 
+    /// Whether `other` exists and is disabled, and the relation seen from `me`, in one read.
+    pub async fn peer_and_relation(&self, me: UserId, other: UserId) -> Result<Option<(bool, Relation)>, StoreError> {
+        self.read(move |txn| {
+            let Some(peer) = super::users::load_user(&txn.open_table(super::tables::USERS)?, other.0)? else { return Ok(None) };
+            Ok(Some((peer.disabled, load_relation(&txn.open_table(CONTACTS)?, &txn.open_table(REQUESTS)?, me, other)?)))
+        })
+        .await
+    }
+
     /// Changes the relation between `me` and `other` as `rule` decides. `after` runs after the
     /// commit, in commit order, with the new relation and the "now contacts" message if any.
     pub async fn change_relation(
