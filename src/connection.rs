@@ -112,6 +112,8 @@ async fn run(socket: WebSocket, auth: AuthUser, store: Store, hub: Arc<Hub>, ctx
     ping.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let mut last_heard = Instant::now();
     let mut last_typing: Option<Instant> = None;
+    let mut pending = Pending::new();
+    let order = Arc::new(tokio::sync::Mutex::new(()));
     let outcome = loop {
         let flow = tokio::select! {
             () = ctx.shutdown.cancelled() => Flow::Close(close::GOING_AWAY, "server shutting down"),
@@ -127,12 +129,16 @@ async fn run(socket: WebSocket, auth: AuthUser, store: Store, hub: Arc<Hub>, ctx
                     if conn.send_message(WsMessage::Ping(Default::default())).await { Flow::Continue } else { Flow::Gone }
                 }
             }
-            incoming = conn.socket.recv() => {
+            Some(answer) = futures_util::StreamExt::next(&mut pending), if !pending.is_empty() => match answer {
+                Some(f) => if conn.send_frame(&f).await { Flow::Continue } else { Flow::Gone },
+                None => Flow::Continue,
+            },
+            incoming = conn.socket.recv(), if pending.len() < MAX_PENDING => {
                 last_heard = Instant::now();
                 match incoming {
                     None => Flow::Gone,
                     Some(Err(e)) => read_error(&e),
-                    Some(Ok(WsMessage::Text(t))) => Box::pin(handle_text(&mut conn, t.as_str(), Ctx { user, conn_id, store: &store, hub: &hub, config: &ctx.config.get(), calls: &calls }, &mut last_typing)).await,
+                    Some(Ok(WsMessage::Text(t))) => Box::pin(handle_text(&mut conn, t.as_str(), Ctx { user, conn_id, store: &store, hub: &hub, config: &ctx.config.get(), calls: &calls }, &mut last_typing, &mut pending, &order)).await,
                     Some(Ok(WsMessage::Binary(_))) => {
                         let f = ServerFrame::error(None, "bad_frame", "Frames are JSON text.");
                         if conn.send_frame(&f).await { Flow::Continue } else { Flow::Gone }
@@ -169,14 +175,28 @@ struct Ctx<'a> {
     conn_id: u64,
     store: &'a Store,
     hub: &'a Arc<Hub>,
-    config: &'a Config,
+    config: &'a Arc<Config>,
     calls: &'a Calls,
 }
+
+/// Sends and read positions being stored for this socket, answered in the order they came.
+/// While they wait for their commit the loop goes on delivering to this socket.
+type Pending = futures_util::stream::FuturesOrdered<std::pin::Pin<Box<dyn std::future::Future<Output = Option<ServerFrame>> + Send>>>;
+
+/// Writes in flight per socket; past this the socket is not read until one is answered.
+const MAX_PENDING: usize = 64;
 
 /// Typing frames closer together than this are ignored.
 const TYPING_EVERY: Duration = Duration::from_secs(2);
 
-async fn handle_text(conn: &mut Conn, text: &str, cx: Ctx<'_>, last_typing: &mut Option<Instant>) -> Flow {
+async fn handle_text(
+    conn: &mut Conn,
+    text: &str,
+    cx: Ctx<'_>,
+    last_typing: &mut Option<Instant>,
+    pending: &mut Pending,
+    order: &Arc<tokio::sync::Mutex<()>>,
+) -> Flow {
     let Ctx { user, conn_id, store, hub, config, calls } = cx;
     let frame: ClientFrame = match serde_json::from_str(text) {
         Ok(f) => f,
@@ -194,13 +214,23 @@ async fn handle_text(conn: &mut Conn, text: &str, cx: Ctx<'_>, last_typing: &mut
         ClientFrame::Ping => conn.send_frame(&ServerFrame::Pong).await,
         ClientFrame::Send { client_id, conv, content, reply_to, mentions, mention_all } => {
             let out = chat::Outgoing { client_id, conv, content, reply_to, mentions, mention_all };
-            let answer = chat::send(store, hub, config, user, conn_id, out).await;
-            conn.send_frame(&answer).await
+            let (store, hub, config, order) = (store.clone(), hub.clone(), config.clone(), order.clone());
+            pending.push_back(Box::pin(async move {
+                // The lock is fair: one socket's messages take their sequence numbers in the
+                // order they were sent, while other sockets' messages commit alongside.
+                let _turn = order.lock().await;
+                Some(chat::send(&store, &hub, &config, user, conn_id, out).await)
+            }));
+            true
         }
-        ClientFrame::Read { conv, seq } => match chat::read(store, hub, config, user, conv, seq).await {
-            Some(err) => conn.send_frame(&err).await,
-            None => true,
-        },
+        ClientFrame::Read { conv, seq } => {
+            let (store, hub, config, order) = (store.clone(), hub.clone(), config.clone(), order.clone());
+            pending.push_back(Box::pin(async move {
+                let _turn = order.lock().await;
+                chat::read(&store, &hub, &config, user, conv, seq).await
+            }));
+            true
+        }
         ClientFrame::Typing { conv } => {
             if last_typing.is_some_and(|t| t.elapsed() < TYPING_EVERY) {
                 true

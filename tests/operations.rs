@@ -54,7 +54,8 @@ async fn connections_that_never_send_a_request_are_closed() {
     slow.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n").await.unwrap();
     let mut buf = [0u8; 64];
     for conn in [&mut silent, &mut slow] {
-        let n = tokio::time::timeout(std::time::Duration::from_secs(10), conn.read(&mut buf)).await.expect("closed by the server").unwrap_or(0);
+        let n =
+            tokio::time::timeout(std::time::Duration::from_secs(10), conn.read(&mut buf)).await.expect("closed by the server").unwrap_or(0);
         assert_eq!(n, 0, "no answer, just closed");
     }
     assert!(started.elapsed() < std::time::Duration::from_secs(5), "{:?}", started.elapsed());

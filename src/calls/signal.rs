@@ -216,7 +216,7 @@ impl Registry {
         if c.participants.iter().any(|p| p.user == user) {
             return Err(Refusal::Conflict("You are already in this call."));
         }
-        if !was_ringing && !(c.group && may_join) {
+        if !(was_ringing || c.group && may_join) {
             return Err(NO_SUCH_CALL);
         }
         if in_other {
