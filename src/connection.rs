@@ -112,8 +112,7 @@ async fn run(socket: WebSocket, auth: AuthUser, store: Store, hub: Arc<Hub>, ctx
     ping.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let mut last_heard = Instant::now();
     let mut last_typing: Option<Instant> = None;
-    let mut pending = Pending::new();
-    let order = Arc::new(tokio::sync::Mutex::new(()));
+    let mut pending: Option<Box<Pending>> = None;
     let outcome = loop {
         let flow = tokio::select! {
             () = ctx.shutdown.cancelled() => Flow::Close(close::GOING_AWAY, "server shutting down"),
@@ -129,16 +128,16 @@ async fn run(socket: WebSocket, auth: AuthUser, store: Store, hub: Arc<Hub>, ctx
                     if conn.send_message(WsMessage::Ping(Default::default())).await { Flow::Continue } else { Flow::Gone }
                 }
             }
-            Some(answer) = futures_util::StreamExt::next(&mut pending), if !pending.is_empty() => match answer {
+            Some(answer) = next_answer(&mut pending), if in_flight(&pending) > 0 => match answer {
                 Some(f) => if conn.send_frame(&f).await { Flow::Continue } else { Flow::Gone },
                 None => Flow::Continue,
             },
-            incoming = conn.socket.recv(), if pending.len() < MAX_PENDING => {
+            incoming = conn.socket.recv(), if in_flight(&pending) < MAX_PENDING => {
                 last_heard = Instant::now();
                 match incoming {
                     None => Flow::Gone,
                     Some(Err(e)) => read_error(&e),
-                    Some(Ok(WsMessage::Text(t))) => Box::pin(handle_text(&mut conn, t.as_str(), Ctx { user, conn_id, store: &store, hub: &hub, config: &ctx.config.get(), calls: &calls }, &mut last_typing, &mut pending, &order)).await,
+                    Some(Ok(WsMessage::Text(t))) => Box::pin(handle_text(&mut conn, t.as_str(), Ctx { user, conn_id, store: &store, hub: &hub, config: &ctx.config.get(), calls: &calls }, &mut last_typing, &mut pending)).await,
                     Some(Ok(WsMessage::Binary(_))) => {
                         let f = ServerFrame::error(None, "bad_frame", "Frames are JSON text.");
                         if conn.send_frame(&f).await { Flow::Continue } else { Flow::Gone }
@@ -181,7 +180,24 @@ struct Ctx<'a> {
 
 /// Sends and read positions being stored for this socket, answered in the order they came.
 /// While they wait for their commit the loop goes on delivering to this socket.
-type Pending = futures_util::stream::FuturesOrdered<std::pin::Pin<Box<dyn std::future::Future<Output = Option<ServerFrame>> + Send>>>;
+/// Made on the first write, so that idle sockets carry none of it.
+#[derive(Default)]
+struct Pending {
+    queue: futures_util::stream::FuturesOrdered<std::pin::Pin<Box<dyn std::future::Future<Output = Option<ServerFrame>> + Send>>>,
+    /// Fair, so one socket's writes take their turns in the order they came.
+    order: Arc<tokio::sync::Mutex<()>>,
+}
+
+fn in_flight(p: &Option<Box<Pending>>) -> usize {
+    p.as_ref().map_or(0, |p| p.queue.len())
+}
+
+async fn next_answer(p: &mut Option<Box<Pending>>) -> Option<Option<ServerFrame>> {
+    match p {
+        Some(p) => futures_util::StreamExt::next(&mut p.queue).await,
+        None => std::future::pending().await,
+    }
+}
 
 /// Writes in flight per socket; past this the socket is not read until one is answered.
 const MAX_PENDING: usize = 64;
@@ -194,8 +210,7 @@ async fn handle_text(
     text: &str,
     cx: Ctx<'_>,
     last_typing: &mut Option<Instant>,
-    pending: &mut Pending,
-    order: &Arc<tokio::sync::Mutex<()>>,
+    pending: &mut Option<Box<Pending>>,
 ) -> Flow {
     let Ctx { user, conn_id, store, hub, config, calls } = cx;
     let frame: ClientFrame = match serde_json::from_str(text) {
@@ -214,18 +229,20 @@ async fn handle_text(
         ClientFrame::Ping => conn.send_frame(&ServerFrame::Pong).await,
         ClientFrame::Send { client_id, conv, content, reply_to, mentions, mention_all } => {
             let out = chat::Outgoing { client_id, conv, content, reply_to, mentions, mention_all };
-            let (store, hub, config, order) = (store.clone(), hub.clone(), config.clone(), order.clone());
-            pending.push_back(Box::pin(async move {
-                // The lock is fair: one socket's messages take their sequence numbers in the
-                // order they were sent, while other sockets' messages commit alongside.
+            let p = pending.get_or_insert_with(Box::default);
+            let (store, hub, config, order) = (store.clone(), hub.clone(), config.clone(), p.order.clone());
+            p.queue.push_back(Box::pin(async move {
+                // One socket's messages take their sequence numbers in the order they were
+                // sent, while other sockets' messages commit alongside.
                 let _turn = order.lock().await;
                 Some(chat::send(&store, &hub, &config, user, conn_id, out).await)
             }));
             true
         }
         ClientFrame::Read { conv, seq } => {
-            let (store, hub, config, order) = (store.clone(), hub.clone(), config.clone(), order.clone());
-            pending.push_back(Box::pin(async move {
+            let p = pending.get_or_insert_with(Box::default);
+            let (store, hub, config, order) = (store.clone(), hub.clone(), config.clone(), p.order.clone());
+            p.queue.push_back(Box::pin(async move {
                 let _turn = order.lock().await;
                 chat::read(&store, &hub, &config, user, conv, seq).await
             }));
