@@ -88,6 +88,23 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: CancellationTo
         }
         None => None,
     };
+    // Expired sessions are already refused; this only keeps the table from growing forever.
+    let sweeper = {
+        let (store, shutdown) = (store.clone(), shutdown.clone());
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(Duration::from_secs(3600));
+            loop {
+                tokio::select! {
+                    () = shutdown.cancelled() => break,
+                    _ = every.tick() => match store.delete_expired_sessions(store::now_ms()).await {
+                        Ok(0) => {}
+                        Ok(n) => tracing::info!(sessions = n, "removed expired sessions"),
+                        Err(e) => tracing::warn!(error = %e, "cannot remove expired sessions"),
+                    },
+                }
+            }
+        })
+    };
     let control = tokio::spawn(console::serve(state.live.get().data_dir.clone(), store.clone(), state.hub.clone(), shutdown.clone()));
     let app = app::router(state);
     tracing::info!(addr = %listener.local_addr()?, "Chinwag is listening");
@@ -95,6 +112,7 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: CancellationTo
     if let Some(m) = metrics_server {
         let _ = m.await;
     }
+    let _ = sweeper.await;
     match control.await {
         Ok(Err(e)) => tracing::warn!(error = %e, "the control socket failed"),
         Err(e) => tracing::warn!(error = %e, "the control socket task failed"),

@@ -51,6 +51,28 @@ impl Store {
         .await
     }
 
+    /// Removes sessions that expired before `now`; returns how many.
+    pub async fn delete_expired_sessions(&self, now: u64) -> Result<usize, StoreError> {
+        self.write(move |txn| {
+            let mut sessions = txn.open_table(SESSIONS)?;
+            let mut expired = Vec::new();
+            for entry in sessions.iter()? {
+                let (k, v) = entry?;
+                let rec: SessionRecord = serde_json::from_slice(v.value())?;
+                if rec.expires_at <= now {
+                    expired.push((*k.value(), rec.user));
+                }
+            }
+            let mut index = txn.open_table(USER_SESSIONS)?;
+            for (hash, user) in &expired {
+                sessions.remove(hash)?;
+                index.remove((user.0, hash))?;
+            }
+            Ok(expired.len())
+        })
+        .await
+    }
+
     /// Revokes every session of `user` except `keep`; returns the revoked token hashes.
     pub async fn delete_user_sessions(&self, user: UserId, keep: Option<TokenHash>) -> Result<Vec<TokenHash>, StoreError> {
         self.write(move |txn| {
@@ -71,5 +93,23 @@ impl Store {
             Ok(gone)
         })
         .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::StoreOptions;
+
+    #[tokio::test]
+    async fn expired_sessions_are_swept_and_live_ones_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(dir.path(), &StoreOptions::default()).unwrap();
+        s.create_session([1; 32], SessionRecord { user: UserId(1), created_at: 0, expires_at: 10 }).await.unwrap();
+        s.create_session([2; 32], SessionRecord { user: UserId(1), created_at: 0, expires_at: 1_000 }).await.unwrap();
+        assert_eq!(s.delete_expired_sessions(500).await.unwrap(), 1);
+        assert!(s.session([1; 32]).await.unwrap().is_none());
+        assert!(s.session([2; 32]).await.unwrap().is_some());
+        assert_eq!(s.delete_user_sessions(UserId(1), None).await.unwrap(), vec![[2; 32]], "the index was kept in step");
     }
 }
