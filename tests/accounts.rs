@@ -280,5 +280,16 @@ async fn the_openapi_document_lists_every_route() {
         assert!(paths.contains_key(p), "missing {p}");
     }
     assert!(doc["paths"]["/api/me"]["patch"].is_object());
+    // Every parameter declared "in": "path" must be in the path (query structs once were not).
+    for (path, ops) in paths {
+        for (method, op) in ops.as_object().unwrap() {
+            for p in op["parameters"].as_array().into_iter().flatten() {
+                if p["in"] == "path" {
+                    let name = p["name"].as_str().unwrap();
+                    assert!(path.contains(&format!("{{{name}}}")), "{method} {path}: path parameter {name} is not in the path");
+                }
+            }
+        }
+    }
     s.stop().await;
 }

@@ -108,6 +108,7 @@ pub struct PasswordChange {
 }
 
 #[derive(Deserialize, ToSchema, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct UserQuery {
     /// Exact username, phone or e-mail, or the start of a nickname.
     pub q: String,

@@ -60,6 +60,7 @@ async fn end_sessions(store: &Store, hub: &Hub, user: UserId) -> Result<(), ApiE
 }
 
 #[derive(Deserialize, ToSchema, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct Page {
     /// Part of a username or nickname (users), or of a name (groups).
@@ -532,6 +533,7 @@ pub async fn dashboard(
 }
 
 #[derive(Deserialize, ToSchema, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct AuditQuery {
     /// Entries older than this id.

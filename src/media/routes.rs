@@ -27,6 +27,7 @@ const MULTIPART_SLACK: u64 = 64 * 1024;
 const OTHER_FIELDS_MAX: usize = 16 * 1024;
 
 #[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct UploadQuery {
     /// The file's name for a raw upload (multipart uploads carry it in the form).
     pub name: Option<String>,

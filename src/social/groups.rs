@@ -346,6 +346,7 @@ pub struct Transfer {
 }
 
 #[derive(Deserialize, ToSchema, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct GroupQuery {
     /// Part of a group's name; absent lists your own groups.
     pub q: Option<String>,
