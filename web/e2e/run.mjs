@@ -3,8 +3,8 @@
 //   CHINWAG_BIN=../target/debug/chinwag node e2e/run.mjs
 //   SCREENSHOTS=/tmp/shots node e2e/run.mjs     # also saves PNGs of every screen
 //
-// It starts `chinwag serve` on a free port with a temporary data dir, drives two browser
-// contexts (two users), and stops the server at the end. Exit status is non-zero on failure.
+// It starts `chinwag serve` on a free port with a temporary data dir, drives several browser
+// contexts (one per user), and stops the server at the end. Exit status is non-zero on failure.
 import { test, before, after } from 'node:test'
 import assert from 'node:assert/strict'
 import { spawn } from 'node:child_process'
@@ -28,6 +28,9 @@ const HEADLESS_ARGS = [
   '--disable-background-networking',
   '--disable-component-update',
   '--disable-sync',
+  // Calls: a fake camera and microphone, allowed without asking.
+  '--use-fake-ui-for-media-stream',
+  '--use-fake-device-for-media-stream',
 ]
 const T = 15_000 // default wait for anything the UI should show
 
@@ -454,16 +457,459 @@ test('profile edits are saved', async () => {
   await waitForCount(b.getByTestId('profile-card'), 0)
 })
 
+const carol = { username: `carol${run}`, nickname: 'Carol', password: 'third user 345' }
+let groupConv // the group conversation of alice, bob and carol
+
+/** Makes `from` and `to` contacts through the UI (request, then accept). */
+async function befriend(from, fromUser, to, toUser) {
+  await from.goto(`${base}/`)
+  await from.getByTestId('new-chat').click()
+  await from.getByTestId('user-search').fill(toUser.username)
+  await from.getByTestId(`add-contact-${toUser.username}`).click()
+  await from.getByTestId('new-chat-dialog').getByText('Requested').waitFor({ timeout: T })
+  await from.keyboard.press('Escape')
+  await to.getByTestId('nav-contacts').click()
+  await to.getByTestId(`request-${fromUser.username}`).getByTestId('request-accept').click()
+  await to.getByTestId(`contact-${fromUser.username}`).waitFor({ timeout: T })
+}
+
+test('groups: alice creates a group with bob and carol, they chat, see unread, @mentions, read by, and a recall', async () => {
+  const { page: a } = users.alice
+  const { page: b } = users.bob
+  const { page: c } = await newUser('carol')
+  await register(c, carol)
+  await befriend(a, alice, c, carol)
+  // Alice creates the group with both of her contacts.
+  await a.goto(`${base}/`)
+  await a.getByTestId('new-chat').click()
+  await a.getByTestId('new-group').click()
+  await a.getByTestId('group-name').fill('Weekend trip ✈️')
+  await a.getByTestId(`pick-${bob.username}`).click()
+  await a.getByTestId(`pick-${carol.username}`).click()
+  await a.getByTestId('group-create').click()
+  await a.waitForURL(/\/chat\/g:/)
+  groupConv = decodeURIComponent(new URL(a.url()).pathname.split('/').pop())
+  await a.getByTestId('system-message').getByText('You created the group').waitFor({ timeout: T })
+  // Bob and Carol have it in their lists at once.
+  await b.goto(`${base}/`)
+  await b.getByTestId(`conversation-${groupConv}`).waitFor({ timeout: T })
+  await c.goto(`${base}/`)
+  await c.getByTestId(`conversation-${groupConv}`).waitFor({ timeout: T })
+  // Alice writes; Bob answers and mentions Carol with the @ completion.
+  await send(a, 'Plans for Saturday?')
+  await b.getByTestId(`conversation-${groupConv}`).click()
+  await waitForCount(storedMessages(b, 'Plans for Saturday?'), 1)
+  const box = b.getByTestId('composer-input')
+  await box.pressSequentially('@Car')
+  await b.getByTestId('mention-list').waitFor({ timeout: T })
+  await box.press('Enter')
+  await box.pressSequentially('are you in?')
+  await box.press('Enter')
+  await waitForCount(storedMessages(b, '@Carol are you in?'), 1)
+  // Sender names on bubbles in the group.
+  await storedMessages(b, 'Plans for Saturday?').getByText('Alice', { exact: true }).waitFor({ timeout: T })
+  // Carol, on her list, sees the unread count and the mention mark.
+  const row = c.getByTestId(`conversation-${groupConv}`)
+  await row.getByTestId('unread-badge').waitFor({ timeout: T })
+  assert.ok(Number(await row.getByTestId('unread-badge').innerText()) >= 2)
+  await row.getByTestId('mention-mark').waitFor({ timeout: T })
+  // Bob's message is read by Alice (who has the chat open) but not yet by Carol ...
+  const readBy = storedMessages(b, '@Carol are you in?').getByTestId('read-by')
+  await readBy.getByText('Read by 1').waitFor({ timeout: T })
+  // ... until Carol opens the chat.
+  await row.click()
+  await waitForCount(storedMessages(c, '@Carol are you in?'), 1)
+  await waitForCount(row.getByTestId('mention-mark'), 0)
+  await readBy.getByText('Read by all').waitFor({ timeout: T })
+  await readBy.click()
+  await b.getByTestId('readers-read').getByText('Carol').waitFor({ timeout: T })
+  await b.keyboard.press('Escape')
+  await send(c, 'Count me in 🙋')
+  await waitForCount(storedMessages(a, 'Count me in 🙋'), 1)
+  await waitForCount(storedMessages(b, 'Count me in 🙋'), 1)
+  // Alice, the owner, recalls Bob's message: everyone sees the tombstone instead.
+  await storedMessages(a, '@Carol are you in?').getByTestId('message-text').click({ button: 'right' })
+  await a.getByTestId('message-recall').click()
+  for (const p of [a, b, c]) {
+    await waitForCount(storedMessages(p, '@Carol are you in?'), 0)
+    await p.getByTestId('system-message').getByText(/recalled a message/).first().waitFor({ timeout: T })
+  }
+})
+
+test('groups: the info panel shows members and roles; the owner appoints an admin and edits the notice', async () => {
+  const { page: a } = users.alice
+  const { page: c } = users.carol
+  await a.getByTestId('group-info').click()
+  const panel = a.getByTestId('group-panel')
+  await panel.getByTestId('my-role').getByText('Owner').waitFor({ timeout: T })
+  await panel.getByTestId(`member-${bob.username}`).waitFor({ timeout: T })
+  await panel.getByTestId(`member-${carol.username}`).waitFor({ timeout: T })
+  await panel.getByTestId(`member-${bob.username}`).getByTestId('member-actions').click()
+  await a.getByTestId('member-make-admin').click()
+  await panel.getByTestId(`member-${bob.username}`).getByText('Admin').waitFor({ timeout: T })
+  await panel.getByTestId('group-notice-edit').click()
+  await panel.getByTestId('group-notice-input').fill('Meet at 8 at the station.')
+  await panel.getByTestId('group-notice-save').click()
+  await panel.getByTestId('group-notice-text').getByText('Meet at 8 at the station.').waitFor({ timeout: T })
+  // The changes are recorded as system lines in everyone's chat.
+  await c.getByTestId('system-message').getByText('Alice made Bob 鲍勃 an admin').waitFor({ timeout: T })
+  await c.getByTestId('system-message').getByText('Alice changed the group notice').waitFor({ timeout: T })
+  await a.getByTestId('group-panel-close').click()
+  await waitForCount(a.getByTestId('group-panel'), 0)
+})
+
+test('groups: carol finds an approval group by name and applies; bob sees the pending badge and approves', async () => {
+  const { page: b } = users.bob
+  const { page: c } = users.carol
+  const name = `Book club ${run}`
+  await b.goto(`${base}/`)
+  await b.getByTestId('new-chat').click()
+  await b.getByTestId('new-group').click()
+  await b.getByTestId('group-name').fill(name)
+  await b.getByTestId('group-mode-approval').check()
+  await b.getByTestId('group-create').click()
+  await b.waitForURL(/\/chat\/g:/)
+  const gconv = decodeURIComponent(new URL(b.url()).pathname.split('/').pop())
+  const gid = gconv.slice(2)
+  await c.goto(`${base}/`)
+  await c.getByTestId('new-chat').click()
+  await c.getByTestId('new-chat-tab-groups').click()
+  await c.getByTestId('user-search').fill('Book club')
+  await c.getByTestId(`group-join-${gid}`).click()
+  await c.getByTestId(`group-result-${gid}`).getByText('Request sent').waitFor({ timeout: T })
+  await c.keyboard.press('Escape')
+  // Bob (the owner) sees one pending request on the group's info button and approves it.
+  await b.reload()
+  await b.getByTestId('group-pending-badge').getByText('1', { exact: true }).waitFor({ timeout: T })
+  await b.getByTestId('group-info').click()
+  await b.getByTestId(`application-${carol.username}`).getByTestId('application-approve').click()
+  await b.getByTestId('group-panel').getByTestId(`member-${carol.username}`).waitFor({ timeout: T })
+  await waitForCount(b.getByTestId('group-pending-badge'), 0)
+  await b.getByTestId('group-panel-close').click()
+  // Carol now has the group, and can write in it.
+  await c.getByTestId(`conversation-${gconv}`).click()
+  await send(c, 'Thanks for having me')
+  await waitForCount(storedMessages(b, 'Thanks for having me'), 1)
+})
+
+test('conversation actions: mute, pin and hide from the list menu; another tab follows; a new message brings it back', async () => {
+  const { ctx, page: a } = users.alice
+  const { page: b } = users.bob
+  await a.goto(`${base}/`)
+  const a2 = await ctx.newPage()
+  await a2.goto(`${base}/`)
+  const row = (p) => p.getByTestId(`conversation-${groupConv}`)
+  await row(a).waitFor({ timeout: T })
+  // Right click opens the row's menu.
+  await row(a).click({ button: 'right' })
+  await a.getByTestId('row-mute').click()
+  await row(a).getByTestId('muted-icon').waitFor({ timeout: T })
+  await row(a2).getByTestId('muted-icon').waitFor({ timeout: T })
+  // So does its "⋯" button.
+  await row(a).hover()
+  await a.getByTestId(`row-more-${groupConv}`).click()
+  await a.getByTestId('row-pin').click()
+  await a.locator(`.pinned[data-conv="${groupConv}"]`).waitFor({ timeout: T })
+  await a2.locator(`.pinned[data-conv="${groupConv}"]`).waitFor({ timeout: T })
+  // A muted chat counts no unread in the title.
+  const titleBefore = await a.title()
+  await b.goto(`${base}/chat/${groupConv}`)
+  await send(b, 'muted ping')
+  await row(a).getByTestId('unread-badge').waitFor({ timeout: T })
+  assert.equal(await a.title(), titleBefore)
+  // Hiding removes it from the list on every tab, until the next message.
+  await row(a).click({ button: 'right' })
+  await a.getByTestId('row-hide').click()
+  await waitForCount(row(a), 0)
+  await waitForCount(row(a2), 0)
+  await a.reload()
+  await a.getByTestId('conversation-list').waitFor()
+  await a.waitForTimeout(500)
+  await waitForCount(row(a), 0)
+  await send(b, 'back again')
+  await row(a).waitFor({ timeout: T })
+  await row(a2).waitFor({ timeout: T })
+  // Undo for the tests that follow.
+  for (const id of ['row-mute', 'row-pin']) {
+    await row(a).click({ button: 'right' })
+    await a.getByTestId(id).click()
+  }
+  await waitForCount(row(a).getByTestId('muted-icon'), 0)
+  await a2.close()
+})
+
+/** A PNG drawn on a canvas in `page` (a sunset over hills), as a Buffer. */
+async function makePhoto(page, w = 640, h = 420) {
+  const data = await page.evaluate(
+    ({ w, h }) => {
+      const c = document.createElement('canvas')
+      c.width = w
+      c.height = h
+      const g = c.getContext('2d')
+      const sky = g.createLinearGradient(0, 0, 0, h)
+      sky.addColorStop(0, '#2b5876')
+      sky.addColorStop(0.55, '#f7b267')
+      sky.addColorStop(1, '#f4845f')
+      g.fillStyle = sky
+      g.fillRect(0, 0, w, h)
+      g.fillStyle = '#ffe29a'
+      g.beginPath()
+      g.arc(w * 0.62, h * 0.58, h * 0.13, 0, Math.PI * 2)
+      g.fill()
+      for (const [color, y] of [
+        ['#3d5a40', 0.72],
+        ['#2d4431', 0.82],
+      ]) {
+        g.fillStyle = color
+        g.beginPath()
+        g.moveTo(0, h)
+        for (let x = 0; x <= w; x += 8) g.lineTo(x, h * y + Math.sin(x / 60 + y * 10) * h * 0.05)
+        g.lineTo(w, h)
+        g.fill()
+      }
+      return c.toDataURL('image/png').split(',')[1]
+    },
+    { w, h },
+  )
+  return Buffer.from(data, 'base64')
+}
+
+/** A small round face on a transparent background, for stickers and avatars. */
+async function makeFace(page, color = '#ffcc4d', size = 160) {
+  const data = await page.evaluate(
+    ({ color, size }) => {
+      const c = document.createElement('canvas')
+      c.width = c.height = size
+      const g = c.getContext('2d')
+      const r = size / 2
+      g.fillStyle = color
+      g.beginPath()
+      g.arc(r, r, r * 0.9, 0, Math.PI * 2)
+      g.fill()
+      g.fillStyle = '#3b2a1a'
+      for (const x of [0.65, 1.35]) {
+        g.beginPath()
+        g.arc(r * x, r * 0.8, r * 0.11, 0, Math.PI * 2)
+        g.fill()
+      }
+      g.strokeStyle = '#3b2a1a'
+      g.lineWidth = r * 0.09
+      g.beginPath()
+      g.arc(r, r * 1.05, r * 0.45, 0.15 * Math.PI, 0.85 * Math.PI)
+      g.stroke()
+      return c.toDataURL('image/png').split(',')[1]
+    },
+    { color, size },
+  )
+  return Buffer.from(data, 'base64')
+}
+
+test('media: a photo arrives as a thumbnail and opens full size; files, drops, stickers, avatars and size errors', async () => {
+  const { page: a } = users.alice
+  const { page: b } = users.bob
+  await a.goto(`${base}/chat/${conv}`)
+  await b.goto(`${base}/chat/${conv}`)
+  await a.getByTestId('chat-view').waitFor()
+  const photo = await makePhoto(a)
+  await a.getByTestId('attach-input').setInputFiles({ name: 'sunset.png', mimeType: 'image/png', buffer: photo })
+  const img = b.getByTestId('message').getByTestId('message-image').last()
+  await img.waitFor({ timeout: T })
+  await b.waitForFunction(
+    () => {
+      const el = [...document.querySelectorAll('[data-testid="message-image"] img')].at(-1)
+      return el && el.complete && el.naturalWidth > 0 && el.getAttribute('src').endsWith('/thumb')
+    },
+    null,
+    { timeout: T },
+  )
+  await img.click()
+  await b.getByTestId('lightbox').waitFor({ timeout: T })
+  await b.waitForFunction(() => {
+    const el = document.querySelector('[data-testid="lightbox"] img')
+    return el && el.complete && el.naturalWidth === 640
+  })
+  await b.keyboard.press('Escape')
+  await waitForCount(b.getByTestId('lightbox'), 0)
+  // Any other file is a file message with its name, size and a download link.
+  await a.getByTestId('attach-input').setInputFiles({ name: 'notes.txt', mimeType: 'text/plain', buffer: Buffer.from('packing list\n'.repeat(100)) })
+  const file = b.getByTestId('message').getByTestId('message-file').filter({ hasText: 'notes.txt' })
+  await file.waitFor({ timeout: T })
+  assert.match(await file.getByTestId('file-download').getAttribute('href'), /^\/api\/files\/[0-9a-f]{32}$/)
+  // Dropping a file on the chat sends it too.
+  await a.evaluate(() => {
+    const dt = new DataTransfer()
+    dt.items.add(new File(['dropped'], 'dropped.txt', { type: 'text/plain' }))
+    const target = document.querySelector('[data-testid="chat-view"]')
+    for (const type of ['dragenter', 'dragover', 'drop']) target.dispatchEvent(new DragEvent(type, { dataTransfer: dt, bubbles: true, cancelable: true }))
+  })
+  await b.getByTestId('message-file').filter({ hasText: 'dropped.txt' }).waitFor({ timeout: T })
+  // Past the server's upload limit (25 MiB) the upload fails with a clear reason.
+  await a.getByTestId('attach-input').setInputFiles({ name: 'huge.bin', mimeType: 'application/octet-stream', buffer: Buffer.alloc(26 * 1024 * 1024, 7) })
+  const failed = a.getByTestId('message-failed').filter({ hasText: 'huge.bin' })
+  await failed.getByText(/too large/).waitFor({ timeout: 30_000 })
+  await failed.getByRole('button', { name: 'Delete' }).click()
+  await waitForCount(a.getByTestId('message-failed'), 0)
+  // Alice (an administrator) makes a sticker pack; Bob sends a sticker from the picker.
+  const face = await makeFace(a)
+  await a.evaluate(async (b64) => {
+    const bytes = Uint8Array.from(atob(b64), (ch) => ch.charCodeAt(0))
+    const form = new FormData()
+    form.append('file', new Blob([bytes], { type: 'image/png' }), 'smile.png')
+    const f = await (await fetch('/api/files', { method: 'POST', body: form })).json()
+    const json = { 'Content-Type': 'application/json' }
+    const pack = await (await fetch('/api/stickers/packs', { method: 'POST', headers: json, body: JSON.stringify({ name: 'Faces' }) })).json()
+    const r = await fetch(`/api/stickers/packs/${pack.id}/stickers`, { method: 'POST', headers: json, body: JSON.stringify({ file_id: f.id }) })
+    if (!r.ok) throw new Error(`sticker: ${r.status}`)
+  }, face.toString('base64'))
+  await b.getByTestId('emoji-toggle').click()
+  await b.getByTestId('sticker-tab').click()
+  await b.getByTestId('sticker-0').click()
+  await a.getByTestId('message').getByTestId('message-sticker').last().waitFor({ timeout: T })
+  // Bob sets a photo as his avatar; Alice sees it in the chat header.
+  await b.goto(`${base}/settings`)
+  await b.getByTestId('settings-avatar-input').setInputFiles({ name: 'me.png', mimeType: 'image/png', buffer: await makeFace(b, '#7ec8e3') })
+  await b.getByTestId('settings-avatar').locator('img').waitFor({ timeout: T })
+  await a.reload()
+  await a.getByTestId('chat-profile').locator('img').waitFor({ timeout: T })
+})
+
+const dave = { username: `dave${run}`, nickname: 'Dave', password: 'fourth user 456' }
+
+test('admin: the first user opens the admin area, switches to invite-only, invites dave, then disables him', async () => {
+  const { page: a } = users.alice
+  await a.goto(`${base}/`)
+  await a.getByTestId('nav-admin').click()
+  await a.getByTestId('admin-dashboard').getByTestId('stat-users').waitFor({ timeout: T })
+  await a.getByTestId('admin-chart').waitFor()
+  // Invite-only registration.
+  await a.getByTestId('admin-tab-settings').click()
+  await a.getByTestId('admin-registration-invite').check()
+  await a.getByTestId('admin-settings-save').click()
+  await a.getByTestId('admin-settings').getByText('Saved').waitFor({ timeout: T })
+  const opts = await (await fetch(base + '/api/auth/options')).json()
+  assert.equal(opts.registration, 'invite')
+  await a.getByTestId('invite-uses').fill('1')
+  await a.getByTestId('invite-create').click()
+  const code = (await a.getByTestId('invite-code').innerText()).trim()
+  assert.match(code, /^\S{6,}$/)
+  // Without a code nobody can register now ...
+  const { page: d } = await newUser('dave')
+  await d.goto(`${base}/login`)
+  await d.getByTestId('auth-tab-register').click()
+  await d.getByTestId('auth-invite').waitFor({ timeout: T })
+  // ... and the invite link fills it in.
+  await d.goto(`${base}/login?invite=${encodeURIComponent(code)}`)
+  assert.equal(await d.getByTestId('auth-invite').inputValue(), code)
+  await d.getByTestId('auth-username').fill(dave.username)
+  await d.getByTestId('auth-nickname').fill(dave.nickname)
+  await d.getByTestId('auth-password').fill(dave.password)
+  await d.getByTestId('auth-confirm').fill(dave.password)
+  await d.getByTestId('auth-submit').click()
+  await d.getByTestId('conversation-list').waitFor({ timeout: T })
+  // The code was for one account: it is used up.
+  await a.reload()
+  await a.getByTestId(`invite-${code}`).getByText('Used up').waitFor({ timeout: T })
+  // Alice cannot remove the last administrator (herself).
+  await a.getByTestId('admin-tab-users').click()
+  await a.getByTestId('admin-user-search').fill(alice.username)
+  await a.getByTestId(`admin-user-${alice.username}`).getByTestId('admin-user-actions').click()
+  await a.getByTestId('admin-user-demote').click()
+  await a.getByTestId('admin-error').getByText(/at least one administrator/).waitFor({ timeout: T })
+  // She disables Dave: his open tab goes to the login screen, and he cannot log in again.
+  await a.getByTestId('admin-user-search').fill(dave.username)
+  await a.getByTestId(`admin-user-${dave.username}`).getByTestId('admin-user-actions').click()
+  await a.getByTestId('admin-user-disable').click()
+  await a.getByTestId('confirm-ok').click()
+  await a.getByTestId(`admin-user-${dave.username}`).getByTestId('chip-disabled').waitFor({ timeout: T })
+  await d.waitForURL(/\/login/, { timeout: T })
+  await d.getByTestId('auth-username').fill(dave.username)
+  await d.getByTestId('auth-password').fill(dave.password)
+  await d.getByTestId('auth-submit').click()
+  await d.getByTestId('auth-error').waitFor({ timeout: T })
+  // The audit log has it all.
+  await a.getByTestId('admin-tab-audit').click()
+  await a.getByTestId('audit-entry').getByText('Account disabled').first().waitFor({ timeout: T })
+  // Back to open registration for the tests that follow.
+  await a.getByTestId('admin-tab-settings').click()
+  await a.getByTestId('admin-registration-open').check()
+  await a.getByTestId('admin-settings-save').click()
+  await a.getByTestId('admin-settings').getByText('Saved').waitFor({ timeout: T })
+})
+
+test('calls: alice video-calls bob, he accepts, they connect, she hangs up; a declined call; the call records', async () => {
+  const { page: a } = users.alice
+  const { page: b } = users.bob
+  await a.goto(`${base}/chat/${conv}`)
+  await b.goto(`${base}/`)
+  await b.getByTestId('conversation-list').waitFor()
+  await a.getByTestId('call-video').click()
+  await a.getByTestId('call-screen').waitFor({ timeout: T })
+  await b.getByTestId('call-incoming').waitFor({ timeout: T })
+  await b.getByTestId('call-accept').click()
+  const connected = (p) =>
+    p.waitForFunction(() => document.querySelector('[data-testid="call-screen"]')?.dataset.phase === 'connected', null, { timeout: 20_000 })
+  await connected(a)
+  await connected(b)
+  await b.getByTestId('remote-video').waitFor({ timeout: T })
+  await a.getByTestId('call-status').getByText(/^\d+:\d\d$/).waitFor({ timeout: T })
+  // Bob mutes: Alice is told.
+  await b.getByTestId('call-mute').click()
+  await a.getByTestId('call-screen').getByText(/muted their microphone/).waitFor({ timeout: T })
+  await a.getByTestId('call-hangup').click()
+  await waitForCount(a.getByTestId('call-screen'), 0)
+  await waitForCount(b.getByTestId('call-screen'), 0, T)
+  await a.getByTestId('message').getByTestId('message-call').getByText(/Call duration/).last().waitFor({ timeout: T })
+  // Bob declines the next one.
+  await a.getByTestId('call-audio').click()
+  await b.getByTestId('call-incoming').waitFor({ timeout: T })
+  await b.getByTestId('call-decline').click()
+  await a.getByTestId('call-toast').getByText('Call declined').waitFor({ timeout: T })
+  await a.getByTestId('message').getByTestId('message-call').getByText('Declined').last().waitFor({ timeout: T })
+})
+
 test('screenshots', { skip: !SHOTS }, async () => {
   mkdirSync(SHOTS, { recursive: true })
   // A few more messages so the chat screenshot shows grouping and both sides.
   const { page: a } = users.alice
   const { page: b } = users.bob
   await a.goto(`${base}/chat/${conv}`)
+  await b.goto(`${base}/chat/${conv}`)
+  await b.getByTestId('chat-view').waitFor()
   await send(a, 'Are we still on for dinner tonight? 🍜')
   await waitForCount(storedMessages(b, 'Are we still on for dinner tonight? 🍜'), 1)
   await send(b, 'Yes! 7 pm at the noodle place. I booked a table: https://example.com/booking')
   await waitForCount(storedMessages(a, 'Yes! 7 pm at the noodle place. I booked a table: https://example.com/booking'), 1)
+  // The group gets a picture, a photo and some talk, so its screenshots show what groups do.
+  const { page: c } = users.carol
+  await a.evaluate(async (b64) => {
+    const bytes = Uint8Array.from(atob(b64), (ch) => ch.charCodeAt(0))
+    const form = new FormData()
+    form.append('file', new Blob([bytes], { type: 'image/png' }), 'group.png')
+    const f = await (await fetch('/api/files', { method: 'POST', body: form })).json()
+    await fetch('/api/me/avatar', { method: 'PUT', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ file_id: f.id }) })
+  }, (await makeFace(a, '#f4a6c0')).toString('base64'))
+  for (const p of [a, b, c]) await p.goto(`${base}/chat/${groupConv}`)
+  await a.getByTestId('group-info').click()
+  await a.getByTestId('group-panel').waitFor()
+  await a.locator('[data-testid="group-panel"] input[type="file"]').setInputFiles({ name: 'trip.png', mimeType: 'image/png', buffer: await makePhoto(a, 320, 320) })
+  await a.getByTestId('group-panel').locator('.avatar-btn img').waitFor({ timeout: T })
+  await a.getByTestId('group-panel-close').click()
+  await send(b, "I'll bring the snacks 🍫")
+  await waitForCount(storedMessages(c, "I'll bring the snacks 🍫"), 1)
+  await c.getByTestId('attach-input').setInputFiles({ name: 'view.png', mimeType: 'image/png', buffer: await makePhoto(c) })
+  await a.getByTestId('message').getByTestId('message-image').last().waitFor({ timeout: T })
+  await send(c, 'The view from the top last time ⛰️')
+  await waitForCount(storedMessages(a, 'The view from the top last time ⛰️'), 1)
+  const box = a.getByTestId('composer-input')
+  await box.pressSequentially('@Car')
+  await a.getByTestId('mention-list').waitFor({ timeout: T })
+  await box.press('Enter')
+  await box.pressSequentially('wow! Same trail this time?')
+  await box.press('Enter')
+  await waitForCount(storedMessages(b, '@Carol wow! Same trail this time?'), 1)
+  await b.goto(`${base}/chat/${conv}`)
+  await b.getByTestId('chat-view').waitFor()
+  await c.goto(`${base}/`)
   // Alice's first page leaves the chat, or it would read (and so clear) what the screenshots show as unread.
   await a.goto(`${base}/settings`)
 
@@ -509,6 +955,23 @@ test('screenshots', { skip: !SHOTS }, async () => {
     await page.getByTestId('contacts-view').waitFor()
     await page.waitForTimeout(300)
     await page.screenshot({ path: join(SHOTS, `${tag}-6-contacts.png`) })
+    await page.goto(`${base}/chat/${groupConv}`)
+    await waitForCount(storedMessages(page, '@Carol wow! Same trail this time?'), 1)
+    await page.waitForFunction(() => [...document.querySelectorAll('[data-testid="message-list"] img')].every((i) => i.complete))
+    await page.waitForTimeout(4500) // "read by" comes in
+    await page.screenshot({ path: join(SHOTS, `${tag}-7-group.png`) })
+    await page.getByTestId('group-info').click()
+    await page.getByTestId('group-panel').getByTestId(`member-${bob.username}`).waitFor()
+    await page.waitForTimeout(400)
+    await page.screenshot({ path: join(SHOTS, `${tag}-8-group-info.png`) })
+    await page.goto(`${base}/admin/dashboard`)
+    await page.getByTestId('admin-chart').waitFor()
+    await page.waitForTimeout(400)
+    await page.screenshot({ path: join(SHOTS, `${tag}-9-admin-dashboard.png`) })
+    await page.goto(`${base}/admin/users`)
+    await page.getByTestId(`admin-user-${bob.username}`).waitFor()
+    await page.waitForTimeout(400)
+    await page.screenshot({ path: join(SHOTS, `${tag}-10-admin-users.png`) })
     await ctx.close()
   }
   console.log(`screenshots in ${SHOTS}`)

@@ -16,6 +16,13 @@ export const router = createRouter({
         { path: 'chat/:id', name: 'chat', component: () => import('./views/ChatView.vue'), props: true },
         { path: 'contacts', name: 'contacts', component: () => import('./views/ContactsView.vue') },
         { path: 'settings', name: 'settings', component: () => import('./views/SettingsView.vue') },
+        {
+          path: 'admin/:tab(dashboard|users|groups|settings|audit)?',
+          name: 'admin',
+          component: () => import('./views/AdminView.vue'),
+          props: true,
+          meta: { admin: true },
+        },
       ],
     },
     { path: '/:rest(.*)*', redirect: '/' },
@@ -29,6 +36,8 @@ router.beforeEach(async (to) => {
     return session.me ? { path: typeof to.query.next === 'string' && to.query.next.startsWith('/') ? to.query.next : '/' } : true
   }
   if (!session.me) return { name: 'login', query: to.fullPath !== '/' ? { next: to.fullPath } : {} }
+  // The server checks every admin action too; this only keeps others out of empty screens.
+  if (to.meta.admin && !session.me.is_admin) return { path: '/' }
   return true
 })
 

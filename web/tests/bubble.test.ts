@@ -37,4 +37,22 @@ describe('MessageBubble', () => {
     expect(file.querySelector('b')).toBeNull()
     expect(file.textContent).toContain('<b>r.pdf</b>')
   })
+
+  it('shows an image as its thumbnail, a file with a download link, and a sticker without a bubble', () => {
+    const id = 'a'.repeat(32)
+    const img = render({ kind: 'image', file_id: id, width: 640, height: 480, name: 'cat.jpg', size: 1 })
+    expect(img.querySelector('[data-testid="message-image"] img')!.getAttribute('src')).toBe(`/api/files/${id}/thumb`)
+    expect((img.querySelector('[data-testid="message-image"]') as HTMLElement).style.width).toBe('240px')
+    const file = render({ kind: 'file', file_id: id, name: 'r.pdf', size: 2048, mime: 'application/pdf' })
+    expect(file.querySelector('[data-testid="file-download"]')!.getAttribute('href')).toBe(`/api/files/${id}`)
+    expect(file.textContent).toContain('2.0 KB')
+    const sticker = render({ kind: 'sticker', file_id: id, width: 120, height: 120 })
+    expect(sticker.querySelector('[data-testid="message-sticker"] img')!.getAttribute('src')).toBe(`/api/files/${id}`)
+    expect(sticker.querySelector('.msg')!.classList.contains('emoji')).toBe(true)
+  })
+
+  it('renders a call record as a sentence', () => {
+    const el = render({ kind: 'call', media: 'video', outcome: 'answered', duration_secs: 65 })
+    expect(el.querySelector('[data-testid="message-call"]')!.textContent).toContain('Call duration 1:05')
+  })
 })

@@ -77,3 +77,22 @@ describe('error messages', () => {
     expect(errorText(t, new ApiError(500, 'internal', 'x'))).toBe('errors.generic:{"code":"internal"}')
   })
 })
+
+describe('translations', () => {
+  it('compile in both languages (no stray @, {, | in the messages)', async () => {
+    const { i18n, setLocale } = await import('@/i18n')
+    for (const l of ['en', 'zh-CN'] as const) {
+      setLocale(l)
+      const bad: string[] = []
+      for (const key of keys(l === 'en' ? en : zh)) {
+        try {
+          i18n.global.t(key, { n: 1, name: 'x', user: 'x', by: 'x', time: 'x', q: 'x', code: 'x', emoji: 'x', names: 'x', duration: 'x', reason: 'x' })
+        } catch {
+          bad.push(key)
+        }
+      }
+      expect(bad).toEqual([])
+    }
+    setLocale('en')
+  })
+})

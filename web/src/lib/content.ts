@@ -14,21 +14,25 @@ export interface Reaction {
 /** Resolves a user id to a display name ("You" for oneself). */
 export type NameOf = (id: UserId) => string
 
-/** A system event as a sentence in the user's language. */
-export function systemText(e: SystemEvent | undefined, t: T, nameOf: NameOf): string {
+/**
+ * A system event as a sentence in the user's language. `objectOf` names someone in the object
+ * position ("Ann removed you"), where `nameOf` would say "You".
+ */
+export function systemText(e: SystemEvent | undefined, t: T, nameOf: NameOf, objectOf: NameOf = nameOf): string {
   if (!e) return t('content.system')
   const n = (id: UserId | null | undefined) => (id === null || id === undefined ? '' : nameOf(id))
+  const o = (id: UserId | null | undefined) => (id === null || id === undefined ? '' : objectOf(id))
   switch (e.type) {
     case 'contact_accepted':
       return t('system.contact_accepted')
     case 'group_created':
       return t('system.group_created', { by: n(e.by) })
     case 'joined':
-      return e.by === null || e.by === e.user ? t('system.joined_self', { user: n(e.user) }) : t('system.joined', { user: n(e.user), by: n(e.by) })
+      return e.by === null || e.by === e.user ? t('system.joined_self', { user: n(e.user) }) : t('system.joined', { user: o(e.user), by: n(e.by) })
     case 'left':
       return t('system.left', { user: n(e.user) })
     case 'removed':
-      return t('system.removed', { user: n(e.user), by: n(e.by) })
+      return t('system.removed', { user: o(e.user), by: n(e.by) })
     case 'renamed':
       return t('system.renamed', { by: n(e.by), name: e.name })
     case 'notice_changed':
@@ -36,11 +40,11 @@ export function systemText(e: SystemEvent | undefined, t: T, nameOf: NameOf): st
     case 'owner_changed':
       return t('system.owner_changed', { user: n(e.user), by: n(e.by) })
     case 'admin_added':
-      return t('system.admin_added', { user: n(e.user), by: n(e.by) })
+      return t('system.admin_added', { user: o(e.user), by: n(e.by) })
     case 'admin_removed':
-      return t('system.admin_removed', { user: n(e.user), by: n(e.by) })
+      return t('system.admin_removed', { user: o(e.user), by: n(e.by) })
     case 'muted':
-      return e.until === null ? t('system.unmuted', { user: n(e.user), by: n(e.by) }) : t('system.muted', { user: n(e.user), by: n(e.by) })
+      return e.until === null ? t('system.unmuted', { user: o(e.user), by: n(e.by) }) : t('system.muted', { user: o(e.user), by: n(e.by) })
     case 'dissolved':
       return t('system.dissolved', { by: n(e.by) })
     default:
@@ -48,8 +52,50 @@ export function systemText(e: SystemEvent | undefined, t: T, nameOf: NameOf): st
   }
 }
 
+/** "1:05" for 65 seconds, "1:01:05" past an hour. */
+export function formatDuration(secs: number): string {
+  const s = Math.max(0, Math.floor(secs))
+  const h = Math.floor(s / 3600)
+  const m = Math.floor((s % 3600) / 60)
+  const ss = String(s % 60).padStart(2, '0')
+  return h > 0 ? `${h}:${String(m).padStart(2, '0')}:${ss}` : `${m}:${ss}`
+}
+
+/** A call record as a sentence: "Call duration 1:05", "Missed call", ... */
+export function callText(c: Extract<Content, { kind: 'call' }>, mine: boolean, t: T): string {
+  switch (c.outcome) {
+    case 'answered':
+      return t('call.record.answered', { duration: formatDuration(c.duration_secs ?? 0) })
+    case 'missed':
+      return mine ? t('call.record.noAnswer') : t('call.record.missed')
+    case 'declined':
+      return t('call.record.declined')
+    case 'cancelled':
+      return mine ? t('call.record.cancelled') : t('call.record.missed')
+    case 'busy':
+      return mine ? t('call.record.busy') : t('call.record.missed')
+    default:
+      return c.media === 'video' ? t('content.videoCall') : t('content.call')
+  }
+}
+
+/**
+ * Chinese sentences keep a space around names ("Bob 撤回了一条消息") but none around 你
+ * ("你撤回了一条消息"): drops the spaces next to `you` when it is written in Han characters.
+ */
+export function tidyYou(text: string, you: string): string {
+  if (!/^\p{Script=Han}+$/u.test(you)) return text
+  return text.replace(new RegExp(` ?${you} ?`, 'gu'), you)
+}
+
 /** A one-line preview of a message for the conversation list and notifications. */
-export function previewOf(c: Content, t: T, nameOf: NameOf = (id) => `#${id}`, sender?: UserId): string {
+export function previewOf(
+  c: Content | SendableContent,
+  t: T,
+  nameOf: NameOf = (id) => `#${id}`,
+  sender?: UserId,
+  objectOf: NameOf = nameOf,
+): string {
   switch (c.kind) {
     case 'text':
       return c.text.replace(/\s+/g, ' ').trim()
@@ -58,11 +104,13 @@ export function previewOf(c: Content, t: T, nameOf: NameOf = (id) => `#${id}`, s
     case 'image':
       return t('content.image')
     case 'file':
-      return `${t('content.file')} ${c.name}`
+      return c.name ? `${t('content.file')} ${c.name}` : t('content.file')
+    case 'sticker':
+      return t('content.stickerPreview')
     case 'call':
-      return t('content.call')
+      return c.media === 'video' ? t('content.videoCall') : t('content.call')
     case 'system':
-      return c.event ? systemText(c.event, t, nameOf) : typeof c.text === 'string' ? c.text : t('content.system')
+      return c.event ? systemText(c.event, t, nameOf, objectOf) : typeof c.text === 'string' ? c.text : t('content.system')
     case 'recalled':
       return sender === undefined ? t('content.recalled') : t('content.recalledBy', { user: nameOf(sender) })
     default:

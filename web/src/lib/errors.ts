@@ -21,7 +21,15 @@ const known = new Set([
   'shutting_down',
   'bad_invite',
   'registration_closed',
+  'quota_exceeded',
+  'empty_file',
+  'bad_image',
+  'not_an_image',
+  'last_admin',
 ])
+
+/** Generic codes whose server message says more than a generic sentence could. */
+const specific = new Set(['conflict', 'limit_reached', 'invalid', 'invalid_field'])
 
 const byStatus: Record<number, string> = {
   400: 'bad_request',
@@ -38,6 +46,7 @@ export function errorText(t: T, e: unknown): string {
       return e.retryAfter !== null ? t('errors.rate_limited', { n: e.retryAfter }) : t('errors.rate_limited_soon')
     }
     if (known.has(e.code)) return t(`errors.${e.code}`)
+    if (specific.has(e.code) && e.message) return e.message
     // A validation error's own message is more specific than a generic sentence.
     if (e.status === 400 && e.message && e.code !== `http_400`) return e.message
     const s = byStatus[e.status]

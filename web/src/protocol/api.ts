@@ -1,16 +1,28 @@
 // The HTTP half of the protocol: one typed function per route of docs/protocol.md. The session is
 // an HttpOnly cookie, so requests only need `credentials: 'same-origin'`.
 import type {
+  AdminGroup,
+  AdminUser,
+  ApplicationView,
+  AuditEntry,
   AuthAnswer,
   AuthOptions,
   ContactView,
   ConvId,
+  Dashboard,
+  FileView,
   GroupView,
   ConversationSummary,
   Gender,
   HistoryPage,
+  IceServer,
+  Invite,
+  LiveSettings,
+  MemberView,
   Message,
+  ReadList,
   RequestView,
+  StickerPack,
   User,
   UserId,
 } from './types'
@@ -96,6 +108,73 @@ export interface ProfilePatch {
   email?: string
 }
 
+/** An upload under way: its answer, and a way to stop it. */
+export interface Upload {
+  done: Promise<FileView>
+  abort: () => void
+}
+
+/**
+ * Uploads a file to `POST /api/files` as multipart (field `file`), with progress. fetch() cannot
+ * report upload progress, so this is XMLHttpRequest; errors are the same `ApiError`s.
+ */
+export function uploadFile(file: Blob, name: string, onProgress?: (sent: number, total: number) => void): Upload {
+  const xhr = new XMLHttpRequest()
+  const done = new Promise<FileView>((resolve, reject) => {
+    xhr.open('POST', '/api/files')
+    xhr.withCredentials = true
+    xhr.setRequestHeader('Accept', 'application/json')
+    xhr.upload.onprogress = (e) => {
+      if (e.lengthComputable) onProgress?.(e.loaded, e.total)
+    }
+    xhr.onerror = () => reject(new ApiError(0, 'network', 'Network error'))
+    xhr.onabort = () => reject(new ApiError(0, 'aborted', 'Upload cancelled'))
+    xhr.onload = () => {
+      let body: unknown = null
+      try {
+        body = xhr.responseText ? JSON.parse(xhr.responseText) : null
+      } catch {
+        body = null
+      }
+      if (xhr.status >= 200 && xhr.status < 300 && body) return resolve(body as FileView)
+      const err = (body as { error?: { code?: string; message?: string } } | null)?.error
+      if (xhr.status === 401) onUnauthorized?.()
+      const ra = xhr.getResponseHeader('Retry-After')
+      reject(
+        new ApiError(
+          xhr.status,
+          err?.code ?? `http_${xhr.status}`,
+          err?.message ?? (xhr.statusText || 'Upload failed'),
+          ra && /^\d+$/.test(ra) ? Number(ra) : null,
+        ),
+      )
+    }
+    const form = new FormData()
+    form.append('file', file, name)
+    xhr.send(form)
+  })
+  return { done, abort: () => xhr.abort() }
+}
+
+/** Where an uploaded file, or its thumbnail, can be fetched (the session cookie authenticates). */
+export function fileUrl(id: string, thumb = false): string {
+  return `/api/files/${encodeURIComponent(id)}${thumb ? '/thumb' : ''}`
+}
+
+function qs(params: Record<string, string | number | undefined | null>): string {
+  const q = new URLSearchParams()
+  for (const [k, v] of Object.entries(params)) if (v !== undefined && v !== null && v !== '') q.set(k, String(v))
+  const s = q.toString()
+  return s ? `?${s}` : ''
+}
+
+export interface NewGroupInput {
+  name: string
+  notice?: string
+  join_mode?: 'open' | 'approval'
+  members?: UserId[]
+}
+
 export const api = {
   authOptions: () => request<AuthOptions>('GET', '/api/auth/options'),
   register: (input: RegisterInput) => request<AuthAnswer>('POST', '/api/auth/register', input, { quiet401: true }),
@@ -111,7 +190,9 @@ export const api = {
     request<void>('POST', '/api/me/password', { old_password, new_password }, { quiet401: true }),
   user: (id: UserId) => request<User>('GET', `/api/users/${id}`),
   searchUsers: (q: string) => request<{ users: User[] }>('GET', `/api/users?q=${encodeURIComponent(q)}`),
-  conversations: () => request<{ conversations: ConversationSummary[] }>('GET', '/api/conversations'),
+  /** Every conversation, hidden ones too (with `hidden: true`), so the app knows what to leave out. */
+  conversations: () => request<{ conversations: ConversationSummary[] }>('GET', '/api/conversations?hidden=true'),
+  conversation: (conv: ConvId) => request<ConversationSummary>('GET', `/api/conversations/${convPath(conv)}`),
   /** Messages (newest first), people and groups matching `q`. */
   search: (q: string, limit = 20) =>
     request<{ messages: Message[]; users: User[]; groups: GroupView[] }>(
@@ -143,5 +224,66 @@ export const api = {
     if (opts.limit !== undefined) q.set('limit', String(opts.limit))
     const qs = q.toString()
     return request<HistoryPage>('GET', `/api/conversations/${convPath(conv)}/messages${qs ? `?${qs}` : ''}`)
+  },
+  reads: (conv: ConvId, seq: number) => request<ReadList>('GET', `/api/conversations/${convPath(conv)}/messages/${seq}/reads`),
+
+  // ---- groups ----
+  createGroup: (input: NewGroupInput) => request<GroupView>('POST', '/api/groups', input),
+  /** Groups by name (or id); without `q`, mine. */
+  groups: (q?: string) => request<{ groups: GroupView[] }>('GET', `/api/groups${qs({ q })}`),
+  group: (id: number) => request<GroupView>('GET', `/api/groups/${id}`),
+  editGroup: (id: number, patch: { name?: string; notice?: string; join_mode?: 'open' | 'approval' }) =>
+    request<GroupView>('PATCH', `/api/groups/${id}`, patch),
+  dissolveGroup: (id: number) => request<void>('DELETE', `/api/groups/${id}`),
+  members: (id: number) => request<{ members: MemberView[] }>('GET', `/api/groups/${id}/members`),
+  joinGroup: (id: number, message?: string) =>
+    request<{ joined: boolean; group?: GroupView }>('POST', `/api/groups/${id}/join`, message ? { message } : {}),
+  leaveGroup: (id: number) => request<void>('POST', `/api/groups/${id}/leave`, {}),
+  applications: (id: number) => request<{ applications: ApplicationView[] }>('GET', `/api/groups/${id}/applications`),
+  answerApplication: (id: number, user: UserId, how: 'approve' | 'refuse') =>
+    request<GroupView>('POST', `/api/groups/${id}/applications/${user}/${how}`, {}),
+  addMembers: (id: number, users: UserId[]) => request<unknown>('POST', `/api/groups/${id}/members`, { users }),
+  removeMember: (id: number, user: UserId) => request<void>('DELETE', `/api/groups/${id}/members/${user}`),
+  /** Mutes `user` for `minutes`; 0 or null unmutes. */
+  muteMember: (id: number, user: UserId, minutes: number | null) =>
+    request<unknown>('POST', `/api/groups/${id}/members/${user}/mute`, minutes ? { minutes } : {}),
+  setAdmin: (id: number, user: UserId, on: boolean) =>
+    request<unknown>(on ? 'POST' : 'DELETE', `/api/groups/${id}/admins/${user}`, on ? {} : undefined),
+  transferGroup: (id: number, user: UserId) => request<unknown>('POST', `/api/groups/${id}/transfer`, { user }),
+  setGroupAvatar: (id: number, fileId: string | null) => request<GroupView>('PUT', `/api/groups/${id}/avatar`, { file_id: fileId }),
+
+  // ---- media ----
+  setAvatar: (fileId: string | null) => request<User>('PUT', '/api/me/avatar', { file_id: fileId }),
+  stickers: () => request<{ packs: StickerPack[] }>('GET', '/api/stickers'),
+  createStickerPack: (name: string) => request<StickerPack>('POST', '/api/stickers/packs', { name }),
+  addSticker: (pack: number, fileId: string) => request<StickerPack>('POST', `/api/stickers/packs/${pack}/stickers`, { file_id: fileId }),
+
+  // ---- calls ----
+  iceServers: () => request<{ ice_servers: IceServer[]; ttl_secs: number }>('GET', '/api/calls/ice-servers'),
+
+  // ---- administration ----
+  admin: {
+    dashboard: () => request<Dashboard>('GET', '/api/admin/dashboard'),
+    users: (q: string, offset: number, limit: number) =>
+      request<{ users: AdminUser[]; total: number }>('GET', `/api/admin/users${qs({ q, offset, limit })}`),
+    setUserDisabled: (id: UserId, disabled: boolean) =>
+      request<AdminUser>('POST', `/api/admin/users/${id}/${disabled ? 'disable' : 'enable'}`, {}),
+    deleteUser: (id: UserId) => request<AdminUser>('DELETE', `/api/admin/users/${id}`),
+    resetPassword: (id: UserId, newPassword: string) =>
+      request<void>('POST', `/api/admin/users/${id}/password`, { new_password: newPassword }),
+    setUserAdmin: (id: UserId, on: boolean) =>
+      request<AdminUser>(on ? 'POST' : 'DELETE', `/api/admin/users/${id}/admin`, on ? {} : undefined),
+    groups: (q: string, offset: number, limit: number) =>
+      request<{ groups: AdminGroup[]; total: number }>('GET', `/api/admin/groups${qs({ q, offset, limit })}`),
+    setGroupDisabled: (id: number, disabled: boolean) =>
+      request<void>('POST', `/api/admin/groups/${id}/${disabled ? 'disable' : 'enable'}`, {}),
+    dissolveGroup: (id: number) => request<void>('DELETE', `/api/admin/groups/${id}`),
+    settings: () => request<LiveSettings>('GET', '/api/admin/settings'),
+    updateSettings: (patch: LiveSettings) => request<LiveSettings>('PATCH', '/api/admin/settings', patch),
+    invites: () => request<{ invites: Invite[] }>('GET', '/api/admin/invites'),
+    createInvite: (maxUses: number, expiresInHours: number) =>
+      request<Invite>('POST', '/api/admin/invites', { max_uses: maxUses, expires_in_hours: expiresInHours }),
+    deleteInvite: (code: string) => request<void>('DELETE', `/api/admin/invites/${encodeURIComponent(code)}`),
+    audit: (before?: number, limit = 50) => request<{ entries: AuditEntry[] }>('GET', `/api/admin/audit${qs({ before, limit })}`),
   },
 }

@@ -18,6 +18,8 @@
 import {
   CloseCode,
   parseServerFrame,
+  type CallClientFrame,
+  type CallServerFrame,
   type ClientFrame,
   type ContactView,
   type ConversationSummary,
@@ -42,6 +44,15 @@ export interface OutboxEntry {
   error?: { code: string; message: string }
   /** The message this one answers: its seq, and sender and preview to show the quote meanwhile. */
   reply_to?: { seq: number; sender: UserId; preview: string }
+  /** Members named with `@` (group chats), and `@all` (owners and admins only). */
+  mentions?: UserId[]
+  mention_all?: boolean
+}
+
+export interface SendOptions {
+  replyTo?: OutboxEntry['reply_to']
+  mentions?: UserId[]
+  mentionAll?: boolean
 }
 
 export interface ClientEvents {
@@ -75,6 +86,8 @@ export interface ClientEvents {
   wrongUser: (u: HelloUser) => void
   /** An `error` frame that did not name a client_id. */
   error: (code: string, message: string) => void
+  /** Call signalling (`call_*` frames). */
+  call: (f: CallServerFrame) => void
 }
 
 type Listener<K extends keyof ClientEvents> = ClientEvents[K]
@@ -164,6 +177,7 @@ export class ChatClient {
     groupGone: new Set(),
     contact: new Set(),
     contactRequest: new Set(),
+    call: new Set(),
     revoked: new Set(),
     wrongUser: new Set(),
     error: new Set(),
@@ -230,14 +244,16 @@ export class ChatClient {
   }
 
   /** Queues a message; it is sent now if connected and after every reconnect until acked. */
-  send(conv: ConvId, content: SendableContent, replyTo?: OutboxEntry['reply_to']): OutboxEntry {
+  send(conv: ConvId, content: SendableContent, opts: SendOptions = {}): OutboxEntry {
     const entry: OutboxEntry = {
       client_id: this.newClientId(),
       conv,
       content,
       created_at: this.o.now(),
       status: 'sending',
-      ...(replyTo ? { reply_to: replyTo } : {}),
+      ...(opts.replyTo ? { reply_to: opts.replyTo } : {}),
+      ...(opts.mentions?.length ? { mentions: opts.mentions } : {}),
+      ...(opts.mentionAll ? { mention_all: true } : {}),
     }
     this.outboxMap.set(entry.client_id, entry)
     this.persistOutbox({ put: entry })
@@ -279,6 +295,20 @@ export class ChatClient {
     if (now - (this.lastTyping.get(conv) ?? -Infinity) < 2000 || !this.helloed) return
     this.lastTyping.set(conv, now)
     this.write({ type: 'typing', conv })
+  }
+
+  /**
+   * Sends a call signalling frame now. Calls are live: nothing is queued, so this returns false
+   * when there is no socket to send it on.
+   */
+  signal(frame: CallClientFrame): boolean {
+    if (!this.helloed) return false
+    return this.write(frame)
+  }
+
+  /** Whether frames can be sent right now. */
+  get connected(): boolean {
+    return this.helloed
   }
 
   /** Records messages obtained another way (the history route) so `sync` does not resend them. */
@@ -510,6 +540,8 @@ export class ChatClient {
         break
       case 'pong':
         break
+      default:
+        if (f.type.startsWith('call_')) this.emit('call', f as CallServerFrame)
     }
   }
 
@@ -576,16 +608,20 @@ export class ChatClient {
       conv: e.conv,
       content: e.content,
       ...(e.reply_to ? { reply_to: e.reply_to.seq } : {}),
+      ...(e.mentions?.length ? { mentions: e.mentions } : {}),
+      ...(e.mention_all ? { mention_all: true } : {}),
     })
   }
 
-  private write(frame: ClientFrame) {
+  private write(frame: ClientFrame): boolean {
     const ws = this.ws
-    if (!ws || ws.readyState !== OPEN) return
+    if (!ws || ws.readyState !== OPEN) return false
     try {
       ws.send(JSON.stringify(frame))
+      return true
     } catch {
       // The close event follows and the outbox is re-sent after the reconnect.
+      return false
     }
   }
 

@@ -16,9 +16,12 @@ export interface User {
   birthday: string | null
   is_admin: boolean
   created_at: number
+  /** File id of the avatar image (`GET /api/files/{id}`), if any. */
+  avatar?: string | null
   /** Only in the owner's own view (`GET /api/me`). */
   phone?: string | null
   email?: string | null
+  hide_presence?: boolean | null
 }
 
 /** The `hello` frame carries a trimmed user. */
@@ -48,12 +51,25 @@ export type Content =
   | { kind: 'emoji'; emoji: string }
   | { kind: 'image'; file_id: string; width: number; height: number; name: string; size: number }
   | { kind: 'file'; file_id: string; name: string; size: number; mime: string }
-  | { kind: 'call'; media?: string; outcome?: string; duration_secs?: number }
+  | { kind: 'sticker'; file_id: string; width: number; height: number }
+  | { kind: 'call'; media?: CallMedia; outcome?: CallOutcome; duration_secs?: number }
   | { kind: 'system'; event?: SystemEvent; text?: string }
   | { kind: 'recalled' }
 
-/** What a client may send: the server writes `call` and `system` itself. */
-export type SendableContent = Extract<Content, { kind: 'text' | 'emoji' | 'image' | 'file' }>
+export type CallMedia = 'audio' | 'video'
+export type CallOutcome = 'answered' | 'missed' | 'declined' | 'cancelled' | 'busy'
+
+/**
+ * What a client may send: the server writes `call` and `system` itself. For images, files and
+ * stickers only `kind` and `file_id` count (the server fills in the rest from the stored file), so
+ * the other fields are optional here and only used to show the message while it is pending.
+ */
+export type SendableContent =
+  | { kind: 'text'; text: string }
+  | { kind: 'emoji'; emoji: string }
+  | { kind: 'image'; file_id: string; width?: number; height?: number; name?: string; size?: number }
+  | { kind: 'file'; file_id: string; name?: string; size?: number; mime?: string }
+  | { kind: 'sticker'; file_id: string; width?: number; height?: number }
 
 export interface Message {
   conv: ConvId
@@ -73,6 +89,8 @@ export interface Message {
   reactions?: Record<string, UserId[]>
 }
 
+export type GroupRole = 'owner' | 'admin' | 'member'
+
 export interface GroupView {
   id: number
   name: string
@@ -82,7 +100,115 @@ export interface GroupView {
   owner: UserId
   member_count: number
   created_at: number
-  my_role?: 'owner' | 'admin' | 'member' | null
+  my_role?: GroupRole | null
+}
+
+export interface MemberView {
+  user: User
+  role: GroupRole
+  joined_at: number
+  /** Until when (ms) the member may not send; null or absent when not muted. */
+  muted_until?: number | null
+  /** Null or absent for people who hide their presence. */
+  online?: boolean | null
+}
+
+export interface ApplicationView {
+  user: User
+  message: string
+  created_at: number
+}
+
+/** `POST /api/files` answer. */
+export interface FileView {
+  id: string
+  name: string
+  size: number
+  mime: string
+  width?: number | null
+  height?: number | null
+  thumb: boolean
+  created_at: number
+}
+
+export interface StickerPack {
+  id: number
+  name: string
+  created_at: number
+  stickers: { file_id: string; width: number; height: number }[]
+}
+
+export interface ReadList {
+  read_by: UserId[]
+  unread_by: UserId[]
+}
+
+export interface IceServer {
+  urls: string[] | string
+  username?: string
+  credential?: string
+}
+
+// ---- administration (`/api/admin/...`) ----
+
+export interface AdminUser extends User {
+  disabled: boolean
+  deleted: boolean
+  online: boolean
+  last_seen?: number | null
+}
+
+export interface AdminGroup {
+  id: number
+  name: string
+  owner: UserId
+  member_count: number
+  created_at: number
+  /** `active`, `disabled` or `dissolved`. */
+  status: string
+}
+
+export interface Dashboard {
+  users: number
+  online_users: number
+  connections: number
+  messages: number
+  /** `[day, count]` for the last 14 days, oldest first; day = days since the Unix epoch. */
+  messages_per_day: [number, number][]
+  storage_bytes: number
+}
+
+export type RegistrationMode = 'open' | 'invite' | 'closed'
+
+/** Settings an administrator may change while the server runs (`PATCH` sends any subset). */
+export interface LiveSettings {
+  registration?: RegistrationMode | null
+  otp_sender?: 'off' | 'log' | 'webhook' | null
+  otp_webhook_url?: string | null
+  direct_policy?: 'anyone' | 'contacts' | null
+  recall_window_secs?: number | null
+  edit_window_secs?: number | null
+  max_group_members?: number | null
+  max_groups_per_user?: number | null
+  history_for_new_members?: boolean | null
+}
+
+export interface Invite {
+  code: string
+  created_by: UserId
+  created_at: number
+  expires_at: number
+  max_uses: number
+  uses: number
+}
+
+export interface AuditEntry {
+  id: number
+  at: number
+  actor: UserId
+  action: string
+  target: string
+  detail?: string
 }
 
 /** My side of a relation with another user. */
@@ -147,10 +273,48 @@ export type SyncCursor = number | { seq: number; rev: number }
 
 export type ClientFrame =
   | { type: 'sync'; cursors: Record<ConvId, SyncCursor> }
-  | { type: 'send'; client_id: string; conv: ConvId; content: SendableContent; reply_to?: number }
+  | {
+      type: 'send'
+      client_id: string
+      conv: ConvId
+      content: SendableContent
+      reply_to?: number
+      mentions?: UserId[]
+      mention_all?: boolean
+    }
   | { type: 'read'; conv: ConvId; seq: number }
   | { type: 'typing'; conv: ConvId }
   | { type: 'ping' }
+  | CallClientFrame
+
+/** Call signalling a client sends (docs/protocol.md, "Calls"). */
+export type CallClientFrame =
+  | { type: 'call_invite'; conv: ConvId; media: CallMedia }
+  | { type: 'call_accept' | 'call_reject' | 'call_cancel' | 'call_hangup' | 'call_join'; call: string }
+  | { type: 'call_media_state'; call: string; muted: boolean; camera_off: boolean; screen_sharing?: boolean }
+  | { type: 'call_offer' | 'call_answer'; call: string; to: UserId; sdp: string }
+  | { type: 'call_candidate'; call: string; to: UserId; candidate: RTCIceCandidateInitLike }
+
+export interface RTCIceCandidateInitLike {
+  candidate?: string
+  sdpMid?: string | null
+  sdpMLineIndex?: number | null
+  usernameFragment?: string | null
+}
+
+export type CallEndReason = 'declined' | 'busy' | 'cancelled' | 'no_answer' | 'hangup' | 'taken_elsewhere' | 'connection_lost'
+
+/** Call signalling the server sends. */
+export type CallServerFrame =
+  | { type: 'call_started'; call: string; conv: ConvId; media: CallMedia }
+  | { type: 'call_incoming'; call: string; conv: ConvId; from: UserId; media: CallMedia; participants: UserId[] }
+  | { type: 'call_ringing'; call: string; user: UserId }
+  | { type: 'call_accepted'; call: string; user: UserId; participants: UserId[] }
+  | { type: 'call_left'; call: string; user: UserId }
+  | { type: 'call_ended'; call: string; reason: CallEndReason | string; duration_secs?: number }
+  | { type: 'call_media_state'; call: string; user: UserId; muted: boolean; camera_off: boolean; screen_sharing?: boolean }
+  | { type: 'call_offer' | 'call_answer'; call: string; from: UserId; sdp: string }
+  | { type: 'call_candidate'; call: string; from: UserId; candidate: RTCIceCandidateInitLike }
 
 export type ServerFrame =
   | { type: 'hello'; user: HelloUser }
@@ -168,6 +332,7 @@ export type ServerFrame =
   | { type: 'group_gone'; group: number; reason: string }
   | { type: 'error'; client_id?: string; code: string; message: string }
   | { type: 'pong' }
+  | CallServerFrame
 
 /** WebSocket close codes with a protocol meaning. */
 export const CloseCode = {
@@ -217,6 +382,17 @@ export function parseServerFrame(data: unknown): ServerFrame | null {
     case 'contact':
     case 'contact_request':
       return f as ServerFrame
+    case 'call_started':
+    case 'call_incoming':
+    case 'call_ringing':
+    case 'call_accepted':
+    case 'call_left':
+    case 'call_ended':
+    case 'call_media_state':
+    case 'call_offer':
+    case 'call_answer':
+    case 'call_candidate':
+      return typeof (f as { call?: unknown }).call === 'string' ? (f as ServerFrame) : null
     case 'conversation': {
       const c = (f as { conversation?: { id?: unknown } }).conversation
       return c && typeof c.id === 'string' ? (f as ServerFrame) : null

@@ -12,18 +12,29 @@
 //   when the server is older than read receipts; the higher of the two wins.
 import { defineStore } from 'pinia'
 import { computed, ref } from 'vue'
-import { api, ApiError } from '@/protocol/api'
-import { ChatClient, defaultSocketUrl, type ClientOptions, type ConnState, type OutboxEntry } from '@/protocol/client'
+import { api, ApiError, uploadFile } from '@/protocol/api'
+import {
+  ChatClient,
+  defaultSocketUrl,
+  type ClientOptions,
+  type ConnState,
+  type OutboxEntry,
+  type SendOptions,
+} from '@/protocol/client'
 import { contentFromInput } from '@/lib/content'
 import { useContacts } from './contacts'
 import { loadJson, saveJson, userKey } from '@/lib/persist'
 import {
   isMessage,
   peerIdOf,
+  type CallClientFrame,
+  type CallServerFrame,
   type ConvId,
   type ConversationSummary,
   type GroupView,
   type Message,
+  type ReadList,
+  type SendableContent,
   type User,
   type UserId,
 } from '@/protocol/types'
@@ -42,6 +53,16 @@ export interface ConvMeta {
   muted: boolean
   /** 1:1: how far the other person has read. */
   peer_read_seq: number
+  /** Hidden from the list (history kept) until a message newer than `hidden_at` arrives. */
+  hidden: boolean
+  hidden_at: number
+  /** The server says an unread message mentions me. */
+  mentioned: boolean
+  /**
+   * Groups I can no longer write to: `dissolved` (history stays), or `removed`/`left` (the
+   * server no longer lets me read it either).
+   */
+  gone: string | null
 }
 
 export interface HistoryState {
@@ -59,11 +80,29 @@ export interface ChatHooks {
   onIncoming?: (m: Message, conv: ConvMeta) => void
   /** The socket was closed with 4001. */
   onRevoked?: () => void
+  /** A group's membership or settings changed (a `group` frame or a system message). */
+  onGroupChanged?: (groupId: number) => void
   /** The browser's session now belongs to another user (logged in from another tab). */
   onWrongUser?: () => void
 }
 
 const HISTORY_PAGE = 50
+
+/** A file on its way to `POST /api/files`; once stored it is sent as a message. */
+export interface UploadItem {
+  id: string
+  conv: ConvId
+  kind: 'image' | 'file'
+  name: string
+  size: number
+  /** A local preview of an image (an object URL). */
+  url: string | null
+  width: number | null
+  height: number | null
+  progress: number
+  error: unknown
+  created_at: number
+}
 
 export const useChat = defineStore('chat', () => {
   const me = ref<User | null>(null)
@@ -88,6 +127,15 @@ export const useChat = defineStore('chat', () => {
   const drafts = ref<Record<ConvId, string>>({})
   /** Whether the user can be treated as looking at the active chat (tab visible, focused). */
   const attentive = ref(true)
+  /** Group chats: who has read my messages (`GET .../reads`), by conversation and seq. */
+  const reads = ref<Record<ConvId, Record<number, ReadList>>>({})
+  const callListeners = new Set<(f: CallServerFrame) => void>()
+  /** `error` frames that answer no send (call signalling, say). */
+  const errorListeners = new Set<(code: string, message: string) => void>()
+  const uploads = ref<UploadItem[]>([])
+  const uploadAborts = new Map<string, () => void>()
+  /** The files of uploads, kept to try a failed one again. */
+  const uploadFiles = new Map<string, { file: File; replyTo?: OutboxEntry['reply_to'] }>()
 
   let client: ChatClient | null = null
   let hooks: ChatHooks = {}
@@ -102,9 +150,15 @@ export const useChat = defineStore('chat', () => {
     return ts
   }
 
-  /** Pinned chats first, then newest activity. */
+  function isHidden(c: ConvMeta): boolean {
+    return c.hidden && c.last_seq <= c.hidden_at && !outbox.value.some((e) => e.conv === c.id)
+  }
+
+  /** Pinned chats first, then newest activity; hidden chats left out. */
   const sortedConvs = computed(() =>
-    Object.values(convs.value).sort((a, b) => Number(b.pinned) - Number(a.pinned) || activityOf(b) - activityOf(a)),
+    Object.values(convs.value)
+      .filter((c) => !isHidden(c) || c.id === activeConv.value)
+      .sort((a, b) => Number(b.pinned) - Number(a.pinned) || activityOf(b) - activityOf(a)),
   )
 
   function peerOf(conv: ConvId): User | null {
@@ -120,6 +174,17 @@ export const useChat = defineStore('chat', () => {
     if (p) return p.nickname || p.username
     const id = me.value ? peerIdOf(conv, me.value.id) : null
     return id === null ? conv : `#${id}`
+  }
+
+  /** The avatar file id of a chat (the group's, or the other person's). */
+  function avatarOf(conv: ConvId): string | null {
+    const c = convs.value[conv]
+    if (c?.group) return c.group.avatar ?? null
+    return peerOf(conv)?.avatar ?? null
+  }
+
+  function userAvatar(id: UserId): string | null {
+    return users.value[id]?.avatar ?? null
   }
 
   function unread(conv: ConvId): number {
@@ -144,6 +209,7 @@ export const useChat = defineStore('chat', () => {
 
   /** Whether an unread message mentions me (or @all). */
   function mentionedMe(conv: ConvId): boolean {
+    if (convs.value[conv]?.mentioned && unread(conv) > 0) return true
     const seen = viewed.value[conv] ?? 0
     const myId = me.value?.id
     const arr = messages.value[conv]
@@ -221,6 +287,10 @@ export const useChat = defineStore('chat', () => {
         pinned: false,
         muted: false,
         peer_read_seq: 0,
+        hidden: false,
+        hidden_at: 0,
+        mentioned: false,
+        gone: null,
       }
       if (peerId !== null && !users.value[peerId] && !peer) void fetchUser(peerId)
     }
@@ -237,8 +307,18 @@ export const useChat = defineStore('chat', () => {
     }
     if (s.group) c.group = s.group
     if (typeof s.last_ts === 'number') c.last_ts = Math.max(c.last_ts, s.last_ts)
+    if (s.group) {
+      // A GroupView for someone no longer in the group carries no role.
+      if (s.group.my_role === null && c.gone === null) c.gone = 'removed'
+      else if (s.group.my_role) c.gone = c.gone === 'dissolved' ? c.gone : null
+    }
     if (typeof s.pinned === 'boolean') c.pinned = s.pinned
     if (typeof s.muted === 'boolean') c.muted = s.muted
+    if (typeof s.hidden === 'boolean') {
+      c.hidden = s.hidden
+      c.hidden_at = s.hidden ? Math.max(c.last_seq, s.last_seq) : 0
+    }
+    if (typeof s.mentioned === 'boolean') c.mentioned = s.mentioned
     if (typeof s.peer_read_seq === 'number') c.peer_read_seq = Math.max(c.peer_read_seq, s.peer_read_seq)
     if (s.last_message) merge(s.last_message)
     if (typeof s.read_seq === 'number') {
@@ -379,18 +459,26 @@ export const useChat = defineStore('chat', () => {
       c.on('presence', (user, online, lastSeen) => {
         presence.value[user] = { online, last_seen: lastSeen }
       }),
-      c.on('conversation', (v) => {
-        if (v.hidden && activeConv.value !== v.id) {
-          delete convs.value[v.id]
-          return
-        }
-        applySummary(v)
-      }),
+      c.on('conversation', (v) => applySummary(v)),
       c.on('contact', (x) => useContacts().applyContact(x)),
       c.on('contactRequest', (r) => useContacts().applyRequest(r)),
       c.on('group', (g) => {
         const cm = convs.value[`g:${g.id}`]
-        if (cm) cm.group = g
+        if (cm) {
+          cm.group = { ...g, my_role: g.my_role === undefined ? cm.group?.my_role : g.my_role }
+          if (g.my_role) cm.gone = null
+        } else if (g.my_role) {
+          // Added to a group: it shows in the list at once (its first message follows).
+          ensureConv(`g:${g.id}`).group = g
+        }
+        hooks.onGroupChanged?.(g.id)
+      }),
+      c.on('groupGone', (id, reason) => groupGone(id, reason)),
+      c.on('call', (f) => {
+        for (const fn of callListeners) fn(f)
+      }),
+      c.on('error', (code, message) => {
+        for (const fn of errorListeners) fn(code, message)
       }),
       c.on('revoked', () => hooks.onRevoked?.()),
       c.on('wrongUser', () => hooks.onWrongUser?.()),
@@ -421,6 +509,11 @@ export const useChat = defineStore('chat', () => {
     presence.value = {}
     unreadOverflow.value = {}
     history.value = {}
+    reads.value = {}
+    for (const abort of uploadAborts.values()) abort()
+    uploadAborts.clear()
+    uploadFiles.clear()
+    uploads.value = []
     activeConv.value = null
     listLoaded.value = false
     listError.value = null
@@ -433,9 +526,19 @@ export const useChat = defineStore('chat', () => {
     fillGapBelow(m)
     if (typingWho.value[m.conv] === m.sender) delete typingUntil.value[m.conv]
     const c = convs.value[m.conv]!
+    // A new message brings a hidden chat back.
+    if (c.hidden && m.seq > c.hidden_at) c.hidden = false
+    if (m.conv.startsWith('g:')) {
+      noteGroupRead(m.conv, m.sender, m.seq)
+      if (m.content.kind === 'system') {
+        const ev = m.content.event
+        if (ev?.type === 'dissolved') c.gone = 'dissolved'
+        hooks.onGroupChanged?.(Number(m.conv.slice(2)))
+      }
+    }
     if (activeConv.value === m.conv && attentive.value) {
       markViewed(m.conv)
-    } else if (live && m.sender !== me.value.id && m.content.kind !== 'system' && !c.muted) {
+    } else if (live && m.sender !== me.value.id && m.content.kind !== 'system' && !c.muted && m.content.kind !== 'call') {
       hooks.onIncoming?.(m, c)
     }
   }
@@ -480,6 +583,14 @@ export const useChat = defineStore('chat', () => {
     if (me.value?.id !== forUser) return
     // With read receipts the server knows what was read: no need to guess on a new browser.
     if (list.some((s) => typeof s.read_seq === 'number')) firstRun = false
+    // Groups I was removed from (or left) while away are no longer listed: drop them.
+    const listed = new Set(list.map((s) => s.id))
+    for (const id of Object.keys(convs.value)) {
+      if (id.startsWith('g:') && !listed.has(id) && id !== activeConv.value && !outbox.value.some((e) => e.conv === id)) {
+        delete convs.value[id]
+        delete messages.value[id]
+      }
+    }
     for (const s of list) {
       applySummary(s)
       if (firstRun) {
@@ -560,6 +671,8 @@ export const useChat = defineStore('chat', () => {
       c.group = s.group ?? c.group
       c.pinned = s.pinned ?? c.pinned
       c.muted = s.muted ?? c.muted
+      c.hidden = s.hidden ?? c.hidden
+      c.hidden_at = c.hidden ? c.last_seq : 0
       c.last_ts = Math.max(c.last_ts, s.last_ts ?? 0)
     }
   }
@@ -638,6 +751,7 @@ export const useChat = defineStore('chat', () => {
     const c = convs.value[conv]
     const arr = messages.value[conv]
     const top = Math.max(c?.last_seq ?? 0, arr?.length ? arr[arr.length - 1]!.seq : 0)
+    if (c) c.mentioned = false
     if ((viewed.value[conv] ?? 0) >= top) return
     viewed.value[conv] = top
     delete unreadOverflow.value[conv]
@@ -662,12 +776,20 @@ export const useChat = defineStore('chat', () => {
   }
 
   /** Sends what the user typed; returns false when there is nothing to send. */
-  function sendText(conv: ConvId, text: string, replyTo?: OutboxEntry['reply_to']): boolean {
+  function sendText(conv: ConvId, text: string, opts: SendOptions = {}): boolean {
     const content = contentFromInput(text)
     if (!content || !client) return false
     ensureConv(conv)
-    client.send(conv, content, replyTo)
+    // A lone emoji cannot carry mentions in a useful way; they only go with text.
+    client.send(conv, content, content.kind === 'text' ? opts : { replyTo: opts.replyTo })
     return true
+  }
+
+  /** Sends an uploaded image or file, or a sticker. */
+  function sendContent(conv: ConvId, content: SendableContent, opts: SendOptions = {}) {
+    if (!client) return
+    ensureConv(conv)
+    client.send(conv, content, opts)
   }
 
   async function editMessage(conv: ConvId, seq: number, text: string) {
@@ -709,9 +831,158 @@ export const useChat = defineStore('chat', () => {
     client?.typing(conv)
   }
 
-  /** Pins or mutes a chat on the server; the answer (and other devices) update the list. */
-  async function setConvFlags(conv: ConvId, flags: { pinned?: boolean; muted?: boolean }) {
+  /** Pins, mutes or hides a chat on the server; the answer (and other devices) update the list. */
+  async function setConvFlags(conv: ConvId, flags: { pinned?: boolean; muted?: boolean; hidden?: boolean }) {
     applySummary(await api.patchConversation(conv, flags))
+  }
+
+  /** The server says I am no longer in group `id` (I left, was removed, or it was dissolved). */
+  function groupGone(id: number, reason: string) {
+    const conv = `g:${id}`
+    const c = convs.value[conv]
+    if (!c) return
+    c.gone = reason
+    if (reason === 'dissolved') return
+    // Removed or left: the server no longer shows me its history.
+    if (activeConv.value === conv) return
+    delete convs.value[conv]
+    delete messages.value[conv]
+    delete history.value[conv]
+  }
+
+  /** Forgets a group chat (after leaving it from this device). */
+  function forgetConv(conv: ConvId) {
+    delete convs.value[conv]
+    delete messages.value[conv]
+    delete history.value[conv]
+    delete reads.value[conv]
+  }
+
+  /** A message from `user` at `seq` means they have read everything before it. */
+  function noteGroupRead(conv: ConvId, user: UserId, seq: number) {
+    const r = reads.value[conv]
+    if (!r) return
+    for (const [k, v] of Object.entries(r)) {
+      if (Number(k) < seq && v.unread_by.includes(user)) {
+        r[Number(k)] = { read_by: [...v.read_by, user], unread_by: v.unread_by.filter((u) => u !== user) }
+      }
+    }
+  }
+
+  /** Fetches who has read these messages of mine (group chats show "read by N"). */
+  async function refreshReads(conv: ConvId, seqs: number[]) {
+    await Promise.all(
+      seqs.map(async (seq) => {
+        try {
+          const r = await api.reads(conv, seq)
+          ;(reads.value[conv] ??= {})[seq] = r
+        } catch {
+          // Keep what was known.
+        }
+      }),
+    )
+  }
+
+  /**
+   * Uploads a file with progress, then sends it as an image (when the server decoded it as one)
+   * or a file. The upload lives here, not in the chat view, so it finishes if the user moves on.
+   */
+  function startUpload(conv: ConvId, file: File, replyTo?: OutboxEntry['reply_to']) {
+    const looksImage = /^image\/(png|jpeg|gif|webp)$/.test(file.type)
+    const item: UploadItem = {
+      id: `up-${Date.now().toString(36)}-${Math.random().toString(36).slice(2, 8)}`,
+      conv,
+      kind: looksImage ? 'image' : 'file',
+      name: file.name || 'file',
+      size: file.size,
+      url: looksImage && typeof URL.createObjectURL === 'function' ? URL.createObjectURL(file) : null,
+      width: null,
+      height: null,
+      progress: 0,
+      error: null,
+      created_at: Date.now(),
+    }
+    ensureConv(conv)
+    uploads.value.push(item)
+    uploadFiles.set(item.id, { file, replyTo })
+    if (item.url) {
+      // The preview's shape, so the bubble does not jump when the upload ends.
+      const img = new Image()
+      img.onload = () => {
+        const u = uploads.value.find((x) => x.id === item.id)
+        if (u) {
+          u.width = img.naturalWidth
+          u.height = img.naturalHeight
+        }
+      }
+      img.src = item.url
+    }
+    transmitUpload(item.id)
+  }
+
+  function transmitUpload(id: string) {
+    const item = uploads.value.find((x) => x.id === id)
+    const src = uploadFiles.get(id)
+    if (!item || !src) return
+    const { conv } = item
+    const { file, replyTo } = src
+    item.error = null
+    item.progress = 0
+    const up = uploadFile(file, item.name, (sent, total) => {
+      const u = uploads.value.find((x) => x.id === item.id)
+      if (u) u.progress = total ? sent / total : 0
+    })
+    uploadAborts.set(item.id, up.abort)
+    up.done
+      .then((f) => {
+        const isImage = !!f.width && !!f.height && f.mime.startsWith('image/')
+        const content: SendableContent = isImage
+          ? { kind: 'image', file_id: f.id, width: f.width!, height: f.height!, name: f.name, size: f.size }
+          : { kind: 'file', file_id: f.id, name: f.name, size: f.size, mime: f.mime }
+        removeUpload(item.id)
+        sendContent(conv, content, replyTo ? { replyTo } : {})
+      })
+      .catch((e: unknown) => {
+        const u = uploads.value.find((x) => x.id === item.id)
+        if (!u) return
+        if (e instanceof ApiError && e.code === 'aborted') removeUpload(item.id)
+        else u.error = e
+      })
+      .finally(() => uploadAborts.delete(item.id))
+  }
+
+  /** Tries a failed upload again. */
+  function retryUpload(id: string) {
+    transmitUpload(id)
+  }
+
+  function removeUpload(id: string) {
+    uploadAborts.get(id)?.()
+    uploadFiles.delete(id)
+    const i = uploads.value.findIndex((x) => x.id === id)
+    if (i < 0) return
+    const [u] = uploads.value.splice(i, 1)
+    // Keep the preview a moment: the sent message's thumbnail takes over.
+    if (u?.url) setTimeout(() => URL.revokeObjectURL(u.url!), 30_000)
+  }
+
+  function uploadsOf(conv: ConvId): UploadItem[] {
+    return uploads.value.filter((u) => u.conv === conv)
+  }
+
+  /** Call signalling goes through the chat socket. */
+  function onCallFrame(fn: (f: CallServerFrame) => void): () => void {
+    callListeners.add(fn)
+    return () => callListeners.delete(fn)
+  }
+
+  function onFrameError(fn: (code: string, message: string) => void): () => void {
+    errorListeners.add(fn)
+    return () => errorListeners.delete(fn)
+  }
+
+  function signal(frame: CallClientFrame): boolean {
+    return client?.signal(frame) ?? false
   }
 
   async function recallMessage(conv: ConvId, seq: number) {
@@ -748,11 +1019,15 @@ export const useChat = defineStore('chat', () => {
     listLoaded,
     listError,
     attentive,
+    reads,
+    uploads,
     // getters
     sortedConvs,
     totalUnread,
     peerOf,
     displayName,
+    avatarOf,
+    userAvatar,
     unread,
     unreadLabel,
     visibleMessages,
@@ -776,6 +1051,17 @@ export const useChat = defineStore('chat', () => {
     reloadViewed,
     sendText,
     sendEmoji,
+    sendContent,
+    startUpload,
+    retryUpload,
+    removeUpload,
+    uploadsOf,
+    groupGone,
+    forgetConv,
+    refreshReads,
+    onCallFrame,
+    onFrameError,
+    signal,
     retry,
     discard,
     reconnectNow,

@@ -54,6 +54,12 @@ export const useSession = defineStore('session', () => {
     cacheMe(me.value)
   }
 
+  /** A newer view of myself (after an avatar change, say). */
+  function replaceMe(u: User) {
+    me.value = { ...me.value, ...u }
+    cacheMe(me.value)
+  }
+
   async function changePassword(oldPassword: string, newPassword: string) {
     await api.changePassword(oldPassword, newPassword)
   }
@@ -73,7 +79,7 @@ export const useSession = defineStore('session', () => {
     forgetCachedMe()
   }
 
-  return { me, checked, unreachable, fetchMe, login, register, otpLogin, updateProfile, changePassword, logout, clear }
+  return { me, checked, unreachable, fetchMe, login, register, otpLogin, updateProfile, replaceMe, changePassword, logout, clear }
 })
 
 const ME_KEY = 'chinwag:me'
