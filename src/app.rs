@@ -61,7 +61,7 @@ impl AppState {
             outbound_queue: config.limits.outbound_queue,
             write_timeout: Duration::from_secs(config.limits.write_timeout_secs),
         };
-        let metrics = Metrics::new(store.clone(), hub.clone());
+        let metrics = Metrics::new(store.clone(), hub.clone(), turn.as_ref().map(|t| t.stats.clone()));
         let calls = Calls::new(hub.clone(), store.clone(), live.clone(), sockets_shutdown.clone(), turn);
         Ok(AppState {
             store,

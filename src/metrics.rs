@@ -36,10 +36,11 @@ pub struct Metrics {
     slow_dropped: Gauge,
     commits: Gauge,
     writes: Gauge,
+    turn: Option<(Arc<crate::calls::turn::TurnStats>, [Gauge; 5])>,
 }
 
 impl Metrics {
-    pub fn new(store: Store, hub: Arc<Hub>) -> Arc<Metrics> {
+    pub fn new(store: Store, hub: Arc<Hub>, turn_stats: Option<Arc<crate::calls::turn::TurnStats>>) -> Arc<Metrics> {
         let mut registry = Registry::with_prefix("chinwag");
         let messages = Gauge::default();
         registry.register("messages", "Messages stored since start (not counting resends)", messages.clone());
@@ -58,7 +59,21 @@ impl Metrics {
         registry.register("store_commit_batch_size", "Writes per group commit", store.stats.batch_sizes.clone());
         registry.register("store_commit_seconds", "Time to commit one batch, including fsync", store.stats.commit_seconds.clone());
         registry.register("store_write_wait_seconds", "Time from a write request to its durable answer", store.stats.write_wait.clone());
-        Arc::new(Metrics { registry, hub, store, messages, http, connections, online_users, slow_dropped, commits, writes })
+        let turn = turn_stats.map(|stats| {
+            let gauges: [Gauge; 5] = Default::default();
+            let names = [
+                ("turn_allocations", "TURN allocations (relay sockets) open now"),
+                ("turn_bytes_from_peers", "Bytes relayed from peers to clients since start"),
+                ("turn_bytes_to_peers", "Bytes relayed from clients to peers since start"),
+                ("turn_refused_peers", "TURN requests refused for their peer address since start"),
+                ("turn_auth_failures", "TURN requests with bad or expired credentials since start"),
+            ];
+            for ((name, help), g) in names.into_iter().zip(&gauges) {
+                registry.register(name, help, g.clone());
+            }
+            (stats, gauges)
+        });
+        Arc::new(Metrics { registry, hub, store, messages, http, connections, online_users, slow_dropped, commits, writes, turn })
     }
 
     /// The text exposition format.
@@ -69,6 +84,12 @@ impl Metrics {
         self.slow_dropped.set(i64::try_from(self.hub.dropped_slow.load(Ordering::Relaxed)).unwrap_or(i64::MAX));
         self.commits.set(i64::try_from(self.store.stats.commits.load(Ordering::Relaxed)).unwrap_or(i64::MAX));
         self.writes.set(i64::try_from(self.store.stats.writes.load(Ordering::Relaxed)).unwrap_or(i64::MAX));
+        if let Some((s, g)) = &self.turn {
+            let v = [&s.allocations, &s.bytes_from_peers, &s.bytes_to_peers, &s.refused_peers, &s.auth_failures];
+            for (gauge, value) in g.iter().zip(v) {
+                gauge.set(i64::try_from(value.load(Ordering::Relaxed)).unwrap_or(i64::MAX));
+            }
+        }
         let mut out = String::new();
         if prometheus_client::encoding::text::encode(&mut out, &self.registry).is_err() {
             tracing::error!("metrics failed to encode");

@@ -23,6 +23,8 @@ async fn health_readiness_and_metrics() {
         "chinwag_online_users 1",
         "chinwag_store_commit_batch_size_count",
         "chinwag_store_commit_seconds_bucket",
+        "chinwag_turn_allocations 0",
+        "chinwag_turn_bytes_to_peers 0",
         "chinwag_http_request_seconds_count{method=\"POST\",route=\"/api/auth/register\",status=\"201\"} 2",
     ] {
         assert!(text.contains(needle), "{needle} not in:\n{text}");

@@ -64,6 +64,11 @@ pub struct TurnStats {
     pub quota_refusals: AtomicU64,
     /// Requests refused for bad or expired credentials.
     pub auth_failures: AtomicU64,
+    /// Relay sockets open now, one per allocation.
+    pub allocations: AtomicU64,
+    /// Bytes relayed from peers to clients, and from clients to peers.
+    pub bytes_from_peers: AtomicU64,
+    pub bytes_to_peers: AtomicU64,
 }
 
 /// What the rest of Chinwag needs to know about the running TURN server.
@@ -457,6 +462,7 @@ impl RelayAddressGenerator for RelayGen {
             let Ok(socket) = bind_udp(SocketAddr::new(r.bind_ip, port), false) else { continue };
             let local = socket.local_addr().map_err(|e| turn::Error::Other(e.to_string()))?;
             let conn = FilteredConn { socket, filter: r.filter.clone(), stats: r.stats.clone(), closed: CancellationToken::new() };
+            r.stats.allocations.fetch_add(1, Ordering::Relaxed);
             return Ok((Arc::new(conn), SocketAddr::new(r.relay_ip, local.port())));
         }
         Err(turn::Error::ErrMaxRetriesExceeded)
@@ -469,6 +475,12 @@ pub struct FilteredConn {
     filter: Arc<PeerFilter>,
     stats: Arc<TurnStats>,
     closed: CancellationToken,
+}
+
+impl Drop for FilteredConn {
+    fn drop(&mut self) {
+        self.stats.allocations.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 fn refused(peer: SocketAddr) -> webrtc_util::Error {
@@ -495,6 +507,7 @@ impl Conn for FilteredConn {
                 r = self.socket.recv_from(buf) => r?,
             };
             if self.filter.allows(from) {
+                self.stats.bytes_from_peers.fetch_add(n as u64, Ordering::Relaxed);
                 return Ok((n, from));
             }
             self.stats.filtered_packets.fetch_add(1, Ordering::Relaxed);
@@ -510,7 +523,9 @@ impl Conn for FilteredConn {
             self.stats.filtered_packets.fetch_add(1, Ordering::Relaxed);
             return Err(refused(target));
         }
-        Ok(self.socket.send_to(buf, target).await?)
+        let n = self.socket.send_to(buf, target).await?;
+        self.stats.bytes_to_peers.fetch_add(n as u64, Ordering::Relaxed);
+        Ok(n)
     }
 
     fn local_addr(&self) -> webrtc_util::Result<SocketAddr> {
