@@ -28,6 +28,24 @@ async fn a_backup_taken_while_users_chat_restores_every_acknowledged_message() {
     let (ann, bob) = (s.register("ann").await, s.register("bob").await);
     let conv = ann.dm(&bob);
     let mut ws = s.ws(&ann).await;
+    // A file shared before the backup must come back byte for byte.
+    let file_bytes: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
+    let up: serde_json::Value = s
+        .http()
+        .client
+        .post(s.url("/api/files?name=report.bin"))
+        .bearer_auth(&ann.token)
+        .header("content-type", "application/octet-stream")
+        .body(file_bytes.clone())
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let file_id = up["id"].as_str().unwrap().to_owned();
+    ws.send_json(json!({"type":"send","client_id":"file","conv":conv,"content":{"kind":"file","file_id":file_id}})).await;
+    assert_eq!(ws.until_client_id("file").await["type"], "ack");
     for i in 0..200 {
         assert_eq!(ws.send_text(&format!("before-{i}"), &conv, &format!("before {i}")).await["type"], "ack");
     }
@@ -64,6 +82,9 @@ async fn a_backup_taken_while_users_chat_restores_every_acknowledged_message() {
     assert!(last >= 200, "every message acknowledged before the backup started is there (last seq {last})");
     // The sessions came along too: bob's old token works on the restored server.
     assert_eq!(s.http().get("/api/me", Some(&bob.token)).await.0, 200);
+    let got = s.http().client.get(s.url(&format!("/api/files/{file_id}"))).bearer_auth(&bob.token).send().await.unwrap();
+    assert_eq!(got.status().as_u16(), 200);
+    assert_eq!(got.bytes().await.unwrap().to_vec(), file_bytes, "the file is restored byte for byte");
     s.stop().await;
     let _ = std::fs::remove_file(&archive);
 }
