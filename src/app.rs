@@ -23,7 +23,7 @@ use crate::http::origin::{OriginPolicy, check_origin};
 use crate::hub::Hub;
 use crate::media::{self, Media};
 use crate::metrics::Metrics;
-use crate::social::{contacts, groups};
+use crate::social::{contacts, group_routes};
 use crate::store::Store;
 use crate::web;
 
@@ -162,18 +162,18 @@ pub fn router(state: AppState) -> Router {
         .routes(routes!(contacts::block_request))
         .routes(routes!(contacts::delete_contact))
         .routes(routes!(contacts::block_user, contacts::unblock_user))
-        .routes(routes!(groups::create, groups::list))
-        .routes(routes!(groups::get, groups::update, groups::remove))
-        .routes(routes!(groups::members, groups::add_members))
-        .routes(routes!(groups::remove_member))
-        .routes(routes!(groups::join_group))
-        .routes(routes!(groups::leave_group))
-        .routes(routes!(groups::applications))
-        .routes(routes!(groups::approve_application))
-        .routes(routes!(groups::refuse_application))
-        .routes(routes!(groups::mute_member))
-        .routes(routes!(groups::add_admin, groups::remove_admin))
-        .routes(routes!(groups::transfer_group))
+        .routes(routes!(group_routes::create, group_routes::list))
+        .routes(routes!(group_routes::get, group_routes::update, group_routes::remove))
+        .routes(routes!(group_routes::members, group_routes::add_members))
+        .routes(routes!(group_routes::remove_member))
+        .routes(routes!(group_routes::join_group))
+        .routes(routes!(group_routes::leave_group))
+        .routes(routes!(group_routes::applications))
+        .routes(routes!(group_routes::approve_application))
+        .routes(routes!(group_routes::refuse_application))
+        .routes(routes!(group_routes::mute_member))
+        .routes(routes!(group_routes::add_admin, group_routes::remove_admin))
+        .routes(routes!(group_routes::transfer_group))
         .routes(routes!(media::routes::upload))
         .routes(routes!(media::routes::download))
         .routes(routes!(media::routes::thumbnail))

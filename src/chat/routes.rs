@@ -17,7 +17,7 @@ use crate::hub::Hub;
 use crate::ids::{ConvId, UserId};
 use crate::outcome::Refusal;
 use crate::protocol::{Content, ConversationView, GroupView, MAX_TEXT_CHARS, Message, Role, ServerFrame, UserView};
-use crate::social::groups::view as group_view;
+use crate::social::group_routes::view as group_view;
 use crate::store::messages::{ConvRow, MessageChange, MessageRefusal};
 use crate::store::social::GroupStatus;
 use crate::store::{Store, now_ms};

@@ -17,7 +17,7 @@ use crate::http::error::ErrorBody;
 use crate::http::{ApiError, ApiJson, ApiQuery, AuthUser};
 use crate::hub::Hub;
 use crate::protocol::{GroupView, UserView};
-use crate::social::groups;
+use crate::social::{group_routes, groups};
 use crate::store::Store;
 use crate::store::media::{FileRefusal, FileUse, StickerPack};
 
@@ -237,8 +237,8 @@ pub async fn set_group_avatar(
         store.add_file_use(me, id.clone(), FileUse::GroupAvatar(gid)).await?.map_err(refusal)?;
     }
     let edit = groups::InfoEdit { avatar: Some(req.file_id), ..groups::InfoEdit::default() };
-    let out = groups::apply(&store, &hub, &config, gid, me, move |s| groups::edit(s, me, edit)).await?;
-    Ok(Json(groups::view(&out.after, me)))
+    let out = group_routes::apply(&store, &hub, &config, gid, me, move |s| groups::edit(s, me, edit)).await?;
+    Ok(Json(group_routes::view(&out.after, me)))
 }
 
 #[derive(Serialize, ToSchema)]

@@ -1,0 +1,511 @@
+//! The group routes under `/api/groups`, and how a committed group change is announced.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use super::groups::{InfoEdit, approve, dissolve, edit, invite, join, kick, leave, mute, need, refuse, role_of, set_admin, transfer};
+use crate::config::Config;
+use crate::http::error::ErrorBody;
+use crate::http::{ApiError, ApiJson, ApiQuery, AuthUser};
+use crate::hub::Hub;
+use crate::ids::UserId;
+use crate::outcome::Refusal;
+use crate::protocol::{GoneReason, GroupView, JoinMode, MemberView, Role, ServerFrame};
+use crate::store::social::{GroupChange, GroupLimits, GroupOutcome, GroupRecord, GroupState, GroupStatus};
+use crate::store::{Store, now_ms};
+
+pub fn view(state: &GroupState, me: UserId) -> GroupView {
+    let g = &state.group;
+    GroupView {
+        id: g.id,
+        name: g.name.clone(),
+        notice: g.notice.clone(),
+        avatar: g.avatar.clone(),
+        join_mode: g.join_mode,
+        owner: g.owner,
+        member_count: u32::try_from(state.members.len()).unwrap_or(u32::MAX),
+        created_at: g.created_at,
+        my_role: role_of(state, me),
+    }
+}
+
+fn limits(config: &Config) -> GroupLimits {
+    GroupLimits {
+        max_members: config.groups.max_members,
+        max_groups_per_user: config.groups.max_groups_per_user,
+        history_for_new_members: config.groups.history_for_new_members,
+    }
+}
+
+/// Tells everyone concerned about a committed change: members get the new group and its
+/// messages; people who are no longer members get `group_gone`.
+fn announce(hub: &Hub, out: &GroupOutcome) {
+    let members = out.after.member_ids();
+    for m in &out.messages {
+        hub.send(&members, &ServerFrame::Message { message: m.clone() });
+    }
+    // One frame per role, since `my_role` differs.
+    for role in [Role::Owner, Role::Admin, Role::Member] {
+        let who: Vec<UserId> = out.after.members.iter().filter(|(_, m)| m.role == role).map(|(u, _)| *u).collect();
+        if let Some(first) = who.first() {
+            hub.send(&who, &ServerFrame::Group { group: view(&out.after, *first) });
+        }
+    }
+    if let Some(before) = &out.before {
+        let gone: Vec<UserId> = before.members.keys().filter(|u| !out.after.members.contains_key(u)).copied().collect();
+        let dissolved = before.group.status != GroupStatus::Dissolved && out.after.group.status == GroupStatus::Dissolved;
+        if !gone.is_empty() {
+            // Whoever is gone and wrote the last event left; everyone else was removed.
+            for u in &gone {
+                let reason = if out.messages.iter().any(|m| m.sender == *u) { GoneReason::Left } else { GoneReason::Removed };
+                hub.send(&[*u], &ServerFrame::GroupGone { group: before.group.id, reason });
+            }
+        }
+        if dissolved {
+            hub.send(&members, &ServerFrame::GroupGone { group: before.group.id, reason: GoneReason::Dissolved });
+        }
+    }
+}
+
+pub(crate) async fn apply(
+    store: &Store,
+    hub: &Arc<Hub>,
+    config: &Config,
+    gid: u64,
+    actor: UserId,
+    rule: impl FnOnce(&GroupState) -> Result<GroupChange, Refusal> + Send + 'static,
+) -> Result<GroupOutcome, ApiError> {
+    let hub2 = hub.clone();
+    Ok(store.change_group(gid, actor, limits(config), rule, move |o| announce(&hub2, o)).await??)
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewGroup {
+    pub name: String,
+    #[serde(default)]
+    pub notice: String,
+    #[serde(default = "open")]
+    pub join_mode: JoinMode,
+    /// Contacts to add right away.
+    #[serde(default)]
+    pub members: Vec<UserId>,
+}
+
+fn open() -> JoinMode {
+    JoinMode::Open
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct GroupEdit {
+    pub name: Option<String>,
+    pub notice: Option<String>,
+    pub join_mode: Option<JoinMode>,
+}
+
+#[derive(Deserialize, ToSchema, Default)]
+#[serde(deny_unknown_fields)]
+pub struct JoinRequest {
+    #[serde(default)]
+    pub message: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct JoinAnswer {
+    /// True when you are now a member; false when your application awaits approval.
+    pub joined: bool,
+    pub group: GroupView,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Invite {
+    pub users: Vec<UserId>,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MuteRequest {
+    /// Minutes from now; absent or 0 unmutes.
+    pub minutes: Option<u64>,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Transfer {
+    pub user: UserId,
+}
+
+#[derive(Deserialize, ToSchema, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct GroupQuery {
+    /// Part of a group's name; absent lists your own groups.
+    pub q: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct GroupList {
+    pub groups: Vec<GroupView>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct MemberList {
+    pub members: Vec<MemberView>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct ApplicationView {
+    pub user: crate::protocol::UserView,
+    pub message: String,
+    pub created_at: u64,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct ApplicationList {
+    pub applications: Vec<ApplicationView>,
+}
+
+fn clean_name(name: &str) -> Result<String, ApiError> {
+    let n = name.trim();
+    if n.is_empty() || n.chars().count() > 64 || n.chars().any(char::is_control) {
+        return Err(ApiError::bad_request("invalid", "A group name is one line of 1 to 64 characters."));
+    }
+    Ok(n.to_owned())
+}
+
+fn clean_notice(notice: &str) -> Result<String, ApiError> {
+    let n = notice.trim();
+    if n.chars().count() > 2000 || n.chars().any(|c| c.is_control() && c != '\n') {
+        return Err(ApiError::bad_request("invalid", "A group notice is up to 2,000 characters."));
+    }
+    Ok(n.to_owned())
+}
+
+/// Only contacts can be added to a group by someone else.
+async fn check_contacts(store: &Store, me: UserId, users: &[UserId]) -> Result<(), ApiError> {
+    if users.len() > 500 {
+        return Err(ApiError::bad_request("invalid", "Add at most 500 people at once."));
+    }
+    for u in users {
+        if *u == me {
+            continue;
+        }
+        let rel = store.relation(me, *u).await?;
+        if !(rel.mine.contact && rel.theirs.contact) || rel.mine.blocked || rel.theirs.blocked {
+            return Err(ApiError::forbidden("You can only add your contacts."));
+        }
+    }
+    Ok(())
+}
+
+async fn load(store: &Store, gid: u64) -> Result<Arc<GroupState>, ApiError> {
+    store.group(gid).await?.ok_or_else(|| ApiError::not_found("No such group."))
+}
+
+#[utoipa::path(post, path = "/api/groups", tag = "groups", request_body = NewGroup,
+    responses((status = 201, body = GroupView), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody)))]
+pub async fn create(
+    auth: AuthUser,
+    State(store): State<Store>,
+    State(hub): State<Arc<Hub>>,
+    State(config): State<Arc<Config>>,
+    ApiJson(req): ApiJson<NewGroup>,
+) -> Result<(StatusCode, Json<GroupView>), ApiError> {
+    let me = auth.user.id;
+    let name = clean_name(&req.name)?;
+    let notice = clean_notice(&req.notice)?;
+    let mut members: Vec<UserId> = req.members.into_iter().filter(|u| *u != me).collect();
+    members.sort();
+    members.dedup();
+    check_contacts(&store, me, &members).await?;
+    members.insert(0, me);
+    let record = GroupRecord {
+        id: 0,
+        name,
+        notice,
+        avatar: None,
+        join_mode: req.join_mode,
+        owner: me,
+        created_at: now_ms(),
+        status: GroupStatus::Active,
+    };
+    let hub2 = hub.clone();
+    let out = store.create_group(me, record, members, limits(&config), move |o| announce(&hub2, o)).await??;
+    Ok((StatusCode::CREATED, Json(view(&out.after, me))))
+}
+
+#[utoipa::path(get, path = "/api/groups", tag = "groups", params(GroupQuery), responses((status = 200, body = GroupList)))]
+pub async fn list(auth: AuthUser, State(store): State<Store>, ApiQuery(q): ApiQuery<GroupQuery>) -> Result<Json<GroupList>, ApiError> {
+    let me = auth.user.id;
+    let needle = q.q.as_deref().map(|s| s.trim().to_lowercase()).filter(|s| !s.is_empty());
+    let mut groups = Vec::new();
+    for g in store.all_groups().await? {
+        if g.status != GroupStatus::Active && needle.is_some() {
+            continue;
+        }
+        let matches = match &needle {
+            Some(n) => g.name.to_lowercase().contains(n.as_str()) || g.id.to_string() == *n,
+            None => true,
+        };
+        if !matches {
+            continue;
+        }
+        if let Some(state) = store.group(g.id).await? {
+            if needle.is_none() && !state.members.contains_key(&me) {
+                continue;
+            }
+            groups.push(view(&state, me));
+        }
+        if groups.len() >= 50 {
+            break;
+        }
+    }
+    Ok(Json(GroupList { groups }))
+}
+
+#[utoipa::path(get, path = "/api/groups/{id}", tag = "groups", params(("id" = u64, Path)), responses((status = 200, body = GroupView), (status = 404, body = ErrorBody)))]
+pub async fn get(auth: AuthUser, State(store): State<Store>, Path(gid): Path<u64>) -> Result<Json<GroupView>, ApiError> {
+    let state = load(&store, gid).await?;
+    if state.group.status != GroupStatus::Active && !state.members.contains_key(&auth.user.id) {
+        return Err(ApiError::not_found("No such group."));
+    }
+    Ok(Json(view(&state, auth.user.id)))
+}
+
+#[utoipa::path(patch, path = "/api/groups/{id}", tag = "groups", params(("id" = u64, Path)), request_body = GroupEdit,
+    responses((status = 200, body = GroupView), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn update(
+    auth: AuthUser,
+    State(store): State<Store>,
+    State(hub): State<Arc<Hub>>,
+    State(config): State<Arc<Config>>,
+    Path(gid): Path<u64>,
+    ApiJson(req): ApiJson<GroupEdit>,
+) -> Result<Json<GroupView>, ApiError> {
+    let e = InfoEdit {
+        name: req.name.as_deref().map(clean_name).transpose()?,
+        notice: req.notice.as_deref().map(clean_notice).transpose()?,
+        avatar: None,
+        join_mode: req.join_mode,
+    };
+    let me = auth.user.id;
+    let out = apply(&store, &hub, &config, gid, me, move |s| edit(s, me, e)).await?;
+    Ok(Json(view(&out.after, me)))
+}
+
+#[utoipa::path(delete, path = "/api/groups/{id}", tag = "groups", params(("id" = u64, Path)), responses((status = 204), (status = 403, body = ErrorBody)))]
+pub async fn remove(
+    auth: AuthUser,
+    State(store): State<Store>,
+    State(hub): State<Arc<Hub>>,
+    State(config): State<Arc<Config>>,
+    Path(gid): Path<u64>,
+) -> Result<StatusCode, ApiError> {
+    let me = auth.user.id;
+    apply(&store, &hub, &config, gid, me, move |s| dissolve(s, me)).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[utoipa::path(get, path = "/api/groups/{id}/members", tag = "groups", params(("id" = u64, Path)), responses((status = 200, body = MemberList), (status = 404, body = ErrorBody)))]
+pub async fn members(
+    auth: AuthUser,
+    State(store): State<Store>,
+    State(hub): State<Arc<Hub>>,
+    Path(gid): Path<u64>,
+) -> Result<Json<MemberList>, ApiError> {
+    let state = load(&store, gid).await?;
+    if !state.members.contains_key(&auth.user.id) {
+        return Err(ApiError::not_found("No such group."));
+    }
+    let mut members = Vec::with_capacity(state.members.len());
+    for (u, m) in &state.members {
+        if let Some(rec) = store.user(*u).await? {
+            let online = (!rec.hide_presence).then(|| hub.is_online(*u));
+            members.push(MemberView {
+                user: rec.public_view(),
+                role: m.role,
+                joined_at: m.joined_at,
+                muted_until: m.muted_until.filter(|t| *t > now_ms()),
+                online,
+            });
+        }
+    }
+    members.sort_by(|a, b| b.role.cmp(&a.role).then(a.joined_at.cmp(&b.joined_at)));
+    Ok(Json(MemberList { members }))
+}
+
+#[utoipa::path(post, path = "/api/groups/{id}/join", tag = "groups", params(("id" = u64, Path)), request_body = JoinRequest,
+    responses((status = 200, body = JoinAnswer), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub async fn join_group(
+    auth: AuthUser,
+    State(store): State<Store>,
+    State(hub): State<Arc<Hub>>,
+    State(config): State<Arc<Config>>,
+    Path(gid): Path<u64>,
+    ApiJson(req): ApiJson<JoinRequest>,
+) -> Result<Json<JoinAnswer>, ApiError> {
+    let me = auth.user.id;
+    let message = req.message.trim().chars().take(200).collect::<String>();
+    let state = load(&store, gid).await?;
+    if state.group.status != GroupStatus::Active {
+        return Err(ApiError::not_found("No such group."));
+    }
+    let now = now_ms();
+    let out = apply(&store, &hub, &config, gid, me, move |s| join(s, me, &message, now)).await?;
+    Ok(Json(JoinAnswer { joined: out.after.members.contains_key(&me), group: view(&out.after, me) }))
+}
+
+#[utoipa::path(post, path = "/api/groups/{id}/leave", tag = "groups", params(("id" = u64, Path)), responses((status = 204), (status = 409, body = ErrorBody)))]
+pub async fn leave_group(
+    auth: AuthUser,
+    State(store): State<Store>,
+    State(hub): State<Arc<Hub>>,
+    State(config): State<Arc<Config>>,
+    Path(gid): Path<u64>,
+) -> Result<StatusCode, ApiError> {
+    let me = auth.user.id;
+    apply(&store, &hub, &config, gid, me, move |s| leave(s, me)).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[utoipa::path(get, path = "/api/groups/{id}/applications", tag = "groups", params(("id" = u64, Path)), responses((status = 200, body = ApplicationList), (status = 403, body = ErrorBody)))]
+pub async fn applications(auth: AuthUser, State(store): State<Store>, Path(gid): Path<u64>) -> Result<Json<ApplicationList>, ApiError> {
+    let state = load(&store, gid).await?;
+    need(&state, auth.user.id, Role::Admin)?;
+    let mut out = Vec::new();
+    for (u, a) in &state.applications {
+        if let Some(rec) = store.user(*u).await? {
+            out.push(ApplicationView { user: rec.public_view(), message: a.message.clone(), created_at: a.created_at });
+        }
+    }
+    Ok(Json(ApplicationList { applications: out }))
+}
+
+#[utoipa::path(post, path = "/api/groups/{id}/applications/{user}/approve", tag = "groups", params(("id" = u64, Path), ("user" = u64, Path)),
+    responses((status = 200, body = GroupView), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn approve_application(
+    auth: AuthUser,
+    State(store): State<Store>,
+    State(hub): State<Arc<Hub>>,
+    State(config): State<Arc<Config>>,
+    Path((gid, user)): Path<(u64, u64)>,
+) -> Result<Json<GroupView>, ApiError> {
+    let me = auth.user.id;
+    let now = now_ms();
+    let out = apply(&store, &hub, &config, gid, me, move |s| approve(s, me, UserId(user), now)).await?;
+    Ok(Json(view(&out.after, me)))
+}
+
+#[utoipa::path(post, path = "/api/groups/{id}/applications/{user}/refuse", tag = "groups", params(("id" = u64, Path), ("user" = u64, Path)),
+    responses((status = 200, body = GroupView), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn refuse_application(
+    auth: AuthUser,
+    State(store): State<Store>,
+    State(hub): State<Arc<Hub>>,
+    State(config): State<Arc<Config>>,
+    Path((gid, user)): Path<(u64, u64)>,
+) -> Result<Json<GroupView>, ApiError> {
+    let me = auth.user.id;
+    let out = apply(&store, &hub, &config, gid, me, move |s| refuse(s, me, UserId(user))).await?;
+    Ok(Json(view(&out.after, me)))
+}
+
+#[utoipa::path(post, path = "/api/groups/{id}/members", tag = "groups", params(("id" = u64, Path)), request_body = Invite,
+    responses((status = 200, body = GroupView), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub async fn add_members(
+    auth: AuthUser,
+    State(store): State<Store>,
+    State(hub): State<Arc<Hub>>,
+    State(config): State<Arc<Config>>,
+    Path(gid): Path<u64>,
+    ApiJson(req): ApiJson<Invite>,
+) -> Result<Json<GroupView>, ApiError> {
+    let me = auth.user.id;
+    let mut users = req.users;
+    users.sort();
+    users.dedup();
+    check_contacts(&store, me, &users).await?;
+    let now = now_ms();
+    let out = apply(&store, &hub, &config, gid, me, move |s| invite(s, me, &users, now)).await?;
+    Ok(Json(view(&out.after, me)))
+}
+
+#[utoipa::path(delete, path = "/api/groups/{id}/members/{user}", tag = "groups", params(("id" = u64, Path), ("user" = u64, Path)),
+    responses((status = 204), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn remove_member(
+    auth: AuthUser,
+    State(store): State<Store>,
+    State(hub): State<Arc<Hub>>,
+    State(config): State<Arc<Config>>,
+    Path((gid, user)): Path<(u64, u64)>,
+) -> Result<StatusCode, ApiError> {
+    let me = auth.user.id;
+    let target = UserId(user);
+    apply(&store, &hub, &config, gid, me, move |s| if target == me { leave(s, me) } else { kick(s, me, target) }).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[utoipa::path(post, path = "/api/groups/{id}/members/{user}/mute", tag = "groups", params(("id" = u64, Path), ("user" = u64, Path)), request_body = MuteRequest,
+    responses((status = 200, body = GroupView), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn mute_member(
+    auth: AuthUser,
+    State(store): State<Store>,
+    State(hub): State<Arc<Hub>>,
+    State(config): State<Arc<Config>>,
+    Path((gid, user)): Path<(u64, u64)>,
+    ApiJson(req): ApiJson<MuteRequest>,
+) -> Result<Json<GroupView>, ApiError> {
+    let me = auth.user.id;
+    let until = req.minutes.filter(|m| *m > 0).map(|m| now_ms() + m.min(60 * 24 * 366) * 60_000);
+    let out = apply(&store, &hub, &config, gid, me, move |s| mute(s, me, UserId(user), until)).await?;
+    Ok(Json(view(&out.after, me)))
+}
+
+#[utoipa::path(post, path = "/api/groups/{id}/admins/{user}", tag = "groups", params(("id" = u64, Path), ("user" = u64, Path)),
+    responses((status = 200, body = GroupView), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub async fn add_admin(
+    auth: AuthUser,
+    State(store): State<Store>,
+    State(hub): State<Arc<Hub>>,
+    State(config): State<Arc<Config>>,
+    Path((gid, user)): Path<(u64, u64)>,
+) -> Result<Json<GroupView>, ApiError> {
+    let me = auth.user.id;
+    let out = apply(&store, &hub, &config, gid, me, move |s| set_admin(s, me, UserId(user), true)).await?;
+    Ok(Json(view(&out.after, me)))
+}
+
+#[utoipa::path(delete, path = "/api/groups/{id}/admins/{user}", tag = "groups", params(("id" = u64, Path), ("user" = u64, Path)),
+    responses((status = 200, body = GroupView), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub async fn remove_admin(
+    auth: AuthUser,
+    State(store): State<Store>,
+    State(hub): State<Arc<Hub>>,
+    State(config): State<Arc<Config>>,
+    Path((gid, user)): Path<(u64, u64)>,
+) -> Result<Json<GroupView>, ApiError> {
+    let me = auth.user.id;
+    let out = apply(&store, &hub, &config, gid, me, move |s| set_admin(s, me, UserId(user), false)).await?;
+    Ok(Json(view(&out.after, me)))
+}
+
+#[utoipa::path(post, path = "/api/groups/{id}/transfer", tag = "groups", params(("id" = u64, Path)), request_body = Transfer,
+    responses((status = 200, body = GroupView), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn transfer_group(
+    auth: AuthUser,
+    State(store): State<Store>,
+    State(hub): State<Arc<Hub>>,
+    State(config): State<Arc<Config>>,
+    Path(gid): Path<u64>,
+    ApiJson(req): ApiJson<Transfer>,
+) -> Result<Json<GroupView>, ApiError> {
+    let me = auth.user.id;
+    let out = apply(&store, &hub, &config, gid, me, move |s| transfer(s, me, req.user)).await?;
+    Ok(Json(view(&out.after, me)))
+}
