@@ -226,6 +226,13 @@ async fn handle_text(
         }
     };
     let ok = match frame {
+        // Behind writes still in flight, the pong waits its turn: answers keep request order.
+        ClientFrame::Ping if in_flight(pending) > 0 => {
+            if let Some(p) = pending.as_mut() {
+                p.queue.push_back(Box::pin(async { Some(ServerFrame::Pong) }));
+            }
+            true
+        }
         ClientFrame::Ping => conn.send_frame(&ServerFrame::Pong).await,
         ClientFrame::Send { client_id, conv, content, reply_to, mentions, mention_all } => {
             let out = chat::Outgoing { client_id, conv, content, reply_to, mentions, mention_all };

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::{FromRef, FromRequestParts, Path, State};
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -39,6 +39,45 @@ fn limits(config: &Config) -> GroupLimits {
         max_members: config.groups.max_members,
         max_groups_per_user: config.groups.max_groups_per_user,
         history_for_new_members: config.groups.history_for_new_members,
+    }
+}
+
+/// The caller of a group route, with what a group change needs.
+pub struct Actor {
+    pub me: UserId,
+    store: Store,
+    hub: Arc<Hub>,
+    config: Arc<Config>,
+}
+
+impl<S> FromRequestParts<S> for Actor
+where
+    S: Send + Sync,
+    Store: FromRef<S>,
+    Arc<Hub>: FromRef<S>,
+    Arc<Config>: FromRef<S>,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut axum::http::request::Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let auth = AuthUser::from_request_parts(parts, state).await?;
+        Ok(Actor {
+            me: auth.user.id,
+            store: Store::from_ref(state),
+            hub: Arc::<Hub>::from_ref(state),
+            config: Arc::<Config>::from_ref(state),
+        })
+    }
+}
+
+impl Actor {
+    /// Applies `rule` to group `gid` as this caller and announces the result.
+    pub async fn apply(
+        &self,
+        gid: u64,
+        rule: impl FnOnce(&GroupState) -> Result<GroupChange, Refusal> + Send + 'static,
+    ) -> Result<GroupOutcome, ApiError> {
+        apply(&self.store, &self.hub, &self.config, gid, self.me, rule).await
     }
 }
 
@@ -210,20 +249,14 @@ async fn load(store: &Store, gid: u64) -> Result<Arc<GroupState>, ApiError> {
 
 #[utoipa::path(post, path = "/api/groups", tag = "groups", request_body = NewGroup,
     responses((status = 201, body = GroupView), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody)))]
-pub async fn create(
-    auth: AuthUser,
-    State(store): State<Store>,
-    State(hub): State<Arc<Hub>>,
-    State(config): State<Arc<Config>>,
-    ApiJson(req): ApiJson<NewGroup>,
-) -> Result<(StatusCode, Json<GroupView>), ApiError> {
-    let me = auth.user.id;
+pub async fn create(actor: Actor, ApiJson(req): ApiJson<NewGroup>) -> Result<(StatusCode, Json<GroupView>), ApiError> {
+    let me = actor.me;
     let name = clean_name(&req.name)?;
     let notice = clean_notice(&req.notice)?;
     let mut members: Vec<UserId> = req.members.into_iter().filter(|u| *u != me).collect();
     members.sort();
     members.dedup();
-    check_contacts(&store, me, &members).await?;
+    check_contacts(&actor.store, me, &members).await?;
     members.insert(0, me);
     let record = GroupRecord {
         id: 0,
@@ -235,8 +268,8 @@ pub async fn create(
         created_at: now_ms(),
         status: GroupStatus::Active,
     };
-    let hub2 = hub.clone();
-    let out = store.create_group(me, record, members, limits(&config), move |o| announce(&hub2, o)).await??;
+    let hub2 = actor.hub.clone();
+    let out = actor.store.create_group(me, record, members, limits(&actor.config), move |o| announce(&hub2, o)).await??;
     Ok((StatusCode::CREATED, Json(view(&out.after, me))))
 }
 
@@ -280,35 +313,22 @@ pub async fn get(auth: AuthUser, State(store): State<Store>, Path(gid): Path<u64
 
 #[utoipa::path(patch, path = "/api/groups/{id}", tag = "groups", params(("id" = u64, Path)), request_body = GroupEdit,
     responses((status = 200, body = GroupView), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
-pub async fn update(
-    auth: AuthUser,
-    State(store): State<Store>,
-    State(hub): State<Arc<Hub>>,
-    State(config): State<Arc<Config>>,
-    Path(gid): Path<u64>,
-    ApiJson(req): ApiJson<GroupEdit>,
-) -> Result<Json<GroupView>, ApiError> {
+pub async fn update(actor: Actor, Path(gid): Path<u64>, ApiJson(req): ApiJson<GroupEdit>) -> Result<Json<GroupView>, ApiError> {
     let e = InfoEdit {
         name: req.name.as_deref().map(clean_name).transpose()?,
         notice: req.notice.as_deref().map(clean_notice).transpose()?,
         avatar: None,
         join_mode: req.join_mode,
     };
-    let me = auth.user.id;
-    let out = apply(&store, &hub, &config, gid, me, move |s| edit(s, me, e)).await?;
+    let me = actor.me;
+    let out = actor.apply(gid, move |s| edit(s, me, e)).await?;
     Ok(Json(view(&out.after, me)))
 }
 
 #[utoipa::path(delete, path = "/api/groups/{id}", tag = "groups", params(("id" = u64, Path)), responses((status = 204), (status = 403, body = ErrorBody)))]
-pub async fn remove(
-    auth: AuthUser,
-    State(store): State<Store>,
-    State(hub): State<Arc<Hub>>,
-    State(config): State<Arc<Config>>,
-    Path(gid): Path<u64>,
-) -> Result<StatusCode, ApiError> {
-    let me = auth.user.id;
-    apply(&store, &hub, &config, gid, me, move |s| dissolve(s, me)).await?;
+pub async fn remove(actor: Actor, Path(gid): Path<u64>) -> Result<StatusCode, ApiError> {
+    let me = actor.me;
+    actor.apply(gid, move |s| dissolve(s, me)).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -342,35 +362,22 @@ pub async fn members(
 
 #[utoipa::path(post, path = "/api/groups/{id}/join", tag = "groups", params(("id" = u64, Path)), request_body = JoinRequest,
     responses((status = 200, body = JoinAnswer), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
-pub async fn join_group(
-    auth: AuthUser,
-    State(store): State<Store>,
-    State(hub): State<Arc<Hub>>,
-    State(config): State<Arc<Config>>,
-    Path(gid): Path<u64>,
-    ApiJson(req): ApiJson<JoinRequest>,
-) -> Result<Json<JoinAnswer>, ApiError> {
-    let me = auth.user.id;
+pub async fn join_group(actor: Actor, Path(gid): Path<u64>, ApiJson(req): ApiJson<JoinRequest>) -> Result<Json<JoinAnswer>, ApiError> {
+    let me = actor.me;
     let message = req.message.trim().chars().take(200).collect::<String>();
-    let state = load(&store, gid).await?;
+    let state = load(&actor.store, gid).await?;
     if state.group.status != GroupStatus::Active {
         return Err(ApiError::not_found("No such group."));
     }
     let now = now_ms();
-    let out = apply(&store, &hub, &config, gid, me, move |s| join(s, me, &message, now)).await?;
+    let out = actor.apply(gid, move |s| join(s, me, &message, now)).await?;
     Ok(Json(JoinAnswer { joined: out.after.members.contains_key(&me), group: view(&out.after, me) }))
 }
 
 #[utoipa::path(post, path = "/api/groups/{id}/leave", tag = "groups", params(("id" = u64, Path)), responses((status = 204), (status = 409, body = ErrorBody)))]
-pub async fn leave_group(
-    auth: AuthUser,
-    State(store): State<Store>,
-    State(hub): State<Arc<Hub>>,
-    State(config): State<Arc<Config>>,
-    Path(gid): Path<u64>,
-) -> Result<StatusCode, ApiError> {
-    let me = auth.user.id;
-    apply(&store, &hub, &config, gid, me, move |s| leave(s, me)).await?;
+pub async fn leave_group(actor: Actor, Path(gid): Path<u64>) -> Result<StatusCode, ApiError> {
+    let me = actor.me;
+    actor.apply(gid, move |s| leave(s, me)).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -389,123 +396,76 @@ pub async fn applications(auth: AuthUser, State(store): State<Store>, Path(gid):
 
 #[utoipa::path(post, path = "/api/groups/{id}/applications/{user}/approve", tag = "groups", params(("id" = u64, Path), ("user" = u64, Path)),
     responses((status = 200, body = GroupView), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
-pub async fn approve_application(
-    auth: AuthUser,
-    State(store): State<Store>,
-    State(hub): State<Arc<Hub>>,
-    State(config): State<Arc<Config>>,
-    Path((gid, user)): Path<(u64, u64)>,
-) -> Result<Json<GroupView>, ApiError> {
-    let me = auth.user.id;
+pub async fn approve_application(actor: Actor, Path((gid, user)): Path<(u64, u64)>) -> Result<Json<GroupView>, ApiError> {
+    let me = actor.me;
     let now = now_ms();
-    let out = apply(&store, &hub, &config, gid, me, move |s| approve(s, me, UserId(user), now)).await?;
+    let out = actor.apply(gid, move |s| approve(s, me, UserId(user), now)).await?;
     Ok(Json(view(&out.after, me)))
 }
 
 #[utoipa::path(post, path = "/api/groups/{id}/applications/{user}/refuse", tag = "groups", params(("id" = u64, Path), ("user" = u64, Path)),
     responses((status = 200, body = GroupView), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
-pub async fn refuse_application(
-    auth: AuthUser,
-    State(store): State<Store>,
-    State(hub): State<Arc<Hub>>,
-    State(config): State<Arc<Config>>,
-    Path((gid, user)): Path<(u64, u64)>,
-) -> Result<Json<GroupView>, ApiError> {
-    let me = auth.user.id;
-    let out = apply(&store, &hub, &config, gid, me, move |s| refuse(s, me, UserId(user))).await?;
+pub async fn refuse_application(actor: Actor, Path((gid, user)): Path<(u64, u64)>) -> Result<Json<GroupView>, ApiError> {
+    let me = actor.me;
+    let out = actor.apply(gid, move |s| refuse(s, me, UserId(user))).await?;
     Ok(Json(view(&out.after, me)))
 }
 
 #[utoipa::path(post, path = "/api/groups/{id}/members", tag = "groups", params(("id" = u64, Path)), request_body = Invite,
     responses((status = 200, body = GroupView), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody)))]
-pub async fn add_members(
-    auth: AuthUser,
-    State(store): State<Store>,
-    State(hub): State<Arc<Hub>>,
-    State(config): State<Arc<Config>>,
-    Path(gid): Path<u64>,
-    ApiJson(req): ApiJson<Invite>,
-) -> Result<Json<GroupView>, ApiError> {
-    let me = auth.user.id;
+pub async fn add_members(actor: Actor, Path(gid): Path<u64>, ApiJson(req): ApiJson<Invite>) -> Result<Json<GroupView>, ApiError> {
+    let me = actor.me;
     let mut users = req.users;
     users.sort();
     users.dedup();
-    check_contacts(&store, me, &users).await?;
+    check_contacts(&actor.store, me, &users).await?;
     let now = now_ms();
-    let out = apply(&store, &hub, &config, gid, me, move |s| invite(s, me, &users, now)).await?;
+    let out = actor.apply(gid, move |s| invite(s, me, &users, now)).await?;
     Ok(Json(view(&out.after, me)))
 }
 
 #[utoipa::path(delete, path = "/api/groups/{id}/members/{user}", tag = "groups", params(("id" = u64, Path), ("user" = u64, Path)),
     responses((status = 204), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
-pub async fn remove_member(
-    auth: AuthUser,
-    State(store): State<Store>,
-    State(hub): State<Arc<Hub>>,
-    State(config): State<Arc<Config>>,
-    Path((gid, user)): Path<(u64, u64)>,
-) -> Result<StatusCode, ApiError> {
-    let me = auth.user.id;
+pub async fn remove_member(actor: Actor, Path((gid, user)): Path<(u64, u64)>) -> Result<StatusCode, ApiError> {
+    let me = actor.me;
     let target = UserId(user);
-    apply(&store, &hub, &config, gid, me, move |s| if target == me { leave(s, me) } else { kick(s, me, target) }).await?;
+    actor.apply(gid, move |s| if target == me { leave(s, me) } else { kick(s, me, target) }).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
 #[utoipa::path(post, path = "/api/groups/{id}/members/{user}/mute", tag = "groups", params(("id" = u64, Path), ("user" = u64, Path)), request_body = MuteRequest,
     responses((status = 200, body = GroupView), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn mute_member(
-    auth: AuthUser,
-    State(store): State<Store>,
-    State(hub): State<Arc<Hub>>,
-    State(config): State<Arc<Config>>,
+    actor: Actor,
     Path((gid, user)): Path<(u64, u64)>,
     ApiJson(req): ApiJson<MuteRequest>,
 ) -> Result<Json<GroupView>, ApiError> {
-    let me = auth.user.id;
+    let me = actor.me;
     let until = req.minutes.filter(|m| *m > 0).map(|m| now_ms() + m.min(60 * 24 * 366) * 60_000);
-    let out = apply(&store, &hub, &config, gid, me, move |s| mute(s, me, UserId(user), until)).await?;
+    let out = actor.apply(gid, move |s| mute(s, me, UserId(user), until)).await?;
     Ok(Json(view(&out.after, me)))
 }
 
 #[utoipa::path(post, path = "/api/groups/{id}/admins/{user}", tag = "groups", params(("id" = u64, Path), ("user" = u64, Path)),
     responses((status = 200, body = GroupView), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody)))]
-pub async fn add_admin(
-    auth: AuthUser,
-    State(store): State<Store>,
-    State(hub): State<Arc<Hub>>,
-    State(config): State<Arc<Config>>,
-    Path((gid, user)): Path<(u64, u64)>,
-) -> Result<Json<GroupView>, ApiError> {
-    let me = auth.user.id;
-    let out = apply(&store, &hub, &config, gid, me, move |s| set_admin(s, me, UserId(user), true)).await?;
+pub async fn add_admin(actor: Actor, Path((gid, user)): Path<(u64, u64)>) -> Result<Json<GroupView>, ApiError> {
+    let me = actor.me;
+    let out = actor.apply(gid, move |s| set_admin(s, me, UserId(user), true)).await?;
     Ok(Json(view(&out.after, me)))
 }
 
 #[utoipa::path(delete, path = "/api/groups/{id}/admins/{user}", tag = "groups", params(("id" = u64, Path), ("user" = u64, Path)),
     responses((status = 200, body = GroupView), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody)))]
-pub async fn remove_admin(
-    auth: AuthUser,
-    State(store): State<Store>,
-    State(hub): State<Arc<Hub>>,
-    State(config): State<Arc<Config>>,
-    Path((gid, user)): Path<(u64, u64)>,
-) -> Result<Json<GroupView>, ApiError> {
-    let me = auth.user.id;
-    let out = apply(&store, &hub, &config, gid, me, move |s| set_admin(s, me, UserId(user), false)).await?;
+pub async fn remove_admin(actor: Actor, Path((gid, user)): Path<(u64, u64)>) -> Result<Json<GroupView>, ApiError> {
+    let me = actor.me;
+    let out = actor.apply(gid, move |s| set_admin(s, me, UserId(user), false)).await?;
     Ok(Json(view(&out.after, me)))
 }
 
 #[utoipa::path(post, path = "/api/groups/{id}/transfer", tag = "groups", params(("id" = u64, Path)), request_body = Transfer,
     responses((status = 200, body = GroupView), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
-pub async fn transfer_group(
-    auth: AuthUser,
-    State(store): State<Store>,
-    State(hub): State<Arc<Hub>>,
-    State(config): State<Arc<Config>>,
-    Path(gid): Path<u64>,
-    ApiJson(req): ApiJson<Transfer>,
-) -> Result<Json<GroupView>, ApiError> {
-    let me = auth.user.id;
-    let out = apply(&store, &hub, &config, gid, me, move |s| transfer(s, me, req.user)).await?;
+pub async fn transfer_group(actor: Actor, Path(gid): Path<u64>, ApiJson(req): ApiJson<Transfer>) -> Result<Json<GroupView>, ApiError> {
+    let me = actor.me;
+    let out = actor.apply(gid, move |s| transfer(s, me, req.user)).await?;
     Ok(Json(view(&out.after, me)))
 }
