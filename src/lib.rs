@@ -78,8 +78,9 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: CancellationTo
     let turn = start_turn(&config, &store, listener.local_addr()?).await?;
     let state = app::AppState::new(config, store.clone(), hub, shutdown.child_token(), turn.as_ref().map(|t| t.info.clone()))?;
     let sockets = state.sockets.clone();
-    let limits = state.live.get().limits.clone();
-    let metrics_server = match state.live.get().metrics.listen.filter(|_| state.live.get().metrics.enabled) {
+    let started = state.live.get();
+    let limits = started.limits.clone();
+    let metrics_server = match started.metrics.listen.filter(|_| started.metrics.enabled) {
         Some(addr) => {
             let listener = TcpListener::bind(addr).await.map_err(|e| anyhow::anyhow!("cannot listen on {addr} for metrics: {e}"))?;
             tracing::info!(%addr, "metrics are served here");
@@ -105,7 +106,7 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: CancellationTo
             }
         })
     };
-    let control = tokio::spawn(console::serve(state.live.get().data_dir.clone(), store.clone(), state.hub.clone(), shutdown.clone()));
+    let control = tokio::spawn(console::serve(started.data_dir.clone(), store.clone(), state.hub.clone(), shutdown.clone()));
     let app = app::router(state);
     tracing::info!(addr = %listener.local_addr()?, "Chinwag is listening");
     server::serve(listener, app, Duration::from_secs(limits.header_timeout_secs), limits.connections_per_ip, shutdown.clone(), DRAIN).await;

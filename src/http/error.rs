@@ -66,6 +66,12 @@ impl ApiError {
             ..ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "busy", "The server is busy. Try again shortly.")
         }
     }
+    /// The same error under another code.
+    #[must_use]
+    pub fn with_code(mut self, code: &'static str) -> ApiError {
+        self.code = code;
+        self
+    }
     pub fn internal() -> ApiError {
         ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "Something went wrong on the server.")
     }

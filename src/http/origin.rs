@@ -48,14 +48,6 @@ pub async fn check_origin(policy: axum::extract::State<OriginPolicy>, req: Reque
     next.run(req).await
 }
 
-impl ApiError {
-    #[must_use]
-    pub fn with_code(mut self, code: &'static str) -> ApiError {
-        self.code = code;
-        self
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
