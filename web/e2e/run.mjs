@@ -7,36 +7,12 @@
 // contexts (one per user), and stops the server at the end. Exit status is non-zero on failure.
 import { test, before, after } from 'node:test'
 import assert from 'node:assert/strict'
-import { spawn } from 'node:child_process'
-import { createServer } from 'node:net'
-import { mkdtempSync, mkdirSync, rmSync, createWriteStream, existsSync } from 'node:fs'
-import { tmpdir } from 'node:os'
-import { join, resolve } from 'node:path'
-import { fileURLToPath } from 'node:url'
-import { chromium } from 'playwright-core'
+import { mkdirSync } from 'node:fs'
+import { join } from 'node:path'
+import * as lib from './lib.mjs'
+import { SHOTS, T, waitForCount, storedMessages, send } from './lib.mjs'
 
-const here = fileURLToPath(new URL('.', import.meta.url))
-const BIN = resolve(process.env.CHINWAG_BIN ?? join(here, '../../target/debug/chinwag'))
-const CHROMIUM = process.env.CHROMIUM ?? '/usr/bin/chromium'
-const SHOTS = process.env.SCREENSHOTS ? resolve(process.env.SCREENSHOTS) : null
-const HEADLESS_ARGS = [
-  '--headless',
-  '--no-sandbox',
-  '--disable-gpu',
-  '--disable-quic',
-  '--no-first-run',
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--disable-sync',
-  // Calls: a fake camera and microphone, allowed without asking.
-  '--use-fake-ui-for-media-stream',
-  '--use-fake-device-for-media-stream',
-]
-const T = 15_000 // default wait for anything the UI should show
-
-let server
-let serverLog = ''
-let dataDir
+let srv // the running server: { base, dataDir, log(), stop() }
 let base
 let browser
 /** @type {Record<string, {ctx: import('playwright-core').BrowserContext, page: import('playwright-core').Page}>} */
@@ -46,121 +22,24 @@ const alice = { username: `alice${run}`, nickname: 'Alice', password: 'correct h
 const bob = { username: `bob${run}`, nickname: 'Bob 鲍勃', password: 'battery staple 2' }
 let conv // the 1:1 conversation id of alice and bob
 
-function freePort() {
-  return new Promise((res, rej) => {
-    const s = createServer()
-    s.once('error', rej)
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address()
-      s.close(() => res(port))
-    })
-  })
-}
-
-async function startServer() {
-  if (!existsSync(BIN)) throw new Error(`no chinwag binary at ${BIN} (set CHINWAG_BIN)`)
-  const port = await freePort()
-  dataDir = mkdtempSync(join(tmpdir(), 'chinwag-e2e-'))
-  const log = createWriteStream(join(dataDir, 'server.log'))
-  server = spawn(BIN, ['serve', '--listen', `127.0.0.1:${port}`, '--data-dir', join(dataDir, 'data')], {
-    stdio: ['ignore', 'pipe', 'pipe'],
-    // The server reads every CHINWAG_* variable as a setting and refuses unknown ones, so the
-    // test's own CHINWAG_BIN must not reach it.
-    env: { ...Object.fromEntries(Object.entries(process.env).filter(([k]) => k !== 'CHINWAG_BIN')), RUST_LOG: process.env.RUST_LOG ?? 'warn' },
-  })
-  server.stdout.pipe(log)
-  server.stderr.pipe(log)
-  for (const stream of [server.stdout, server.stderr]) stream.on('data', (d) => (serverLog += d.toString()))
-  let exited = null
-  server.once('exit', (code) => (exited = code))
-  base = `http://127.0.0.1:${port}`
-  const deadline = Date.now() + 30_000
-  while (Date.now() < deadline) {
-    if (exited !== null) throw new Error(`server exited with ${exited}; log in ${join(dataDir, 'server.log')}`)
-    try {
-      const r = await fetch(`${base}/healthz`)
-      if (r.ok) return
-    } catch {
-      // not up yet
-    }
-    await new Promise((r) => setTimeout(r, 100))
-  }
-  throw new Error('server did not answer /healthz within 30 s')
-}
-
-async function stopServer() {
-  if (!server || server.exitCode !== null) return
-  const gone = new Promise((r) => server.once('exit', r))
-  server.kill('SIGTERM')
-  const timer = setTimeout(() => server.kill('SIGKILL'), 5000)
-  await gone
-  clearTimeout(timer)
-}
-
 async function newUser(name, opts = {}) {
-  const ctx = await browser.newContext({ viewport: { width: 1280, height: 800 }, locale: 'en-US', ...opts })
-  const page = await ctx.newPage()
-  page.on('pageerror', (e) => console.error(`[${name}] page error:`, e.message))
-  page.on('console', (m) => {
-    if (m.type() === 'error' && !/Failed to load resource|WebSocket/.test(m.text())) console.error(`[${name}] console:`, m.text())
-  })
-  users[name] = { ctx, page }
+  users[name] = await lib.newUserPage(browser, name, opts)
   return users[name]
 }
-
-async function register(page, u) {
-  await page.goto(base + '/')
-  await page.waitForURL(/\/login/)
-  await page.getByTestId('auth-tab-register').click()
-  await page.getByTestId('auth-username').fill(u.username)
-  await page.getByTestId('auth-nickname').fill(u.nickname)
-  await page.getByTestId('auth-password').fill(u.password)
-  await page.getByTestId('auth-confirm').fill(u.password)
-  await page.getByTestId('auth-submit').click()
-  await page.getByTestId('conversation-list').waitFor({ timeout: T })
-}
-
-async function login(page, u) {
-  await page.goto(base + '/login')
-  await page.getByTestId('auth-username').fill(u.username)
-  await page.getByTestId('auth-password').fill(u.password)
-  await page.getByTestId('auth-submit').click()
-  await page.getByTestId('conversation-list').waitFor({ timeout: T })
-}
-
-async function send(page, text) {
-  const box = page.getByTestId('composer-input')
-  await box.fill(text)
-  await box.press('Enter')
-}
-
-/** Messages (stored, not pending) in the open chat whose text is exactly `text`. */
-function storedMessages(page, text) {
-  return page.getByTestId('message-list').getByTestId('message').filter({ has: page.getByTestId('message-text').getByText(text, { exact: true }) })
-}
-
-async function waitForCount(locator, n, timeout = T) {
-  const deadline = Date.now() + timeout
-  let c = -1
-  while (Date.now() < deadline) {
-    c = await locator.count()
-    if (c === n) return
-    await new Promise((r) => setTimeout(r, 100))
-  }
-  assert.equal(c, n, `expected ${n} matching elements`)
-}
+const register = (page, u) => lib.register(base, page, u)
+const login = (page, u) => lib.login(base, page, u)
 
 before(async () => {
-  await startServer()
-  browser = await chromium.launch({ executablePath: CHROMIUM, args: HEADLESS_ARGS })
+  srv = await lib.startServer()
+  base = srv.base
+  browser = await lib.launchBrowser()
 })
 
 after(async () => {
   try {
     await browser?.close()
   } finally {
-    await stopServer()
-    if (dataDir && !process.env.KEEP_DATA) rmSync(dataDir, { recursive: true, force: true })
+    await srv?.stop()
   }
 })
 
@@ -219,7 +98,7 @@ test('one-time code login works when the server offers it', async (t) => {
   let code = null
   const deadline = Date.now() + T
   while (!code && Date.now() < deadline) {
-    code = re.exec(serverLog.replace(/\x1b\[[0-9;]*m/g, ''))?.[1] ?? null
+    code = re.exec(srv.log().replace(/\x1b\[[0-9;]*m/g, ''))?.[1] ?? null
     if (!code) await new Promise((r) => setTimeout(r, 100))
   }
   if (!code) return t.skip('no code in the server log (another otp sender?)')

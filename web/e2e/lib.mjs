@@ -1,0 +1,150 @@
+// Shared pieces of the end-to-end runs (run.mjs and the other e2e/*.mjs files): starting the
+// real `chinwag serve` on a free loopback port with a temporary data dir, launching the system
+// Chromium, and the UI steps every run needs (register, log in, send, wait for a count).
+import assert from 'node:assert/strict'
+import { spawn } from 'node:child_process'
+import { createServer } from 'node:net'
+import { mkdtempSync, rmSync, createWriteStream, existsSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join, resolve } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { chromium } from 'playwright-core'
+
+const here = fileURLToPath(new URL('.', import.meta.url))
+export const BIN = resolve(process.env.CHINWAG_BIN ?? join(here, '../../target/debug/chinwag'))
+export const CHROMIUM = process.env.CHROMIUM ?? '/usr/bin/chromium'
+export const SHOTS = process.env.SCREENSHOTS ? resolve(process.env.SCREENSHOTS) : null
+export const HEADLESS_ARGS = [
+  '--headless',
+  '--no-sandbox',
+  '--disable-gpu',
+  '--disable-quic',
+  '--no-first-run',
+  '--disable-background-networking',
+  '--disable-component-update',
+  '--disable-sync',
+  // Calls: a fake camera and microphone, allowed without asking.
+  '--use-fake-ui-for-media-stream',
+  '--use-fake-device-for-media-stream',
+]
+export const T = 15_000 // default wait for anything the UI should show
+
+export function freePort() {
+  return new Promise((res, rej) => {
+    const s = createServer()
+    s.once('error', rej)
+    s.listen(0, '127.0.0.1', () => {
+      const { port } = s.address()
+      s.close(() => res(port))
+    })
+  })
+}
+
+/**
+ * Starts `chinwag serve` and waits for /healthz. `env` adds settings (`CHINWAG_SECTION__KEY`).
+ * Returns { base, dataDir, log(), stop() }; stop() ends the server and removes its data dir
+ * (kept when KEEP_DATA is set).
+ */
+export async function startServer({ env = {} } = {}) {
+  if (!existsSync(BIN)) throw new Error(`no chinwag binary at ${BIN} (set CHINWAG_BIN)`)
+  const port = await freePort()
+  const dataDir = mkdtempSync(join(tmpdir(), 'chinwag-e2e-'))
+  const logFile = createWriteStream(join(dataDir, 'server.log'))
+  let text = ''
+  const proc = spawn(BIN, ['serve', '--listen', `127.0.0.1:${port}`, '--data-dir', join(dataDir, 'data')], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+    // The server reads every CHINWAG_* variable as a setting and refuses unknown ones, so the
+    // test's own CHINWAG_BIN must not reach it.
+    env: {
+      ...Object.fromEntries(Object.entries(process.env).filter(([k]) => k !== 'CHINWAG_BIN')),
+      RUST_LOG: process.env.RUST_LOG ?? 'warn',
+      ...env,
+    },
+  })
+  proc.stdout.pipe(logFile)
+  proc.stderr.pipe(logFile)
+  for (const stream of [proc.stdout, proc.stderr]) stream.on('data', (d) => (text += d.toString()))
+  let exited = null
+  proc.once('exit', (code) => (exited = code))
+  const base = `http://127.0.0.1:${port}`
+  const stop = async () => {
+    if (proc.exitCode === null && proc.signalCode === null) {
+      const gone = new Promise((r) => proc.once('exit', r))
+      proc.kill('SIGTERM')
+      const timer = setTimeout(() => proc.kill('SIGKILL'), 5000)
+      await gone
+      clearTimeout(timer)
+    }
+    if (!process.env.KEEP_DATA) rmSync(dataDir, { recursive: true, force: true })
+  }
+  const deadline = Date.now() + 30_000
+  while (Date.now() < deadline) {
+    if (exited !== null) throw new Error(`server exited with ${exited}; log in ${join(dataDir, 'server.log')}:\n${text}`)
+    try {
+      const r = await fetch(`${base}/healthz`)
+      if (r.ok) return { base, dataDir, log: () => text, stop }
+    } catch {
+      // not up yet
+    }
+    await new Promise((r) => setTimeout(r, 100))
+  }
+  await stop()
+  throw new Error('server did not answer /healthz within 30 s')
+}
+
+export function launchBrowser() {
+  return chromium.launch({ executablePath: CHROMIUM, args: HEADLESS_ARGS })
+}
+
+/** A browser context and page for one user, with page errors printed under the user's name. */
+export async function newUserPage(browser, name, opts = {}) {
+  const ctx = await browser.newContext({ viewport: { width: 1280, height: 800 }, locale: 'en-US', ...opts })
+  const page = await ctx.newPage()
+  page.on('pageerror', (e) => console.error(`[${name}] page error:`, e.message))
+  page.on('console', (m) => {
+    if (m.type() === 'error' && !/Failed to load resource|WebSocket/.test(m.text())) console.error(`[${name}] console:`, m.text())
+  })
+  return { ctx, page }
+}
+
+export async function register(base, page, u) {
+  await page.goto(base + '/')
+  await page.waitForURL(/\/login/)
+  await page.getByTestId('auth-tab-register').click()
+  await page.getByTestId('auth-username').fill(u.username)
+  await page.getByTestId('auth-nickname').fill(u.nickname)
+  await page.getByTestId('auth-password').fill(u.password)
+  await page.getByTestId('auth-confirm').fill(u.password)
+  await page.getByTestId('auth-submit').click()
+  await page.getByTestId('conversation-list').waitFor({ timeout: T })
+}
+
+export async function login(base, page, u) {
+  await page.goto(base + '/login')
+  await page.getByTestId('auth-username').fill(u.username)
+  await page.getByTestId('auth-password').fill(u.password)
+  await page.getByTestId('auth-submit').click()
+  await page.getByTestId('conversation-list').waitFor({ timeout: T })
+}
+
+export async function send(page, text) {
+  const box = page.getByTestId('composer-input')
+  await box.fill(text)
+  await box.press('Enter')
+}
+
+/** Messages (stored, not pending) in the open chat whose text is exactly `text`. */
+export function storedMessages(page, text) {
+  return page.getByTestId('message-list').getByTestId('message').filter({ has: page.getByTestId('message-text').getByText(text, { exact: true }) })
+}
+
+export async function waitForCount(locator, n, timeout = T) {
+  const deadline = Date.now() + timeout
+  let c = -1
+  while (Date.now() < deadline) {
+    c = await locator.count()
+    if (c === n) return
+    await new Promise((r) => setTimeout(r, 100))
+  }
+  assert.equal(c, n, `expected ${n} matching elements`)
+}
