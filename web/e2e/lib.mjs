@@ -26,6 +26,8 @@ export const HEADLESS_ARGS = [
   // Calls: a fake camera and microphone, allowed without asking.
   '--use-fake-ui-for-media-stream',
   '--use-fake-device-for-media-stream',
+  // NETLOG=/tmp/x.json records Chromium's network log (open it in netlog-viewer) for debugging.
+  ...(process.env.NETLOG ? [`--log-net-log=${resolve(process.env.NETLOG)}`] : []),
 ]
 export const T = 15_000 // default wait for anything the UI should show
 

@@ -628,18 +628,21 @@ test('media: a photo arrives as a thumbnail and opens full size; files, drops, s
   await failed.getByText(/too large/).waitFor({ timeout: 30_000 })
   await failed.getByRole('button', { name: 'Delete' }).click()
   await waitForCount(a.getByTestId('message-failed'), 0)
-  // Alice (an administrator) makes a sticker pack; Bob sends a sticker from the picker.
-  const face = await makeFace(a)
-  await a.evaluate(async (b64) => {
-    const bytes = Uint8Array.from(atob(b64), (ch) => ch.charCodeAt(0))
-    const form = new FormData()
-    form.append('file', new Blob([bytes], { type: 'image/png' }), 'smile.png')
-    const f = await (await fetch('/api/files', { method: 'POST', body: form })).json()
-    const json = { 'Content-Type': 'application/json' }
-    const pack = await (await fetch('/api/stickers/packs', { method: 'POST', headers: json, body: JSON.stringify({ name: 'Faces' }) })).json()
-    const r = await fetch(`/api/stickers/packs/${pack.id}/stickers`, { method: 'POST', headers: json, body: JSON.stringify({ file_id: f.id }) })
-    if (!r.ok) throw new Error(`sticker: ${r.status}`)
-  }, face.toString('base64'))
+  // Alice (an administrator) makes a sticker pack on the admin screen, adds two faces and
+  // removes one; Bob sends the other from the picker.
+  await a.goto(`${base}/admin/stickers`)
+  await a.getByTestId('admin-sticker-pack-name').fill('Faces')
+  await a.getByTestId('admin-sticker-pack-create').click()
+  const pack = a.locator('[data-testid^="admin-sticker-pack-"]').filter({ hasText: 'Faces' })
+  await pack.waitFor({ timeout: T })
+  await pack.getByTestId('admin-sticker-file').setInputFiles([
+    { name: 'smile.png', mimeType: 'image/png', buffer: await makeFace(a) },
+    { name: 'blue.png', mimeType: 'image/png', buffer: await makeFace(a, '#7ec8e3') },
+  ])
+  await waitForCount(pack.getByTestId('admin-sticker'), 2)
+  await pack.getByTestId('admin-sticker-remove').last().click()
+  await waitForCount(pack.getByTestId('admin-sticker'), 1)
+  await a.goto(`${base}/chat/${conv}`)
   await b.getByTestId('emoji-toggle').click()
   await b.getByTestId('sticker-tab').click()
   await b.getByTestId('sticker-0').click()
@@ -851,6 +854,10 @@ test('screenshots', { skip: !SHOTS }, async () => {
     await page.getByTestId(`admin-user-${bob.username}`).waitFor()
     await page.waitForTimeout(400)
     await page.screenshot({ path: join(SHOTS, `${tag}-10-admin-users.png`) })
+    await page.goto(`${base}/admin/stickers`)
+    await page.getByTestId('admin-sticker').first().waitFor()
+    await page.waitForTimeout(400)
+    await page.screenshot({ path: join(SHOTS, `${tag}-11-admin-stickers.png`) })
     await ctx.close()
   }
   console.log(`screenshots in ${SHOTS}`)

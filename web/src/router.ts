@@ -17,7 +17,7 @@ export const router = createRouter({
         { path: 'contacts', name: 'contacts', component: () => import('./views/ContactsView.vue') },
         { path: 'settings', name: 'settings', component: () => import('./views/SettingsView.vue') },
         {
-          path: 'admin/:tab(dashboard|users|groups|settings|audit)?',
+          path: 'admin/:tab(dashboard|users|groups|stickers|settings|audit)?',
           name: 'admin',
           component: () => import('./views/AdminView.vue'),
           props: true,

@@ -257,6 +257,9 @@ export const api = {
   stickers: () => request<{ packs: StickerPack[] }>('GET', '/api/stickers'),
   createStickerPack: (name: string) => request<StickerPack>('POST', '/api/stickers/packs', { name }),
   addSticker: (pack: number, fileId: string) => request<StickerPack>('POST', `/api/stickers/packs/${pack}/stickers`, { file_id: fileId }),
+  deleteStickerPack: (pack: number) => request<unknown>('DELETE', `/api/stickers/packs/${pack}`),
+  removeSticker: (pack: number, fileId: string) =>
+    request<unknown>('DELETE', `/api/stickers/packs/${pack}/stickers/${encodeURIComponent(fileId)}`),
 
   // ---- calls ----
   iceServers: () => request<{ ice_servers: IceServer[]; ttl_secs: number }>('GET', '/api/calls/ice-servers'),
