@@ -41,21 +41,43 @@ pub struct Calls {
     pub max_group_participants: usize,
     /// TURN credential fetches (`GET /api/calls/ice-servers`) per user per 10 minutes.
     pub ice_servers_per_10_min: u32,
+    /// Send all call media through the TURN relay (`ice_transport_policy: "relay"` in
+    /// `GET /api/calls/ice-servers`): people in a call never learn each other's IP addresses, at
+    /// the cost of relay bandwidth and a little latency. Needs the relay (`turn.enabled`).
+    pub relay_only: bool,
 }
 
 impl Default for Calls {
     fn default() -> Self {
-        Calls { ring_timeout_secs: 45, max_group_participants: 4, ice_servers_per_10_min: 100 }
+        Calls { ring_timeout_secs: 45, max_group_participants: 4, ice_servers_per_10_min: 100, relay_only: false }
     }
 }
 
-/// The embedded TURN/STUN server (UDP) that relays call media between people behind NATs.
+/// The embedded TURN/STUN server (UDP, TCP and optionally TLS) that relays call media between
+/// people behind NATs.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Turn {
     pub enabled: bool,
     /// UDP address the TURN/STUN server listens on.
     pub listen: SocketAddr,
+    /// Also serve TURN over TCP on the same address and port as `listen` (for clients whose
+    /// network blocks UDP). The relayed side stays UDP.
+    pub tcp: bool,
+    /// Address for TURN over TLS (`turns:` URLs), e.g. `0.0.0.0:5349`; off when unset. Needs
+    /// `tls_cert` and `tls_key`, and `public_host` set to a name the certificate is valid for.
+    pub tls_listen: Option<SocketAddr>,
+    /// PEM certificate chain for TURN over TLS.
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1) for TURN over TLS.
+    pub tls_key: Option<PathBuf>,
+    /// TCP and TLS connections one client address (an IPv6 /64) may hold at once.
+    pub stream_connections_per_ip: usize,
+    /// TCP and TLS connections the server holds at once.
+    pub stream_connections: usize,
+    /// Seconds a new TCP or TLS connection has to finish its TLS handshake and send a valid
+    /// STUN message; it is closed otherwise.
+    pub stream_handshake_secs: u64,
     /// The address clients reach this server at (relay addresses are given out on it). Without
     /// it, calls between people behind different NATs may fail; a warning says so at start.
     pub public_ip: Option<std::net::IpAddr>,
@@ -85,6 +107,13 @@ impl Default for Turn {
         Turn {
             enabled: true,
             listen: SocketAddr::from(([0, 0, 0, 0], 3478)),
+            tcp: true,
+            tls_listen: None,
+            tls_cert: None,
+            tls_key: None,
+            stream_connections_per_ip: 64,
+            stream_connections: 2048,
+            stream_handshake_secs: 10,
             public_ip: None,
             public_host: None,
             relay_min_port: 49152,
@@ -315,6 +344,8 @@ pub enum ConfigError {
 }
 
 const ENV_PREFIX: &str = "CHINWAG_";
+/// Longest recall and edit window, in seconds (ten years).
+pub const MAX_WINDOW_SECS: u64 = 10 * 365 * 86_400;
 /// Variables that belong to the CLI, not to the settings tree.
 const ENV_NOT_SETTINGS: &[&str] = &["CHINWAG_CONFIG", "CHINWAG_LOG"];
 
@@ -379,6 +410,11 @@ impl Config {
         if self.media.max_upload_bytes == 0 {
             return bad("media.max_upload_bytes must be at least 1");
         }
+        // The windows are multiplied into milliseconds; ten years is far past any use and keeps
+        // that from overflowing.
+        if self.chat.recall_window_secs > MAX_WINDOW_SECS || self.chat.edit_window_secs > MAX_WINDOW_SECS {
+            return bad("chat.recall_window_secs and chat.edit_window_secs must be at most 315360000 (ten years)");
+        }
         if self.calls.ring_timeout_secs == 0 || !(2..=16).contains(&self.calls.max_group_participants) {
             return bad("calls.ring_timeout_secs must be at least 1 and calls.max_group_participants 2 to 16");
         }
@@ -387,6 +423,14 @@ impl Config {
         }
         if self.turn.credential_ttl_secs == 0 || self.turn.user_quota == 0 || self.turn.total_quota == 0 {
             return bad("turn.credential_ttl_secs, turn.user_quota and turn.total_quota must be at least 1");
+        }
+        let t = &self.turn;
+        if t.stream_connections_per_ip == 0 || t.stream_connections == 0 || t.stream_handshake_secs == 0 {
+            return bad("turn.stream_connections_per_ip, turn.stream_connections and turn.stream_handshake_secs must be at least 1");
+        }
+        let tls = [t.tls_listen.is_some(), t.tls_cert.is_some(), t.tls_key.is_some()];
+        if tls.contains(&true) && tls.contains(&false) {
+            return bad("TURN over TLS needs all three of turn.tls_listen, turn.tls_cert and turn.tls_key (or none of them)");
         }
         Ok(())
     }
@@ -446,7 +490,10 @@ fn set_path(tree: &mut toml::Table, path: &[String], value: toml::Value) -> Resu
         };
     }
     if !node.contains_key(last)
-        && !matches!(last.as_str(), "otp_webhook_url" | "otp_webhook_token" | "listen" | "public_ip" | "public_host")
+        && !matches!(
+            last.as_str(),
+            "otp_webhook_url" | "otp_webhook_token" | "listen" | "public_ip" | "public_host" | "tls_listen" | "tls_cert" | "tls_key"
+        )
     {
         return Err(format!("unknown setting `{}`", path.join(".")));
     }

@@ -56,8 +56,9 @@ async fn start_turn(config: &Config, store: &Store, http: SocketAddr) -> anyhow:
         return Ok(None);
     }
     calls::filter::PeerFilter::new(&config.turn.allow_peers, Vec::new()).map_err(anyhow::Error::msg)?;
+    let tls = calls::turn::tls_acceptor(&config.turn)?;
     let secret = store.turn_secret().await?;
-    match calls::turn::TurnServer::start(&config.turn, secret, http).await {
+    match calls::turn::TurnServer::start(&config.turn, secret, http, tls).await {
         Ok(t) => Ok(Some(t)),
         Err(e) => {
             tracing::error!(error = %e, "the TURN relay is off; calls between people behind NATs will fail");

@@ -36,7 +36,7 @@ pub struct Metrics {
     slow_dropped: Gauge,
     commits: Gauge,
     writes: Gauge,
-    turn: Option<(Arc<crate::calls::turn::TurnStats>, [Gauge; 5])>,
+    turn: Option<(Arc<crate::calls::turn::TurnStats>, [Gauge; 6])>,
 }
 
 impl Metrics {
@@ -60,13 +60,14 @@ impl Metrics {
         registry.register("store_commit_seconds", "Time to commit one batch, including fsync", store.stats.commit_seconds.clone());
         registry.register("store_write_wait_seconds", "Time from a write request to its durable answer", store.stats.write_wait.clone());
         let turn = turn_stats.map(|stats| {
-            let gauges: [Gauge; 5] = Default::default();
+            let gauges: [Gauge; 6] = Default::default();
             let names = [
                 ("turn_allocations", "TURN allocations (relay sockets) open now"),
                 ("turn_bytes_from_peers", "Bytes relayed from peers to clients since start"),
                 ("turn_bytes_to_peers", "Bytes relayed from clients to peers since start"),
                 ("turn_refused_peers", "TURN requests refused for their peer address since start"),
                 ("turn_auth_failures", "TURN requests with bad or expired credentials since start"),
+                ("turn_stream_connections", "TURN over TCP and TLS connections open now"),
             ];
             for ((name, help), g) in names.into_iter().zip(&gauges) {
                 registry.register(name, help, g.clone());
@@ -85,7 +86,7 @@ impl Metrics {
         self.commits.set(i64::try_from(self.store.stats.commits.load(Ordering::Relaxed)).unwrap_or(i64::MAX));
         self.writes.set(i64::try_from(self.store.stats.writes.load(Ordering::Relaxed)).unwrap_or(i64::MAX));
         if let Some((s, g)) = &self.turn {
-            let v = [&s.allocations, &s.bytes_from_peers, &s.bytes_to_peers, &s.refused_peers, &s.auth_failures];
+            let v = [&s.allocations, &s.bytes_from_peers, &s.bytes_to_peers, &s.refused_peers, &s.auth_failures, &s.stream_connections];
             for (gauge, value) in g.iter().zip(v) {
                 gauge.set(i64::try_from(value.load(Ordering::Relaxed)).unwrap_or(i64::MAX));
             }

@@ -40,6 +40,24 @@ pub use self::turn::TurnInfo;
 /// Groups larger than this cannot start a call: every member's devices would ring.
 pub const MAX_GROUP_FOR_CALLS: usize = 500;
 
+/// `RTCConfiguration.iceTransportPolicy` for the browsers in a call, given out with the ICE
+/// servers: `relay` sends all media through the TURN relay, so that the people in a call never
+/// learn each other's addresses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum IceTransportPolicy {
+    All,
+    Relay,
+}
+
+impl IceTransportPolicy {
+    /// `relay` when `calls.relay_only` is set and a relay runs; without a relay, forcing it
+    /// would make every call fail, so the browsers may then connect directly.
+    pub fn of(config: &Config, relay_running: bool) -> IceTransportPolicy {
+        if config.calls.relay_only && relay_running { IceTransportPolicy::Relay } else { IceTransportPolicy::All }
+    }
+}
+
 /// Calls in progress and what carrying them out needs.
 pub struct Calls {
     registry: Mutex<Registry>,
@@ -242,5 +260,20 @@ async fn log_call(store: &Store, hub: &Arc<Hub>, conv: ConvId, caller: UserId, c
         Ok(Ok(_)) => {}
         Ok(Err(r)) => tracing::warn!(?r, "call record refused"),
         Err(e) => tracing::error!(error = %e, "cannot record a call"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn relay_only_is_the_policy_only_when_a_relay_runs() {
+        let mut c = Config::default();
+        assert_eq!(IceTransportPolicy::of(&c, true), IceTransportPolicy::All, "off by default");
+        c.calls.relay_only = true;
+        assert_eq!(IceTransportPolicy::of(&c, true), IceTransportPolicy::Relay);
+        assert_eq!(IceTransportPolicy::of(&c, false), IceTransportPolicy::All, "no relay: calls may still connect directly");
+        assert_eq!(serde_json::to_value(IceTransportPolicy::Relay).unwrap(), "relay");
     }
 }

@@ -19,7 +19,8 @@ use crate::http::{ApiError, AuthUser};
 /// One entry of `RTCConfiguration.iceServers`.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct IceServer {
-    /// `stun:HOST:PORT` and `turn:HOST:PORT?transport=udp`.
+    /// `stun:HOST:PORT`, `turn:HOST:PORT?transport=udp`, `turn:HOST:PORT?transport=tcp` (when
+    /// `turn.tcp`) and `turns:HOST:TLSPORT?transport=tcp` (when TURN over TLS is configured).
     pub urls: Vec<String>,
     /// `expiry:userid`
     pub username: String,
@@ -33,6 +34,8 @@ pub struct IceServers {
     pub ice_servers: Vec<IceServer>,
     /// How long the credentials stay valid, seconds; fetch new ones before then.
     pub ttl_secs: u64,
+    /// `RTCConfiguration.iceTransportPolicy`: `relay` when `calls.relay_only` is set.
+    pub ice_transport_policy: super::IceTransportPolicy,
 }
 
 /// The host clients reach the TURN server at: `turn.public_host`, `turn.public_ip`, or the host
@@ -58,6 +61,19 @@ fn turn_host(config: &Config, relay_ip: std::net::IpAddr, headers: &HeaderMap) -
         .unwrap_or_else(|| bracket(relay_ip))
 }
 
+/// UDP first: browsers try the URLs in parallel, and UDP is what media should take when it can.
+/// A `turns:` URL only works with a host name the certificate is valid for (`turn.public_host`).
+fn turn_urls(host: &str, port: u16, tcp: bool, tls_port: Option<u16>) -> Vec<String> {
+    let mut urls = vec![format!("stun:{host}:{port}"), format!("turn:{host}:{port}?transport=udp")];
+    if tcp {
+        urls.push(format!("turn:{host}:{port}?transport=tcp"));
+    }
+    if let Some(tls) = tls_port {
+        urls.push(format!("turns:{host}:{tls}?transport=tcp"));
+    }
+    urls
+}
+
 fn bracket(ip: std::net::IpAddr) -> String {
     if ip.is_ipv6() { format!("[{ip}]") } else { ip.to_string() }
 }
@@ -72,18 +88,24 @@ pub async fn ice_servers(
     headers: HeaderMap,
 ) -> Result<Json<IceServers>, ApiError> {
     calls.ice_limiter.take(&auth.user.id.0.to_string(), std::time::Instant::now()).map_err(ApiError::rate_limited)?;
-    let Some(turn) = &calls.turn else { return Ok(Json(IceServers { ice_servers: Vec::new(), ttl_secs: 0 })) };
+    let Some(turn) = &calls.turn else {
+        return Ok(Json(IceServers {
+            ice_servers: Vec::new(),
+            ttl_secs: 0,
+            ice_transport_policy: super::IceTransportPolicy::of(&config, false),
+        }));
+    };
     let ttl = config.turn.credential_ttl_secs;
     let creds = credentials::issue(&turn.secret, auth.user.id, credentials::now_secs() + ttl);
     let host = turn_host(&config, turn.relay_ip, &headers);
-    let port = turn.local_addr.port();
     Ok(Json(IceServers {
         ice_servers: vec![IceServer {
-            urls: vec![format!("stun:{host}:{port}"), format!("turn:{host}:{port}?transport=udp")],
+            urls: turn_urls(&host, turn.local_addr.port(), turn.tcp, turn.tls_addr.map(|a| a.port())),
             username: creds.username,
             credential: creds.password,
         }],
         ttl_secs: ttl,
+        ice_transport_policy: super::IceTransportPolicy::of(&config, true),
     }))
 }
 
@@ -107,5 +129,14 @@ mod tests {
         assert_eq!(turn_host(&c, ip, &h), "203.0.113.5");
         c.turn.public_host = Some("turn.example.org".into());
         assert_eq!(turn_host(&c, ip, &h), "turn.example.org");
+    }
+
+    #[test]
+    fn tcp_and_tls_urls_follow_the_listeners() {
+        assert_eq!(turn_urls("h", 3478, false, None), ["stun:h:3478", "turn:h:3478?transport=udp"]);
+        assert_eq!(
+            turn_urls("h", 3478, true, Some(5349)),
+            ["stun:h:3478", "turn:h:3478?transport=udp", "turn:h:3478?transport=tcp", "turns:h:5349?transport=tcp"]
+        );
     }
 }

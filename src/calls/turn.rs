@@ -1,15 +1,22 @@
 //! The embedded TURN/STUN server: webrtc-rs `turn` 0.17 for the protocol, with Chinwag's own
 //! sockets and read loops around it.
 //!
-//! The crate's `Server` reads its socket in one task and has no peer filter and no quota, so
-//! this module runs the crate's per-datagram `Request` handler from its own loops instead:
+//! The crate's `Server` reads one UDP socket in one task and has no peer filter, no quota and
+//! no TCP or TLS, so this module runs the crate's per-message `Request` handler from its own
+//! loops instead:
 //! - several UDP sockets share the port (SO_REUSEPORT, one read task each, big receive
 //!   buffers), because one task copying every packet is what lost packets under load;
-//! - each datagram is screened first: permissions, channel binds and Send indications towards
-//!   a peer the [`PeerFilter`] refuses are answered 403 (or dropped), failed credentials get a
-//!   proper 401, and an Allocate past the user's or the server's quota gets 486;
+//! - [`stream`] serves TURN over TCP (same port) and over TLS: one task per connection cuts
+//!   the byte stream into STUN and ChannelData messages and hands each to the same handler,
+//!   with a per-connection `Conn` that writes the answers and the relayed data back to it;
+//! - every message, whatever it came over, is screened first ([`handle_message`]):
+//!   permissions, channel binds and Send indications towards a peer the [`PeerFilter`] refuses
+//!   are answered 403 (or dropped), failed credentials get a proper 401, and an Allocate past
+//!   the user's or the server's quota gets 486;
 //! - relay sockets are [`FilteredConn`]s that refuse to send to, and drop packets from, refused
 //!   peers, so nothing reaches a private address even if a check above were bypassed.
+
+mod stream;
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -26,7 +33,7 @@ use stun::message::{
     METHOD_SEND, Message, MessageType, Setter,
 };
 use stun::textattrs::{Nonce, Realm, Username};
-use tokio::net::UdpSocket;
+use tokio::net::{TcpListener, UdpSocket};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -38,6 +45,9 @@ use webrtc_util::Conn;
 use super::credentials::{self, RestAuth};
 use super::filter::PeerFilter;
 use crate::config;
+
+pub use self::stream::tls_acceptor;
+pub use tokio_rustls::TlsAcceptor;
 
 /// The realm in every 401 and in the credentials' key.
 pub const REALM: &str = "chinwag";
@@ -69,13 +79,21 @@ pub struct TurnStats {
     /// Bytes relayed from peers to clients, and from clients to peers.
     pub bytes_from_peers: AtomicU64,
     pub bytes_to_peers: AtomicU64,
+    /// TURN over TCP and TLS connections open now.
+    pub stream_connections: AtomicU64,
+    /// TCP and TLS connections refused at once because a connection cap was reached.
+    pub stream_refused: AtomicU64,
 }
 
 /// What the rest of Chinwag needs to know about the running TURN server.
 #[derive(Clone, Debug)]
 pub struct TurnInfo {
-    /// Where the server listens (the real port when `turn.listen` asked for port 0).
+    /// Where the server listens (the real port when `turn.listen` asked for port 0), on UDP
+    /// and, when `tcp` is set, on TCP too.
     pub local_addr: SocketAddr,
+    pub tcp: bool,
+    /// Where TURN over TLS listens, when it is configured.
+    pub tls_addr: Option<SocketAddr>,
     /// The address relays are advertised on.
     pub relay_ip: IpAddr,
     pub secret: String,
@@ -85,6 +103,7 @@ pub struct TurnInfo {
 /// A running TURN server; [`TurnServer::stop`] ends it.
 pub struct TurnServer {
     pub info: TurnInfo,
+    /// Every allocation manager: one per UDP socket, then the one for TCP and TLS.
     managers: Arc<Vec<Arc<Manager>>>,
     shutdown: CancellationToken,
     tasks: TaskTracker,
@@ -95,6 +114,7 @@ struct Shared {
     auth: Arc<RestAuth>,
     nonces: Nonces,
     filter: Arc<PeerFilter>,
+    /// All of them, for the quota counts.
     managers: Arc<Vec<Arc<Manager>>>,
     user_quota: usize,
     total_quota: usize,
@@ -105,19 +125,32 @@ struct Shared {
 }
 
 impl TurnServer {
-    /// Binds the TURN port and starts serving. `http` is the chat server's own address, which
-    /// relays may never reach.
-    pub async fn start(cfg: &config::Turn, secret: String, http: SocketAddr) -> anyhow::Result<TurnServer> {
+    /// Binds the TURN ports and starts serving. `http` is the chat server's own address, which
+    /// relays may never reach; `tls` is what [`tls_acceptor`] made of the settings.
+    pub async fn start(cfg: &config::Turn, secret: String, http: SocketAddr, tls: Option<TlsAcceptor>) -> anyhow::Result<TurnServer> {
         let n = if cfg.sockets == 0 { std::thread::available_parallelism().map_or(1, std::num::NonZero::get) } else { cfg.sockets };
-        let mut sockets = Vec::with_capacity(n);
-        let first = bind_udp(cfg.listen, n > 1).map_err(|e| anyhow::anyhow!("cannot listen for TURN on UDP {}: {e}", cfg.listen))?;
+        let (first, tcp) = bind_udp_and_tcp(cfg.listen, n > 1, cfg.tcp)?;
         let local_addr = first.local_addr()?;
-        sockets.push(first);
+        let mut sockets = vec![first];
         for _ in 1..n {
             sockets.push(bind_udp(local_addr, true).map_err(|e| anyhow::anyhow!("cannot open another TURN socket on {local_addr}: {e}"))?);
         }
+        let tls_listener = match (cfg.tls_listen, tls) {
+            (Some(addr), Some(acceptor)) => {
+                let l = bind_tcp(addr).map_err(|e| anyhow::anyhow!("cannot listen for TURN over TLS on {addr}: {e}"))?;
+                Some((l, acceptor))
+            }
+            _ => None,
+        };
+        let tls_addr = tls_listener.as_ref().map(|(l, _)| l.local_addr()).transpose()?;
+        if tls_addr.is_some() && cfg.public_host.is_none() {
+            tracing::warn!(
+                "turn.public_host is not set: turns: URLs carry the host of each request, which must match the TURN certificate"
+            );
+        }
         let relay_ip = advertised_ip(cfg, local_addr.ip());
-        let filter = Arc::new(PeerFilter::new(&cfg.allow_peers, vec![local_addr, http]).map_err(anyhow::Error::msg)?);
+        let own = [Some(local_addr), tls_addr, Some(http)].into_iter().flatten().collect();
+        let filter = Arc::new(PeerFilter::new(&cfg.allow_peers, own).map_err(anyhow::Error::msg)?);
         let stats = Arc::new(TurnStats::default());
         let relays = Arc::new(Relays {
             bind_ip: local_addr.ip(),
@@ -127,16 +160,14 @@ impl TurnServer {
             filter: filter.clone(),
             stats: stats.clone(),
         });
-        let managers: Arc<Vec<Arc<Manager>>> = Arc::new(
-            (0..n)
-                .map(|_| {
-                    Arc::new(Manager::new(ManagerConfig {
-                        relay_addr_generator: Box::new(RelayGen(relays.clone())),
-                        alloc_close_notify: None,
-                    }))
-                })
-                .collect(),
-        );
+        let new_manager =
+            || Arc::new(Manager::new(ManagerConfig { relay_addr_generator: Box::new(RelayGen(relays.clone())), alloc_close_notify: None }));
+        let udp_managers: Vec<Arc<Manager>> = (0..n).map(|_| new_manager()).collect();
+        // TCP and TLS get their own manager: the crate keys allocations by a five-tuple that
+        // always says UDP, so a stream client could otherwise collide with a UDP one that has
+        // the same address and port.
+        let stream_manager = new_manager();
+        let managers: Arc<Vec<Arc<Manager>>> = Arc::new(udp_managers.iter().cloned().chain([stream_manager.clone()]).collect());
         let shared = Arc::new(Shared {
             auth: Arc::new(RestAuth { secret: secret.clone(), realm: REALM.into() }),
             nonces: Arc::default(),
@@ -149,15 +180,23 @@ impl TurnServer {
         });
         let shutdown = CancellationToken::new();
         let tasks = TaskTracker::new();
-        for (socket, manager) in sockets.into_iter().zip(managers.iter()) {
-            tasks.spawn(read_loop(Arc::new(socket), manager.clone(), shared.clone(), shutdown.clone()));
+        for (socket, manager) in sockets.into_iter().zip(udp_managers) {
+            tasks.spawn(read_loop(Arc::new(socket), manager, shared.clone(), shutdown.clone()));
         }
         tasks.spawn(sweep_nonces(shared.nonces.clone(), shutdown.clone()));
-        tracing::info!(addr = %local_addr, %relay_ip, sockets = n, ports = %format!("{}-{}", cfg.relay_min_port, cfg.relay_max_port), "TURN/STUN server is listening (UDP)");
-        Ok(TurnServer { info: TurnInfo { local_addr, relay_ip, secret, stats }, managers, shutdown, tasks })
+        let streams = stream::Streams::new(cfg, shared, stream_manager, shutdown.clone(), tasks.clone());
+        let tcp_on = tcp.is_some();
+        if let Some(l) = tcp {
+            tasks.spawn(streams.clone().accept_loop(l, None));
+        }
+        if let Some((l, acceptor)) = tls_listener {
+            tasks.spawn(streams.accept_loop(l, Some(acceptor)));
+        }
+        tracing::info!(addr = %local_addr, tcp = tcp_on, tls = ?tls_addr, %relay_ip, sockets = n, ports = %format!("{}-{}", cfg.relay_min_port, cfg.relay_max_port), "TURN/STUN server is listening");
+        Ok(TurnServer { info: TurnInfo { local_addr, tcp: tcp_on, tls_addr, relay_ip, secret, stats }, managers, shutdown, tasks })
     }
 
-    /// Stops reading, closes every allocation and waits for the read loops to end.
+    /// Stops reading, closes every connection and allocation, and waits for the tasks to end.
     pub async fn stop(self) {
         self.shutdown.cancel();
         self.tasks.close();
@@ -167,10 +206,42 @@ impl TurnServer {
         }
     }
 
-    /// Allocations open now, over all sockets.
+    /// Allocations open now, over all sockets and connections.
     pub async fn allocations(&self) -> usize {
         count_allocations(&self.managers, None).await.0
     }
+}
+
+/// The first UDP socket and, when `tcp`, a TCP listener on the same port. With port 0 the
+/// kernel picks the UDP port, which may be taken on TCP: then both are tried again.
+fn bind_udp_and_tcp(addr: SocketAddr, reuse_port: bool, tcp: bool) -> anyhow::Result<(UdpSocket, Option<TcpListener>)> {
+    // Many tries: under a load test most of the ephemeral range can be in use on TCP.
+    let mut tries = if addr.port() == 0 { 64 } else { 1 };
+    loop {
+        let udp = bind_udp(addr, reuse_port).map_err(|e| anyhow::anyhow!("cannot listen for TURN on UDP {addr}: {e}"))?;
+        if !tcp {
+            return Ok((udp, None));
+        }
+        let at = udp.local_addr()?;
+        match bind_tcp(at) {
+            Ok(l) => return Ok((udp, Some(l))),
+            Err(e) if tries > 1 && addr.port() == 0 => {
+                tracing::debug!(%at, error = %e, "TCP port taken; picking another TURN port");
+                tries -= 1;
+            }
+            Err(e) => return Err(anyhow::anyhow!("cannot listen for TURN on TCP {at}: {e} (set turn.tcp = false to serve UDP only)")),
+        }
+    }
+}
+
+fn bind_tcp(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let s = socket2::Socket::new(socket2::Domain::for_address(addr), socket2::Type::STREAM, Some(socket2::Protocol::TCP))?;
+    // A restarted server can take its port back while old connections sit in TIME_WAIT.
+    s.set_reuse_address(true)?;
+    s.set_nonblocking(true)?;
+    s.bind(&addr.into())?;
+    s.listen(1024)?;
+    TcpListener::from_std(s.into())
 }
 
 /// A UDP socket on `addr` with big buffers, shareable with SO_REUSEPORT.
@@ -244,44 +315,48 @@ async fn read_loop(socket: Arc<UdpSocket>, manager: Arc<Manager>, shared: Arc<Sh
                 }
             },
         };
-        let data = &buf[..n];
-        let allocate = match screen(&shared, data, src).await {
-            Screened::Pass { allocate } => allocate,
-            Screened::Reply(bytes) => {
-                let _ = socket.send_to(&bytes, src).await;
-                continue;
-            }
-            Screened::Drop => continue,
-        };
-        // Allocations are rare: counting them under one lock makes the quota exact.
-        let _held = match &allocate {
-            Some(username) => {
-                let held = shared.allocating.lock().await;
-                if let Some(code) = over_quota(&shared, username).await {
-                    shared.stats.quota_refusals.fetch_add(1, Ordering::Relaxed);
-                    if let Some(reply) = Message::decode_from(data).and_then(|m| error_response(&m, code, "Allocation quota reached", None))
-                    {
-                        let _ = socket.send_to(&reply, src).await;
-                    }
-                    continue;
-                }
-                Some(held)
-            }
-            None => None,
-        };
-        let mut request = Request {
-            conn: conn.clone(),
-            src_addr: src,
-            buff: data.to_vec(),
-            allocation_manager: manager.clone(),
-            nonces: shared.nonces.clone(),
-            auth_handler: shared.auth.clone(),
-            realm: REALM.into(),
-            channel_bind_timeout: Duration::from_secs(600),
-        };
-        if let Err(e) = request.handle_request().await {
-            tracing::trace!(%src, error = %e, "TURN request not handled");
+        handle_message(&shared, &manager, &conn, src, &buf[..n]).await;
+    }
+}
+
+/// Screens one message (a datagram, or one framed off a TCP or TLS stream) from `src` and hands
+/// it to the crate with `manager`; answers and relayed data go back through `conn`.
+async fn handle_message(shared: &Shared, manager: &Arc<Manager>, conn: &Arc<dyn Conn + Send + Sync>, src: SocketAddr, data: &[u8]) {
+    let allocate = match screen(shared, data, src).await {
+        Screened::Pass { allocate } => allocate,
+        Screened::Reply(bytes) => {
+            let _ = conn.send_to(&bytes, src).await;
+            return;
         }
+        Screened::Drop => return,
+    };
+    // Allocations are rare: counting them under one lock makes the quota exact.
+    let _held = match &allocate {
+        Some(username) => {
+            let held = shared.allocating.lock().await;
+            if let Some(code) = over_quota(shared, username).await {
+                shared.stats.quota_refusals.fetch_add(1, Ordering::Relaxed);
+                if let Some(reply) = Message::decode_from(data).and_then(|m| error_response(&m, code, "Allocation quota reached", None)) {
+                    let _ = conn.send_to(&reply, src).await;
+                }
+                return;
+            }
+            Some(held)
+        }
+        None => None,
+    };
+    let mut request = Request {
+        conn: conn.clone(),
+        src_addr: src,
+        buff: data.to_vec(),
+        allocation_manager: manager.clone(),
+        nonces: shared.nonces.clone(),
+        auth_handler: shared.auth.clone(),
+        realm: REALM.into(),
+        channel_bind_timeout: Duration::from_secs(600),
+    };
+    if let Err(e) = request.handle_request().await {
+        tracing::trace!(%src, error = %e, "TURN request not handled");
     }
 }
 

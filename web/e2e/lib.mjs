@@ -94,6 +94,22 @@ export async function startServer({ env = {} } = {}) {
   throw new Error('server did not answer /healthz within 30 s')
 }
 
+/**
+ * Settings for a TURN relay that stays on this machine: it listens on a free loopback port (not
+ * the default 0.0.0.0:3478, which another run or a real server may hold), advertises its relays
+ * on 127.0.0.1, and may relay to 127.0.0.1 (refused by default). With `relayOnly`, the browsers
+ * are told to send all call media through it (`calls.relay_only`).
+ */
+export async function loopbackTurnEnv({ relayOnly = false } = {}) {
+  return {
+    CHINWAG_TURN__LISTEN: `127.0.0.1:${await freePort()}`,
+    CHINWAG_TURN__PUBLIC_IP: '127.0.0.1',
+    CHINWAG_TURN__ALLOW_PEERS: '["127.0.0.1/32"]',
+    CHINWAG_TURN__SOCKETS: '1',
+    CHINWAG_CALLS__RELAY_ONLY: relayOnly ? 'true' : 'false',
+  }
+}
+
 export function launchBrowser() {
   return chromium.launch({ executablePath: CHROMIUM, args: HEADLESS_ARGS })
 }
@@ -103,6 +119,7 @@ export async function newUserPage(browser, name, opts = {}) {
   const ctx = await browser.newContext({ viewport: { width: 1280, height: 800 }, locale: 'en-US', ...opts })
   const page = await ctx.newPage()
   page.on('pageerror', (e) => console.error(`[${name}] page error:`, e.message))
+  page.on('crash', () => console.error(`[${name}] the page crashed`))
   page.on('console', (m) => {
     if (m.type() === 'error' && !/Failed to load resource|WebSocket/.test(m.text())) console.error(`[${name}] console:`, m.text())
   })

@@ -30,7 +30,8 @@ const register = (page, u) => lib.register(base, page, u)
 const login = (page, u) => lib.login(base, page, u)
 
 before(async () => {
-  srv = await lib.startServer()
+  // Calls are forced through the server's own TURN relay, on loopback (see the calls tests).
+  srv = await lib.startServer({ env: await lib.loopbackTurnEnv({ relayOnly: true }) })
   base = srv.base
   browser = await lib.launchBrowser()
 })
@@ -718,7 +719,44 @@ test('admin: the first user opens the admin area, switches to invite-only, invit
   await a.getByTestId('admin-settings').getByText('Saved').waitFor({ timeout: T })
 })
 
-test('calls: alice video-calls bob, he accepts, they connect, she hangs up; a declined call; the call records', async () => {
+const connected = (p) =>
+  p.waitForFunction(() => document.querySelector('[data-testid="call-screen"]')?.dataset.phase === 'connected', null, { timeout: 20_000 })
+
+/** Waits until the call screen on `page` counts `n` other participants connected. */
+const peersConnected = (page, n) =>
+  page.waitForFunction((n) => document.querySelector('[data-testid="call-screen"]')?.dataset.peers === String(n), n, { timeout: 20_000 })
+
+/**
+ * Waits until, for every other participant on `page`, the connection in use is the TURN relay
+ * (the selected candidate pair's local candidate is `relay`) and the media bytes received keep
+ * growing (read by the call screen from getStats into data attributes).
+ */
+async function relayedMediaGrows(page) {
+  const read = () =>
+    page.$$eval('[data-testid="call-peer"]', (els) => els.map((e) => ({ user: e.dataset.user, route: e.dataset.route, bytes: Number(e.dataset.bytesIn) })))
+  const deadline = Date.now() + 20_000
+  let first = null
+  let last = null
+  while (Date.now() < deadline) {
+    last = await read()
+    if (last.length && last.every((p) => p.route === 'relay' && p.bytes > 0)) {
+      if (!first) first = last
+      else if (last.every((p, i) => p.user === first[i].user && p.bytes > first[i].bytes)) return last
+    }
+    await page.waitForTimeout(250)
+  }
+  assert.fail(`media did not keep arriving through the relay: ${JSON.stringify({ first, last })}`)
+}
+
+/** A gauge of the server's /metrics (served to loopback callers). */
+async function metric(name) {
+  const text = await (await fetch(`${base}/metrics`)).text()
+  const line = text.split('\n').find((l) => l.startsWith(`${name} `))
+  assert.ok(line, `${name} in /metrics`)
+  return Number(line.split(' ')[1])
+}
+
+test('calls: alice video-calls bob, he accepts, they connect through the relay, he shares his screen, she hangs up; a declined call; the call records', async () => {
   const { page: a } = users.alice
   const { page: b } = users.bob
   await a.goto(`${base}/chat/${conv}`)
@@ -728,12 +766,30 @@ test('calls: alice video-calls bob, he accepts, they connect, she hangs up; a de
   await a.getByTestId('call-screen').waitFor({ timeout: T })
   await b.getByTestId('call-incoming').waitFor({ timeout: T })
   await b.getByTestId('call-accept').click()
-  const connected = (p) =>
-    p.waitForFunction(() => document.querySelector('[data-testid="call-screen"]')?.dataset.phase === 'connected', null, { timeout: 20_000 })
   await connected(a)
   await connected(b)
   await b.getByTestId('remote-video').waitFor({ timeout: T })
   await a.getByTestId('call-status').getByText(/^\d+:\d\d$/).waitFor({ timeout: T })
+  // The server hands out `ice_transport_policy: "relay"` (calls.relay_only): both browsers send
+  // their media through the embedded TURN relay, and it keeps flowing.
+  await relayedMediaGrows(a)
+  await relayedMediaGrows(b)
+  assert.ok((await metric('chinwag_turn_allocations')) >= 2, 'the relay holds the allocations')
+  assert.ok((await metric('chinwag_turn_bytes_to_peers')) > 0, 'the relay carried the media')
+  // Bob shares his screen in place of his camera (the video track is replaced in place); Alice
+  // sees that he shares, and then that he stopped.
+  await b.getByTestId('call-share').click()
+  await b.getByTestId('call-sharing').waitFor({ timeout: T })
+  await a.locator('[data-testid="call-peer"][data-sharing="true"]').getByTestId('remote-video').waitFor({ timeout: T })
+  await a.getByTestId('call-peer-sharing').waitFor({ timeout: T })
+  if (SHOTS) {
+    mkdirSync(SHOTS, { recursive: true })
+    await a.screenshot({ path: join(SHOTS, 'call-sharing.png') })
+    await b.screenshot({ path: join(SHOTS, 'call-sharing-sharer.png') })
+  }
+  await b.getByTestId('call-share').click()
+  await waitForCount(a.locator('[data-testid="call-peer"][data-sharing="true"]'), 0)
+  await waitForCount(b.getByTestId('call-sharing'), 0)
   // Bob mutes: Alice is told.
   await b.getByTestId('call-mute').click()
   await a.getByTestId('call-screen').getByText(/muted their microphone/).waitFor({ timeout: T })
@@ -747,6 +803,64 @@ test('calls: alice video-calls bob, he accepts, they connect, she hangs up; a de
   await b.getByTestId('call-decline').click()
   await a.getByTestId('call-toast').getByText('Call declined').waitFor({ timeout: T })
   await a.getByTestId('message').getByTestId('message-call').getByText('Declined').last().waitFor({ timeout: T })
+})
+
+test('group calls: alice starts one, bob answers, carol declines then joins with the call button; a screen share renegotiates; carol leaves and the others stay', async () => {
+  const { page: a } = users.alice
+  const { page: b } = users.bob
+  const { page: c } = users.carol
+  for (const p of [a, b, c]) {
+    await p.goto(`${base}/chat/${groupConv}`)
+    await p.getByTestId('chat-view').waitFor({ timeout: T })
+  }
+  await a.getByTestId('call-audio').click()
+  await a.getByTestId('call-screen').waitFor({ timeout: T })
+  await b.getByTestId('call-incoming').waitFor({ timeout: T })
+  await c.getByTestId('call-incoming').waitFor({ timeout: T })
+  await b.getByTestId('call-accept').click()
+  await c.getByTestId('call-decline').click()
+  await peersConnected(a, 1)
+  await peersConnected(b, 1)
+  // Carol changes her mind: the group's call button joins the call going on.
+  await c.getByTestId('call-audio').click()
+  for (const p of [a, b, c]) {
+    await peersConnected(p, 2)
+    await connected(p)
+  }
+  await c.getByTestId('call-status').getByText(/3 in the call/).waitFor({ timeout: T })
+  await relayedMediaGrows(c)
+  // Alice shares her screen in this audio call: there is no video to replace, so the others get
+  // a new video track through a renegotiation (a new offer and answer over the chat socket).
+  await a.getByTestId('call-share').click()
+  for (const p of [b, c]) {
+    const video = p.locator('[data-testid="call-peer"][data-sharing="true"]').getByTestId('remote-video')
+    await video.waitFor({ timeout: T })
+    await p.waitForFunction(
+      () => [...document.querySelectorAll('[data-sharing="true"] video')].some((v) => v.videoWidth > 0),
+      null,
+      { timeout: 20_000 },
+    )
+  }
+  if (SHOTS) {
+    mkdirSync(SHOTS, { recursive: true })
+    await b.screenshot({ path: join(SHOTS, 'call-group-sharing.png') })
+    await c.setViewportSize({ width: 360, height: 740 })
+    await c.screenshot({ path: join(SHOTS, 'call-group-sharing-360.png') })
+    await c.setViewportSize({ width: 1280, height: 800 })
+  }
+  await a.getByTestId('call-share').click()
+  for (const p of [b, c]) await waitForCount(p.locator('[data-testid="call-peer"][data-sharing="true"]'), 0)
+  if (SHOTS) await a.screenshot({ path: join(SHOTS, 'call-group.png') })
+  // Carol leaves; Alice and Bob stay in the call.
+  await c.getByTestId('call-hangup').click()
+  await waitForCount(c.getByTestId('call-screen'), 0)
+  await peersConnected(a, 1)
+  await peersConnected(b, 1)
+  await connected(a)
+  // Alice leaves too: Bob is alone and nobody rings, so the call ends and is recorded.
+  await a.getByTestId('call-hangup').click()
+  await waitForCount(b.getByTestId('call-screen'), 0, T)
+  await c.getByTestId('message').getByTestId('message-call').getByText(/Call duration/).last().waitFor({ timeout: T })
 })
 
 test('screenshots', { skip: !SHOTS }, async () => {

@@ -345,6 +345,14 @@ export default {
     cameraOn: 'Turn camera on',
     cameraOff: 'Turn camera off',
     hangup: 'Hang up',
+    leave: 'Leave call',
+    groupAudio: 'Group voice call',
+    groupVideo: 'Group video call',
+    inCallCount: '{n} in the call',
+    shareScreen: 'Share screen',
+    stopSharing: 'Stop sharing',
+    youShare: 'You are sharing your screen',
+    peerSharing: '{name} is sharing their screen',
     ended: {
       hangup: 'Call ended',
       declined: 'Call declined',
@@ -358,6 +366,7 @@ export default {
       media_denied: 'Allow the microphone (and camera) to make calls.',
       media_missing: 'No microphone or camera was found.',
       media_failed: 'The microphone or camera could not be started.',
+      share_failed: 'The screen could not be shared.',
       offline: 'You are offline.',
     },
     record: {

@@ -345,6 +345,14 @@ export default {
     cameraOn: '打开摄像头',
     cameraOff: '关闭摄像头',
     hangup: '挂断',
+    leave: '退出通话',
+    groupAudio: '群语音通话',
+    groupVideo: '群视频通话',
+    inCallCount: '{n} 人通话中',
+    shareScreen: '共享屏幕',
+    stopSharing: '停止共享',
+    youShare: '你正在共享屏幕',
+    peerSharing: '{name} 正在共享屏幕',
     ended: {
       hangup: '通话结束',
       declined: '对方已拒绝',
@@ -358,6 +366,7 @@ export default {
       media_denied: '请允许使用麦克风（和摄像头）以进行通话。',
       media_missing: '未找到麦克风或摄像头。',
       media_failed: '无法启动麦克风或摄像头。',
+      share_failed: '无法共享屏幕。',
       offline: '当前离线。',
     },
     record: {

@@ -262,7 +262,8 @@ export const api = {
     request<unknown>('DELETE', `/api/stickers/packs/${pack}/stickers/${encodeURIComponent(fileId)}`),
 
   // ---- calls ----
-  iceServers: () => request<{ ice_servers: IceServer[]; ttl_secs: number }>('GET', '/api/calls/ice-servers'),
+  iceServers: () =>
+    request<{ ice_servers: IceServer[]; ttl_secs: number; ice_transport_policy?: 'all' | 'relay' }>('GET', '/api/calls/ice-servers'),
 
   // ---- administration ----
   admin: {

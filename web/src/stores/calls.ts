@@ -1,11 +1,14 @@
 // Audio and video calls (docs/protocol.md, "Calls"): the signalling state machine over the chat
-// socket and one RTCPeerConnection per other participant, with the ICE servers (STUN/TURN) the
-// server hands out. The server decides who rings, who answered and when a call ends; this store
-// follows its frames.
+// socket and one RTCPeerConnection per other participant (a mesh in group calls), with the ICE
+// servers (STUN/TURN) and transport policy the server hands out. The server decides who rings,
+// who answered and when a call ends; this store follows its frames.
 //
 // Who offers: the participant who joins (answers) sends an offer to everyone already in the
 // call; the others answer. Candidates that arrive before the remote description are queued.
-// Turning the camera on in a call that has no video track yet renegotiates (a new offer).
+// Later changes of what is sent: the camera or a shared screen replaces the track of the video
+// sender in place (`replaceTrack`, no renegotiation); a call that has no video sender yet gets
+// one and renegotiates (a new offer). When both sides offer at once, the peer with the higher
+// user id gives way (rolls back, answers, then offers again).
 import { defineStore } from 'pinia'
 import { computed, markRaw, ref, shallowRef, watch } from 'vue'
 import { api } from '@/protocol/api'
@@ -25,9 +28,16 @@ export interface Incoming {
 export interface PeerState {
   user: UserId
   stream: MediaStream | null
+  /** Video tracks in `stream` (a MediaStream is not reactive). */
+  videoTracks: number
   muted: boolean
   cameraOff: boolean
+  sharing: boolean
   connected: boolean
+  /** Media bytes received from this peer so far (RTP, from getStats). */
+  bytesIn: number
+  /** How the connection runs: through the TURN relay or directly; null until known. */
+  route: 'relay' | 'direct' | null
 }
 
 export interface ActiveCall {
@@ -48,16 +58,55 @@ interface PeerLink {
   /** Candidates that came before the remote description. */
   pending: RTCIceCandidateInit[]
   remoteSet: boolean
+  /** An offer of mine is being made; an offer arriving now collides with it. */
+  makingOffer: boolean
+  /** My change still has to be offered (I gave way in a collision). */
+  offerAgain: boolean
 }
 
 const ENDED_SHOWN_MS = 2500
+const STATS_EVERY_MS = 1000
+
+/** Summary of one connection's getStats(): media bytes received and the selected route. */
+export function summarizeStats(report: RTCStatsReport): { bytesIn: number; route: 'relay' | 'direct' | null } {
+  let bytesIn = 0
+  let pairId: string | undefined
+  const byId = new Map<string, Record<string, unknown>>()
+  report.forEach((s: Record<string, unknown>) => {
+    byId.set(s.id as string, s)
+    if (s.type === 'inbound-rtp') bytesIn += Number(s.bytesReceived ?? 0)
+    if (s.type === 'transport' && typeof s.selectedCandidatePairId === 'string') pairId = s.selectedCandidatePairId
+  })
+  if (!pairId) {
+    // Browsers without transport stats mark the pair in use instead.
+    for (const s of byId.values()) if (s.type === 'candidate-pair' && (s.selected === true || (s.nominated === true && s.state === 'succeeded'))) pairId = s.id as string
+  }
+  const pair = pairId ? byId.get(pairId) : undefined
+  const local = pair ? byId.get(pair.localCandidateId as string) : undefined
+  const type = local?.candidateType
+  return { bytesIn, route: type === 'relay' ? 'relay' : type ? 'direct' : null }
+}
+
+/**
+ * Puts `track` on the video sender of `pc` in place (`replaceTrack`, no renegotiation). Returns
+ * false when the connection has no video sender yet: then the caller adds one and renegotiates.
+ */
+export async function replaceVideoTrack(pc: RTCPeerConnection, track: MediaStreamTrack | null): Promise<boolean> {
+  const sender = pc.getTransceivers().find((t) => t.receiver.track?.kind === 'video' && (t.direction === 'sendrecv' || t.direction === 'sendonly'))?.sender
+  if (!sender) return false
+  await sender.replaceTrack(track)
+  return true
+}
 
 export const useCalls = defineStore('calls', () => {
   const supported = typeof window !== 'undefined' && typeof window.RTCPeerConnection === 'function' && !!navigator.mediaDevices?.getUserMedia
+  const canShareScreen = supported && typeof navigator.mediaDevices?.getDisplayMedia === 'function'
   const incoming = ref<Incoming[]>([])
   const active = ref<ActiveCall | null>(null)
   const peers = ref<Record<UserId, PeerState>>({})
   const localStream = shallowRef<MediaStream | null>(null)
+  /** The screen I share, while I share it. */
+  const screenStream = shallowRef<MediaStream | null>(null)
   const muted = ref(false)
   const cameraOff = ref(false)
   /** Why the last call ended, shown for a moment on the call screen. */
@@ -65,12 +114,16 @@ export const useCalls = defineStore('calls', () => {
   const error = ref<string | null>(null)
   const links = new Map<UserId, PeerLink>()
   const linking = new Map<UserId, Promise<PeerLink>>()
-  let ice: { servers: IceServer[]; until: number } | null = null
+  let ice: { servers: IceServer[]; policy: RTCIceTransportPolicy; until: number } | null = null
   let unsubs: (() => void)[] = []
   let endedTimer: ReturnType<typeof setTimeout> | null = null
+  let statsTimer: ReturnType<typeof setInterval> | null = null
 
   const ringing = computed(() => incoming.value[0] ?? null)
-  const hasVideo = computed(() => !!localStream.value?.getVideoTracks().length && !cameraOff.value)
+  const sharing = computed(() => !!screenStream.value)
+  const cameraTrack = computed(() => localStream.value?.getVideoTracks()[0] ?? null)
+  const hasVideo = computed(() => !!cameraTrack.value && !cameraOff.value)
+  const isGroup = computed(() => !!active.value?.conv.startsWith('g:'))
 
   function chat() {
     return useChat()
@@ -95,7 +148,8 @@ export const useCalls = defineStore('calls', () => {
       ),
       c.onCallFrame(onFrame),
       c.onFrameError((code, message) => {
-        // A refused call_invite (forbidden, conflict...) names no call: it is ours if we wait.
+        // A refused call_invite (forbidden, conflict, a full group call...) names no call: it is
+        // ours if we wait.
         if (active.value && active.value.call === null) {
           error.value = message || code
           cleanup('failed')
@@ -111,16 +165,34 @@ export const useCalls = defineStore('calls', () => {
     if (active.value) cleanup('hangup')
   }
 
-  async function iceServers(): Promise<RTCIceServer[]> {
-    if (ice && ice.until > Date.now()) return ice.servers as RTCIceServer[]
-    try {
-      const r = await api.iceServers()
-      ice = { servers: r.ice_servers, until: Date.now() + Math.max(60, r.ttl_secs / 2) * 1000 }
-      return r.ice_servers as RTCIceServer[]
-    } catch {
-      // Without STUN/TURN a call still works on the same network.
-      return []
+  async function iceConfig(): Promise<RTCConfiguration> {
+    if (!ice || ice.until <= Date.now()) {
+      try {
+        const r = await api.iceServers()
+        const policy: RTCIceTransportPolicy = r.ice_transport_policy === 'relay' ? 'relay' : 'all'
+        ice = { servers: r.ice_servers, policy, until: Date.now() + Math.max(60, r.ttl_secs / 2) * 1000 }
+      } catch {
+        // Without STUN/TURN a call still works on the same network.
+        return { iceServers: [] }
+      }
     }
+    return { iceServers: ice.servers as RTCIceServer[], iceTransportPolicy: ice.policy }
+  }
+
+  /** Bumped by every cleanup, so that media arriving for a call that has ended is let go. */
+  let callEpoch = 0
+
+  /**
+   * The microphone (and camera) for the call now starting or being answered, or null, with the
+   * tracks already stopped, when that call ended while the browser was asking: a call cancelled
+   * during the permission prompt must not leave the camera on.
+   */
+  async function mediaForThisCall(video: boolean): Promise<MediaStream | null> {
+    const epoch = callEpoch
+    const stream = await getMedia(video)
+    if (epoch === callEpoch && active.value) return stream
+    for (const t of stream.getTracks()) t.stop()
+    return null
   }
 
   async function getMedia(video: boolean): Promise<MediaStream> {
@@ -136,22 +208,25 @@ export const useCalls = defineStore('calls', () => {
 
   // ---- starting, answering, ending ----
 
+  /** Calls a 1:1 chat, or starts a group call (or joins the one going on in that group). */
   async function start(conv: ConvId, media: CallMedia) {
     if (active.value || !supported) return
     error.value = null
     ended.value = null
     const other = myId() !== null ? peerOf(conv) : null
     active.value = { call: null, conv, media, phase: 'starting', outgoing: true, answeredAt: null, other }
+    let stream: MediaStream | null
     try {
-      localStream.value = markRaw(await getMedia(media === 'video'))
+      stream = await mediaForThisCall(media === 'video')
     } catch (e) {
       error.value = mediaError(e)
       cleanup('failed')
       return
     }
+    if (!stream) return
+    localStream.value = markRaw(stream)
     muted.value = false
     cameraOff.value = false
-    if (!active.value) return
     if (!send({ type: 'call_invite', conv, media })) {
       error.value = 'offline'
       cleanup('failed')
@@ -164,9 +239,11 @@ export const useCalls = defineStore('calls', () => {
     error.value = null
     ended.value = null
     incoming.value = incoming.value.filter((x) => x.call !== call)
-    active.value = { call, conv: inc.conv, media: inc.media, phase: 'connecting', outgoing: false, answeredAt: null, other: inc.from }
+    const other = inc.conv.startsWith('g:') ? null : inc.from
+    active.value = { call, conv: inc.conv, media: inc.media, phase: 'connecting', outgoing: false, answeredAt: null, other }
+    let stream: MediaStream | null
     try {
-      localStream.value = markRaw(await getMedia(inc.media === 'video'))
+      stream = await mediaForThisCall(inc.media === 'video')
     } catch (e) {
       // Answer anyway without sending media? No: tell the caller we cannot.
       error.value = mediaError(e)
@@ -174,6 +251,9 @@ export const useCalls = defineStore('calls', () => {
       cleanup('failed')
       return
     }
+    // The caller gave up (or this device hung up) while the browser was asking for the camera.
+    if (!stream) return
+    localStream.value = markRaw(stream)
     muted.value = false
     cameraOff.value = false
     send({ type: 'call_accept', call })
@@ -184,6 +264,7 @@ export const useCalls = defineStore('calls', () => {
     send({ type: 'call_reject', call })
   }
 
+  /** Hangs up a 1:1 call, or leaves a group call (which goes on for the others). */
   function hangup() {
     const a = active.value
     if (!a) return
@@ -200,34 +281,85 @@ export const useCalls = defineStore('calls', () => {
   async function toggleCamera() {
     const stream = localStream.value
     if (!stream || !active.value) return
-    const tracks = stream.getVideoTracks()
-    if (tracks.length) {
+    if (cameraTrack.value) {
       cameraOff.value = !cameraOff.value
-      for (const t of tracks) t.enabled = !cameraOff.value
+      cameraTrack.value.enabled = !cameraOff.value
       sendMediaState()
       return
     }
-    // An audio call: add a camera track and renegotiate with everyone.
+    // An audio call: start the camera and send it to everyone.
     try {
       const v = await navigator.mediaDevices.getUserMedia({ video: true })
       const track = v.getVideoTracks()[0]
-      if (!track) return
+      if (!track || !active.value || localStream.value !== stream) {
+        // The call ended while the browser was asking: let the camera go.
+        for (const t of v.getTracks()) t.stop()
+        return
+      }
       stream.addTrack(track)
       localStream.value = markRaw(new MediaStream(stream.getTracks()))
       cameraOff.value = false
-      for (const [user, link] of links) {
-        link.pc.addTrack(track, stream)
-        await offer(user, link)
-      }
+      // While the screen is shared, the camera waits for the share to end.
+      if (!sharing.value) await sendVideo(track)
       sendMediaState()
     } catch (e) {
       error.value = mediaError(e)
     }
   }
 
+  /** Shares a screen (or window) in place of the camera; again: back to the camera. */
+  async function toggleScreenShare() {
+    if (!active.value || !canShareScreen) return
+    if (screenStream.value) {
+      await stopSharing()
+      return
+    }
+    let screen: MediaStream
+    try {
+      screen = await navigator.mediaDevices.getDisplayMedia({ video: true, audio: false })
+    } catch (e) {
+      // Cancelling the browser's picker is not an error worth showing.
+      if (e instanceof Error && e.name !== 'NotAllowedError' && e.name !== 'AbortError') error.value = 'share_failed'
+      return
+    }
+    const track = screen.getVideoTracks()[0]
+    if (!track || !active.value) {
+      for (const t of screen.getTracks()) t.stop()
+      return
+    }
+    // The browser's own "Stop sharing" button ends the track.
+    track.addEventListener('ended', () => {
+      if (screenStream.value === screen) void stopSharing()
+    })
+    screenStream.value = markRaw(screen)
+    await sendVideo(track)
+    sendMediaState()
+  }
+
+  async function stopSharing() {
+    const screen = screenStream.value
+    if (!screen) return
+    screenStream.value = null
+    for (const t of screen.getTracks()) t.stop()
+    // Back to the camera (its track keeps its on/off state), or to sending no video.
+    await sendVideo(cameraTrack.value)
+    sendMediaState()
+  }
+
+  /** Sends `track` as my video to everyone in the call. */
+  async function sendVideo(track: MediaStreamTrack | null) {
+    for (const [user, link] of links) {
+      if (await replaceVideoTrack(link.pc, track)) continue
+      if (!track) continue
+      link.pc.addTrack(track, localStream.value ?? new MediaStream([track]))
+      await offer(user, link)
+    }
+  }
+
   function sendMediaState() {
     const a = active.value
-    if (a?.call) send({ type: 'call_media_state', call: a.call, muted: muted.value, camera_off: cameraOff.value || !localStream.value?.getVideoTracks().length })
+    if (a?.call)
+      send({ type: 'call_media_state', call: a.call, muted: muted.value, camera_off: !hasVideo.value, screen_sharing: sharing.value })
   }
 
   // ---- frames ----
@@ -237,7 +369,12 @@ export const useCalls = defineStore('calls', () => {
     const a = active.value
     switch (f.type) {
       case 'call_started':
-        if (a && a.call === null && a.conv === f.conv) a.call = f.call
+        // Also the answer to calling a group whose call goes on: that call's id and media.
+        if (a && a.call === null && a.conv === f.conv) {
+          a.call = f.call
+          a.media = f.media
+          incoming.value = incoming.value.filter((x) => x.call !== f.call)
+        }
         break
       case 'call_incoming':
         if (a?.call === f.call) break
@@ -269,6 +406,7 @@ export const useCalls = defineStore('calls', () => {
           const p = peerState(f.user)
           p.muted = f.muted
           p.cameraOff = f.camera_off
+          p.sharing = !!f.screen_sharing
         }
         break
       case 'call_left':
@@ -282,7 +420,17 @@ export const useCalls = defineStore('calls', () => {
   }
 
   function peerState(user: UserId): PeerState {
-    return (peers.value[user] ??= { user, stream: null, muted: false, cameraOff: false, connected: false })
+    return (peers.value[user] ??= {
+      user,
+      stream: null,
+      videoTracks: 0,
+      muted: false,
+      cameraOff: false,
+      sharing: false,
+      connected: false,
+      bytesIn: 0,
+      route: null,
+    })
   }
 
   /** The connection to `user`, made once even when frames for it arrive together. */
@@ -296,8 +444,8 @@ export const useCalls = defineStore('calls', () => {
   }
 
   async function makeLink(user: UserId, offering: boolean): Promise<PeerLink> {
-    const pc = new RTCPeerConnection({ iceServers: await iceServers() })
-    const link: PeerLink = { pc, pending: [], remoteSet: false }
+    const pc = new RTCPeerConnection(await iceConfig())
+    const link: PeerLink = { pc, pending: [], remoteSet: false, makingOffer: false, offerAgain: false }
     if (!active.value) {
       // The call ended while the ICE servers were fetched.
       pc.close()
@@ -306,7 +454,15 @@ export const useCalls = defineStore('calls', () => {
     links.set(user, link)
     peerState(user)
     const stream = localStream.value
-    if (stream) for (const track of stream.getTracks()) pc.addTrack(track, stream)
+    if (stream) {
+      for (const track of stream.getTracks()) {
+        // While I share my screen, the screen goes where the camera would.
+        const send = track.kind === 'video' && screenStream.value ? (screenStream.value.getVideoTracks()[0] ?? track) : track
+        pc.addTrack(send, stream)
+      }
+      const screen = screenStream.value?.getVideoTracks()[0]
+      if (screen && !stream.getVideoTracks().length) pc.addTrack(screen, stream)
+    }
     pc.onicecandidate = (e) => {
       const call = active.value?.call
       if (e.candidate && call) send({ type: 'call_candidate', call, to: user, candidate: e.candidate.toJSON() })
@@ -314,7 +470,11 @@ export const useCalls = defineStore('calls', () => {
     pc.ontrack = (e) => {
       const p = peerState(user)
       const s = e.streams[0] ?? new MediaStream([e.track])
+      const count = () => (p.videoTracks = s.getVideoTracks().length)
+      s.onaddtrack = count
+      s.onremovetrack = count
       p.stream = markRaw(s)
+      count()
     }
     pc.onconnectionstatechange = () => {
       const p = peers.value[user]
@@ -322,6 +482,7 @@ export const useCalls = defineStore('calls', () => {
       p.connected = pc.connectionState === 'connected'
       if (p.connected && active.value) active.value.phase = 'connected'
     }
+    startStats()
     if (offering) await offer(user, link)
     return link
   }
@@ -329,24 +490,42 @@ export const useCalls = defineStore('calls', () => {
   async function offer(user: UserId, link: PeerLink) {
     const call = active.value?.call
     if (!call) return
-    const o = await link.pc.createOffer()
-    await link.pc.setLocalDescription(o)
-    send({ type: 'call_offer', call, to: user, sdp: o.sdp ?? '' })
+    try {
+      link.makingOffer = true
+      const o = await link.pc.createOffer()
+      await link.pc.setLocalDescription(o)
+      send({ type: 'call_offer', call, to: user, sdp: o.sdp ?? '' })
+    } finally {
+      link.makingOffer = false
+    }
   }
 
   async function onOffer(from: UserId, sdp: string) {
     const link = await connectTo(from, false)
+    const collision = link.makingOffer || link.pc.signalingState === 'have-local-offer'
+    if (collision) {
+      // Both offered at once. The lower user id keeps its offer and ignores this one (its
+      // answer is coming); the higher one gives way and offers its change again afterwards.
+      const me = myId() ?? 0
+      if (me < from) return
+      if (link.pc.signalingState === 'have-local-offer') await link.pc.setLocalDescription({ type: 'rollback' })
+      link.offerAgain = true
+    }
     await link.pc.setRemoteDescription({ type: 'offer', sdp })
     await flushCandidates(link)
     const ans = await link.pc.createAnswer()
     await link.pc.setLocalDescription(ans)
     const call = active.value?.call
     if (call) send({ type: 'call_answer', call, to: from, sdp: ans.sdp ?? '' })
+    if (link.offerAgain) {
+      link.offerAgain = false
+      await offer(from, link)
+    }
   }
 
   async function onAnswer(from: UserId, sdp: string) {
     const link = await linking.get(from)
-    if (!link) return
+    if (!link || link.pc.signalingState !== 'have-local-offer') return
     await link.pc.setRemoteDescription({ type: 'answer', sdp })
     await flushCandidates(link)
   }
@@ -377,6 +556,27 @@ export const useCalls = defineStore('calls', () => {
     }
   }
 
+  /** Reads each connection's stats every second: bytes received and the route in use. */
+  function startStats() {
+    if (statsTimer) return
+    statsTimer = setInterval(() => {
+      for (const [user, link] of links) {
+        link.pc
+          .getStats()
+          .then((r) => {
+            const p = peers.value[user]
+            if (!p || links.get(user) !== link) return
+            const s = summarizeStats(r)
+            p.bytesIn = s.bytesIn
+            p.route = s.route
+          })
+          .catch(() => {
+            // A connection closed while reading: the next round skips it.
+          })
+      }
+    }, STATS_EVERY_MS)
+  }
+
   function dropPeer(user: UserId) {
     links.get(user)?.pc.close()
     links.delete(user)
@@ -385,11 +585,16 @@ export const useCalls = defineStore('calls', () => {
   }
 
   function cleanup(reason: string, duration: number | null = null) {
+    callEpoch++
     for (const user of [...links.keys()]) dropPeer(user)
     linking.clear()
     peers.value = {}
+    if (statsTimer) clearInterval(statsTimer)
+    statsTimer = null
     for (const t of localStream.value?.getTracks() ?? []) t.stop()
+    for (const t of screenStream.value?.getTracks() ?? []) t.stop()
     localStream.value = null
+    screenStream.value = null
     const a = active.value
     active.value = null
     muted.value = false
@@ -423,14 +628,18 @@ export const useCalls = defineStore('calls', () => {
 
   return {
     supported,
+    canShareScreen,
     incoming,
     ringing,
     active,
+    isGroup,
     peers,
     localStream,
+    screenStream,
     muted,
     cameraOff,
     hasVideo,
+    sharing,
     ended,
     error,
     attach,
@@ -441,6 +650,7 @@ export const useCalls = defineStore('calls', () => {
     hangup,
     toggleMute,
     toggleCamera,
+    toggleScreenShare,
     dismissError,
   }
 })
