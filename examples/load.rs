@@ -6,7 +6,14 @@
 //! cargo run --release --example load -- throughput --senders 1000 --messages 50000 [--compare]
 //! cargo run --release --example load -- latency --clients 10000 --active 1000 --rate 5000 --seconds 20
 //! cargo run --release --example load -- idle --connections 5000,10000
+//! cargo run --release --example load -- crash --runs 20 --double-runs 10 --clients 50 --rate 0
+//! cargo run --release --example load -- disk-full          # as root: mounts a small tmpfs
+//! cargo run --release --example load -- slow-reader --rounds 5 --baseline-secs 60 --seconds 60
+//! cargo run --release --example load -- frames --sockets 50
 //! ```
+//!
+//! `crash`, `disk-full`, `slow-reader` and `frames` are the proofs R1/R2, R3, R5 and S6 of
+//! docs/reliability.md (`scripts/proof` runs them); they print PASS or FAIL against their bars.
 //!
 //! By default it starts `target/release/chinwag serve` on a free 127.0.0.1 port with a
 //! temporary data dir and stops it at the end; `--addr HOST:PORT` (and `--pid` for memory)
@@ -16,8 +23,16 @@
 
 #[path = "load/client.rs"]
 mod client;
+#[path = "load/crash.rs"]
+mod crash;
+#[path = "load/diskfull.rs"]
+mod diskfull;
+#[path = "load/frames.rs"]
+mod frames;
 #[path = "load/server.rs"]
 mod server;
+#[path = "load/slow.rs"]
+mod slow;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -46,7 +61,9 @@ const FD_MARGIN: u64 = 500;
 const CONNECT_CONCURRENCY: usize = 64;
 
 #[derive(Parser)]
-#[command(about = "Chinwag load tool: throughput, latency and idle-memory scenarios")]
+#[command(
+    about = "Chinwag load tool: throughput, latency and idle-memory scenarios, and the crash, disk-full, slow-reader and frames proofs"
+)]
 struct Cli {
     #[command(flatten)]
     common: Common,
@@ -89,6 +106,18 @@ enum Scenario {
     Latency(LatencyArgs),
     /// Server memory per idle authenticated WebSocket.
     Idle(IdleArgs),
+    /// SIGKILL at random moments under load, restart, resend: nothing acknowledged lost or
+    /// stored twice (R1, R2).
+    Crash(crash::CrashArgs),
+    /// One group member never reads while the others send: memory, cut-off time, others'
+    /// latency (R5).
+    SlowReader(slow::SlowArgs),
+    /// The data dir on a small tmpfs that fills up: clear refusals, no panic, writes resume, nothing
+    /// acknowledged lost (R3; needs root to mount).
+    DiskFull(diskfull::DiskFullArgs),
+    /// Sockets at once sending JSON nested 10,000 deep and frames declaring 64 MiB: bad_frame,
+    /// close 1009, server memory (S6).
+    Frames(frames::FramesArgs),
 }
 
 #[derive(Args, Clone)]
@@ -196,6 +225,10 @@ async fn run(cli: Cli, fd_limit: u64) -> anyhow::Result<u64> {
         Scenario::Throughput(a) => throughput(&cli.common, a).await?,
         Scenario::Latency(a) => latency(&cli.common, a, budget).await?,
         Scenario::Idle(a) => idle(&cli.common, a, budget).await?,
+        Scenario::Crash(a) => crash::crash(&cli.common, a).await?,
+        Scenario::SlowReader(a) => slow::slow_reader(&cli.common, a).await?,
+        Scenario::DiskFull(a) => diskfull::disk_full(&cli.common, a).await?,
+        Scenario::Frames(a) => frames::frames(&cli.common, a).await?,
     };
     let mut report = report;
     report["command"] = json!(format!("load {}", cmd.join(" ")));
@@ -284,7 +317,7 @@ struct SenderOut {
 }
 
 async fn throughput(common: &Common, a: &ThroughputArgs) -> anyhow::Result<(Value, u64)> {
-    if a.senders < 2 || a.senders % 2 != 0 {
+    if a.senders < 2 || !a.senders.is_multiple_of(2) {
         bail!("--senders must be an even number of at least 2");
     }
     if !a.compare {
@@ -601,13 +634,12 @@ fn tp_frame(
     }
 }
 
+/// A conversation to check: (conversation id, a member's token, the acked (client id, seq, sender)).
+type HistoryCheck = (String, String, Vec<(String, u64, u64)>);
+
 /// Reads each conversation through `GET /api/conversations/{id}/messages` and checks that it
 /// holds exactly the acked messages, with seq 1..N and no gaps. Returns (checked, problems).
-async fn verify_history(
-    http: &reqwest::Client,
-    base: &str,
-    checks: Vec<(String, String, Vec<(String, u64, u64)>)>,
-) -> (usize, Vec<String>) {
+async fn verify_history(http: &reqwest::Client, base: &str, checks: Vec<HistoryCheck>) -> (usize, Vec<String>) {
     let n = checks.len();
     let results: Vec<Vec<String>> = stream::iter(checks)
         .map(|(conv, token, acked)| async move {
@@ -700,7 +732,7 @@ struct ReaderOut {
 const DRIVERS: usize = 4;
 
 async fn latency(common: &Common, a: &LatencyArgs, budget: usize) -> anyhow::Result<(Value, u64)> {
-    if a.active < 2 || a.active % 2 != 0 {
+    if a.active < 2 || !a.active.is_multiple_of(2) {
         bail!("--active must be an even number of at least 2");
     }
     if a.clients < a.active {
@@ -743,8 +775,7 @@ async fn latency(common: &Common, a: &LatencyArgs, budget: usize) -> anyhow::Res
     let clock = std::time::Instant::now();
     let total_msgs = a.rate * (a.warmup + a.seconds);
     let warm_k = a.rate * a.warmup;
-    let mut drivers: Vec<Vec<(usize, String, futures_util::stream::SplitSink<Ws, WsMessage>)>> =
-        (0..DRIVERS.min(a.active)).map(|_| Vec::new()).collect();
+    let mut drivers: Vec<Vec<(usize, String, Sink)>> = (0..DRIVERS.min(a.active)).map(|_| Vec::new()).collect();
     let n_drivers = drivers.len();
     let mut readers = Vec::with_capacity(a.active);
     for (i, s) in socks.into_iter().enumerate() {

@@ -92,7 +92,7 @@ impl FromRef<AppState> for Arc<Config> {
 struct ApiDoc;
 
 /// Readiness: the database answers reads and its writer is running.
-#[utoipa::path(get, path = "/readyz", tag = "operations", responses((status = 200, description = "ready", body = String), (status = 503, body = String)))]
+#[utoipa::path(get, path = "/readyz", tag = "operations", security(()), responses((status = 200, description = "ready", body = String), (status = 503, body = String)))]
 async fn readyz(State(store): State<Store>) -> (axum::http::StatusCode, &'static str) {
     match store.schema_version().await {
         Ok(_) if store.writer_running() => (axum::http::StatusCode::OK, "ready"),
@@ -126,14 +126,14 @@ pub fn metrics_router(metrics: Arc<Metrics>) -> Router {
 }
 
 /// Liveness: the process answers.
-#[utoipa::path(get, path = "/healthz", tag = "operations", responses((status = 200, description = "ok", body = String)))]
+#[utoipa::path(get, path = "/healthz", tag = "operations", security(()), responses((status = 200, description = "ok", body = String)))]
 async fn healthz() -> &'static str {
     "ok"
 }
 
 /// Every route of the server.
 pub fn router(state: AppState) -> Router {
-    let (api_routes, openapi) = OpenApiRouter::with_openapi(ApiDoc::openapi())
+    let (api_routes, mut openapi) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(healthz))
         .routes(routes!(readyz))
         .routes(routes!(accounts::routes::register))
@@ -202,6 +202,7 @@ pub fn router(state: AppState) -> Router {
         .routes(routes!(calls::routes::ice_servers))
         .routes(routes!(connection::upgrade))
         .split_for_parts();
+    crate::http::openapi::complete(&mut openapi);
     let openapi = Arc::new(openapi);
     let max_body = state.live.get().limits.max_body_bytes;
     api_routes

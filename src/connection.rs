@@ -20,7 +20,7 @@ use crate::chat;
 use crate::config::{Config, LiveConfig};
 use crate::http::AuthUser;
 use crate::hub::Hub;
-use crate::protocol::{ClientFrame, HelloUser, MAX_CLIENT_ID, ServerFrame, close};
+use crate::protocol::{ClientFrame, HelloUser, ServerFrame, close};
 use crate::store::Store;
 
 pub const PING_EVERY: Duration = Duration::from_secs(15);
@@ -118,7 +118,15 @@ async fn run(socket: WebSocket, auth: AuthUser, store: Store, hub: Arc<Hub>, ctx
             () = ctx.shutdown.cancelled() => Flow::Close(close::GOING_AWAY, "server shutting down"),
             code = kick.kicked() => Flow::Close(code, if code == close::TOO_SLOW { "too slow; reconnect and sync" } else { "session ended" }),
             frame = outbound.recv() => match frame {
-                Some(f) => if conn.send(Utf8Bytes::from(&*f)).await { Flow::Continue } else { Flow::Gone },
+                // A client that stops reading blocks this write until its deadline, while its
+                // queue fills up and the hub kicks it as too slow: it ends at that kick, since a
+                // close frame could not get past the data it does not read anyway. Other kicks
+                // (a revoked session) wait for the write, so that their close frame follows it.
+                Some(f) => tokio::select! {
+                    biased;
+                    sent = conn.send(Utf8Bytes::from(&*f)) => if sent { Flow::Continue } else { Flow::Gone },
+                    () = async { if kick.kicked().await != close::TOO_SLOW { std::future::pending::<()>().await } } => Flow::Gone,
+                },
                 None => Flow::Gone,
             },
             _ = ping.tick() => {
@@ -213,17 +221,9 @@ async fn handle_text(
     pending: &mut Option<Box<Pending>>,
 ) -> Flow {
     let Ctx { user, conn_id, store, hub, config, calls } = cx;
-    let frame: ClientFrame = match serde_json::from_str(text) {
+    let frame = match ClientFrame::decode(text) {
         Ok(f) => f,
-        Err(e) => {
-            // A refused `send` still names its client id when it has a usable one, so that the
-            // client can mark that message failed instead of retrying it forever.
-            let client_id = serde_json::from_str::<serde_json::Value>(text).ok().and_then(|v| {
-                v.get("client_id").and_then(|c| c.as_str()).filter(|c| !c.is_empty() && c.len() <= MAX_CLIENT_ID).map(str::to_owned)
-            });
-            let f = ServerFrame::error(client_id, "bad_frame", format!("Not a valid frame: {e}"));
-            return if conn.send_frame(&f).await { Flow::Continue } else { Flow::Gone };
-        }
+        Err(f) => return if conn.send_frame(&f).await { Flow::Continue } else { Flow::Gone },
     };
     let ok = match frame {
         // Behind writes still in flight, the pong waits its turn: answers keep request order.

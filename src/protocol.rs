@@ -542,6 +542,22 @@ pub enum ClientFrame {
     },
 }
 
+impl ClientFrame {
+    /// Decodes one text frame exactly as the socket loop does before handing it to a feature.
+    /// A frame that does not parse becomes the `bad_frame` error to answer with; it still names
+    /// the frame's `client_id` when that is usable, so that the client can mark that message
+    /// failed instead of retrying it forever. The fuzz target `client_frame` runs this. (Boxed:
+    /// the error is the rare path and `ServerFrame` is large.)
+    pub fn decode(text: &str) -> Result<ClientFrame, Box<ServerFrame>> {
+        serde_json::from_str(text).map_err(|e| {
+            let client_id = serde_json::from_str::<serde_json::Value>(text).ok().and_then(|v| {
+                v.get("client_id").and_then(|c| c.as_str()).filter(|c| !c.is_empty() && c.len() <= MAX_CLIENT_ID).map(str::to_owned)
+            });
+            Box::new(ServerFrame::error(client_id, "bad_frame", format!("Not a valid frame: {e}")))
+        })
+    }
+}
+
 /// How far a client has seen one conversation: the last seq, or `{"seq","rev"}` to also say
 /// which changes (edits, recalls, reactions) it already has.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]

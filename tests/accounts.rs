@@ -252,6 +252,10 @@ async fn http_errors_are_json_with_real_status_codes() {
     let resp =
         http.client.post(s.url("/api/auth/login")).header("content-type", "application/json").body("{not json").send().await.unwrap();
     assert_eq!(resp.status().as_u16(), 400);
+    // A path parameter that does not parse gets the same JSON shape (not axum's plain text).
+    let ann = s.register("ann").await;
+    let (status, body) = http.get("/api/users/-1", Some(&ann.token)).await;
+    assert_eq!((status, body["error"]["code"].as_str()), (400, Some("bad_request")), "{body}");
     assert_eq!(http.get("/healthz", None).await, (200, serde_json::Value::String("ok".into())));
     s.stop().await;
 }
@@ -291,5 +295,11 @@ async fn the_openapi_document_lists_every_route() {
             }
         }
     }
+    // Routes need a session unless they say otherwise, and list the shared extractors' errors.
+    assert_eq!(doc["paths"]["/api/me"]["get"]["security"], json!([{"bearer": []}, {"session_cookie": []}]));
+    assert!(doc["paths"]["/api/me"]["get"]["responses"]["401"].is_object());
+    assert_eq!(doc["paths"]["/api/auth/login"]["post"]["security"], json!([{}]));
+    assert!(doc["paths"]["/api/users/{id}"]["get"]["responses"]["400"].is_object());
+    assert!(doc["paths"]["/api/auth/login"]["post"]["responses"]["415"].is_object());
     s.stop().await;
 }

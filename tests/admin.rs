@@ -101,6 +101,8 @@ async fn registration_modes_and_invites_apply_live_and_persist() {
     let (_, list) = http.get("/api/admin/invites", Some(&root.token)).await;
     assert_eq!(list["invites"][0]["uses"], 1);
     assert_eq!(http.patch("/api/admin/settings", Some(&root.token), json!({"recall_window_secs": "soon"})).await.0, 400);
+    // A window so long that it overflows in milliseconds is refused (ten years at most).
+    assert_eq!(http.patch("/api/admin/settings", Some(&root.token), json!({"recall_window_secs": u64::MAX / 2})).await.0, 400);
     assert_eq!(http.patch("/api/admin/settings", Some(&root.token), json!({"is_admin": true})).await.0, 400);
     s.stop().await;
 

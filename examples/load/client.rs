@@ -61,7 +61,7 @@ pub async fn register_many(http: &reqwest::Client, base: &str, prefix: &str, n: 
     while let Some((i, r)) = results.next().await {
         out[i] = Some(r?);
         done += 1;
-        if done % 500 == 0 && done < n {
+        if done.is_multiple_of(500) && done < n {
             eprintln!("  registered {done}/{n} users ({:.1} s)", started.elapsed().as_secs_f64());
         }
     }
@@ -95,12 +95,27 @@ async fn register_one(http: &reqwest::Client, url: &str, name: &str) -> anyhow::
 
 /// Opens an authenticated WebSocket and waits for the server's `hello`.
 pub async fn connect(addr: SocketAddr, token: &str) -> anyhow::Result<Ws> {
+    connect_with(addr, token, None).await
+}
+
+/// Like [`connect`], with the client socket's kernel receive buffer set to `rcvbuf` bytes.
+pub async fn connect_with(addr: SocketAddr, token: &str, rcvbuf: Option<u32>) -> anyhow::Result<Ws> {
     let mut req = format!("ws://{addr}/api/ws").into_client_request()?;
     req.headers_mut().insert("authorization", HeaderValue::from_str(&format!("Bearer {token}"))?);
     // Small read buffers keep 10,000 client sockets cheap; no Nagle, as browsers do.
     let cfg = WebSocketConfig::default().read_buffer_size(4096);
     let open = async {
-        let (mut ws, _) = tokio_tungstenite::connect_async_with_config(req, Some(cfg), true).await?;
+        let mut ws = match rcvbuf {
+            None => tokio_tungstenite::connect_async_with_config(req, Some(cfg), true).await?.0,
+            Some(size) => {
+                let sock = if addr.is_ipv4() { tokio::net::TcpSocket::new_v4()? } else { tokio::net::TcpSocket::new_v6()? };
+                // Before connecting, so that the window it announces is already small.
+                sock.set_recv_buffer_size(size)?;
+                let stream = sock.connect(addr).await?;
+                stream.set_nodelay(true)?;
+                tokio_tungstenite::client_async_with_config(req, MaybeTlsStream::Plain(stream), Some(cfg)).await?.0
+            }
+        };
         loop {
             match ws.next().await {
                 Some(Ok(WsMessage::Text(t))) => {
@@ -153,6 +168,9 @@ pub struct Frame<'a> {
 pub struct Msg<'a> {
     pub seq: u64,
     pub sender: u64,
+    /// Commit time, milliseconds since the Unix epoch.
+    #[serde(default)]
+    pub ts: u64,
     #[serde(borrow)]
     pub content: Content<'a>,
 }
@@ -232,4 +250,33 @@ impl Percentiles {
 
 pub fn mib(bytes: u64) -> f64 {
     (bytes as f64 / (1024.0 * 1024.0) * 10.0).round() / 10.0
+}
+
+/// Makes `owner` a contact of every member (a request and its acceptance) and creates a group
+/// of them all; returns the group's conversation id (`g:<id>`).
+pub async fn make_group(http: &reqwest::Client, base: &str, owner: &Account, members: &[Account], name: &str) -> anyhow::Result<String> {
+    for m in members {
+        let r = http
+            .post(format!("{base}/api/contacts/requests"))
+            .bearer_auth(&owner.token)
+            .json(&json!({"user": m.id, "message": "hi"}))
+            .send()
+            .await?;
+        if !r.status().is_success() {
+            bail!("contact request to {}: HTTP {}: {}", m.id, r.status(), r.text().await.unwrap_or_default());
+        }
+        let r =
+            http.post(format!("{base}/api/contacts/requests/{}/accept", owner.id)).bearer_auth(&m.token).json(&json!({})).send().await?;
+        if !r.status().is_success() {
+            bail!("accepting the contact request of {}: HTTP {}: {}", owner.id, r.status(), r.text().await.unwrap_or_default());
+        }
+    }
+    let ids: Vec<u64> = members.iter().map(|m| m.id).collect();
+    let r = http.post(format!("{base}/api/groups")).bearer_auth(&owner.token).json(&json!({"name": name, "members": ids})).send().await?;
+    let status = r.status();
+    let v: serde_json::Value = r.json().await?;
+    if status.as_u16() != 201 {
+        bail!("creating the group: HTTP {status}: {v}");
+    }
+    Ok(format!("g:{}", v["id"].as_u64().ok_or_else(|| anyhow!("no group id in {v}"))?))
 }

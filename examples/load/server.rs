@@ -9,14 +9,24 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 
-/// Settings every spawned server gets: the load tool registers many users from one address.
-const BASE_ENV: &[(&str, &str)] = &[("CHINWAG_AUTH__REGISTRATIONS_PER_IP_PER_HOUR", "1000000"), ("CHINWAG_AUTH__HASH_CONCURRENCY", "2")];
+/// Settings every spawned server gets: the load tool registers many users from one address, and
+/// its servers take a free TURN port on loopback, so that they neither collide with other
+/// servers on this machine (an "TURN relay is off" error in the log) nor listen beyond it.
+const BASE_ENV: &[(&str, &str)] = &[
+    ("CHINWAG_AUTH__REGISTRATIONS_PER_IP_PER_HOUR", "1000000"),
+    ("CHINWAG_AUTH__HASH_CONCURRENCY", "2"),
+    ("CHINWAG_TURN__LISTEN", "127.0.0.1:0"),
+    ("CHINWAG_TURN__SOCKETS", "1"),
+];
 
 pub struct Server {
     pub addr: SocketAddr,
     pub pid: Option<u32>,
     child: Option<Child>,
     dir: Option<tempfile::TempDir>,
+    /// Where the database lives: `data` in `dir` unless given (the disk-full proof puts it on a
+    /// small mount).
+    data_dir: Option<PathBuf>,
     /// The settings passed to a spawned server, for the report.
     pub env: Vec<(String, String)>,
     binary: Option<PathBuf>,
@@ -25,6 +35,11 @@ pub struct Server {
 impl Server {
     /// Starts `binary serve` on a free loopback port and waits for `GET /healthz`.
     pub async fn spawn(binary: &Path, extra_env: &[(String, String)]) -> anyhow::Result<Server> {
+        Self::spawn_in(binary, extra_env, None).await
+    }
+
+    /// Like [`Server::spawn`], with the database in `data_dir` (the log stays in a temporary dir).
+    pub async fn spawn_in(binary: &Path, extra_env: &[(String, String)], data_dir: Option<PathBuf>) -> anyhow::Result<Server> {
         if !binary.is_file() {
             bail!(
                 "server binary {} not found: build it with `cargo build --release`, or pass --server PATH or --addr HOST:PORT",
@@ -39,10 +54,11 @@ impl Server {
             pid: None,
             child: None,
             dir: Some(dir),
+            data_dir,
             env,
             binary: Some(binary.to_path_buf()),
         };
-        server.start_child().await?;
+        server.start_child(None).await?;
         Ok(server)
     }
 
@@ -53,14 +69,44 @@ impl Server {
             return Ok(());
         }
         self.stop_child();
-        self.start_child().await
+        self.start_child(None).await
     }
 
-    async fn start_child(&mut self) -> anyhow::Result<()> {
+    /// SIGKILL: the process gets no chance to finish anything. Waits until it is gone.
+    pub fn kill(&mut self) -> anyhow::Result<()> {
+        let Some(mut child) = self.child.take() else { bail!("no server process to kill") };
+        child.kill().context("kill the server")?;
+        child.wait().context("wait for the killed server")?;
+        Ok(())
+    }
+
+    /// Starts the killed server again on the same data dir and port, and waits for `/healthz`.
+    pub async fn start_again(&mut self) -> anyhow::Result<()> {
+        self.start_child(Some(self.addr.port())).await
+    }
+
+    /// Starts the server again on the same data dir and port without waiting for it to answer.
+    pub fn launch_again(&mut self) -> anyhow::Result<()> {
+        self.launch(Some(self.addr.port()))
+    }
+
+    async fn start_child(&mut self, port: Option<u16>) -> anyhow::Result<()> {
+        self.launch(port)?;
+        self.wait_healthy(Duration::from_secs(30)).await
+    }
+
+    /// Starts the process on `port` (a free one when `None`).
+    fn launch(&mut self, port: Option<u16>) -> anyhow::Result<()> {
         let (Some(dir), Some(binary)) = (&self.dir, &self.binary) else {
             bail!("not a spawned server");
         };
-        let addr = SocketAddr::from(([127, 0, 0, 1], free_port()?));
+        let addr = SocketAddr::from((
+            [127, 0, 0, 1],
+            match port {
+                Some(p) => p,
+                None => free_port()?,
+            },
+        ));
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -71,7 +117,7 @@ impl Server {
             .arg("--listen")
             .arg(addr.to_string())
             .arg("--data-dir")
-            .arg(dir.path().join("data"))
+            .arg(self.data_dir.clone().unwrap_or_else(|| dir.path().join("data")))
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log);
@@ -82,8 +128,14 @@ impl Server {
         self.addr = addr;
         self.pid = Some(child.id());
         self.child = Some(child);
+        Ok(())
+    }
+
+    /// Waits until the spawned server answers `GET /healthz`; fails if it exits first.
+    pub async fn wait_healthy(&mut self, within: Duration) -> anyhow::Result<()> {
+        let addr = self.addr;
         let http = reqwest::Client::builder().timeout(Duration::from_secs(1)).build()?;
-        let deadline = Instant::now() + Duration::from_secs(30);
+        let deadline = Instant::now() + within;
         loop {
             if let Err(e) = self.check_alive() {
                 bail!("{e}\n--- server log ---\n{}", self.log_tail());
@@ -96,7 +148,7 @@ impl Server {
             if Instant::now() > deadline {
                 let tail = self.log_tail();
                 self.stop_child();
-                bail!("the server did not answer /healthz within 30 s\n--- server log ---\n{tail}");
+                bail!("the server did not answer /healthz within {within:?}\n--- server log ---\n{tail}");
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
@@ -104,7 +156,7 @@ impl Server {
 
     /// A server that is already running; its memory is read only when its pid is known.
     pub fn attach(addr: SocketAddr, pid: Option<u32>) -> Server {
-        Server { addr, pid, child: None, dir: None, env: Vec::new(), binary: None }
+        Server { addr, pid, child: None, dir: None, data_dir: None, env: Vec::new(), binary: None }
     }
 
     pub fn is_spawned(&self) -> bool {
@@ -142,16 +194,26 @@ impl Server {
         let Some(p) = self.log_path() else {
             return String::new();
         };
-        let text = std::fs::read_to_string(p).unwrap_or_default();
+        let text = strip_ansi(&std::fs::read_to_string(p).unwrap_or_default());
         let lines: Vec<&str> = text.lines().collect();
         lines[lines.len().saturating_sub(20)..].join("\n")
+    }
+
+    /// Bytes of log written so far, to read what comes after with [`Server::log_since`].
+    pub fn log_len(&self) -> u64 {
+        self.log_path().and_then(|p| std::fs::metadata(p).ok()).map_or(0, |m| m.len())
+    }
+
+    /// The log written after `offset` bytes, without terminal colours.
+    pub fn log_since(&self, offset: u64) -> String {
+        let text = self.log_path().and_then(|p| std::fs::read(p).ok()).unwrap_or_default();
+        strip_ansi(&String::from_utf8_lossy(text.get(offset as usize..).unwrap_or_default()))
     }
 
     /// Log lines of a spawned server at WARN or ERROR level (a crude health signal).
     pub fn log_problems(&self) -> usize {
         let Some(p) = self.log_path() else { return 0 };
-        std::fs::read_to_string(p)
-            .unwrap_or_default()
+        strip_ansi(&std::fs::read_to_string(p).unwrap_or_default())
             .lines()
             .filter(|l| l.contains(" WARN ") || l.contains(" ERROR ") || l.contains("panicked"))
             .count()
@@ -163,20 +225,25 @@ impl Server {
         self.dir.take();
     }
 
-    fn stop_child(&mut self) {
-        let Some(mut child) = self.child.take() else {
-            return;
-        };
+    /// Stops a spawned server with SIGTERM and keeps its data; the exit status, `None` when it
+    /// had to be killed or was not running.
+    pub fn terminate(&mut self) -> Option<std::process::ExitStatus> {
+        self.stop_child()
+    }
+
+    fn stop_child(&mut self) -> Option<std::process::ExitStatus> {
+        let mut child = self.child.take()?;
         let _ = Command::new("kill").arg("-TERM").arg(child.id().to_string()).stderr(Stdio::null()).status();
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             match child.try_wait() {
-                Ok(Some(_)) | Err(_) => break,
+                Ok(Some(status)) => return Some(status),
+                Err(_) => return None,
                 Ok(None) if Instant::now() > deadline => {
                     eprintln!("the server did not stop within 20 s; killing it");
                     let _ = child.kill();
                     let _ = child.wait();
-                    break;
+                    return None;
                 }
                 Ok(None) => std::thread::sleep(Duration::from_millis(50)),
             }
@@ -191,6 +258,24 @@ impl Drop for Server {
             let _ = child.wait();
         }
     }
+}
+
+/// Removes terminal colour sequences (`ESC [ ... m`), which the server's text log may carry.
+pub fn strip_ansi(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut chars = s.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            for d in chars.by_ref() {
+                if d.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 fn free_port() -> anyhow::Result<u16> {

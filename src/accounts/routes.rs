@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use axum::Json;
-use axum::extract::{ConnectInfo, Path, State};
+use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
@@ -15,7 +15,7 @@ use super::{Accounts, validate};
 use crate::config::{Config, OtpSender, Registration};
 use crate::http::auth::{SESSION_COOKIE, new_token};
 use crate::http::error::ErrorBody;
-use crate::http::{ApiError, ApiJson, ApiQuery, AuthUser};
+use crate::http::{ApiError, ApiJson, ApiPath, ApiQuery, AuthUser};
 use crate::hub::Hub;
 use crate::ids::{UserId, Username};
 use crate::protocol::{Gender, UserView, close};
@@ -170,7 +170,7 @@ fn login_key(s: &str) -> String {
     }
 }
 
-#[utoipa::path(post, path = "/api/auth/register", tag = "accounts", request_body = RegisterRequest,
+#[utoipa::path(post, path = "/api/auth/register", tag = "accounts", security(()), request_body = RegisterRequest,
     responses((status = 201, body = AuthResponse), (status = 400, body = ErrorBody), (status = 409, body = ErrorBody), (status = 429, body = ErrorBody)))]
 pub async fn register(
     State(accounts): State<Arc<Accounts>>,
@@ -204,7 +204,7 @@ pub async fn register(
     start_session(&accounts, &store, &user, StatusCode::CREATED).await
 }
 
-#[utoipa::path(post, path = "/api/auth/login", tag = "accounts", request_body = LoginRequest,
+#[utoipa::path(post, path = "/api/auth/login", tag = "accounts", security(()), request_body = LoginRequest,
     responses((status = 200, body = AuthResponse), (status = 401, body = ErrorBody), (status = 429, body = ErrorBody)))]
 pub async fn login(
     State(accounts): State<Arc<Accounts>>,
@@ -238,12 +238,12 @@ pub async fn logout(auth: AuthUser, State(store): State<Store>, State(hub): Stat
     Ok((StatusCode::NO_CONTENT, clear_cookie()).into_response())
 }
 
-#[utoipa::path(get, path = "/api/auth/options", tag = "accounts", responses((status = 200, body = AuthOptions)))]
+#[utoipa::path(get, path = "/api/auth/options", tag = "accounts", security(()), responses((status = 200, body = AuthOptions)))]
 pub async fn options(State(config): State<Arc<Config>>) -> Json<AuthOptions> {
     Json(AuthOptions { otp_login: config.auth.otp_sender != OtpSender::Off, registration: config.auth.registration })
 }
 
-#[utoipa::path(post, path = "/api/auth/otp/request", tag = "accounts", request_body = OtpRequest,
+#[utoipa::path(post, path = "/api/auth/otp/request", tag = "accounts", security(()), request_body = OtpRequest,
     responses((status = 202, body = OtpRequested), (status = 404, body = ErrorBody, description = "one-time codes are off"), (status = 429, body = ErrorBody)))]
 pub async fn otp_request(
     State(accounts): State<Arc<Accounts>>,
@@ -266,7 +266,7 @@ pub async fn otp_request(
     Ok((StatusCode::ACCEPTED, Json(OtpRequested { sent: true })))
 }
 
-#[utoipa::path(post, path = "/api/auth/otp/login", tag = "accounts", request_body = OtpLogin,
+#[utoipa::path(post, path = "/api/auth/otp/login", tag = "accounts", security(()), request_body = OtpLogin,
     responses((status = 200, body = AuthResponse), (status = 401, body = ErrorBody), (status = 429, body = ErrorBody)))]
 pub async fn otp_login(
     State(accounts): State<Arc<Accounts>>,
@@ -344,7 +344,7 @@ pub async fn change_password(
 
 #[utoipa::path(get, path = "/api/users/{id}", tag = "accounts", params(("id" = u64, Path)),
     responses((status = 200, body = UserView), (status = 404, body = ErrorBody)))]
-pub async fn get_user(_auth: AuthUser, State(store): State<Store>, Path(id): Path<u64>) -> Result<Json<UserView>, ApiError> {
+pub async fn get_user(_auth: AuthUser, State(store): State<Store>, ApiPath(id): ApiPath<u64>) -> Result<Json<UserView>, ApiError> {
     let user = store.user(UserId(id)).await?.filter(|u| !u.disabled).ok_or_else(|| ApiError::not_found("No such user."))?;
     Ok(Json(user.public_view()))
 }
@@ -375,7 +375,7 @@ pub async fn presence(
     auth: AuthUser,
     State(store): State<Store>,
     State(hub): State<Arc<Hub>>,
-    Path(id): Path<u64>,
+    ApiPath(id): ApiPath<u64>,
 ) -> Result<Json<Presence>, ApiError> {
     let me = auth.user.id;
     let user = store.user(UserId(id)).await?.filter(|u| !u.disabled).ok_or_else(|| ApiError::not_found("No such user."))?;

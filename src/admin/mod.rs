@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -13,7 +13,7 @@ use utoipa::ToSchema;
 use crate::accounts::{Accounts, validate};
 use crate::config::{Config, DirectPolicy, LiveConfig, OtpSender, Registration};
 use crate::http::error::ErrorBody;
-use crate::http::{ApiError, ApiJson, ApiQuery, AuthUser};
+use crate::http::{ApiError, ApiJson, ApiPath, ApiQuery, AuthUser};
 use crate::hub::Hub;
 use crate::ids::UserId;
 use crate::outcome::Refusal;
@@ -68,6 +68,7 @@ pub struct Page {
     #[serde(default)]
     pub offset: u32,
     /// 1 to 200; 50 when absent.
+    #[param(minimum = 1, maximum = 200)]
     pub limit: Option<u32>,
 }
 
@@ -98,7 +99,7 @@ pub async fn users(
 
 async fn set_disabled(auth: AuthUser, store: Store, hub: Arc<Hub>, id: u64, disabled: bool) -> Result<Json<AdminUserView>, ApiError> {
     let me = admin(&auth)?;
-    if UserId(id) == me {
+    if disabled && UserId(id) == me {
         return Err(ApiError::conflict("conflict", "You cannot disable your own account."));
     }
     let user = store.set_disabled(UserId(id), disabled).await?.ok_or_else(|| ApiError::not_found("No such user."))?;
@@ -115,7 +116,7 @@ pub async fn disable_user(
     auth: AuthUser,
     State(store): State<Store>,
     State(hub): State<Arc<Hub>>,
-    Path(id): Path<u64>,
+    ApiPath(id): ApiPath<u64>,
 ) -> Result<Json<AdminUserView>, ApiError> {
     set_disabled(auth, store, hub, id, true).await
 }
@@ -126,7 +127,7 @@ pub async fn enable_user(
     auth: AuthUser,
     State(store): State<Store>,
     State(hub): State<Arc<Hub>>,
-    Path(id): Path<u64>,
+    ApiPath(id): ApiPath<u64>,
 ) -> Result<Json<AdminUserView>, ApiError> {
     set_disabled(auth, store, hub, id, false).await
 }
@@ -137,7 +138,7 @@ pub async fn delete_user(
     auth: AuthUser,
     State(store): State<Store>,
     State(hub): State<Arc<Hub>>,
-    Path(id): Path<u64>,
+    ApiPath(id): ApiPath<u64>,
 ) -> Result<Json<AdminUserView>, ApiError> {
     let me = admin(&auth)?;
     let user = store.delete_user(UserId(id)).await?.map_err(refusal)?;
@@ -159,7 +160,7 @@ pub async fn reset_password(
     State(store): State<Store>,
     State(hub): State<Arc<Hub>>,
     State(accounts): State<Arc<Accounts>>,
-    Path(id): Path<u64>,
+    ApiPath(id): ApiPath<u64>,
     ApiJson(req): ApiJson<PasswordReset>,
 ) -> Result<StatusCode, ApiError> {
     let me = admin(&auth)?;
@@ -185,7 +186,7 @@ pub async fn promote(
     auth: AuthUser,
     State(store): State<Store>,
     State(hub): State<Arc<Hub>>,
-    Path(id): Path<u64>,
+    ApiPath(id): ApiPath<u64>,
 ) -> Result<Json<AdminUserView>, ApiError> {
     set_admin(auth, store, hub, id, true).await
 }
@@ -196,7 +197,7 @@ pub async fn demote(
     auth: AuthUser,
     State(store): State<Store>,
     State(hub): State<Arc<Hub>>,
-    Path(id): Path<u64>,
+    ApiPath(id): ApiPath<u64>,
 ) -> Result<Json<AdminUserView>, ApiError> {
     set_admin(auth, store, hub, id, false).await
 }
@@ -287,35 +288,35 @@ async fn group_status(
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[utoipa::path(post, path = "/api/admin/groups/{id}/disable", tag = "admin", params(("id" = u64, Path)), responses((status = 204), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+#[utoipa::path(post, path = "/api/admin/groups/{id}/disable", tag = "admin", params(("id" = u64, Path)), responses((status = 204), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 pub async fn disable_group(
     auth: AuthUser,
     State(store): State<Store>,
     State(hub): State<Arc<Hub>>,
     State(config): State<Arc<Config>>,
-    Path(id): Path<u64>,
+    ApiPath(id): ApiPath<u64>,
 ) -> Result<StatusCode, ApiError> {
     group_status(auth, store, hub, config, id, GroupStatus::Disabled).await
 }
 
-#[utoipa::path(post, path = "/api/admin/groups/{id}/enable", tag = "admin", params(("id" = u64, Path)), responses((status = 204), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+#[utoipa::path(post, path = "/api/admin/groups/{id}/enable", tag = "admin", params(("id" = u64, Path)), responses((status = 204), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 pub async fn enable_group(
     auth: AuthUser,
     State(store): State<Store>,
     State(hub): State<Arc<Hub>>,
     State(config): State<Arc<Config>>,
-    Path(id): Path<u64>,
+    ApiPath(id): ApiPath<u64>,
 ) -> Result<StatusCode, ApiError> {
     group_status(auth, store, hub, config, id, GroupStatus::Active).await
 }
 
-#[utoipa::path(delete, path = "/api/admin/groups/{id}", tag = "admin", params(("id" = u64, Path)), responses((status = 204), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+#[utoipa::path(delete, path = "/api/admin/groups/{id}", tag = "admin", params(("id" = u64, Path)), responses((status = 204), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 pub async fn dissolve_group(
     auth: AuthUser,
     State(store): State<Store>,
     State(hub): State<Arc<Hub>>,
     State(config): State<Arc<Config>>,
-    Path(id): Path<u64>,
+    ApiPath(id): ApiPath<u64>,
 ) -> Result<StatusCode, ApiError> {
     group_status(auth, store, hub, config, id, GroupStatus::Dissolved).await
 }
@@ -329,7 +330,9 @@ pub struct LiveSettings {
     pub otp_sender: Option<OtpSender>,
     pub otp_webhook_url: Option<String>,
     pub direct_policy: Option<DirectPolicy>,
+    #[schema(maximum = 315_360_000)]
     pub recall_window_secs: Option<u64>,
+    #[schema(maximum = 315_360_000)]
     pub edit_window_secs: Option<u64>,
     pub max_group_members: Option<usize>,
     pub max_groups_per_user: Option<usize>,
@@ -478,7 +481,7 @@ pub async fn invites(auth: AuthUser, State(store): State<Store>) -> Result<Json<
 }
 
 #[utoipa::path(delete, path = "/api/admin/invites/{code}", tag = "admin", params(("code" = String, Path)), responses((status = 204), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
-pub async fn delete_invite(auth: AuthUser, State(store): State<Store>, Path(code): Path<String>) -> Result<StatusCode, ApiError> {
+pub async fn delete_invite(auth: AuthUser, State(store): State<Store>, ApiPath(code): ApiPath<String>) -> Result<StatusCode, ApiError> {
     let me = admin(&auth)?;
     if !store.delete_invite(code.clone()).await? {
         return Err(ApiError::not_found("No such invite."));
@@ -494,6 +497,9 @@ pub struct Dashboard {
     pub connections: u64,
     pub messages: u64,
     /// `[day, count]` for the last 14 days, oldest first; day = days since the Unix epoch.
+    /// (Described as arrays of integers: utoipa writes a tuple as an `items` list, which OpenAPI
+    /// 3.1 does not allow.)
+    #[schema(value_type = Vec<Vec<u64>>)]
     pub messages_per_day: Vec<(u64, u64)>,
     /// Bytes on disk: the database and file blobs.
     pub storage_bytes: u64,
@@ -538,6 +544,8 @@ pub async fn dashboard(
 pub struct AuditQuery {
     /// Entries older than this id.
     pub before: Option<u64>,
+    /// 1 to 500; 100 when absent.
+    #[param(minimum = 1, maximum = 500)]
     pub limit: Option<u32>,
 }
 
@@ -550,6 +558,10 @@ pub struct AuditPage {
 #[utoipa::path(get, path = "/api/admin/audit", tag = "admin", params(AuditQuery), responses((status = 200, body = AuditPage), (status = 403, body = ErrorBody)))]
 pub async fn audit(auth: AuthUser, State(store): State<Store>, ApiQuery(q): ApiQuery<AuditQuery>) -> Result<Json<AuditPage>, ApiError> {
     admin(&auth)?;
-    let limit = q.limit.unwrap_or(100).clamp(1, 500) as usize;
+    let limit = q.limit.unwrap_or(100);
+    if !(1..=500).contains(&limit) {
+        return Err(ApiError::bad_request("invalid", "limit must be 1 to 500."));
+    }
+    let limit = limit as usize;
     Ok(Json(AuditPage { entries: store.audit_log(q.before, limit).await? }))
 }

@@ -647,6 +647,18 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
+    async fn the_invariant_check_names_a_broken_state() {
+        let t0 = Instant::now();
+        let mut r = reg();
+        r.invite("g1".into(), A, 10, ConvId::Group(9), true, &[A, B, C], CallMedia::Audio, t0).unwrap();
+        r.accept("g1", B, 20, false, t0).unwrap();
+        assert_eq!(r.check_invariants(), Ok(()));
+        // What the machine must never reach: B in the call on a second device.
+        r.calls.get_mut("g1").unwrap().participants.push(Participant { user: B, conn: 21 });
+        assert!(r.check_invariants().unwrap_err().contains("more than one device"));
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn a_group_call_nobody_joins_is_missed_and_one_everyone_declines_is_declined() {
         let t0 = Instant::now();
         let mut r = reg();

@@ -141,8 +141,14 @@ pub async fn send(store: &Store, hub: &Arc<Hub>, config: &Config, user: UserId, 
 
 fn store_failure(e: &StoreError, client_id: String) -> ServerFrame {
     tracing::error!(error = %e, "send failed in the store");
-    // Not stored: the client keeps the message in its outbox and may retry with the same id.
-    ServerFrame::error(Some(client_id), "unavailable", "The message could not be saved. It will be retried.")
+    // Not stored: the client keeps the message in its outbox and may retry with the same id. The
+    // code stays `unavailable` (clients retry it); the text says when the disk is full.
+    let message = match e {
+        StoreError::Full => "The server's storage is full, so the message was not saved. It will be retried.",
+        StoreError::Unavailable => "The server's storage is recovering from a failure, so the message was not saved. It will be retried.",
+        _ => "The message could not be saved. It will be retried.",
+    };
+    ServerFrame::error(Some(client_id), "unavailable", message)
 }
 
 /// Handles a `read` frame: moves the read position and tells the reader's devices (and, in a

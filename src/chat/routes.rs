@@ -5,14 +5,14 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::{Want, access};
 use crate::config::Config;
 use crate::http::error::ErrorBody;
-use crate::http::{ApiError, ApiJson, ApiQuery, AuthUser};
+use crate::http::{ApiError, ApiJson, ApiPath, ApiQuery, AuthUser};
 use crate::hub::Hub;
 use crate::ids::{ConvId, UserId};
 use crate::outcome::Refusal;
@@ -181,7 +181,7 @@ async fn one(store: &Store, me: UserId, conv: ConvId) -> Result<ConversationView
 }
 
 #[utoipa::path(get, path = "/api/conversations/{id}", tag = "chat", params(("id" = String, Path)), responses((status = 200, body = ConversationView), (status = 404, body = ErrorBody)))]
-pub async fn get(auth: AuthUser, State(store): State<Store>, Path(id): Path<String>) -> Result<Json<ConversationView>, ApiError> {
+pub async fn get(auth: AuthUser, State(store): State<Store>, ApiPath(id): ApiPath<String>) -> Result<Json<ConversationView>, ApiError> {
     Ok(Json(one(&store, auth.user.id, parse_conv(&id)?).await?))
 }
 
@@ -191,7 +191,7 @@ pub async fn update(
     auth: AuthUser,
     State(store): State<Store>,
     State(hub): State<Arc<Hub>>,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     ApiJson(req): ApiJson<ConversationSettings>,
 ) -> Result<Json<ConversationView>, ApiError> {
     let me = auth.user.id;
@@ -222,7 +222,7 @@ pub async fn history(
     auth: AuthUser,
     State(store): State<Store>,
     State(config): State<Arc<Config>>,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     ApiQuery(q): ApiQuery<HistoryQuery>,
 ) -> Result<Json<HistoryPage>, ApiError> {
     let conv = parse_conv(&id)?;
@@ -264,7 +264,7 @@ pub async fn recall(
     State(store): State<Store>,
     State(hub): State<Arc<Hub>>,
     State(config): State<Arc<Config>>,
-    Path((id, seq)): Path<(String, u64)>,
+    ApiPath((id, seq)): ApiPath<(String, u64)>,
 ) -> Result<Json<Message>, ApiError> {
     let conv = parse_conv(&id)?;
     let me = auth.user.id;
@@ -296,7 +296,7 @@ pub async fn edit(
     State(store): State<Store>,
     State(hub): State<Arc<Hub>>,
     State(config): State<Arc<Config>>,
-    Path((id, seq)): Path<(String, u64)>,
+    ApiPath((id, seq)): ApiPath<(String, u64)>,
     ApiJson(req): ApiJson<EditRequest>,
 ) -> Result<Json<Message>, ApiError> {
     let conv = parse_conv(&id)?;
@@ -324,13 +324,13 @@ pub async fn edit(
 }
 
 #[utoipa::path(post, path = "/api/conversations/{id}/messages/{seq}/reactions", tag = "chat", params(("id" = String, Path), ("seq" = u64, Path)), request_body = ReactRequest,
-    responses((status = 200, body = Message), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+    responses((status = 200, body = Message), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn react(
     auth: AuthUser,
     State(store): State<Store>,
     State(hub): State<Arc<Hub>>,
     State(config): State<Arc<Config>>,
-    Path((id, seq)): Path<(String, u64)>,
+    ApiPath((id, seq)): ApiPath<(String, u64)>,
     ApiJson(req): ApiJson<ReactRequest>,
 ) -> Result<Json<Message>, ApiError> {
     let conv = parse_conv(&id)?;
@@ -360,7 +360,7 @@ pub async fn reads(
     auth: AuthUser,
     State(store): State<Store>,
     State(config): State<Arc<Config>>,
-    Path((id, seq)): Path<(String, u64)>,
+    ApiPath((id, seq)): ApiPath<(String, u64)>,
 ) -> Result<Json<ReadList>, ApiError> {
     let conv = parse_conv(&id)?;
     let acc = access(&store, &config, auth.user.id, conv, Want::Read).await??;
@@ -374,7 +374,8 @@ pub async fn reads(
     Ok(Json(ReadList { read_by, unread_by }))
 }
 
-#[utoipa::path(get, path = "/api/search", tag = "chat", params(SearchQuery), responses((status = 200, body = SearchResults), (status = 400, body = ErrorBody)))]
+#[utoipa::path(get, path = "/api/search", tag = "chat", params(SearchQuery),
+    responses((status = 200, body = SearchResults), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody, description = "`conv` is not a conversation of yours")))]
 pub async fn search(
     auth: AuthUser,
     State(store): State<Store>,

@@ -82,6 +82,23 @@ impl From<StoreError> for ApiError {
         tracing::error!(error = %e, "store error");
         match e {
             StoreError::Closed => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "shutting_down", "The server is shutting down."),
+            // Transient: writes resume by themselves once there is room or the store reopened.
+            StoreError::Full => ApiError {
+                retry_after: Some(5),
+                ..ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "storage_full",
+                    "The server's storage is full; nothing was saved. Try again later.",
+                )
+            },
+            StoreError::Unavailable => ApiError {
+                retry_after: Some(1),
+                ..ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "storage_unavailable",
+                    "The server's storage is recovering; try again shortly.",
+                )
+            },
             _ => ApiError::internal(),
         }
     }

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::body::Body;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use futures_util::StreamExt;
@@ -14,7 +14,7 @@ use utoipa::ToSchema;
 use super::{FileView, Incoming, Media, readable, sniff, too_large};
 use crate::config::Config;
 use crate::http::error::ErrorBody;
-use crate::http::{ApiError, ApiJson, ApiQuery, AuthUser};
+use crate::http::{ApiError, ApiJson, ApiPath, ApiQuery, AuthUser};
 use crate::hub::Hub;
 use crate::protocol::{GroupView, UserView};
 use crate::social::{group_routes, groups};
@@ -168,14 +168,14 @@ async fn serve(media: &Media, sha256: &str, mime: &str, inline: bool, name: &str
 /// everyone logged in when it is an avatar or a sticker. Safe images are shown inline;
 /// everything else is an attachment.
 #[utoipa::path(get, path = "/api/files/{id}", tag = "media", params(("id" = String, Path)),
-    responses((status = 200, description = "the file's bytes", content_type = "application/octet-stream"),
+    responses((status = 200, description = "the file's bytes, with the type sniffed from them", content_type = "*/*"),
         (status = 304, description = "not modified (`If-None-Match`)"), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn download(
     auth: AuthUser,
     State(store): State<Store>,
     State(config): State<Arc<Config>>,
     State(media): State<Arc<Media>>,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let rec = readable(&store, &config, auth.user.id, &id).await?;
@@ -185,14 +185,14 @@ pub async fn download(
 
 /// An image's thumbnail (at most 320 pixels on a side, JPEG or PNG), for whoever may read the image.
 #[utoipa::path(get, path = "/api/files/{id}/thumb", tag = "media", params(("id" = String, Path)),
-    responses((status = 200, description = "the thumbnail", content_type = "image/jpeg"), (status = 401, body = ErrorBody),
+    responses((status = 200, description = "the thumbnail: PNG for images with transparency, else JPEG", content_type = "image/*"), (status = 401, body = ErrorBody),
         (status = 404, body = ErrorBody, description = "no such file, or not an image")))]
 pub async fn thumbnail(
     auth: AuthUser,
     State(store): State<Store>,
     State(config): State<Arc<Config>>,
     State(media): State<Arc<Media>>,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let rec = readable(&store, &config, auth.user.id, &id).await?;
@@ -227,7 +227,7 @@ pub async fn set_group_avatar(
     State(store): State<Store>,
     State(hub): State<Arc<Hub>>,
     State(config): State<Arc<Config>>,
-    Path(gid): Path<u64>,
+    ApiPath(gid): ApiPath<u64>,
     ApiJson(req): ApiJson<AvatarRequest>,
 ) -> Result<Json<GroupView>, ApiError> {
     let me = auth.user.id;
@@ -315,7 +315,7 @@ pub async fn create_pack(
 /// Deletes a sticker pack (server administrators). Stickers already sent stay readable in their conversations.
 #[utoipa::path(delete, path = "/api/stickers/packs/{id}", tag = "media", params(("id" = u64, Path)),
     responses((status = 204), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
-pub async fn delete_pack(auth: AuthUser, State(store): State<Store>, Path(id): Path<u64>) -> Result<StatusCode, ApiError> {
+pub async fn delete_pack(auth: AuthUser, State(store): State<Store>, ApiPath(id): ApiPath<u64>) -> Result<StatusCode, ApiError> {
     admin_only(&auth)?;
     if store.delete_sticker_pack(id).await? { Ok(StatusCode::NO_CONTENT) } else { Err(ApiError::not_found("No such sticker pack.")) }
 }
@@ -327,7 +327,7 @@ pub async fn delete_pack(auth: AuthUser, State(store): State<Store>, Path(id): P
 pub async fn add_sticker(
     auth: AuthUser,
     State(store): State<Store>,
-    Path(id): Path<u64>,
+    ApiPath(id): ApiPath<u64>,
     ApiJson(req): ApiJson<NewSticker>,
 ) -> Result<Json<StickerPackView>, ApiError> {
     admin_only(&auth)?;
@@ -341,7 +341,7 @@ pub async fn add_sticker(
 pub async fn remove_sticker(
     auth: AuthUser,
     State(store): State<Store>,
-    Path((id, file_id)): Path<(u64, String)>,
+    ApiPath((id, file_id)): ApiPath<(u64, String)>,
 ) -> Result<Json<StickerPackView>, ApiError> {
     admin_only(&auth)?;
     let pack = store.remove_sticker(id, file_id).await?.ok_or_else(|| ApiError::not_found("No such sticker pack."))?;

@@ -4,12 +4,12 @@
 use std::sync::Arc;
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::http::error::ErrorBody;
-use crate::http::{ApiError, ApiJson, AuthUser};
+use crate::http::{ApiError, ApiJson, ApiPath, AuthUser};
 use crate::hub::Hub;
 use crate::ids::{ConvId, UserId};
 use crate::outcome::Refusal;
@@ -280,7 +280,7 @@ macro_rules! relation_route {
             auth: AuthUser,
             State(store): State<Store>,
             State(hub): State<Arc<Hub>>,
-            Path(user): Path<u64>,
+            ApiPath(user): ApiPath<u64>,
         ) -> Result<Json<RelationAnswer>, ApiError> {
             change(&store, &hub, &auth.user, UserId(user), $rule).await
         }

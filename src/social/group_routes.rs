@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use axum::Json;
-use axum::extract::{FromRef, FromRequestParts, Path, State};
+use axum::extract::{FromRef, FromRequestParts, State};
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -11,7 +11,7 @@ use utoipa::ToSchema;
 use super::groups::{InfoEdit, approve, dissolve, edit, invite, join, kick, leave, mute, need, refuse, role_of, set_admin, transfer};
 use crate::config::Config;
 use crate::http::error::ErrorBody;
-use crate::http::{ApiError, ApiJson, ApiQuery, AuthUser};
+use crate::http::{ApiError, ApiJson, ApiPath, ApiQuery, AuthUser};
 use crate::hub::Hub;
 use crate::ids::UserId;
 use crate::outcome::Refusal;
@@ -162,7 +162,10 @@ pub struct JoinAnswer {
     pub group: GroupView,
 }
 
+/// Named apart from the administrators' invite codes (`Invite`): two schemas of one name
+/// would make the document describe one route's body with the other's.
 #[derive(Deserialize, ToSchema)]
+#[schema(as = NewMembers)]
 #[serde(deny_unknown_fields)]
 pub struct Invite {
     pub users: Vec<UserId>,
@@ -303,7 +306,7 @@ pub async fn list(auth: AuthUser, State(store): State<Store>, ApiQuery(q): ApiQu
 }
 
 #[utoipa::path(get, path = "/api/groups/{id}", tag = "groups", params(("id" = u64, Path)), responses((status = 200, body = GroupView), (status = 404, body = ErrorBody)))]
-pub async fn get(auth: AuthUser, State(store): State<Store>, Path(gid): Path<u64>) -> Result<Json<GroupView>, ApiError> {
+pub async fn get(auth: AuthUser, State(store): State<Store>, ApiPath(gid): ApiPath<u64>) -> Result<Json<GroupView>, ApiError> {
     let state = load(&store, gid).await?;
     if state.group.status != GroupStatus::Active && !state.members.contains_key(&auth.user.id) {
         return Err(ApiError::not_found("No such group."));
@@ -313,7 +316,7 @@ pub async fn get(auth: AuthUser, State(store): State<Store>, Path(gid): Path<u64
 
 #[utoipa::path(patch, path = "/api/groups/{id}", tag = "groups", params(("id" = u64, Path)), request_body = GroupEdit,
     responses((status = 200, body = GroupView), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
-pub async fn update(actor: Actor, Path(gid): Path<u64>, ApiJson(req): ApiJson<GroupEdit>) -> Result<Json<GroupView>, ApiError> {
+pub async fn update(actor: Actor, ApiPath(gid): ApiPath<u64>, ApiJson(req): ApiJson<GroupEdit>) -> Result<Json<GroupView>, ApiError> {
     let e = InfoEdit {
         name: req.name.as_deref().map(clean_name).transpose()?,
         notice: req.notice.as_deref().map(clean_notice).transpose()?,
@@ -325,8 +328,8 @@ pub async fn update(actor: Actor, Path(gid): Path<u64>, ApiJson(req): ApiJson<Gr
     Ok(Json(view(&out.after, me)))
 }
 
-#[utoipa::path(delete, path = "/api/groups/{id}", tag = "groups", params(("id" = u64, Path)), responses((status = 204), (status = 403, body = ErrorBody)))]
-pub async fn remove(actor: Actor, Path(gid): Path<u64>) -> Result<StatusCode, ApiError> {
+#[utoipa::path(delete, path = "/api/groups/{id}", tag = "groups", params(("id" = u64, Path)), responses((status = 204), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn remove(actor: Actor, ApiPath(gid): ApiPath<u64>) -> Result<StatusCode, ApiError> {
     let me = actor.me;
     actor.apply(gid, move |s| dissolve(s, me)).await?;
     Ok(StatusCode::NO_CONTENT)
@@ -337,7 +340,7 @@ pub async fn members(
     auth: AuthUser,
     State(store): State<Store>,
     State(hub): State<Arc<Hub>>,
-    Path(gid): Path<u64>,
+    ApiPath(gid): ApiPath<u64>,
 ) -> Result<Json<MemberList>, ApiError> {
     let state = load(&store, gid).await?;
     if !state.members.contains_key(&auth.user.id) {
@@ -362,7 +365,11 @@ pub async fn members(
 
 #[utoipa::path(post, path = "/api/groups/{id}/join", tag = "groups", params(("id" = u64, Path)), request_body = JoinRequest,
     responses((status = 200, body = JoinAnswer), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
-pub async fn join_group(actor: Actor, Path(gid): Path<u64>, ApiJson(req): ApiJson<JoinRequest>) -> Result<Json<JoinAnswer>, ApiError> {
+pub async fn join_group(
+    actor: Actor,
+    ApiPath(gid): ApiPath<u64>,
+    ApiJson(req): ApiJson<JoinRequest>,
+) -> Result<Json<JoinAnswer>, ApiError> {
     let me = actor.me;
     let message = req.message.trim().chars().take(200).collect::<String>();
     let state = load(&actor.store, gid).await?;
@@ -374,15 +381,19 @@ pub async fn join_group(actor: Actor, Path(gid): Path<u64>, ApiJson(req): ApiJso
     Ok(Json(JoinAnswer { joined: out.after.members.contains_key(&me), group: view(&out.after, me) }))
 }
 
-#[utoipa::path(post, path = "/api/groups/{id}/leave", tag = "groups", params(("id" = u64, Path)), responses((status = 204), (status = 409, body = ErrorBody)))]
-pub async fn leave_group(actor: Actor, Path(gid): Path<u64>) -> Result<StatusCode, ApiError> {
+#[utoipa::path(post, path = "/api/groups/{id}/leave", tag = "groups", params(("id" = u64, Path)), responses((status = 204), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub async fn leave_group(actor: Actor, ApiPath(gid): ApiPath<u64>) -> Result<StatusCode, ApiError> {
     let me = actor.me;
     actor.apply(gid, move |s| leave(s, me)).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[utoipa::path(get, path = "/api/groups/{id}/applications", tag = "groups", params(("id" = u64, Path)), responses((status = 200, body = ApplicationList), (status = 403, body = ErrorBody)))]
-pub async fn applications(auth: AuthUser, State(store): State<Store>, Path(gid): Path<u64>) -> Result<Json<ApplicationList>, ApiError> {
+#[utoipa::path(get, path = "/api/groups/{id}/applications", tag = "groups", params(("id" = u64, Path)), responses((status = 200, body = ApplicationList), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn applications(
+    auth: AuthUser,
+    State(store): State<Store>,
+    ApiPath(gid): ApiPath<u64>,
+) -> Result<Json<ApplicationList>, ApiError> {
     let state = load(&store, gid).await?;
     need(&state, auth.user.id, Role::Admin)?;
     let mut out = Vec::new();
@@ -396,7 +407,7 @@ pub async fn applications(auth: AuthUser, State(store): State<Store>, Path(gid):
 
 #[utoipa::path(post, path = "/api/groups/{id}/applications/{user}/approve", tag = "groups", params(("id" = u64, Path), ("user" = u64, Path)),
     responses((status = 200, body = GroupView), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
-pub async fn approve_application(actor: Actor, Path((gid, user)): Path<(u64, u64)>) -> Result<Json<GroupView>, ApiError> {
+pub async fn approve_application(actor: Actor, ApiPath((gid, user)): ApiPath<(u64, u64)>) -> Result<Json<GroupView>, ApiError> {
     let me = actor.me;
     let now = now_ms();
     let out = actor.apply(gid, move |s| approve(s, me, UserId(user), now)).await?;
@@ -405,15 +416,15 @@ pub async fn approve_application(actor: Actor, Path((gid, user)): Path<(u64, u64
 
 #[utoipa::path(post, path = "/api/groups/{id}/applications/{user}/refuse", tag = "groups", params(("id" = u64, Path), ("user" = u64, Path)),
     responses((status = 200, body = GroupView), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
-pub async fn refuse_application(actor: Actor, Path((gid, user)): Path<(u64, u64)>) -> Result<Json<GroupView>, ApiError> {
+pub async fn refuse_application(actor: Actor, ApiPath((gid, user)): ApiPath<(u64, u64)>) -> Result<Json<GroupView>, ApiError> {
     let me = actor.me;
     let out = actor.apply(gid, move |s| refuse(s, me, UserId(user))).await?;
     Ok(Json(view(&out.after, me)))
 }
 
 #[utoipa::path(post, path = "/api/groups/{id}/members", tag = "groups", params(("id" = u64, Path)), request_body = Invite,
-    responses((status = 200, body = GroupView), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody)))]
-pub async fn add_members(actor: Actor, Path(gid): Path<u64>, ApiJson(req): ApiJson<Invite>) -> Result<Json<GroupView>, ApiError> {
+    responses((status = 200, body = GroupView), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub async fn add_members(actor: Actor, ApiPath(gid): ApiPath<u64>, ApiJson(req): ApiJson<Invite>) -> Result<Json<GroupView>, ApiError> {
     let me = actor.me;
     let mut users = req.users;
     users.sort();
@@ -426,7 +437,7 @@ pub async fn add_members(actor: Actor, Path(gid): Path<u64>, ApiJson(req): ApiJs
 
 #[utoipa::path(delete, path = "/api/groups/{id}/members/{user}", tag = "groups", params(("id" = u64, Path), ("user" = u64, Path)),
     responses((status = 204), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
-pub async fn remove_member(actor: Actor, Path((gid, user)): Path<(u64, u64)>) -> Result<StatusCode, ApiError> {
+pub async fn remove_member(actor: Actor, ApiPath((gid, user)): ApiPath<(u64, u64)>) -> Result<StatusCode, ApiError> {
     let me = actor.me;
     let target = UserId(user);
     actor.apply(gid, move |s| if target == me { leave(s, me) } else { kick(s, me, target) }).await?;
@@ -437,7 +448,7 @@ pub async fn remove_member(actor: Actor, Path((gid, user)): Path<(u64, u64)>) ->
     responses((status = 200, body = GroupView), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn mute_member(
     actor: Actor,
-    Path((gid, user)): Path<(u64, u64)>,
+    ApiPath((gid, user)): ApiPath<(u64, u64)>,
     ApiJson(req): ApiJson<MuteRequest>,
 ) -> Result<Json<GroupView>, ApiError> {
     let me = actor.me;
@@ -447,16 +458,16 @@ pub async fn mute_member(
 }
 
 #[utoipa::path(post, path = "/api/groups/{id}/admins/{user}", tag = "groups", params(("id" = u64, Path), ("user" = u64, Path)),
-    responses((status = 200, body = GroupView), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody)))]
-pub async fn add_admin(actor: Actor, Path((gid, user)): Path<(u64, u64)>) -> Result<Json<GroupView>, ApiError> {
+    responses((status = 200, body = GroupView), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub async fn add_admin(actor: Actor, ApiPath((gid, user)): ApiPath<(u64, u64)>) -> Result<Json<GroupView>, ApiError> {
     let me = actor.me;
     let out = actor.apply(gid, move |s| set_admin(s, me, UserId(user), true)).await?;
     Ok(Json(view(&out.after, me)))
 }
 
 #[utoipa::path(delete, path = "/api/groups/{id}/admins/{user}", tag = "groups", params(("id" = u64, Path), ("user" = u64, Path)),
-    responses((status = 200, body = GroupView), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody)))]
-pub async fn remove_admin(actor: Actor, Path((gid, user)): Path<(u64, u64)>) -> Result<Json<GroupView>, ApiError> {
+    responses((status = 200, body = GroupView), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub async fn remove_admin(actor: Actor, ApiPath((gid, user)): ApiPath<(u64, u64)>) -> Result<Json<GroupView>, ApiError> {
     let me = actor.me;
     let out = actor.apply(gid, move |s| set_admin(s, me, UserId(user), false)).await?;
     Ok(Json(view(&out.after, me)))
@@ -464,7 +475,11 @@ pub async fn remove_admin(actor: Actor, Path((gid, user)): Path<(u64, u64)>) -> 
 
 #[utoipa::path(post, path = "/api/groups/{id}/transfer", tag = "groups", params(("id" = u64, Path)), request_body = Transfer,
     responses((status = 200, body = GroupView), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
-pub async fn transfer_group(actor: Actor, Path(gid): Path<u64>, ApiJson(req): ApiJson<Transfer>) -> Result<Json<GroupView>, ApiError> {
+pub async fn transfer_group(
+    actor: Actor,
+    ApiPath(gid): ApiPath<u64>,
+    ApiJson(req): ApiJson<Transfer>,
+) -> Result<Json<GroupView>, ApiError> {
     let me = actor.me;
     let out = actor.apply(gid, move |s| transfer(s, me, req.user)).await?;
     Ok(Json(view(&out.after, me)))
