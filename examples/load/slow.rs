@@ -55,7 +55,8 @@ pub struct SlowArgs {
     /// Pass bar: seconds from a slow socket's connect until the server has closed it.
     #[arg(long, default_value_t = 30.0)]
     max_cutoff_secs: f64,
-    /// Pass bar: the others' delivery p99 with the slow reader over the baseline's.
+    /// Pass bar: the others' delivery p99 with the slow reader over the baseline's (0: report
+    /// it only; short runs on a shared machine measure the neighbours' noise).
     #[arg(long, default_value_t = 2.0)]
     max_p99_ratio: f64,
     /// p99s below this many milliseconds count as this much in the ratio: on a shared machine a
@@ -228,14 +229,15 @@ pub async fn slow_reader(common: &Common, a: &SlowArgs) -> anyhow::Result<(Value
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     stop.cancel();
-    for mut sink in sinks {
-        let _ = tokio::time::timeout(Duration::from_secs(1), sink.close()).await;
-    }
+    // The readers stop before the sockets close, or they would count the close as a disconnect.
     let mut samples: Vec<(u64, u64)> = Vec::new();
     for r in readers {
         if let Ok(s) = r.await {
             samples.extend(s);
         }
+    }
+    for mut sink in sinks {
+        let _ = tokio::time::timeout(Duration::from_secs(1), sink.close()).await;
     }
     let alive = srv.check_alive();
     let in_windows = |slow: bool| -> Vec<u64> {
@@ -308,7 +310,7 @@ pub async fn slow_reader(common: &Common, a: &SlowArgs) -> anyhow::Result<(Value
     if let Some(t) = still_open_at_end.iter().copied().find(|t| *t > a.max_cutoff_secs) {
         violations.push(format!("a slow socket was still open {t:.1} s after it connected (bar {} s)", a.max_cutoff_secs));
     }
-    if ratio > a.max_p99_ratio {
+    if a.max_p99_ratio > 0.0 && ratio > a.max_p99_ratio {
         violations.push(format!(
             "others' p99 went from {:.2} ms to {:.2} ms ({ratio:.2}x, bar {}x)",
             ms(p_before.p99),
