@@ -73,12 +73,17 @@ impl StoreError {
     }
 }
 
+/// Out of space: the disk, a quota, or a file size limit.
+fn is_disk_full(io: &std::io::Error) -> bool {
+    use std::io::ErrorKind::{FileTooLarge, QuotaExceeded, StorageFull};
+    matches!(io.kind(), StorageFull | QuotaExceeded | FileTooLarge)
+}
+
 /// A full disk and a latched earlier I/O failure get their own variants; everything else is
 /// reported with redb's text.
 fn from_storage(e: &redb::StorageError) -> Option<StoreError> {
-    use std::io::ErrorKind::{FileTooLarge, QuotaExceeded, StorageFull};
     match e {
-        redb::StorageError::Io(io) if matches!(io.kind(), StorageFull | QuotaExceeded | FileTooLarge) => Some(StoreError::Full),
+        redb::StorageError::Io(io) if is_disk_full(io) => Some(StoreError::Full),
         redb::StorageError::PreviousIo => Some(StoreError::Unavailable),
         _ => None,
     }
@@ -111,9 +116,8 @@ impl From<redb::StorageError> for StoreError {
 
 impl From<redb::Error> for StoreError {
     fn from(e: redb::Error) -> Self {
-        use std::io::ErrorKind::{FileTooLarge, QuotaExceeded, StorageFull};
         match &e {
-            redb::Error::Io(io) if matches!(io.kind(), StorageFull | QuotaExceeded | FileTooLarge) => StoreError::Full,
+            redb::Error::Io(io) if is_disk_full(io) => StoreError::Full,
             redb::Error::PreviousIo => StoreError::Unavailable,
             _ => StoreError::Db(e.to_string()),
         }
