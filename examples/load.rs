@@ -9,7 +9,7 @@
 //! cargo run --release --example load -- crash --runs 20 --double-runs 10 --clients 50 --rate 0
 //! cargo run --release --example load -- disk-full          # as root: mounts a small tmpfs
 //! cargo run --release --example load -- slow-reader --rounds 5 --baseline-secs 60 --seconds 60
-//! cargo run --release --example load -- frames --sockets 50
+//! cargo run --release --example load -- frames --sockets 100
 //! ```
 //!
 //! `crash`, `disk-full`, `slow-reader` and `frames` are the proofs R1/R2, R3, R5 and S6 of
@@ -181,6 +181,9 @@ struct IdleArgs {
     /// Seconds to wait before reading memory.
     #[arg(long, default_value_t = 3)]
     settle: u64,
+    /// Pass bar: server memory per idle socket at the largest step, KiB (the plan's target).
+    #[arg(long, default_value_t = 8.0)]
+    max_kib_per_connection: f64,
 }
 
 fn main() -> ExitCode {
@@ -1202,6 +1205,13 @@ async fn idle(common: &Common, a: &IdleArgs, budget: usize) -> anyhow::Result<(V
     let drops = counters.idle_disconnects.load(Relaxed);
     let errors = failed + drops + u64::from(alive.is_err());
     println!("  errors: {errors} (not opened {failed}, dropped by the server {drops}, server exited {})", alive.is_err());
+    let top_kib = rows.last().and_then(|r| r["kib_per_connection"].as_f64()).unwrap_or(f64::INFINITY);
+    let over = top_kib > a.max_kib_per_connection;
+    if over {
+        println!("  FAIL: {top_kib:.2} KiB per idle socket (bar {} KiB)", a.max_kib_per_connection);
+    } else {
+        println!("  PASS: {top_kib:.2} KiB per idle socket (bar {} KiB)", a.max_kib_per_connection);
+    }
     let report = json!({
         "scenario": "idle",
         "users": users.len(),
@@ -1212,9 +1222,11 @@ async fn idle(common: &Common, a: &IdleArgs, budget: usize) -> anyhow::Result<(V
         "steps": rows,
         "rss_mib_after_close": opt_mib(rss_closed),
         "errors": {"total": errors, "not_opened": failed, "dropped": drops},
+        "max_kib_per_connection": a.max_kib_per_connection,
+        "pass": errors == 0 && !over,
         "server_env": server_env(&srv),
         "machine": machine_note(),
     });
     srv.stop();
-    Ok((report, errors))
+    Ok((report, errors + u64::from(over)))
 }

@@ -100,7 +100,14 @@ pub async fn serve(
         };
         let _ = stream.set_nodelay(true);
         let slot = ConnSlot(Arc::new(slot));
-        let svc = router.clone().layer(axum::Extension(ConnectInfo::<SocketAddr>(addr))).layer(axum::Extension(slot.clone()));
+        // The client's address and the slot go into each request's extensions (what axum's
+        // `Extension` layer does, without `Router::layer` rebuilding every route per connection).
+        let (router, req_slot) = (router.clone(), slot.clone());
+        let svc = tower::service_fn(move |mut req: axum::extract::Request<hyper::body::Incoming>| {
+            req.extensions_mut().insert(ConnectInfo::<SocketAddr>(addr));
+            req.extensions_mut().insert(req_slot.clone());
+            tower::ServiceExt::oneshot(router.clone(), req)
+        });
         let (builder, watcher) = (builder.clone(), graceful.watcher());
         tokio::spawn(async move {
             // hyper's header deadline only runs once a request has begun; a socket that sends

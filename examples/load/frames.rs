@@ -24,7 +24,7 @@ use super::{Common, machine_note, server_env};
 #[derive(Args, Clone)]
 pub struct FramesArgs {
     /// Sockets sending at once.
-    #[arg(long, default_value_t = 50)]
+    #[arg(long, default_value_t = 100)]
     sockets: usize,
     /// Deeply nested frames per socket before its huge one.
     #[arg(long, default_value_t = 20)]
