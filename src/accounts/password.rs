@@ -179,7 +179,8 @@ mod tests {
         assert!(m.verify("pa55word", &theirs));
         assert!(!m.verify("pa55wore", &theirs));
         // Other costs and algorithms than ours, smaller and larger than the memory kept.
-        for (alg, m_cost, t_cost) in [(Algorithm::Argon2id, 8 * 1024, 3), (Algorithm::Argon2i, 32 * 1024, 1), (Algorithm::Argon2d, 1024, 2)] {
+        for (alg, m_cost, t_cost) in [(Algorithm::Argon2id, 8 * 1024, 3), (Algorithm::Argon2i, 32 * 1024, 1), (Algorithm::Argon2d, 1024, 2)]
+        {
             let params = Params::new(m_cost, t_cost, 1, None).unwrap();
             let other = Argon2::new(alg, Version::V0x13, params).hash_password(b"other").unwrap().to_string();
             assert!(m.verify("other", &other), "{other}");
