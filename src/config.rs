@@ -219,6 +219,9 @@ pub struct Limits {
     pub write_queue: usize,
     /// Most writes committed in one transaction.
     pub max_batch: usize,
+    /// Memory the database may use to cache pages, MiB. The server's memory grows with the data
+    /// read and written up to about this much, then stays.
+    pub db_cache_mib: usize,
     /// Seconds a socket may stay blocked on a write before it is dropped.
     pub write_timeout_secs: u64,
     /// Seconds a new connection has to send a complete request head before it is closed.
@@ -299,6 +302,7 @@ impl Default for Limits {
             outbound_queue: 512,
             write_queue: 8192,
             max_batch: 2048,
+            db_cache_mib: 128,
             write_timeout_secs: 10,
             header_timeout_secs: 10,
             connections_per_ip: 256,
@@ -401,8 +405,9 @@ impl Config {
             || self.limits.outbound_queue == 0
             || self.limits.write_queue == 0
             || self.limits.max_batch == 0
+            || self.limits.db_cache_mib == 0
         {
-            return bad("limits: max_frame_bytes >= 1024, outbound_queue, write_queue and max_batch >= 1");
+            return bad("limits: max_frame_bytes >= 1024, outbound_queue, write_queue, max_batch and db_cache_mib >= 1");
         }
         if self.auth.hash_concurrency == 0 || self.auth.session_days == 0 {
             return bad("auth.hash_concurrency and auth.session_days must be at least 1");

@@ -196,11 +196,14 @@ pub struct Store {
 pub struct StoreOptions {
     pub write_queue: usize,
     pub max_batch: usize,
+    /// redb's page cache, bytes (its own default is 1 GiB, which a small server would fill
+    /// with whatever it once read or wrote).
+    pub cache_bytes: usize,
 }
 
 impl Default for StoreOptions {
     fn default() -> Self {
-        StoreOptions { write_queue: 8192, max_batch: 2048 }
+        StoreOptions { write_queue: 8192, max_batch: 2048, cache_bytes: 128 << 20 }
     }
 }
 
@@ -210,7 +213,8 @@ impl Store {
     pub fn open(data_dir: &Path, opts: &StoreOptions) -> Result<Store, StoreError> {
         std::fs::create_dir_all(data_dir).map_err(|e| StoreError::Db(format!("cannot create {}: {e}", data_dir.display())))?;
         let path = data_dir.join(DB_FILE);
-        let opener: Opener = Arc::new(move || Database::builder().create(&path));
+        let cache = opts.cache_bytes;
+        let opener: Opener = Arc::new(move || Database::builder().set_cache_size(cache).create(&path));
         Self::open_with(data_dir, opts, opener)
     }
 

@@ -32,7 +32,9 @@ fn copy<K: Key + 'static, V: Value + 'static>(
 
 /// Copies every table of `src` into a new database at `path`; `progress` hears entry counts.
 pub(crate) fn copy_all(src: &ReadTransaction, path: &Path, progress: &mut dyn FnMut(u64)) -> Result<(), StoreError> {
-    let db = Database::create(path)?;
+    // A small cache: the copy is written once and never read back here (redb's default of 1 GiB
+    // would hold much of a large database in the server's memory while a backup runs).
+    let db = Database::builder().set_cache_size(32 << 20).create(path)?;
     let mut txn = db.begin_write()?;
     txn.set_two_phase_commit(true);
     macro_rules! copy_table {
