@@ -323,7 +323,7 @@ async fn handle_text(
             }
         }
         ClientFrame::Sync { cursors } => match chat::sync(store, user, &cursors).await {
-            Ok((frames, reload)) => {
+            Ok(frames) => {
                 let mut ok = true;
                 for frame in frames {
                     if !conn.send_frame(&frame).await {
@@ -331,7 +331,7 @@ async fn handle_text(
                         break;
                     }
                 }
-                ok && conn.send_frame(&ServerFrame::Synced { reload }).await
+                ok
             }
             Err(e) => {
                 tracing::error!(error = %e, "sync failed");

@@ -449,6 +449,15 @@ pub struct ConversationView {
     pub peer_read_seq: Option<u64>,
 }
 
+/// Messages of `conv` a sync left out: those with `after < seq < before`; page them with the
+/// history route (`?after=&before=`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct SyncGap {
+    pub conv: ConvId,
+    pub after: u64,
+    pub before: u64,
+}
+
 /// The short user summary in `hello`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct HelloUser {
@@ -600,8 +609,11 @@ pub enum ServerFrame {
     },
     Synced {
         /// Conversations with more changes than a sync sends: reload their history.
-        #[serde(skip_serializing_if = "Vec::is_empty")]
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
         reload: Vec<ConvId>,
+        /// Messages a sync left out because a conversation had more new ones than it carries.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        gaps: Vec<SyncGap>,
     },
     /// `user` has read `conv` up to `seq` (to the peer in 1:1 chats, and to the reader's devices).
     Read {
@@ -758,7 +770,11 @@ mod tests {
                 ServerFrame::Ack { client_id: "c9b1".into(), message: msg() },
                 r#"{"type":"ack","client_id":"c9b1","message":{"conv":"d:3:7","seq":42,"sender":3,"client_id":"c9b1","ts":1795766400000,"content":{"kind":"text","text":"hi"}}}"#,
             ),
-            (ServerFrame::Synced { reload: vec![] }, r#"{"type":"synced"}"#),
+            (ServerFrame::Synced { reload: vec![], gaps: vec![] }, r#"{"type":"synced"}"#),
+            (
+                ServerFrame::Synced { reload: vec![], gaps: vec![SyncGap { conv: "d:3:7".parse().unwrap(), after: 41, before: 1042 }] },
+                r#"{"type":"synced","gaps":[{"conv":"d:3:7","after":41,"before":1042}]}"#,
+            ),
             (
                 ServerFrame::error(Some("c9b1".into()), "forbidden", "You cannot write to this conversation."),
                 r#"{"type":"error","client_id":"c9b1","code":"forbidden","message":"You cannot write to this conversation."}"#,

@@ -211,26 +211,36 @@ async fn a_client_that_never_reads_is_closed_and_resyncs_while_others_keep_up() 
     assert!(last_seen < sent, "it was cut off before the end ({last_seen} of {sent})");
 
     // It reconnects and syncs from what it saw. A sync carries at most the newest 100 messages
-    // of a conversation; the client pages the history for anything between its cursor and the
-    // first synced message (as the web client's gap filling does), or all of it when the
-    // conversation is named in `reload`.
+    // of a conversation and names what it left out in `gaps`; the client pages the history for
+    // those (or for everything after its cursor when the conversation is named in `reload`).
     let mut back = s.ws(&bob).await;
     back.send_json(json!({"type":"sync","cursors":{conv.clone(): last_seen}})).await;
     let frames = back.until("synced").await;
     let synced = frames.last().unwrap();
     let mut have: Vec<u64> = frames.iter().filter(|f| f["type"] == "message").map(|f| f["message"]["seq"].as_u64().unwrap()).collect();
-    // `reload` is left out when empty.
-    if synced["reload"].as_array().is_some_and(|r| r.iter().any(|c| c == &json!(conv))) {
+    assert!(have.len() <= 100, "a sync carries at most 100 messages of a conversation");
+    // `reload` and `gaps` are left out when empty.
+    let (after, before) = if synced["reload"].as_array().is_some_and(|r| r.iter().any(|c| c == &json!(conv))) {
         have.clear();
-    }
-    let upto = have.first().map_or(u64::MAX, |f| f - 1);
+        (last_seen, u64::MAX)
+    } else if sent - last_seen > 100 {
+        let gaps = synced["gaps"].as_array().unwrap_or_else(|| panic!("more than 100 missed, so a gap: {synced}"));
+        assert_eq!(gaps.len(), 1, "{synced}");
+        assert_eq!(gaps[0], json!({"conv": conv, "after": last_seen, "before": have[0]}), "the gap is exactly what was left out");
+        (last_seen, have[0])
+    } else {
+        assert!(synced.get("gaps").is_none(), "no gap when everything fit: {synced}");
+        assert_eq!(have.first(), Some(&(last_seen + 1)));
+        (0, 0)
+    };
     let mut paged = Vec::new();
-    let mut after = last_seen;
-    while after < upto {
-        let (st, page) = s.http().get(&format!("/api/conversations/{conv}/messages?after={after}&limit=100"), Some(&bob.token)).await;
+    let mut after = after;
+    while after + 1 < before {
+        let upto = if before == u64::MAX { String::new() } else { format!("&before={before}") };
+        let (st, page) = s.http().get(&format!("/api/conversations/{conv}/messages?after={after}{upto}&limit=100"), Some(&bob.token)).await;
         assert_eq!(st, 200, "{page}");
         let seqs: Vec<u64> = page["messages"].as_array().unwrap().iter().map(|m| m["seq"].as_u64().unwrap()).collect();
-        paged.extend(seqs.iter().copied().filter(|q| *q <= upto));
+        paged.extend(seqs.iter().copied());
         match seqs.last() {
             Some(l) if page["has_more"] == true => after = *l,
             _ => break,

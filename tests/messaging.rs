@@ -71,6 +71,39 @@ async fn messages_sent_while_offline_arrive_on_sync_in_order_without_duplicates(
 }
 
 #[tokio::test]
+async fn a_sync_names_the_messages_it_left_out_and_history_pages_them() {
+    let s = TestServer::start().await;
+    let (ann, bob) = (s.register("ann").await, s.register("bob").await);
+    let conv = ann.dm(&bob);
+    let mut ann_ws = s.ws(&ann).await;
+    for i in 1..=150 {
+        assert_eq!(ann_ws.send_text(&format!("a{i}"), &conv, &format!("m{i}")).await["type"], "ack");
+    }
+    // Bob saw up to 10: the sync sends the newest 100 and names the 40 it left out.
+    let mut bob_ws = s.ws(&bob).await;
+    bob_ws.send_json(json!({"type":"sync","cursors":{conv.clone(): 10}})).await;
+    let mut frames = bob_ws.until("synced").await;
+    let synced = frames.pop().unwrap();
+    let seqs: Vec<u64> = frames.iter().map(|f| f["message"]["seq"].as_u64().unwrap()).collect();
+    assert_eq!(seqs, (51..=150).collect::<Vec<_>>());
+    assert_eq!(synced, json!({"type":"synced","gaps":[{"conv": conv, "after": 10, "before": 51}]}));
+    let (st, page) = s.http().get(&format!("/api/conversations/{conv}/messages?after=10&before=51&limit=100"), Some(&bob.token)).await;
+    assert_eq!(st, 200, "{page}");
+    let paged: Vec<u64> = page["messages"].as_array().unwrap().iter().map(|m| m["seq"].as_u64().unwrap()).collect();
+    assert_eq!(paged, (11..=50).collect::<Vec<_>>());
+    // A first sync (no cursor) names the gap from the beginning; one that fits names none.
+    let got = bob_ws.sync(json!({})).await;
+    assert_eq!(got.len(), 100);
+    bob_ws.send_json(json!({"type":"sync","cursors":{}})).await;
+    let synced = bob_ws.until("synced").await.pop().unwrap();
+    assert_eq!(synced["gaps"], json!([{"conv": conv, "after": 0, "before": 51}]));
+    bob_ws.send_json(json!({"type":"sync","cursors":{conv.clone(): 50}})).await;
+    let synced = bob_ws.until("synced").await.pop().unwrap();
+    assert_eq!(synced, json!({"type":"synced"}), "100 new messages fit: no gap");
+    s.stop().await;
+}
+
+#[tokio::test]
 async fn resending_a_client_id_returns_the_first_result_and_stores_nothing_new() {
     let s = TestServer::start().await;
     let (ann, bob) = (s.register("ann").await, s.register("bob").await);

@@ -13,7 +13,7 @@ use crate::config::{Config, DirectPolicy};
 use crate::hub::{Frame, Hub};
 use crate::ids::{ConvId, UserId};
 use crate::outcome::Refusal;
-use crate::protocol::{Content, MAX_CLIENT_ID, Message, Role, ServerFrame, SyncCursor};
+use crate::protocol::{Content, MAX_CLIENT_ID, Message, Role, ServerFrame, SyncCursor, SyncGap};
 use crate::social::contacts::blocked_either_way;
 use crate::store::messages::{Extras, MessageRefusal};
 use crate::store::social::GroupStatus;
@@ -199,12 +199,8 @@ pub async fn typing(store: &Store, hub: &Hub, config: &Config, user: UserId, con
 pub const SYNC_CAP: usize = 100;
 
 /// What a reconnecting client is missing: new messages and changed ones, per conversation in
-/// order, and the conversations it should reload instead.
-pub async fn sync(
-    store: &Store,
-    user: UserId,
-    cursors: &HashMap<ConvId, SyncCursor>,
-) -> Result<(Vec<ServerFrame>, Vec<ConvId>), StoreError> {
+/// order, then the `synced` frame naming the conversations to reload and the messages left out.
+pub async fn sync(store: &Store, user: UserId, cursors: &HashMap<ConvId, SyncCursor>) -> Result<Vec<ServerFrame>, StoreError> {
     let heads = store.conversation_heads(user).await?;
     let wanted: Vec<(ConvId, u64, u64, u64)> = heads
         .into_iter()
@@ -215,13 +211,17 @@ pub async fn sync(
         .collect();
     let convs: Vec<ConvId> = wanted.iter().map(|w| w.0).collect();
     let mut frames = Vec::new();
-    let mut reload = Vec::new();
-    for (conv, (new, changed)) in convs.into_iter().zip(store.changes_since(wanted, SYNC_CAP).await?) {
-        match changed {
+    let (mut reload, mut gaps) = (Vec::new(), Vec::new());
+    for (conv, c) in convs.into_iter().zip(store.changes_since(wanted, SYNC_CAP).await?) {
+        match c.changed {
             Some(changed) => frames.extend(changed.into_iter().map(|message| ServerFrame::Update { message })),
             None => reload.push(conv),
         }
-        frames.extend(new.into_iter().map(|message| ServerFrame::Message { message }));
+        if let Some(s) = c.skipped {
+            gaps.push(SyncGap { conv, after: s.after, before: s.before });
+        }
+        frames.extend(c.new.into_iter().map(|message| ServerFrame::Message { message }));
     }
-    Ok((frames, reload))
+    frames.push(ServerFrame::Synced { reload, gaps });
+    Ok(frames)
 }

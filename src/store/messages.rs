@@ -211,6 +211,20 @@ pub enum MessageChange {
     React { user: UserId, emoji: String, on: bool },
 }
 
+/// What a sync sends for one conversation; see [`Store::changes_since`].
+pub struct ConvChanges {
+    pub new: Vec<Message>,
+    pub changed: Option<Vec<Message>>,
+    pub skipped: Option<SkippedSeqs>,
+}
+
+/// Messages a sync left out: those with `after < seq < before`.
+#[derive(Clone, Copy, Debug)]
+pub struct SkippedSeqs {
+    pub after: u64,
+    pub before: u64,
+}
+
 impl Store {
     /// Appends a message to `conv` with the next sequence number, unless `sender` already sent
     /// `client_id`, in which case the earlier message comes back with `duplicate` set.
@@ -355,14 +369,10 @@ impl Store {
     }
 
     /// For sync, per conversation `(conv, after seq, after rev, first visible seq)`: the new
-    /// messages (at most `cap`, the newest) and the changed older ones (at most `cap`; `None`
-    /// when there were more, and the client must reload).
-    #[allow(clippy::type_complexity)]
-    pub async fn changes_since(
-        &self,
-        wanted: Vec<(ConvId, u64, u64, u64)>,
-        cap: usize,
-    ) -> Result<Vec<(Vec<Message>, Option<Vec<Message>>)>, StoreError> {
+    /// messages (at most `cap`, the newest), the changed older ones (at most `cap`; `None` when
+    /// there were more, and the client must reload), and the seqs left out between the two
+    /// when there were more than `cap` new ones.
+    pub async fn changes_since(&self, wanted: Vec<(ConvId, u64, u64, u64)>, cap: usize) -> Result<Vec<ConvChanges>, StoreError> {
         self.read(move |txn| {
             let heads = txn.open_table(CONV_HEADS)?;
             let revs = txn.open_table(REVS)?;
@@ -371,8 +381,14 @@ impl Store {
             for (conv, after, after_rev, first) in wanted {
                 let key = conv.key();
                 let (last, rev, _) = heads.get(key)?.map_or((0, 0, 0), |v| v.value());
-                let new = if last > after {
-                    let from = after.max(last.saturating_sub(cap as u64)).max(first.saturating_sub(1)) + 1;
+                // The newest seq the client has, or could have: what it may see starts at `first`.
+                let seen = after.max(first.saturating_sub(1));
+                let mut skipped = None;
+                let new = if last > seen {
+                    let from = seen.max(last.saturating_sub(cap as u64)) + 1;
+                    if from > seen + 1 {
+                        skipped = Some(SkippedSeqs { after: seen, before: from });
+                    }
                     range_of(txn, conv, from, last, false, cap)?.0
                 } else {
                     Vec::new()
@@ -399,7 +415,7 @@ impl Store {
                         changed = Some(seen);
                     }
                 }
-                out.push((new, changed));
+                out.push(ConvChanges { new, changed, skipped });
             }
             Ok(out)
         })
