@@ -120,7 +120,7 @@ impl Default for Turn {
             relay_max_port: 65535,
             allow_peers: Vec::new(),
             credential_ttl_secs: 86_400,
-            user_quota: 12,
+            user_quota: 32,
             total_quota: 1200,
             sockets: 0,
         }
@@ -354,6 +354,24 @@ pub const MAX_WINDOW_SECS: u64 = 10 * 365 * 86_400;
 const ENV_NOT_SETTINGS: &[&str] = &["CHINWAG_CONFIG", "CHINWAG_LOG"];
 
 impl Config {
+    /// Relays one person in the largest group call may need: one per other person and TURN URL
+    /// (UDP, TCP, TLS), which browsers take for each person they call.
+    pub fn relays_per_call(&self) -> usize {
+        let urls = 1 + usize::from(self.turn.tcp) + usize::from(self.turn.tls_listen.is_some());
+        self.calls.max_group_participants.saturating_sub(1) * urls
+    }
+
+    /// A warning when `turn.user_quota` is too small for the largest group call.
+    pub fn turn_quota_warning(&self) -> Option<String> {
+        let need = self.relays_per_call();
+        (self.turn.enabled && self.turn.user_quota < need).then(|| {
+            format!(
+                "turn.user_quota ({}) is below the {need} relays one person may need in a call of calls.max_group_participants ({}); some calls will fail to connect",
+                self.turn.user_quota, self.calls.max_group_participants
+            )
+        })
+    }
+
     /// Builds the effective configuration from all layers.
     pub fn load(
         file: Option<&Path>,
@@ -529,6 +547,21 @@ mod tests {
         let c = Config::load(None, env(&[]), &Overrides::default()).unwrap();
         assert_eq!(c.listen.to_string(), "0.0.0.0:8080");
         assert_eq!(c.limits.max_frame_bytes, 65536);
+    }
+
+    #[test]
+    fn the_turn_quota_covers_the_largest_group_call_or_is_warned_about() {
+        let mut c = Config::load(None, env(&[]), &Overrides::default()).unwrap();
+        // 4 people, UDP and TCP: 3 others x 2 URLs, and room for a second network or device.
+        assert_eq!(c.relays_per_call(), 6);
+        assert!(c.turn.user_quota >= 2 * c.relays_per_call());
+        assert_eq!(c.turn_quota_warning(), None);
+        c.calls.max_group_participants = 16;
+        c.turn.tls_listen = Some("0.0.0.0:5349".parse().unwrap());
+        assert_eq!(c.relays_per_call(), 45);
+        assert!(c.turn_quota_warning().unwrap().contains("turn.user_quota (32) is below the 45 relays"));
+        c.turn.enabled = false;
+        assert_eq!(c.turn_quota_warning(), None);
     }
 
     #[test]

@@ -56,6 +56,9 @@ async fn start_turn(config: &Config, store: &Store, http: SocketAddr) -> anyhow:
         return Ok(None);
     }
     calls::filter::PeerFilter::new(&config.turn.allow_peers, Vec::new()).map_err(anyhow::Error::msg)?;
+    if let Some(w) = config.turn_quota_warning() {
+        tracing::warn!("{w}");
+    }
     let tls = calls::turn::tls_acceptor(&config.turn)?;
     let secret = store.turn_secret().await?;
     match calls::turn::TurnServer::start(&config.turn, secret, http, tls).await {
