@@ -73,12 +73,14 @@ async fn start_turn(config: &Config, store: &Store, http: SocketAddr) -> anyhow:
 /// Runs the server on `listener` until `shutdown` is cancelled, then drains: stops accepting,
 /// closes sockets with 1001, lets pending writes commit, and closes the store.
 pub async fn run(config: Config, listener: TcpListener, shutdown: CancellationToken) -> anyhow::Result<()> {
-    let store =
-        Store::open(&config.data_dir, &StoreOptions {
+    let store = Store::open(
+        &config.data_dir,
+        &StoreOptions {
             write_queue: config.limits.write_queue,
             max_batch: config.limits.max_batch,
             cache_bytes: config.limits.db_cache_mib.saturating_mul(1 << 20),
-        })?;
+        },
+    )?;
     let (presence_tx, presence_rx) = tokio::sync::mpsc::channel(4096);
     let hub = std::sync::Arc::new(hub::Hub::with_presence(presence_tx));
     let presence = tokio::spawn(presence::run(store.clone(), std::sync::Arc::downgrade(&hub), presence_rx));

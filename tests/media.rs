@@ -297,6 +297,41 @@ async fn a_removed_group_member_loses_access_to_the_groups_files() {
 }
 
 #[tokio::test]
+async fn recalling_a_file_message_takes_the_file_back_from_the_conversation() {
+    let s = TestServer::start().await;
+    let (ann, bob) = (s.register("ann").await, s.register("bob").await);
+    let dm = ann.dm(&bob);
+    let photo = uploaded(&s, &ann, "photo.png", png(40, 30)).await;
+    let notes = uploaded(&s, &ann, "notes.txt", b"twice".to_vec()).await;
+    let (photo, notes) = (photo["id"].as_str().unwrap(), notes["id"].as_str().unwrap());
+    let mut ann_ws = s.ws(&ann).await;
+    let p = send_media(&mut ann_ws, "p", &dm, json!({"kind":"image","file_id":photo})).await["message"]["seq"].as_u64().unwrap();
+    // The same file sent twice: recalling one message leaves it with the other.
+    let n1 = send_media(&mut ann_ws, "n1", &dm, json!({"kind":"file","file_id":notes})).await["message"]["seq"].as_u64().unwrap();
+    let n2 = send_media(&mut ann_ws, "n2", &dm, json!({"kind":"file","file_id":notes})).await["message"]["seq"].as_u64().unwrap();
+    for id in [photo, notes] {
+        assert_eq!(status_of(&s, &bob, id).await, 200);
+    }
+    let recall = |seq: u64| {
+        let (http, dm, token) = (s.http(), dm.clone(), ann.token.clone());
+        async move { http.post(&format!("/api/conversations/{dm}/messages/{seq}/recall"), Some(&token), json!({})).await }
+    };
+    let (st, body) = recall(p).await;
+    assert_eq!(st, 200, "{body}");
+    assert_eq!(status_of(&s, &bob, photo).await, 404, "a recalled photo is gone for the other side");
+    assert_eq!(fetch(&s, Some(&bob.token), &format!("/api/files/{photo}/thumb")).await.status(), 404);
+    assert_eq!(status_of(&s, &ann, photo).await, 200, "the uploader keeps their file");
+    assert_eq!(recall(n1).await.0, 200);
+    assert_eq!(status_of(&s, &bob, notes).await, 200, "still in message {n2}");
+    assert_eq!(recall(n2).await.0, 200);
+    assert_eq!(status_of(&s, &bob, notes).await, 404);
+    // Sending it again shares it again.
+    send_media(&mut ann_ws, "n3", &dm, json!({"kind":"file","file_id":notes})).await;
+    assert_eq!(status_of(&s, &bob, notes).await, 200);
+    s.stop().await;
+}
+
+#[tokio::test]
 async fn names_are_sanitized_and_nothing_is_written_outside_the_blob_store() {
     let s = TestServer::start().await;
     let ann = s.register("ann").await;

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use super::messages::MessageRefusal;
 use super::social::GroupRecord;
-use super::tables::{FILE_CONVS, FILE_USES, FILES, GROUPS, META, STICKER_PACKS, USER_FILE_BYTES, USERS};
+use super::tables::{FILE_MSGS, FILE_USES, FILES, GROUPS, META, STICKER_PACKS, USER_FILE_BYTES, USERS};
 use super::users::{UserRecord, load_user};
 use super::{Store, StoreError, now_ms};
 use crate::ids::{ConvId, UserId};
@@ -186,11 +186,28 @@ pub(super) fn attach_in_txn(
     })
 }
 
-/// Records that a media message's file was sent in the conversation `key`, so that its
-/// members may download it.
-pub(super) fn share_in_txn(txn: &WriteTransaction, content: &Content, key: (u64, u64)) -> Result<(), StoreError> {
-    if let Content::Image { file_id, .. } | Content::File { file_id, .. } | Content::Sticker { file_id, .. } = content {
-        txn.open_table(FILE_CONVS)?.insert((file_id.as_str(), key.0, key.1), ())?;
+/// The file a message carries, if any.
+pub(super) fn file_of(content: &Content) -> Option<&str> {
+    match content {
+        Content::Image { file_id, .. } | Content::File { file_id, .. } | Content::Sticker { file_id, .. } => Some(file_id),
+        _ => None,
+    }
+}
+
+/// Records that message `seq` of the conversation `key` carries its file (if it has one), so
+/// that the conversation's members may download it.
+pub(super) fn share_in_txn(txn: &WriteTransaction, content: &Content, key: (u64, u64), seq: u64) -> Result<(), StoreError> {
+    if let Some(file_id) = file_of(content) {
+        txn.open_table(FILE_MSGS)?.insert((file_id, key.0, key.1, seq), ())?;
+    }
+    Ok(())
+}
+
+/// Undoes [`share_in_txn`] for a recalled message: once no message of the conversation
+/// carries the file, its members can no longer download it (the uploader still can).
+pub(super) fn unshare_in_txn(txn: &WriteTransaction, content: &Content, key: (u64, u64), seq: u64) -> Result<(), StoreError> {
+    if let Some(file_id) = file_of(content) {
+        txn.open_table(FILE_MSGS)?.remove((file_id, key.0, key.1, seq))?;
     }
     Ok(())
 }
@@ -227,17 +244,20 @@ impl Store {
     }
 
     /// Whether the file is readable by everyone logged in (a current avatar or sticker), and the
-    /// conversations it was sent in.
+    /// conversations it was sent in (by a message not recalled).
     pub async fn file_audience(&self, id: String) -> Result<(bool, Vec<ConvId>), StoreError> {
         self.read(move |txn| {
             if is_public(txn, &id)? {
                 return Ok((true, Vec::new()));
             }
             let mut convs = Vec::new();
-            for e in txn.open_table(FILE_CONVS)?.range((id.as_str(), 0, 0)..=(id.as_str(), u64::MAX, u64::MAX))? {
+            for e in txn.open_table(FILE_MSGS)?.range((id.as_str(), 0, 0, 0)..=(id.as_str(), u64::MAX, u64::MAX, u64::MAX))? {
                 let (k, _) = e?;
-                let (_, a, b) = k.value();
-                convs.push(ConvId::from_key((a, b)));
+                let (_, a, b, _) = k.value();
+                let conv = ConvId::from_key((a, b));
+                if convs.last() != Some(&conv) {
+                    convs.push(conv);
+                }
             }
             Ok((false, convs))
         })

@@ -8,7 +8,7 @@ use redb::{ReadTransaction, ReadableTable, WriteTransaction};
 use serde::{Deserialize, Serialize};
 
 use super::search::{self, QueryToken};
-use super::tables::{CLIENT_IDS, CONV_HEADS, DAILY_MESSAGES, MENTIONS, MESSAGES, READS, REVS, SEARCH, USER_CONVS};
+use super::tables::{CLIENT_IDS, CONV_HEADS, DAILY_MESSAGES, FILE_MSGS, MENTIONS, MESSAGES, READS, REVS, SEARCH, USER_CONVS};
 use super::{Store, StoreError, now_ms};
 use crate::ids::{ConvId, UserId};
 use crate::protocol::{Content, Message, ReplyRef};
@@ -65,6 +65,26 @@ pub enum MessageRefusal {
     NoSuchMessage,
     /// Refused by the caller's rule, with its reason.
     Rule(&'static str),
+}
+
+/// Schema 1 to 2: who may download a file was kept per conversation, so recalling its message
+/// left it readable; now it is kept per message (`FILE_MSGS`), built here from the messages that
+/// are not recalled (which also revokes files whose messages were recalled before).
+pub(super) fn migrate_file_shares(txn: &WriteTransaction) -> Result<(), StoreError> {
+    let mut shares = txn.open_table(FILE_MSGS)?;
+    for entry in txn.open_table(MESSAGES)?.iter()? {
+        let (k, v) = entry?;
+        let (a, b, seq) = k.value();
+        let m = decode(v.value())?;
+        if m.recalled.is_none()
+            && let Some(file) = super::media::file_of(&m.content)
+        {
+            shares.insert((file, a, b, seq), ())?;
+        }
+    }
+    drop(shares);
+    txn.delete_table(super::tables::FILE_CONVS)?;
+    Ok(())
 }
 
 fn decode(v: &[u8]) -> Result<Message, StoreError> {
@@ -174,7 +194,7 @@ pub(super) fn append_in_txn(
     let bytes = serde_json::to_vec(&message)?;
     msgs.insert((key.0, key.1, seq), bytes.as_slice())?;
     drop(msgs);
-    super::media::share_in_txn(txn, &message.content, key)?;
+    super::media::share_in_txn(txn, &message.content, key, seq)?;
     txn.open_table(CONV_HEADS)?.insert(key, (seq, rev, if message.mention_all { seq } else { all_seq }))?;
     ids.insert((sender.0, message.client_id.as_str()), (key.0, key.1, seq))?;
     // Sending is reading: your own message never counts as unread.
@@ -285,6 +305,7 @@ impl Store {
                         if let Some(text) = text_of(&m.content) {
                             index_text(txn, key, seq, text, false)?;
                         }
+                        super::media::unshare_in_txn(txn, &m.content, key, seq)?;
                         m.content = Content::Recalled {};
                         m.recalled = Some(crate::protocol::Recall { by, at: now });
                         m.reactions.clear();

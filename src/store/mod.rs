@@ -41,7 +41,7 @@ use tokio::sync::{mpsc, oneshot};
 use tables::META;
 
 /// The schema this build writes. Opening a newer one is refused; older ones are migrated.
-pub const SCHEMA_VERSION: u64 = 1;
+pub const SCHEMA_VERSION: u64 = 2;
 const DB_FILE: &str = "chinwag.redb";
 
 #[derive(Clone, Debug, thiserror::Error)]
@@ -360,6 +360,7 @@ fn migrate(db: &Database) -> Result<(), StoreError> {
                     // Version 1 is the first layout: create every table so that readers never
                     // meet a missing one.
                     0 => tables::create_all(&txn)?,
+                    1 => messages::migrate_file_shares(&txn)?,
                     _ => unreachable!("no migration from schema {v}"),
                 }
                 v += 1;
@@ -595,6 +596,53 @@ mod tests {
         };
         assert!(matches!(err, StoreError::TooNew { .. }), "{err}");
         assert!(err.to_string().contains("newer Chinwag"));
+    }
+
+    #[tokio::test]
+    async fn schema_1_files_are_shared_per_message_after_the_upgrade() {
+        use crate::ids::{ConvId, UserId};
+        use crate::protocol::{Content, Message, Recall};
+        let dir = tempfile::tempdir().unwrap();
+        let conv: ConvId = "d:1:2".parse().unwrap();
+        let (kept, recalled) = ("a".repeat(32), "b".repeat(32));
+        {
+            // A schema 1 database: files shared per conversation, one of them by a message
+            // recalled since.
+            let db = Database::create(dir.path().join(DB_FILE)).unwrap();
+            let txn = db.begin_write().unwrap();
+            tables::create_all(&txn).unwrap();
+            txn.delete_table(tables::FILE_MSGS).unwrap();
+            let key = conv.key();
+            let mut shared = txn.open_table(tables::FILE_CONVS).unwrap();
+            let mut msgs = txn.open_table(tables::MESSAGES).unwrap();
+            let contents = [
+                serde_json::json!({"kind":"image","file_id":kept}),
+                serde_json::json!({"kind":"file","file_id":recalled}),
+                serde_json::json!({"kind":"text","text":"hi"}),
+            ];
+            for (i, c) in contents.into_iter().enumerate() {
+                let seq = i as u64 + 1;
+                let mut m = Message::new(conv, seq, UserId(1), format!("c{seq}"), 1, serde_json::from_value::<Content>(c).unwrap());
+                if let Some(f) = media::file_of(&m.content) {
+                    shared.insert((f, key.0, key.1), ()).unwrap();
+                }
+                if seq == 2 {
+                    m.content = Content::Recalled {};
+                    m.recalled = Some(Recall { by: UserId(1), at: 2 });
+                }
+                msgs.insert((key.0, key.1, seq), serde_json::to_vec(&m).unwrap().as_slice()).unwrap();
+            }
+            drop((shared, msgs));
+            txn.open_table(META).unwrap().insert("schema_version", 1).unwrap();
+            txn.commit().unwrap();
+        }
+        let s = Store::open(dir.path(), &StoreOptions::default()).unwrap();
+        assert_eq!(s.schema_version().await.unwrap(), 2);
+        assert_eq!(s.file_audience(kept).await.unwrap(), (false, vec![conv]));
+        assert_eq!(s.file_audience(recalled).await.unwrap(), (false, vec![]), "its message was recalled before the upgrade");
+        let old_table = s.read(|txn| Ok(txn.open_table(tables::FILE_CONVS).is_ok())).await.unwrap();
+        assert!(!old_table, "the schema 1 table is gone");
+        s.close().await;
     }
 
     const TEST_TABLE: redb::TableDefinition<&str, &str> = redb::TableDefinition::new("test_values");

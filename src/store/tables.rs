@@ -45,8 +45,11 @@ pub const MEMBERS: TableDefinition<(u64, u64), &[u8]> = TableDefinition::new("gr
 pub const APPLICATIONS: TableDefinition<(u64, u64), &[u8]> = TableDefinition::new("groupid_userid_application");
 /// file id (32 hex digits) -> JSON `FileRecord`
 pub const FILES: TableDefinition<&str, &[u8]> = TableDefinition::new("fileid_file");
-/// (file id, conversation key) -> (): the conversations a file was sent in
+/// Schema 1 only, dropped by the migration to 2: (file id, conversation key) -> ().
 pub const FILE_CONVS: TableDefinition<(&str, u64, u64), ()> = TableDefinition::new("fileid_conv");
+/// (file id, conversation key, seq) -> (): the messages a file was sent in that are not
+/// recalled; their conversations' members may download it
+pub const FILE_MSGS: TableDefinition<(&str, u64, u64, u64), ()> = TableDefinition::new("fileid_conv_seq");
 /// (file id, use kind, owner) -> (): 1 = a user's avatar, 2 = a group's avatar, 3 = a sticker of pack `owner`
 pub const FILE_USES: TableDefinition<(&str, u64, u64), ()> = TableDefinition::new("fileid_kind_owner");
 /// user id -> bytes of the files they uploaded
@@ -87,7 +90,7 @@ macro_rules! each_table {
         $m!(MEMBERS);
         $m!(APPLICATIONS);
         $m!(FILES);
-        $m!(FILE_CONVS);
+        $m!(FILE_MSGS);
         $m!(FILE_USES);
         $m!(USER_FILE_BYTES);
         $m!(STICKER_PACKS);
