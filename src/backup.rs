@@ -34,6 +34,8 @@ pub struct FileSum {
 
 /// Progress reports: (what, done, total).
 pub type Progress<'a> = &'a mut (dyn FnMut(&str, u64, u64) + Send);
+/// The same, owned, for work that moves to another thread.
+pub type BoxedProgress = Box<dyn FnMut(&str, u64, u64) + Send>;
 
 fn sha256_file(path: &Path) -> std::io::Result<(String, u64)> {
     let mut f = std::fs::File::open(path)?;
@@ -73,12 +75,7 @@ fn blob_files(data_dir: &Path) -> Vec<PathBuf> {
 }
 
 /// Writes a backup archive of `store` (whose data dir is `data_dir`) to `out`.
-pub async fn create(
-    store: &Store,
-    data_dir: &Path,
-    out: impl Write + Send + 'static,
-    progress: Box<dyn FnMut(&str, u64, u64) + Send>,
-) -> anyhow::Result<Manifest> {
+pub async fn create(store: &Store, data_dir: &Path, out: impl Write + Send + 'static, progress: BoxedProgress) -> anyhow::Result<Manifest> {
     let mut progress = progress;
     let mut r = [0u8; 6];
     rand::fill(&mut r);

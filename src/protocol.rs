@@ -589,9 +589,12 @@ impl SyncCursor {
     }
 }
 
-/// Frames the server sends on the WebSocket.
+/// Frames the server sends on the WebSocket. Made, serialized and dropped at once (nothing keeps
+/// one across an `.await` in a socket's task), so its size does not matter much; boxing its
+/// large variants would only add allocations.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
+#[allow(clippy::large_enum_variant)]
 pub enum ServerFrame {
     Hello {
         user: HelloUser,

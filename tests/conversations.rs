@@ -157,10 +157,9 @@ async fn group_admins_recall_anything_and_mentions_mark_unread() {
     assert_eq!(bob_ws.until_client_id("b3").await["code"], "forbidden");
     bob_ws.send_json(json!({"type":"send","client_id":"b4","conv":g,"content":{"kind":"text","text":"@zoe"},"mentions":[999]})).await;
     assert_eq!(bob_ws.until_client_id("b4").await["code"], "invalid", "only members can be mentioned");
-    let all = own_ws
+    own_ws
         .send_json(json!({"type":"send","client_id":"o1","conv":g,"content":{"kind":"text","text":"@all meeting"},"mention_all":true}))
         .await;
-    let _ = all;
     let seq = own_ws.until_client_id("o1").await["message"]["seq"].as_u64().unwrap();
     let (_, list) = http.get("/api/conversations", Some(&bob.token)).await;
     assert_eq!(conv_of(&list, &g)["mentioned"], true, "@all marks everyone");

@@ -118,7 +118,7 @@ pub async fn send(store: &Store, hub: &Arc<Hub>, config: &Config, user: UserId, 
     if mentions.len() > 50 || mentions.iter().any(|u| !acc.members.contains(u)) {
         return refusal_frame(&Refusal::Invalid("You can mention up to 50 people in this conversation.".into()), Some(client_id));
     }
-    if mention_all && !acc.role.is_some_and(|r| r >= Role::Admin) {
+    if mention_all && acc.role.is_none_or(|r| r < Role::Admin) {
         return refusal_frame(&Refusal::Forbidden("Only group owners and admins can mention everyone."), Some(client_id));
     }
     let direct_members = if acc.role.is_none() { acc.members.clone() } else { Vec::new() };

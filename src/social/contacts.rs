@@ -233,7 +233,7 @@ pub async fn list(auth: AuthUser, State(store): State<Store>) -> Result<Json<Con
             contacts.push(contact_view(u.public_view(), &rel));
         }
     }
-    contacts.sort_by(|a, b| a.user.nickname.to_lowercase().cmp(&b.user.nickname.to_lowercase()));
+    contacts.sort_by_key(|c| c.user.nickname.to_lowercase());
     Ok(Json(ContactList { contacts }))
 }
 
@@ -251,8 +251,8 @@ pub async fn requests(auth: AuthUser, State(store): State<Store>) -> Result<Json
             lists.outgoing.push(request_view(&auth.user, &u, &r));
         }
     }
-    lists.incoming.sort_by(|a, b| b.updated_at.cmp(&a.updated_at));
-    lists.outgoing.sort_by(|a, b| b.updated_at.cmp(&a.updated_at));
+    lists.incoming.sort_by_key(|r| std::cmp::Reverse(r.updated_at));
+    lists.outgoing.sort_by_key(|r| std::cmp::Reverse(r.updated_at));
     Ok(Json(lists))
 }
 

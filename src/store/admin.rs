@@ -110,7 +110,7 @@ impl Store {
                 let (_, v) = e?;
                 out.push(json(v.value())?);
             }
-            out.sort_by(|a, b| b.created_at.cmp(&a.created_at));
+            out.sort_by_key(|e| std::cmp::Reverse(e.created_at));
             Ok(out)
         })
         .await

@@ -22,7 +22,7 @@ fn copy<K: Key + 'static, V: Value + 'static>(
         let (k, v) = entry?;
         to.insert(k.value(), v.value())?;
         n += 1;
-        if n % 1024 == 0 {
+        if n.is_multiple_of(1024) {
             progress(1024);
         }
     }

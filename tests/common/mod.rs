@@ -28,9 +28,7 @@ pub struct TestServer {
 }
 
 pub fn test_config(data_dir: &Path) -> Config {
-    let mut c = Config::default();
-    c.data_dir = data_dir.to_path_buf();
-    c.listen = "127.0.0.1:0".parse().unwrap();
+    let mut c = Config { data_dir: data_dir.to_path_buf(), listen: "127.0.0.1:0".parse().unwrap(), ..Config::default() };
     // Tests register many users from one address.
     c.auth.registrations_per_ip_per_hour = 10_000;
     // Many servers run at once: each gets its own TURN port, on loopback only.
@@ -226,8 +224,7 @@ impl Ws {
 
     pub async fn send_text(&mut self, client_id: &str, conv: &str, text: &str) -> Value {
         self.send_json(json!({"type":"send","client_id":client_id,"conv":conv,"content":{"kind":"text","text":text}})).await;
-        let frames = self.until_client_id(client_id).await;
-        frames
+        self.until_client_id(client_id).await
     }
 
     /// The answer (`ack` or `error`) carrying `client_id`, skipping other frames.
