@@ -10,6 +10,7 @@
 //! cargo run --release --example load -- disk-full          # as root: mounts a small tmpfs
 //! cargo run --release --example load -- slow-reader --rounds 5 --baseline-secs 60 --seconds 60
 //! cargo run --release --example load -- frames --sockets 100
+//! cargo run --release --example load -- steady --users 1000 --rate 200 --minutes 30
 //! ```
 //!
 //! `crash`, `disk-full`, `slow-reader` and `frames` are the proofs R1/R2, R3, R5 and S6 of
@@ -33,6 +34,8 @@ mod frames;
 mod server;
 #[path = "load/slow.rs"]
 mod slow;
+#[path = "load/steady.rs"]
+mod steady;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -118,6 +121,9 @@ enum Scenario {
     /// Sockets at once sending JSON nested 10,000 deep and frames declaring 64 MiB: bad_frame,
     /// close 1009, server memory (S6).
     Frames(frames::FramesArgs),
+    /// Users in pairs and groups at a steady rate with HTTP requests alongside for many minutes:
+    /// server errors, delivery p99, no memory growth trend (R7).
+    Steady(steady::SteadyArgs),
 }
 
 #[derive(Args, Clone)]
@@ -232,6 +238,7 @@ async fn run(cli: Cli, fd_limit: u64) -> anyhow::Result<u64> {
         Scenario::SlowReader(a) => slow::slow_reader(&cli.common, a).await?,
         Scenario::DiskFull(a) => diskfull::disk_full(&cli.common, a).await?,
         Scenario::Frames(a) => frames::frames(&cli.common, a).await?,
+        Scenario::Steady(a) => steady::steady(&cli.common, a).await?,
     };
     let mut report = report;
     report["command"] = json!(format!("load {}", cmd.join(" ")));
