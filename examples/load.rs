@@ -821,14 +821,7 @@ async fn latency(common: &Common, a: &LatencyArgs, budget: usize) -> anyhow::Res
         };
         driver_tasks.push(tokio::spawn(lat_driver(senders, plan, counters.clone())));
     }
-    let mut lag_us = Vec::new();
-    let mut sinks = Vec::new();
-    for t in driver_tasks {
-        if let Ok((lag, s)) = t.await {
-            lag_us.extend(lag);
-            sinks.extend(s);
-        }
-    }
+    let (lag_us, sinks) = join_drivers(driver_tasks).await;
     let send_wall = base.elapsed();
     // Wait for the last deliveries and acks.
     let drain_until = Instant::now() + Duration::from_secs(5);
@@ -1017,6 +1010,19 @@ struct DriverPlan {
 }
 
 type Sink = futures_util::stream::SplitSink<Ws, WsMessage>;
+
+/// Waits for sender tasks that each return their schedule lags (µs) and their sockets' write
+/// halves, and gathers both.
+async fn join_drivers(tasks: Vec<tokio::task::JoinHandle<(Vec<u64>, Vec<Sink>)>>) -> (Vec<u64>, Vec<Sink>) {
+    let (mut lag_us, mut sinks) = (Vec::new(), Vec::new());
+    for t in tasks {
+        if let Ok((lag, s)) = t.await {
+            lag_us.extend(lag);
+            sinks.extend(s);
+        }
+    }
+    (lag_us, sinks)
+}
 
 /// Sends message k at `base + k / rate` from active user `k % active`, for the users it owns.
 /// Open loop: it never waits for acks. Returns how late each send was against the schedule.

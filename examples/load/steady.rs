@@ -24,7 +24,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::client::{self, Account, Frame, Percentiles, Ws, connect_many, dm, padding, send_frame};
 use super::server::{CpuUse, CpuWindow, wait_quiet};
-use super::{CONNECT_CONCURRENCY, Common, Sink, machine_note, opt_mib, server_env};
+use super::{CONNECT_CONCURRENCY, Common, Sink, join_drivers, machine_note, opt_mib, server_env};
 
 #[derive(Args, Clone)]
 pub struct SteadyArgs {
@@ -378,14 +378,7 @@ pub async fn steady(common: &Common, a: &SteadyArgs) -> anyhow::Result<(Value, u
         }
     }
 
-    let mut lag_us = Vec::new();
-    let mut sinks = Vec::new();
-    for t in driver_tasks {
-        if let Ok((lag, s)) = t.await {
-            lag_us.extend(lag);
-            sinks.extend(s);
-        }
-    }
+    let (lag_us, sinks) = join_drivers(driver_tasks).await;
     let http_lat = http_task.await.unwrap_or_default();
     // The last deliveries and acks.
     let totals = |sh: &Shared| {

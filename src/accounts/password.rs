@@ -41,28 +41,27 @@ impl Memory {
 
     /// A new argon2id hash of `password` as a PHC string.
     fn hash(&mut self, password: &str) -> Result<String, ApiError> {
-        let argon = Argon2::default();
+        self.new_hash(password).map(|phc| phc.to_string()).map_err(|e| {
+            tracing::error!(error = %e, "password hashing failed");
+            ApiError::internal()
+        })
+    }
+
+    fn new_hash(&mut self, password: &str) -> Result<PasswordHash, String> {
+        let (algorithm, version) = (Algorithm::Argon2id, Version::V0x13);
+        let argon = Argon2::new(algorithm, version, Params::default());
         let salt = argon2::password_hash::generate_salt();
         let mut out = [0u8; Params::DEFAULT_OUTPUT_LEN];
-        let phc = argon
+        argon
             .hash_password_into_with_memory(password.as_bytes(), &salt, &mut out, self.blocks(argon.params()))
-            .map_err(|e| e.to_string())
-            .and_then(|()| {
-                Ok(PasswordHash {
-                    algorithm: Algorithm::Argon2id.ident(),
-                    version: Some(Version::V0x13.into()),
-                    params: ParamsString::try_from(argon.params()).map_err(|e| e.to_string())?,
-                    salt: Some(Salt::new(&salt).map_err(|e| e.to_string())?),
-                    hash: Some(Output::new(&out).map_err(|e| e.to_string())?),
-                })
-            });
-        match phc {
-            Ok(phc) => Ok(phc.to_string()),
-            Err(e) => {
-                tracing::error!(error = %e, "password hashing failed");
-                Err(ApiError::internal())
-            }
-        }
+            .map_err(|x| x.to_string())?;
+        Ok(PasswordHash {
+            algorithm: algorithm.ident(),
+            version: Some(version.into()),
+            params: ParamsString::try_from(argon.params()).map_err(|x| x.to_string())?,
+            salt: Some(Salt::new(&salt).map_err(|x| x.to_string())?),
+            hash: Some(Output::new(&out).map_err(|x| x.to_string())?),
+        })
     }
 
     /// Whether `password` hashes to the stored PHC string `phc` (compared in constant time).
