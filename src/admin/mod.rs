@@ -16,10 +16,10 @@ use crate::http::error::ErrorBody;
 use crate::http::{ApiError, ApiJson, ApiPath, ApiQuery, AuthUser};
 use crate::hub::Hub;
 use crate::ids::UserId;
-use crate::outcome::Refusal;
 use crate::protocol::{GoneReason, ServerFrame, UserView, close};
+use crate::social::{group_routes, groups};
 use crate::store::admin::{AdminRefusal, AuditEntry, Invite};
-use crate::store::social::{GroupChange, GroupLimits, GroupRecord, GroupStatus};
+use crate::store::social::{GroupRecord, GroupStatus};
 use crate::store::{Store, UserRecord, now_ms};
 
 /// The caller, if they administer the server.
@@ -251,6 +251,8 @@ pub async fn groups(auth: AuthUser, State(store): State<Store>, ApiQuery(p): Api
     Ok(Json(GroupPage { groups, total }))
 }
 
+/// Changes a group's status through the group rule and the group routes' announcements (the
+/// `dissolved` system message, `group` and `group_gone` frames), as an owner's dissolve does.
 async fn group_status(
     auth: AuthUser,
     store: Store,
@@ -260,25 +262,11 @@ async fn group_status(
     to: GroupStatus,
 ) -> Result<StatusCode, ApiError> {
     let me = admin(&auth)?;
-    let limits = GroupLimits {
-        max_members: config.groups.max_members,
-        max_groups_per_user: config.groups.max_groups_per_user,
-        history_for_new_members: config.groups.history_for_new_members,
-    };
-    let rule = move |s: &crate::store::social::GroupState| {
-        if s.group.status == GroupStatus::Dissolved {
-            return Err(Refusal::Conflict("This group was dissolved."));
-        }
-        Ok(GroupChange { group: Some(GroupRecord { status: to, ..s.group.clone() }), ..GroupChange::default() })
-    };
-    let hub2 = hub.clone();
-    let announce = move |o: &crate::store::social::GroupOutcome| {
-        if to != GroupStatus::Active {
-            let reason = if to == GroupStatus::Dissolved { GoneReason::Dissolved } else { GoneReason::Removed };
-            hub2.send(&o.after.member_ids(), &ServerFrame::GroupGone { group: o.after.group.id, reason });
-        }
-    };
-    store.change_group(gid, me, limits, rule, announce).await??;
+    let out = group_routes::apply(&store, &hub, &config, gid, me, move |s| groups::set_status_by_admin(s, me, to)).await?;
+    if to == GroupStatus::Disabled {
+        // Members keep the history but can no longer write: their apps show the group as closed.
+        hub.send(&out.after.member_ids(), &ServerFrame::GroupGone { group: gid, reason: GoneReason::Removed });
+    }
     let action = match to {
         GroupStatus::Active => "group.enable",
         GroupStatus::Disabled => "group.disable",

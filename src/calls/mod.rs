@@ -213,8 +213,8 @@ impl Calls {
                 }
                 Effect::Log { conv, caller, media, outcome, duration_secs } => {
                     let content = Content::Call { media, outcome, duration_secs };
-                    let (store, hub) = (self.store.clone(), self.hub.clone());
-                    tokio::spawn(async move { log_call(&store, &hub, conv, caller, content).await });
+                    let (store, hub, config) = (self.store.clone(), self.hub.clone(), self.live.get());
+                    tokio::spawn(async move { log_call(&store, &hub, &config, conv, caller, content).await });
                 }
                 Effect::Timer { call, at } => {
                     let (me, shutdown) = (self.me.clone(), self.shutdown.clone());
@@ -237,7 +237,7 @@ impl Calls {
 
 /// Writes the call record into its conversation through the store, so that it syncs like any
 /// message, and delivers it to every member's devices.
-async fn log_call(store: &Store, hub: &Arc<Hub>, conv: ConvId, caller: UserId, content: Content) {
+async fn log_call(store: &Store, hub: &Arc<Hub>, config: &Config, conv: ConvId, caller: UserId, content: Content) {
     let members = match conv {
         ConvId::Direct(a, b) => vec![a, b],
         ConvId::Group(g) => match store.group(g).await {
@@ -256,7 +256,10 @@ async fn log_call(store: &Store, hub: &Arc<Hub>, conv: ConvId, caller: UserId, c
         let frame: Frame = Arc::from(ServerFrame::Message { message: m.clone() }.to_json());
         fanout.deliver(&members, &frame, None);
     };
-    match store.append_message(caller, conv, direct, client_id, content, Extras::default(), deliver).await {
+    // The caller's place is checked again as the record is written: a call in a group that was
+    // dissolved or disabled meanwhile, or that the caller left, leaves no record there.
+    let gate = chat::gate(Want::Record, config.chat.direct_policy);
+    match store.append_message(caller, conv, direct, client_id, content, Extras::default(), gate, deliver).await {
         Ok(Ok(_)) => {}
         Ok(Err(r)) => tracing::warn!(?r, "call record refused"),
         Err(e) => tracing::error!(error = %e, "cannot record a call"),

@@ -1,10 +1,14 @@
 //! Conversations: who may read and write each one, sending (with replies and mentions),
 //! read positions, typing, sync after reconnect, and the conversation and message routes.
 //!
-//! Architecture invariant: every read or write of a conversation goes through [`access`], the
-//! one place that decides membership, blocks, the direct-message policy and group mutes.
+//! Architecture invariant: every read or write of a conversation goes through [`access`], and
+//! every write that depends on it applies the same rule ([`rules::may`], through [`gate`] or a
+//! rule closure) again inside its write transaction.
 
 pub mod routes;
+pub mod rules;
+
+pub use rules::Want;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -14,17 +18,9 @@ use crate::hub::{Frame, Hub};
 use crate::ids::{ConvId, UserId};
 use crate::outcome::Refusal;
 use crate::protocol::{Content, MAX_CLIENT_ID, Message, Role, ServerFrame, SyncCursor, SyncGap};
-use crate::social::contacts::blocked_either_way;
+use crate::store::facts::ConvFacts;
 use crate::store::messages::{Extras, MessageRefusal};
-use crate::store::social::GroupStatus;
 use crate::store::{Store, StoreError, now_ms};
-
-/// What a user may do in a conversation.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Want {
-    Read,
-    Write,
-}
 
 /// The caller's place in a conversation, once `access` let them in.
 #[derive(Debug, Clone)]
@@ -37,47 +33,42 @@ pub struct Access {
     pub first_seq: u64,
 }
 
-/// Checks that `user` may `want` in `conv`.
+/// Checks that `user` may `want` in `conv`, by [`rules::may`] over the cached state. Writes
+/// that depend on it apply the same rule again inside their transaction ([`gate`]).
 pub async fn access(store: &Store, config: &Config, user: UserId, conv: ConvId, want: Want) -> Result<Result<Access, Refusal>, StoreError> {
-    let not_found = Refusal::NotFound("No such conversation.");
+    let policy = config.chat.direct_policy;
     match conv {
         ConvId::Direct(a, b) => {
-            let Some(peer) = conv.peer_of(user) else { return Ok(Err(not_found)) };
             // One read for both the peer and the relation: this runs on every send.
-            let Some((peer_disabled, rel)) = store.peer_and_relation(user, peer).await? else { return Ok(Err(not_found)) };
-            if want == Want::Write {
-                if peer_disabled {
-                    return Ok(Err(Refusal::Forbidden("This account has been disabled.")));
-                }
-                if blocked_either_way(&rel) {
-                    return Ok(Err(Refusal::Forbidden("You cannot message this user.")));
-                }
-                if config.chat.direct_policy == DirectPolicy::Contacts && !(rel.mine.contact && rel.theirs.contact) {
-                    return Ok(Err(Refusal::Forbidden("You can only message your contacts.")));
-                }
-            }
-            Ok(Ok(Access { members: vec![a, b], role: None, first_seq: 1 }))
+            let facts = match conv.peer_of(user) {
+                Some(peer) => match store.peer_and_relation(user, peer).await? {
+                    Some((disabled, rel)) => ConvFacts::of_direct(disabled, &rel),
+                    None => ConvFacts::Outside,
+                },
+                None => ConvFacts::Outside,
+            };
+            Ok(rules::may(want, &facts, policy, now_ms()).map(|role| Access { members: vec![a, b], role, first_seq: 1 }))
         }
         ConvId::Group(gid) => {
-            let Some(state) = store.group(gid).await? else { return Ok(Err(not_found)) };
-            let Some(me) = state.members.get(&user) else { return Ok(Err(not_found)) };
-            if want == Want::Write {
-                match state.group.status {
-                    GroupStatus::Active => {}
-                    GroupStatus::Disabled => return Ok(Err(Refusal::Forbidden("This group has been disabled by an administrator."))),
-                    GroupStatus::Dissolved => return Ok(Err(Refusal::Forbidden("This group was dissolved."))),
-                }
-                if me.muted_until.is_some_and(|t| t > now_ms()) {
-                    return Ok(Err(Refusal::Forbidden("You are muted in this group.")));
-                }
-            }
-            let first_seq = match want {
-                Want::Write => 1,
-                Want::Read => store.user_conv(user, conv).await?.map_or(1, |c| c.first_seq.max(1)),
+            let state = store.group(gid).await?;
+            let facts = state.as_deref().map_or(ConvFacts::Outside, |s| ConvFacts::of_group(s, user));
+            let role = match rules::may(want, &facts, policy, now_ms()) {
+                Ok(role) => role,
+                Err(r) => return Ok(Err(r)),
             };
-            Ok(Ok(Access { members: state.member_ids(), role: Some(me.role), first_seq }))
+            let first_seq = match want {
+                Want::Read => store.user_conv(user, conv).await?.map_or(1, |c| c.first_seq.max(1)),
+                Want::Write | Want::Record => 1,
+            };
+            let members = state.map(|s| s.member_ids()).unwrap_or_default();
+            Ok(Ok(Access { members, role, first_seq }))
         }
     }
+}
+
+/// The same rule as [`access`], for the store to apply inside the write transaction.
+pub fn gate(want: Want, policy: DirectPolicy) -> impl FnOnce(&ConvFacts) -> Result<(), Refusal> + Send + 'static {
+    move |facts| rules::may(want, facts, policy, now_ms()).map(|_| ())
 }
 
 fn refusal_frame(r: &Refusal, client_id: Option<String>) -> ServerFrame {
@@ -118,8 +109,8 @@ pub async fn send(store: &Store, hub: &Arc<Hub>, config: &Config, user: UserId, 
     if mentions.len() > 50 || mentions.iter().any(|u| !acc.members.contains(u)) {
         return refusal_frame(&Refusal::Invalid("You can mention up to 50 people in this conversation.".into()), Some(client_id));
     }
-    if mention_all && acc.role.is_none_or(|r| r < Role::Admin) {
-        return refusal_frame(&Refusal::Forbidden("Only group owners and admins can mention everyone."), Some(client_id));
+    if mention_all && let Err(r) = rules::may_mention_all(acc.role) {
+        return refusal_frame(&r, Some(client_id));
     }
     let direct_members = if acc.role.is_none() { acc.members.clone() } else { Vec::new() };
     let fanout_hub = hub.clone();
@@ -129,12 +120,18 @@ pub async fn send(store: &Store, hub: &Arc<Hub>, config: &Config, user: UserId, 
         fanout_hub.deliver(&recipients, &frame, Some(conn));
     };
     let extras = Extras { reply_to, mentions, mention_all };
-    match store.append_message(user, conv, direct_members, client_id.clone(), content, extras, deliver).await {
+    let policy = config.chat.direct_policy;
+    let gate = move |facts: &ConvFacts| {
+        let role = rules::may(Want::Write, facts, policy, now_ms())?;
+        if mention_all { rules::may_mention_all(role) } else { Ok(()) }
+    };
+    match store.append_message(user, conv, direct_members, client_id.clone(), content, extras, gate, deliver).await {
         Ok(Ok(out)) => ServerFrame::Ack { client_id, message: out.message },
         Ok(Err(MessageRefusal::NoSuchMessage)) => {
             refusal_frame(&Refusal::Invalid("The message you reply to does not exist.".into()), Some(client_id))
         }
         Ok(Err(MessageRefusal::Rule(m))) => refusal_frame(&Refusal::Forbidden(m), Some(client_id)),
+        Ok(Err(MessageRefusal::Denied(r))) => refusal_frame(&r, Some(client_id)),
         Err(e) => store_failure(&e, client_id),
     }
 }
@@ -162,14 +159,15 @@ pub async fn read(store: &Store, hub: &Hub, config: &Config, user: UserId, conv:
             return Some(ServerFrame::error(None, "unavailable", "Try again."));
         }
     };
-    match store.mark_read(user, conv, seq).await {
-        Ok(Some(seq)) => {
+    match store.mark_read(user, conv, seq, gate(Want::Read, config.chat.direct_policy)).await {
+        Ok(Ok(Some(seq))) => {
             let frame = ServerFrame::Read { conv, user, seq };
             let to: Vec<UserId> = if acc.role.is_none() { acc.members } else { vec![user] };
             hub.send(&to, &frame);
             None
         }
-        Ok(None) => None,
+        Ok(Ok(None)) => None,
+        Ok(Err(r)) => Some(refusal_frame(&r, None)),
         Err(e) => {
             tracing::error!(error = %e, "read position failed");
             Some(ServerFrame::error(None, "unavailable", "Try again."))
@@ -224,4 +222,169 @@ pub async fn sync(store: &Store, user: UserId, cursors: &HashMap<ConvId, SyncCur
     }
     frames.push(ServerFrame::Synced { reload, gaps });
     Ok(frames)
+}
+
+/// A change committed between `access` and the write is seen by the write: each case commits
+/// its change after the check passed, then writes with the same rule as the routes and frames.
+#[cfg(test)]
+mod commit_time_tests {
+    use super::*;
+    use crate::config::Registration;
+    use crate::protocol::JoinMode;
+    use crate::social::{contacts, groups};
+    use crate::store::social::{GroupLimits, GroupRecord, GroupStatus};
+    use crate::store::{NewUser, StoreOptions};
+
+    const LIMITS: GroupLimits = GroupLimits { max_members: 10, max_groups_per_user: 10, history_for_new_members: true };
+    const OWNER: UserId = UserId(1);
+    const MEMBER: UserId = UserId(2);
+
+    async fn store() -> (tempfile::TempDir, Store) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), &StoreOptions::default()).unwrap();
+        (dir, store)
+    }
+
+    fn text(t: &str) -> Content {
+        Content::Text { text: t.into() }
+    }
+
+    async fn send_as(store: &Store, user: UserId, conv: ConvId, client_id: &str) -> Result<Message, MessageRefusal> {
+        let direct = match conv {
+            ConvId::Direct(a, b) => vec![a, b],
+            ConvId::Group(_) => Vec::new(),
+        };
+        let gate = gate(Want::Write, DirectPolicy::Anyone);
+        let out = store.append_message(user, conv, direct, client_id.into(), text("hi"), Extras::default(), gate, |_| {}).await.unwrap();
+        out.map(|o| o.message)
+    }
+
+    /// A group of OWNER and MEMBER where MEMBER has sent one message.
+    async fn group_with_a_message(store: &Store) -> (ConvId, u64) {
+        let record = GroupRecord {
+            id: 0,
+            name: "g".into(),
+            notice: String::new(),
+            avatar: None,
+            join_mode: JoinMode::Open,
+            owner: OWNER,
+            created_at: 0,
+            status: GroupStatus::Active,
+        };
+        let out = store.create_group(OWNER, record, vec![OWNER, MEMBER], LIMITS, |_| {}).await.unwrap().unwrap();
+        let conv = ConvId::Group(out.after.group.id);
+        let m = send_as(store, MEMBER, conv, "before").await.unwrap();
+        (conv, m.seq)
+    }
+
+    type Rule = fn(&crate::store::social::GroupState) -> Result<crate::store::social::GroupChange, Refusal>;
+
+    #[tokio::test]
+    async fn group_changes_committed_after_the_check_refuse_sends_edits_reactions_and_records() {
+        let cases: [(&str, Rule, &str); 4] = [
+            ("removed", |s| groups::kick(s, OWNER, MEMBER), "not_found"),
+            ("muted", |s| groups::mute(s, OWNER, MEMBER, Some(u64::MAX)), "forbidden"),
+            ("disabled", |s| groups::set_status_by_admin(s, UserId(99), GroupStatus::Disabled), "forbidden"),
+            ("dissolved", |s| groups::dissolve(s, OWNER), "forbidden"),
+        ];
+        let config = Config::default();
+        for (name, rule, code) in cases {
+            let (_dir, store) = store().await;
+            let (conv, mine) = group_with_a_message(&store).await;
+            let gid = match conv {
+                ConvId::Group(g) => g,
+                ConvId::Direct(..) => unreachable!(),
+            };
+            assert!(access(&store, &config, MEMBER, conv, Want::Write).await.unwrap().is_ok(), "{name}: the check passes");
+            store.change_group(gid, OWNER, LIMITS, rule, |_| {}).await.unwrap().unwrap();
+
+            let refused = send_as(&store, MEMBER, conv, "after").await;
+            assert!(matches!(&refused, Err(MessageRefusal::Denied(r)) if r.code() == code), "{name}: send {refused:?}");
+            let edit = store
+                .change_message(
+                    MEMBER,
+                    conv,
+                    mine,
+                    |f, m| {
+                        rules::may(Want::Write, f, DirectPolicy::Anyone, now_ms()).map_err(MessageRefusal::Denied)?;
+                        rules::edit(MEMBER, m, 0, u64::MAX, "changed".into()).map_err(MessageRefusal::Rule)
+                    },
+                    |_| panic!("nothing is announced"),
+                )
+                .await
+                .unwrap();
+            assert!(matches!(edit, Err(MessageRefusal::Denied(_))), "{name}: edit {edit:?}");
+            let record = store
+                .append_message(
+                    MEMBER,
+                    conv,
+                    Vec::new(),
+                    "call".into(),
+                    text("call"),
+                    Extras::default(),
+                    gate(Want::Record, DirectPolicy::Anyone),
+                    |_| {},
+                )
+                .await
+                .unwrap();
+            assert_eq!(record.is_err(), name != "muted", "{name}: a call record needs an open group, not a voice");
+
+            let (log, _) = store.history(conv, None, None, 100, 1).await.unwrap();
+            let texts: Vec<&Content> = log.iter().filter(|m| m.sender == MEMBER).map(|m| &m.content).collect();
+            let expected = if name == "muted" { vec![text("hi"), text("call")] } else { vec![text("hi")] };
+            assert_eq!(texts, expected.iter().collect::<Vec<_>>(), "{name}: nothing of the member's stored after the change");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_removed_member_moves_no_read_position_and_a_muted_one_still_recalls() {
+        let (_dir, store) = store().await;
+        let (conv, mine) = group_with_a_message(&store).await;
+        let gid = match conv {
+            ConvId::Group(g) => g,
+            ConvId::Direct(..) => unreachable!(),
+        };
+        store.change_group(gid, OWNER, LIMITS, |s| groups::mute(s, OWNER, MEMBER, Some(u64::MAX)), |_| {}).await.unwrap().unwrap();
+        let recall = |f: &ConvFacts, m: &Message| {
+            let role = rules::may(Want::Read, f, DirectPolicy::Anyone, now_ms()).map_err(MessageRefusal::Denied)?;
+            rules::recall(MEMBER, role, m, m.ts, 1_000).map_err(MessageRefusal::Rule)
+        };
+        assert!(store.change_message(MEMBER, conv, mine, recall, |_| {}).await.unwrap().is_ok(), "muted members recall their own");
+
+        send_as(&store, OWNER, conv, "owner").await.unwrap();
+        store.change_group(gid, OWNER, LIMITS, |s| groups::kick(s, OWNER, MEMBER), |_| {}).await.unwrap().unwrap();
+        let read = store.mark_read(MEMBER, conv, u64::MAX, gate(Want::Read, DirectPolicy::Anyone)).await.unwrap();
+        assert!(matches!(read, Err(Refusal::NotFound(_))), "{read:?}");
+    }
+
+    #[tokio::test]
+    async fn a_block_committed_after_the_check_refuses_the_message_both_ways() {
+        let (_dir, store) = store().await;
+        let mut ids = Vec::new();
+        for name in ["ann", "bob"] {
+            let new = NewUser {
+                username: name.into(),
+                password_hash: String::new(),
+                nickname: name.into(),
+                phone: None,
+                email: None,
+                registration: Registration::Open,
+                invite: None,
+            };
+            ids.push(store.create_user(new).await.unwrap().unwrap().id);
+        }
+        let (ann, bob) = (ids[0], ids[1]);
+        let conv = ConvId::direct(ann, bob).unwrap();
+        send_as(&store, ann, conv, "a1").await.unwrap();
+        assert!(access(&store, &Config::default(), ann, conv, Want::Write).await.unwrap().is_ok());
+        store.change_relation(bob, ann, |rel| contacts::block(rel, 1), |_, _| {}).await.unwrap().unwrap();
+        for (who, id) in [(ann, "a2"), (bob, "b1")] {
+            let r = send_as(&store, who, conv, id).await;
+            assert!(matches!(&r, Err(MessageRefusal::Denied(Refusal::Forbidden(_)))), "{r:?}");
+        }
+        let (log, _) = store.history(conv, None, None, 100, 1).await.unwrap();
+        assert_eq!(log.len(), 1);
+        // A resend of what was stored before the block still gets its answer.
+        assert_eq!(send_as(&store, ann, conv, "a1").await.unwrap().seq, log[0].seq);
+    }
 }

@@ -9,15 +9,16 @@ use axum::extract::State;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::{Want, access};
+use super::{Want, access, rules};
 use crate::config::Config;
 use crate::http::error::ErrorBody;
 use crate::http::{ApiError, ApiJson, ApiPath, ApiQuery, AuthUser};
 use crate::hub::Hub;
 use crate::ids::{ConvId, UserId};
 use crate::outcome::Refusal;
-use crate::protocol::{Content, ConversationView, GroupView, MAX_TEXT_CHARS, Message, Role, ServerFrame, UserView};
+use crate::protocol::{ConversationView, GroupView, MAX_TEXT_CHARS, Message, Role, ServerFrame, UserView};
 use crate::social::group_routes::view as group_view;
+use crate::store::facts::ConvFacts;
 use crate::store::messages::{ConvRow, MessageChange, MessageRefusal};
 use crate::store::social::GroupStatus;
 use crate::store::{Store, now_ms};
@@ -235,21 +236,33 @@ pub async fn history(
     Ok(Json(HistoryPage { messages, has_more }))
 }
 
-/// Applies a change to a message and tells every member's devices.
+/// Applies a change to a message, as `rule` decides from the caller's place in the
+/// conversation (`want`, checked again inside the write transaction) and the message, and tells
+/// every member's devices.
+#[allow(clippy::too_many_arguments)]
 async fn change(
     store: &Store,
     hub: &Arc<Hub>,
+    config: &Config,
+    me: UserId,
     conv: ConvId,
     seq: u64,
+    want: Want,
     members: Vec<UserId>,
-    rule: impl FnOnce(&Message) -> Result<MessageChange, &'static str> + Send + 'static,
+    rule: impl FnOnce(Option<Role>, &Message) -> Result<MessageChange, &'static str> + Send + 'static,
 ) -> Result<Json<Message>, ApiError> {
     let hub2 = hub.clone();
     let after = move |m: &Message| hub2.send(&members, &ServerFrame::Update { message: m.clone() });
-    match store.change_message(conv, seq, rule, after).await? {
+    let policy = config.chat.direct_policy;
+    let checked = move |facts: &ConvFacts, m: &Message| {
+        let role = rules::may(want, facts, policy, now_ms()).map_err(MessageRefusal::Denied)?;
+        rule(role, m).map_err(MessageRefusal::Rule)
+    };
+    match store.change_message(me, conv, seq, checked, after).await? {
         Ok(m) => Ok(Json(m)),
         Err(MessageRefusal::NoSuchMessage) => Err(ApiError::not_found("No such message.")),
         Err(MessageRefusal::Rule(why)) => Err(ApiError::forbidden(why)),
+        Err(MessageRefusal::Denied(r)) => Err(r.into()),
     }
 }
 
@@ -271,22 +284,9 @@ pub async fn recall(
     // Recalling is allowed in a group one can no longer write to (e.g. muted): it only removes.
     let acc = access(&store, &config, me, conv, Want::Read).await??;
     visible(seq, acc.first_seq)?;
-    let moderator = acc.role.is_some_and(|r| r >= Role::Admin);
     let window_ms = config.chat.recall_window_secs * 1000;
     let now = now_ms();
-    change(&store, &hub, conv, seq, acc.members, move |m| {
-        if matches!(m.content, Content::System { .. }) {
-            return Err("System messages cannot be recalled.");
-        }
-        if moderator || (m.sender == me && now.saturating_sub(m.ts) <= window_ms) {
-            Ok(MessageChange::Recall { by: me })
-        } else if m.sender == me {
-            Err("It is too late to recall this message.")
-        } else {
-            Err("You can only recall your own messages.")
-        }
-    })
-    .await
+    change(&store, &hub, &config, me, conv, seq, Want::Read, acc.members, move |role, m| rules::recall(me, role, m, now, window_ms)).await
 }
 
 #[utoipa::path(patch, path = "/api/conversations/{id}/messages/{seq}", tag = "chat", params(("id" = String, Path), ("seq" = u64, Path)), request_body = EditRequest,
@@ -308,19 +308,7 @@ pub async fn edit(
     let acc = access(&store, &config, me, conv, Want::Write).await??;
     let window_ms = config.chat.edit_window_secs * 1000;
     let now = now_ms();
-    change(&store, &hub, conv, seq, acc.members, move |m| {
-        if m.sender != me {
-            return Err("You can only edit your own messages.");
-        }
-        if !matches!(m.content, Content::Text { .. }) {
-            return Err("Only text messages can be edited.");
-        }
-        if now.saturating_sub(m.ts) > window_ms {
-            return Err("It is too late to edit this message.");
-        }
-        Ok(MessageChange::Edit { text })
-    })
-    .await
+    change(&store, &hub, &config, me, conv, seq, Want::Write, acc.members, move |_, m| rules::edit(me, m, now, window_ms, text)).await
 }
 
 #[utoipa::path(post, path = "/api/conversations/{id}/messages/{seq}/reactions", tag = "chat", params(("id" = String, Path), ("seq" = u64, Path)), request_body = ReactRequest,
@@ -345,13 +333,7 @@ pub async fn react(
     let acc = access(&store, &config, me, conv, Want::Write).await??;
     visible(seq, acc.first_seq)?;
     let on = req.on;
-    change(&store, &hub, conv, seq, acc.members, move |m| {
-        if matches!(m.content, Content::System { .. }) {
-            return Err("System messages take no reactions.");
-        }
-        Ok(MessageChange::React { user: me, emoji, on })
-    })
-    .await
+    change(&store, &hub, &config, me, conv, seq, Want::Write, acc.members, move |_, m| rules::react(me, m, emoji, on)).await
 }
 
 #[utoipa::path(get, path = "/api/conversations/{id}/messages/{seq}/reads", tag = "chat", params(("id" = String, Path), ("seq" = u64, Path)),

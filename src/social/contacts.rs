@@ -196,17 +196,19 @@ async fn change(
     let other = other_user(store, me.id, other).await?;
     let before = store.relation(me.id, other.id).await?;
     let (hub2, ids) = (hub.clone(), [me.id, other.id]);
-    let after = move |_: &Relation, msg: Option<&Message>| {
+    let (mine_view, other_view, sides) = (me.public_view(), other.public_view(), (before.mine, before.theirs));
+    // In commit order with messages: a device sees a block before any message refused by it.
+    let after = move |rel: &Relation, msg: Option<&Message>| {
         if let Some(m) = msg {
             hub2.send(&ids, &ServerFrame::Message { message: m.clone() });
+        }
+        if (rel.mine, rel.theirs) != sides {
+            hub2.send(&ids[..1], &ServerFrame::Contact { contact: contact_view(other_view, rel) });
+            hub2.send(&ids[1..], &ServerFrame::Contact { contact: contact_view(mine_view, &flip(rel)) });
         }
     };
     let now = now_ms();
     let (rel, _) = store.change_relation(me.id, other.id, move |rel| rule(rel, now), after).await??;
-    if rel.mine != before.mine || rel.theirs != before.theirs {
-        hub.send(&[me.id], &ServerFrame::Contact { contact: contact_view(other.public_view(), &rel) });
-        hub.send(&[other.id], &ServerFrame::Contact { contact: contact_view(me.public_view(), &flip(&rel)) });
-    }
     // Tell both sides about a request that this change made or answered.
     let touched = if rel.outgoing != before.outgoing {
         rel.outgoing.as_ref().map(|r| request_view(me, &other, r))

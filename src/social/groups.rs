@@ -208,6 +208,22 @@ pub fn dissolve(state: &GroupState, actor: UserId) -> Result<GroupChange, Refusa
     })
 }
 
+/// A server administrator disables, enables or dissolves a group, whether or not they are in
+/// it. Dissolving is the owner's dissolve (the event, the pending applications dropped), by the
+/// administrator; a dissolved group stays dissolved.
+pub fn set_status_by_admin(state: &GroupState, admin: UserId, to: GroupStatus) -> Result<GroupChange, Refusal> {
+    if state.group.status == GroupStatus::Dissolved {
+        return Err(Refusal::Conflict("This group was dissolved."));
+    }
+    let dissolving = to == GroupStatus::Dissolved;
+    Ok(GroupChange {
+        group: Some(GroupRecord { status: to, ..state.group.clone() }),
+        applications: if dissolving { state.applications.keys().map(|u| (*u, None)).collect() } else { Vec::new() },
+        events: if dissolving { vec![SystemEvent::Dissolved { by: admin }] } else { Vec::new() },
+        ..GroupChange::default()
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -274,6 +290,23 @@ mod tests {
         assert!(invite(&group(JoinMode::Open), UserId(3), &[UserId(7)], 1).is_ok());
         assert!(matches!(invite(&group(JoinMode::Approval), UserId(3), &[UserId(7)], 1), Err(Refusal::Forbidden(_))));
         assert!(invite(&group(JoinMode::Approval), UserId(2), &[UserId(7)], 1).is_ok());
+    }
+
+    #[test]
+    fn an_administrator_dissolves_like_the_owner_and_cannot_bring_a_dissolved_group_back() {
+        let mut g = group(JoinMode::Approval);
+        g.applications.insert(UserId(7), Application { message: String::new(), created_at: 0 });
+        let c = set_status_by_admin(&g, UserId(99), GroupStatus::Dissolved).unwrap();
+        let owner = dissolve(&g, UserId(1)).unwrap();
+        assert_eq!(c.events, vec![SystemEvent::Dissolved { by: UserId(99) }]);
+        assert_eq!(c.applications, owner.applications, "pending applications go as with the owner's dissolve");
+        assert_eq!(c.group.as_ref().unwrap().status, GroupStatus::Dissolved);
+        let c = set_status_by_admin(&g, UserId(99), GroupStatus::Disabled).unwrap();
+        assert!(c.events.is_empty() && c.applications.is_empty());
+        g.group.status = GroupStatus::Dissolved;
+        for to in [GroupStatus::Active, GroupStatus::Disabled, GroupStatus::Dissolved] {
+            assert!(matches!(set_status_by_admin(&g, UserId(99), to), Err(Refusal::Conflict(_))));
+        }
     }
 
     #[test]

@@ -2,16 +2,18 @@
 //! counters, the client-id index that makes resends idempotent, read positions, mentions, each
 //! user's view of their conversations, and full-text search.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use redb::{ReadTransaction, ReadableTable, WriteTransaction};
 use serde::{Deserialize, Serialize};
 
+use super::facts::ConvFacts;
 use super::search::{self, QueryToken};
 use super::tables::{CLIENT_IDS, CONV_HEADS, DAILY_MESSAGES, FILE_MSGS, MENTIONS, MESSAGES, READS, REVS, SEARCH, USER_CONVS};
 use super::{Store, StoreError, now_ms};
 use crate::ids::{ConvId, UserId};
-use crate::protocol::{Content, Message, ReplyRef};
+use crate::outcome::Refusal;
+use crate::protocol::{Content, Message, ReplyRef, SystemEvent};
 
 /// The result of a send: the stored message, and whether it was stored by an earlier send with
 /// the same client id.
@@ -65,6 +67,8 @@ pub enum MessageRefusal {
     NoSuchMessage,
     /// Refused by the caller's rule, with its reason.
     Rule(&'static str),
+    /// The sender's place in the conversation does not allow it (any more).
+    Denied(Refusal),
 }
 
 /// Schema 1 to 2: who may download a file was kept per conversation, so recalling its message
@@ -147,9 +151,13 @@ fn index_text(txn: &WriteTransaction, key: (u64, u64), seq: u64, text: &str, ins
     Ok(())
 }
 
-/// Appends a message inside a write transaction. `direct_members` get a conversation-list
-/// entry if they have none (1:1 chats; group members get theirs when they join). Checks come
-/// first, so a refusal writes nothing.
+/// Appends a message inside a write transaction, unless `gate` refuses the sender's place in
+/// the conversation as this transaction sees it (a removal, block or mute committed after the
+/// caller's own check counts). `direct_members` get a conversation-list entry if they have
+/// none (1:1 chats; group members get theirs when they join). Checks come first, so a refusal
+/// writes nothing. A resend of a stored `client_id` answers the stored message, whatever the
+/// gate says now: it was allowed when it was stored.
+#[allow(clippy::too_many_arguments)]
 pub(super) fn append_in_txn(
     txn: &WriteTransaction,
     sender: UserId,
@@ -158,23 +166,24 @@ pub(super) fn append_in_txn(
     client_id: String,
     content: Content,
     extras: Extras,
+    gate: impl FnOnce(&ConvFacts) -> Result<(), Refusal>,
 ) -> Result<Result<SendOutcome, MessageRefusal>, StoreError> {
     let key = conv.key();
-    let mut ids = txn.open_table(CLIENT_IDS)?;
-    if let Some(k) = ids.get((sender.0, client_id.as_str()))?.map(|v| v.value()) {
+    if let Some(k) = txn.open_table(CLIENT_IDS)?.get((sender.0, client_id.as_str()))?.map(|v| v.value()) {
         let msgs = txn.open_table(MESSAGES)?;
         let v = msgs.get(k)?.ok_or_else(|| StoreError::Corrupt(format!("client id {client_id} points at a missing message")))?;
         return Ok(Ok(SendOutcome { message: decode(v.value())?, duplicate: true }));
+    }
+    if let Err(r) = gate(&super::facts::facts_in_txn(txn, sender, conv)?) {
+        return Ok(Err(MessageRefusal::Denied(r)));
     }
     let content = match super::media::attach_in_txn(txn, sender, content)? {
         Ok(c) => c,
         Err(r) => return Ok(Err(r)),
     };
-    let (last, rev, all_seq) = head(txn, key)?;
-    let mut msgs = txn.open_table(MESSAGES)?;
     let reply_to = match extras.reply_to {
         None => None,
-        Some(s) => match msgs.get((key.0, key.1, s))? {
+        Some(s) => match txn.open_table(MESSAGES)?.get((key.0, key.1, s))? {
             Some(v) => {
                 let m = decode(v.value())?;
                 if m.recalled.is_some() {
@@ -185,20 +194,47 @@ pub(super) fn append_in_txn(
             None => return Ok(Err(MessageRefusal::NoSuchMessage)),
         },
     };
-    let seq = last + 1;
-    let ts = now_ms();
-    let mut message = Message::new(conv, seq, sender, client_id, ts, content);
+    let mut message = Message::new(conv, 0, sender, client_id, 0, content);
     message.reply_to = reply_to;
     message.mentions = extras.mentions;
     message.mention_all = extras.mention_all;
+    Ok(Ok(SendOutcome { message: insert_in_txn(txn, message, direct_members)?, duplicate: false }))
+}
+
+/// Records a system event in `conv` as written by `actor`. It has no refusal: whoever calls it
+/// has decided already (a group or contact rule), so it cannot fail after that caller wrote.
+pub(super) fn append_system_in_txn(
+    txn: &WriteTransaction,
+    actor: UserId,
+    conv: ConvId,
+    direct_members: &[UserId],
+    event: SystemEvent,
+) -> Result<Message, StoreError> {
+    let mut r = [0u8; 6];
+    rand::fill(&mut r);
+    let kind = if matches!(conv, ConvId::Direct(..)) { "contact" } else { "group" };
+    let client_id = format!("sys-{kind}-{}", hex::encode(r));
+    insert_in_txn(txn, Message::new(conv, 0, actor, client_id, 0, Content::System { event }), direct_members)
+}
+
+/// Stores `message` as the next of its conversation (its seq and time are set here) with
+/// everything that goes with it: head, client id, the sender's read position, mentions,
+/// conversation-list entries, the search index and the daily count.
+fn insert_in_txn(txn: &WriteTransaction, mut message: Message, direct_members: &[UserId]) -> Result<Message, StoreError> {
+    let conv = message.conv;
+    let key = conv.key();
+    let (last, rev, all_seq) = head(txn, key)?;
+    let seq = last + 1;
+    let ts = now_ms();
+    message.seq = seq;
+    message.ts = ts;
     let bytes = serde_json::to_vec(&message)?;
-    msgs.insert((key.0, key.1, seq), bytes.as_slice())?;
-    drop(msgs);
+    txn.open_table(MESSAGES)?.insert((key.0, key.1, seq), bytes.as_slice())?;
     super::media::share_in_txn(txn, &message.content, key, seq)?;
     txn.open_table(CONV_HEADS)?.insert(key, (seq, rev, if message.mention_all { seq } else { all_seq }))?;
-    ids.insert((sender.0, message.client_id.as_str()), (key.0, key.1, seq))?;
+    txn.open_table(CLIENT_IDS)?.insert((message.sender.0, message.client_id.as_str()), (key.0, key.1, seq))?;
     // Sending is reading: your own message never counts as unread.
-    txn.open_table(READS)?.insert((key.0, key.1, sender.0), seq)?;
+    txn.open_table(READS)?.insert((key.0, key.1, message.sender.0), seq)?;
     if !message.mentions.is_empty() {
         let mut mentions = txn.open_table(MENTIONS)?;
         for u in &message.mentions {
@@ -221,14 +257,22 @@ pub(super) fn append_in_txn(
     let day = ts / 86_400_000;
     let n = daily.get(day)?.map_or(0, |v| v.value());
     daily.insert(day, n + 1)?;
-    Ok(Ok(SendOutcome { message, duplicate: false }))
+    Ok(message)
 }
 
-/// A change to an existing message, decided by the caller's rule.
+/// A change to an existing message, decided by the caller's rule (`chat::rules`).
+#[derive(Debug)]
 pub enum MessageChange {
-    Recall { by: UserId },
-    Edit { text: String },
-    React { user: UserId, emoji: String, on: bool },
+    Recall {
+        by: UserId,
+    },
+    Edit {
+        text: String,
+    },
+    /// The message's reactions become these.
+    Reactions(BTreeMap<String, Vec<UserId>>),
+    /// Nothing to change (a reaction that was already so): answered with the message as it is.
+    Unchanged,
 }
 
 /// What a sync sends for one conversation; see [`Store::changes_since`].
@@ -248,8 +292,10 @@ pub struct SkippedSeqs {
 impl Store {
     /// Appends a message to `conv` with the next sequence number, unless `sender` already sent
     /// `client_id`, in which case the earlier message comes back with `duplicate` set.
-    /// `direct_members` are the two users of a 1:1 chat (empty for groups). `after` runs after
-    /// the commit, in commit order (delivery), and only for a new message.
+    /// `direct_members` are the two users of a 1:1 chat (empty for groups). `gate` decides,
+    /// inside the write transaction, whether the sender's place in the conversation still
+    /// allows it. `after` runs after the commit, in commit order (delivery), and only for a new
+    /// message.
     #[allow(clippy::too_many_arguments)]
     pub async fn append_message(
         &self,
@@ -259,11 +305,12 @@ impl Store {
         client_id: String,
         content: Content,
         extras: Extras,
+        gate: impl FnOnce(&ConvFacts) -> Result<(), Refusal> + Send + 'static,
         after: impl FnOnce(&Message) + Send + 'static,
     ) -> Result<Result<SendOutcome, MessageRefusal>, StoreError> {
         let stats = self.stats.clone();
         self.write_then(
-            move |txn| append_in_txn(txn, sender, conv, &direct_members, client_id, content, extras),
+            move |txn| append_in_txn(txn, sender, conv, &direct_members, client_id, content, extras, gate),
             move |out: &Result<SendOutcome, MessageRefusal>| {
                 if let Ok(out) = out
                     && !out.duplicate
@@ -276,31 +323,32 @@ impl Store {
         .await
     }
 
-    /// Changes message `seq` of `conv` if `rule` allows it; the change gets the conversation's
-    /// next rev. `after` runs after the commit with the changed message.
+    /// Changes message `seq` of `conv` as `rule` decides from `user`'s place in the
+    /// conversation and the message, both as the write transaction sees them; the change gets
+    /// the conversation's next rev. `after` runs after the commit with the changed message.
     pub async fn change_message(
         &self,
+        user: UserId,
         conv: ConvId,
         seq: u64,
-        rule: impl FnOnce(&Message) -> Result<MessageChange, &'static str> + Send + 'static,
+        rule: impl FnOnce(&ConvFacts, &Message) -> Result<MessageChange, MessageRefusal> + Send + 'static,
         after: impl FnOnce(&Message) + Send + 'static,
     ) -> Result<Result<Message, MessageRefusal>, StoreError> {
         self.write_then(
             move |txn| {
                 let key = conv.key();
+                let facts = super::facts::facts_in_txn(txn, user, conv)?;
                 let mut msgs = txn.open_table(MESSAGES)?;
                 let Some(mut m) = msgs.get((key.0, key.1, seq))?.map(|v| decode(v.value())).transpose()? else {
                     return Ok(Err(MessageRefusal::NoSuchMessage));
                 };
-                if m.recalled.is_some() {
-                    return Ok(Err(MessageRefusal::Rule("That message was recalled.")));
-                }
-                let change = match rule(&m) {
+                let change = match rule(&facts, &m) {
                     Ok(c) => c,
-                    Err(why) => return Ok(Err(MessageRefusal::Rule(why))),
+                    Err(r) => return Ok(Err(r)),
                 };
                 let now = now_ms();
                 match change {
+                    MessageChange::Unchanged => return Ok(Ok(m)),
                     MessageChange::Recall { by } => {
                         if let Some(text) = text_of(&m.content) {
                             index_text(txn, key, seq, text, false)?;
@@ -319,24 +367,7 @@ impl Store {
                         m.content = Content::Text { text };
                         m.edited_at = Some(now);
                     }
-                    MessageChange::React { user, emoji, on } => {
-                        let had = m.reactions.get(&emoji).is_some_and(|w| w.contains(&user));
-                        if on == had {
-                            // Nothing changes; answer with the message as it is.
-                            return Ok(Ok(m));
-                        }
-                        if on {
-                            if !m.reactions.contains_key(&emoji) && m.reactions.len() >= 20 {
-                                return Ok(Err(MessageRefusal::Rule("A message can have at most 20 different reactions.")));
-                            }
-                            m.reactions.entry(emoji).or_default().push(user);
-                        } else if let Some(who) = m.reactions.get_mut(&emoji) {
-                            who.retain(|u| *u != user);
-                            if who.is_empty() {
-                                m.reactions.remove(&emoji);
-                            }
-                        }
-                    }
+                    MessageChange::Reactions(reactions) => m.reactions = reactions,
                 }
                 let (last, rev, all_seq) = head(txn, key)?;
                 let rev = rev + 1;
@@ -444,19 +475,29 @@ impl Store {
     }
 
     /// Moves `user`'s read position in `conv` forward to `seq` (never back, never past the
-    /// last message). Returns the new position when it moved.
-    pub async fn mark_read(&self, user: UserId, conv: ConvId, seq: u64) -> Result<Option<u64>, StoreError> {
+    /// last message), if `gate` still allows the user in. Returns the new position when it
+    /// moved.
+    pub async fn mark_read(
+        &self,
+        user: UserId,
+        conv: ConvId,
+        seq: u64,
+        gate: impl FnOnce(&ConvFacts) -> Result<(), Refusal> + Send + 'static,
+    ) -> Result<Result<Option<u64>, Refusal>, StoreError> {
         self.write(move |txn| {
+            if let Err(r) = gate(&super::facts::facts_in_txn(txn, user, conv)?) {
+                return Ok(Err(r));
+            }
             let key = conv.key();
             let (last, _, _) = head(txn, key)?;
             let seq = seq.min(last);
             let mut reads = txn.open_table(READS)?;
             let cur = reads.get((key.0, key.1, user.0))?.map_or(0, |v| v.value());
             if seq <= cur {
-                return Ok(None);
+                return Ok(Ok(None));
             }
             reads.insert((key.0, key.1, user.0), seq)?;
-            Ok(Some(seq))
+            Ok(Ok(Some(seq)))
         })
         .await
     }

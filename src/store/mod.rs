@@ -16,6 +16,7 @@
 
 pub mod admin;
 pub mod calls;
+pub mod facts;
 pub mod media;
 pub mod messages;
 pub mod search;

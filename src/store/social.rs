@@ -10,12 +10,12 @@ use std::sync::Arc;
 use redb::{ReadTransaction, ReadableTable, WriteTransaction};
 use serde::{Deserialize, Serialize};
 
-use super::messages::{Extras, UserConv, append_in_txn};
+use super::messages::{UserConv, append_system_in_txn};
 use super::tables::{APPLICATIONS, CONTACTS, CONV_HEADS, GROUPS, MEMBERS, META, REQUESTS, REQUESTS_OUT, USER_CONVS};
 use super::{Store, StoreError, now_ms};
 use crate::ids::{ConvId, UserId};
 use crate::outcome::Refusal;
-use crate::protocol::{Content, JoinMode, Message, RequestStatus, Role, SystemEvent};
+use crate::protocol::{JoinMode, Message, RequestStatus, Role, SystemEvent};
 
 /// One user's side of a relation with another.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -156,12 +156,6 @@ fn load_relation(
     })
 }
 
-fn system_client_id(kind: &str) -> String {
-    let mut r = [0u8; 6];
-    rand::fill(&mut r);
-    format!("sys-{kind}-{}", hex::encode(r))
-}
-
 /// A group with its members and applications, from whichever transaction opened the tables.
 fn load_group(
     groups: &impl ReadableTable<u64, &'static [u8]>,
@@ -264,11 +258,7 @@ fn apply_group_change(
     }
     let mut messages = Vec::new();
     for event in change.events {
-        let out = append_in_txn(txn, actor, conv, &[], system_client_id("group"), Content::System { event }, Extras::default())?;
-        match out {
-            Ok(o) => messages.push(o.message),
-            Err(_) => return Err(StoreError::Corrupt("a system message was refused".into())),
-        }
+        messages.push(append_system_in_txn(txn, actor, conv, &[], event)?);
     }
     Ok(Ok(GroupOutcome { before, after: state, messages }))
 }
@@ -342,11 +332,7 @@ impl Store {
                 if change.became_contacts
                     && let Some(conv) = ConvId::direct(me, other)
                 {
-                    let content = Content::System { event: SystemEvent::ContactAccepted };
-                    match append_in_txn(txn, me, conv, &[me, other], system_client_id("contact"), content, Extras::default())? {
-                        Ok(o) => message = Some(o.message),
-                        Err(_) => return Err(StoreError::Corrupt("a system message was refused".into())),
-                    }
+                    message = Some(append_system_in_txn(txn, me, conv, &[me, other], SystemEvent::ContactAccepted)?);
                 }
                 Ok(Ok((rel, message)))
             },
