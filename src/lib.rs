@@ -23,6 +23,7 @@ pub mod chat;
 pub mod config;
 pub mod connection;
 pub mod console;
+pub mod emoji;
 pub mod http;
 pub mod hub;
 pub mod ids;

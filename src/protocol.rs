@@ -185,10 +185,10 @@ impl Content {
                 }
             }
             Content::Emoji { emoji } => {
-                if emoji.is_empty() || emoji.len() > 64 {
-                    Err("An emoji must be 1 to 64 bytes.")
-                } else {
+                if crate::emoji::is_one_emoji(emoji) {
                     Ok(())
+                } else {
+                    Err("An emoji message is exactly one emoji.")
                 }
             }
             Content::Image { file_id, .. } | Content::File { file_id, .. } | Content::Sticker { file_id, .. } => {
@@ -560,7 +560,8 @@ impl ClientFrame {
     pub fn decode(text: &str) -> Result<ClientFrame, Box<ServerFrame>> {
         serde_json::from_str(text).map_err(|e| {
             let client_id = serde_json::from_str::<serde_json::Value>(text).ok().and_then(|v| {
-                v.get("client_id").and_then(|c| c.as_str()).filter(|c| !c.is_empty() && c.len() <= MAX_CLIENT_ID).map(str::to_owned)
+                // Echoed as sent (the frame's size limit bounds it), so the client can match it.
+                v.get("client_id").and_then(|c| c.as_str()).filter(|c| !c.is_empty()).map(str::to_owned)
             });
             Box::new(ServerFrame::error(client_id, "bad_frame", format!("Not a valid frame: {e}")))
         })

@@ -220,6 +220,18 @@ async fn bad_frames_get_errors_and_oversized_frames_close_with_1009() {
     ws.send_json(json!({"type":"send","client_id":"x".repeat(65),"conv":ann.dm(&bob),"content":{"kind":"text","text":"hi"}})).await;
     let v = ws.next_json().await;
     assert_eq!((v["type"].as_str(), v["code"].as_str()), (Some("error"), Some("invalid")), "{v}");
+    assert_eq!(v["client_id"], "x".repeat(65), "echoed whole, so that the client can match it");
+    // An emoji message is one emoji, not text.
+    for (i, (emoji, ok)) in [("a", false), ("not an emoji", false), ("👍👍", false), ("👍🏽", true), ("👨‍👩‍👧", true)].into_iter().enumerate()
+    {
+        let id = format!("emoji{i}");
+        ws.send_json(json!({"type":"send","client_id":id,"conv":ann.dm(&bob),"content":{"kind":"emoji","emoji":emoji}})).await;
+        let v = ws.until_client_id(&id).await;
+        assert_eq!(v["type"] == "ack", ok, "{emoji}: {v}");
+        if !ok {
+            assert_eq!(v["code"], "invalid", "{v}");
+        }
+    }
     // Still usable after all that.
     assert_eq!(ws.send_text("ok", &ann.dm(&bob), "fine").await["type"], "ack");
 

@@ -90,10 +90,8 @@ pub struct Outgoing {
 pub async fn send(store: &Store, hub: &Arc<Hub>, config: &Config, user: UserId, conn: u64, out: Outgoing) -> ServerFrame {
     let Outgoing { client_id, conv, content, reply_to, mut mentions, mention_all } = out;
     if client_id.is_empty() || client_id.len() > MAX_CLIENT_ID {
-        return refusal_frame(
-            &Refusal::Invalid("client_id must be 1 to 64 bytes.".into()),
-            Some(client_id.chars().take(MAX_CLIENT_ID).collect()),
-        );
+        // Echoed whole (the frame size limit bounds it), so that the client can match the error.
+        return refusal_frame(&Refusal::Invalid("client_id must be 1 to 64 bytes.".into()), Some(client_id));
     }
     if let Err(m) = content.validate_from_client() {
         return refusal_frame(&Refusal::Invalid(m.into()), Some(client_id));

@@ -324,10 +324,7 @@ pub async fn react(
     let conv = parse_conv(&id)?;
     let me = auth.user.id;
     let emoji = req.emoji.trim().to_owned();
-    if emoji.is_empty()
-        || emoji.len() > 32
-        || emoji.chars().any(|c| c.is_alphanumeric() && c.is_ascii() || c.is_control() || c.is_whitespace())
-    {
+    if !crate::emoji::is_one_emoji(&emoji) {
         return Err(ApiError::bad_request("invalid", "A reaction is one emoji."));
     }
     let acc = access(&store, &config, me, conv, Want::Write).await??;
