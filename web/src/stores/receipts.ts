@@ -5,7 +5,20 @@
 import { defineStore } from 'pinia'
 import { ref } from 'vue'
 import { api } from '@/protocol/api'
-import type { ConvId, ReadList, UserId } from '@/protocol/types'
+import type { ConvId, Message, ReadList, UserId } from '@/protocol/types'
+
+/**
+ * Which of my recent messages to ask about: among the last 40 shown, mine that are not notices
+ * and that someone may still not have read (never asked, or unread by someone), the newest 12.
+ */
+export function readsToAsk(shown: readonly Message[], me: UserId | undefined, known: Readonly<Record<number, ReadList>>): number[] {
+  return shown
+    .slice(-40)
+    .filter((m) => m.sender === me && m.content.kind !== 'system' && m.content.kind !== 'recalled')
+    .map((m) => m.seq)
+    .filter((seq) => !known[seq] || known[seq]!.unread_by.length > 0)
+    .slice(-12)
+}
 
 export const useReceipts = defineStore('receipts', () => {
   const reads = ref<Record<ConvId, Record<number, ReadList>>>({})
