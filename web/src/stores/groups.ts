@@ -1,5 +1,5 @@
 // Group members and applications (`/api/groups/...`), loaded when a group chat or its info panel
-// is open and refreshed when the chat store reports a change (a `group` frame, a system message).
+// is open and refreshed when the socket store reports a change (a `group` frame, a system message).
 // The GroupView itself lives in the chat store's conversation (`convs['g:<id>'].group`).
 import { defineStore } from 'pinia'
 import { ref } from 'vue'
