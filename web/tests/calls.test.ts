@@ -3,7 +3,7 @@
 import { afterEach, describe, expect, it, vi } from 'vitest'
 import { createPinia, setActivePinia } from 'pinia'
 import { replaceVideoTrack, summarizeStats, useCalls } from '@/stores/calls'
-import { useChat } from '@/stores/chat'
+import { useSocket } from '@/stores/socket'
 
 /** An RTCStatsReport is a read-only Map of stats objects by id. */
 function report(entries: Record<string, unknown>[]): RTCStatsReport {
@@ -107,7 +107,7 @@ describe('media that arrives after the call ended', () => {
 
   it('is kept when the call is still on', async () => {
     const { calls, stopped, answer } = setup()
-    const signal = vi.spyOn(useChat(), 'signal').mockReturnValue(true)
+    const signal = vi.spyOn(useSocket(), 'signal').mockReturnValue(true)
     const starting = calls.start('d:1:2', 'audio')
     answer()
     await starting

@@ -1,6 +1,8 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest'
 import { createPinia, setActivePinia } from 'pinia'
 import { useChat } from '@/stores/chat'
+import { usePresence } from '@/stores/presence'
+import { useSocket } from '@/stores/socket'
 import type { ConversationSummary, Message, User } from '@/protocol/types'
 import { FakeSocket, msg } from './fakes'
 
@@ -45,9 +47,8 @@ function history(conv: string, n: number, senderOf: (seq: number) => number = (s
 
 async function startStore(state: Parameters<typeof fakeFetch>[0]) {
   vi.stubGlobal('fetch', fakeFetch(state))
-  const chat = useChat()
-  await chat.start(me, {}, { WebSocket: FakeSocket, eventTarget: null, isOnline: () => true })
-  return chat
+  await useSocket().start(me, {}, { WebSocket: FakeSocket, eventTarget: null, isOnline: () => true })
+  return useChat()
 }
 
 beforeEach(() => {
@@ -56,7 +57,7 @@ beforeEach(() => {
   FakeSocket.reset()
 })
 afterEach(() => {
-  useChat().stop()
+  useSocket().stop()
   vi.unstubAllGlobals()
 })
 
@@ -167,8 +168,7 @@ describe('chat store', () => {
   it('tells the app about live messages from others in chats that are not open', async () => {
     vi.stubGlobal('fetch', fakeFetch({ conversations: [], history: {} }))
     const onIncoming = vi.fn()
-    const chat = useChat()
-    await chat.start(me, { onIncoming }, { WebSocket: FakeSocket, eventTarget: null, isOnline: () => true })
+    await useSocket().start(me, { onIncoming }, { WebSocket: FakeSocket, eventTarget: null, isOnline: () => true })
     const ws = FakeSocket.last
     ws.open()
     ws.receive({ type: 'message', message: msg('d:3:7', 1, 7) }) // part of the sync: no ring
@@ -228,10 +228,10 @@ describe('chat store', () => {
     })
     await chat.open('d:3:7')
     vi.advanceTimersByTime(1500)
-    chat.stop()
+    useSocket().stop()
     vi.stubGlobal('fetch', vi.fn(async () => Promise.reject(new TypeError('offline'))))
     const again = useChat()
-    await again.start(me, {}, { WebSocket: FakeSocket, eventTarget: null, isOnline: () => false })
+    await useSocket().start(me, {}, { WebSocket: FakeSocket, eventTarget: null, isOnline: () => false })
     expect(again.displayName('d:3:7')).toBe('Bob')
     expect(again.visibleMessages('d:3:7').map((m) => m.seq)).toEqual([1, 2, 3, 4, 5])
     again.clearCaches()
@@ -282,23 +282,23 @@ describe('chat store', () => {
   })
 
   it('shows who is typing until a message from them arrives', async () => {
-    const chat = await startStore({ conversations: [], history: {} })
+    await startStore({ conversations: [], history: {} })
     const ws = FakeSocket.last
     ws.open()
     ws.receive({ type: 'typing', conv: 'd:3:7', user: 7 })
-    expect(chat.isTyping('d:3:7')).toBe(true)
+    expect(usePresence().isTyping('d:3:7')).toBe(true)
     ws.receive({ type: 'message', message: msg('d:3:7', 1, 7) })
-    expect(chat.isTyping('d:3:7')).toBe(false)
+    expect(usePresence().isTyping('d:3:7')).toBe(false)
   })
 
   it('calls onRevoked when the socket closes with 4001', async () => {
     vi.stubGlobal('fetch', fakeFetch({ conversations: [], history: {} }))
     const onRevoked = vi.fn()
-    const chat = useChat()
-    await chat.start(me, { onRevoked }, { WebSocket: FakeSocket, eventTarget: null, isOnline: () => true })
+    const socket = useSocket()
+    await socket.start(me, { onRevoked }, { WebSocket: FakeSocket, eventTarget: null, isOnline: () => true })
     FakeSocket.last.open()
     FakeSocket.last.serverClose(4001)
     expect(onRevoked).toHaveBeenCalledOnce()
-    expect(chat.conn).toBe('stopped')
+    expect(socket.conn).toBe('stopped')
   })
 })

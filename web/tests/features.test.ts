@@ -5,6 +5,8 @@ import { readFileSync, readdirSync, statSync } from 'node:fs'
 import { join } from 'node:path'
 import { ChatClient } from '@/protocol/client'
 import { useChat } from '@/stores/chat'
+import { useReceipts } from '@/stores/receipts'
+import { useSocket } from '@/stores/socket'
 import { useGroups, roleRank } from '@/stores/groups'
 import { callText, formatDuration, systemText, tidyYou } from '@/lib/content'
 import { errorText } from '@/lib/errors'
@@ -46,7 +48,7 @@ beforeEach(() => {
   localStorage.clear()
 })
 afterEach(() => {
-  useChat().stop()
+  useSocket().stop()
   vi.unstubAllGlobals()
 })
 
@@ -96,7 +98,7 @@ describe('chat store: hidden chats, groups and reads', () => {
       }),
     )
     const chat = useChat()
-    await chat.start(me, {}, { WebSocket: FakeSocket, eventTarget: null, isOnline: () => true })
+    await useSocket().start(me, {}, { WebSocket: FakeSocket, eventTarget: null, isOnline: () => true })
     FakeSocket.last.open()
     FakeSocket.last.receive({ type: 'synced' })
     return chat
@@ -136,10 +138,11 @@ describe('chat store: hidden chats, groups and reads', () => {
   })
 
   it('counts a message from a member as their read receipt for my earlier messages', async () => {
-    const chat = await start([{ id: 'g:12', group: group(), last_seq: 1, last_message: msg('g:12', 1, 3) }])
-    chat.reads['g:12'] = { 1: { read_by: [7], unread_by: [8] } }
+    await start([{ id: 'g:12', group: group(), last_seq: 1, last_message: msg('g:12', 1, 3) }])
+    const receipts = useReceipts()
+    receipts.reads['g:12'] = { 1: { read_by: [7], unread_by: [8] } }
     FakeSocket.last.receive({ type: 'message', message: msg('g:12', 2, 8) })
-    expect(chat.reads['g:12']![1]).toEqual({ read_by: [7, 8], unread_by: [] })
+    expect(receipts.reads['g:12']![1]).toEqual({ read_by: [7, 8], unread_by: [] })
   })
 
   it('applies group frames to the chat, adding groups I was added to', async () => {
@@ -154,7 +157,7 @@ describe('groups store', () => {
   it('ranks roles: only a higher role acts on a member', async () => {
     vi.stubGlobal('fetch', vi.fn(async () => json({ conversations: [] })))
     const chat = useChat()
-    await chat.start(me, {}, { WebSocket: FakeSocket, eventTarget: null, isOnline: () => true })
+    await useSocket().start(me, {}, { WebSocket: FakeSocket, eventTarget: null, isOnline: () => true })
     chat.ensureConv('g:12').group = group({ my_role: 'admin' })
     const groups = useGroups()
     const member = (role: 'owner' | 'admin' | 'member') => ({ user: { ...me, id: 9 }, role, joined_at: 0 })

@@ -4,6 +4,7 @@ import { watchEffect } from 'vue'
 import { useI18n } from 'vue-i18n'
 import type { Router } from 'vue-router'
 import { useChat, type ConvMeta } from '@/stores/chat'
+import { useUsers } from '@/stores/users'
 import { useSettings } from '@/stores/settings'
 import { previewOf } from '@/lib/content'
 import { playChime } from '@/lib/sound'
@@ -27,6 +28,7 @@ export async function askNotificationPermission(): Promise<boolean> {
 
 export function useNotifier(router: Router) {
   const chat = useChat()
+  const users = useUsers()
   const settings = useSettings()
   const { t } = useI18n()
 
@@ -39,7 +41,7 @@ export function useNotifier(router: Router) {
     const hidden = document.visibilityState === 'hidden'
     if (settings.sound && (hidden || chat.activeConv !== conv.id)) playChime()
     if (!hidden || !settings.notifications || !notificationsSupported() || Notification.permission !== 'granted') return
-    const nameOf = (id: number) => chat.userName(id)
+    const nameOf = (id: number) => users.name(id)
     const text = previewOf(m.content, t, nameOf, m.sender)
     try {
       const n = new Notification(chat.displayName(conv.id), {

@@ -12,8 +12,9 @@
 import { defineStore } from 'pinia'
 import { computed, markRaw, ref, shallowRef, watch } from 'vue'
 import { api } from '@/protocol/api'
-import type { CallMedia, CallServerFrame, ConvId, IceServer, UserId } from '@/protocol/types'
+import type { CallClientFrame, CallMedia, CallServerFrame, ConvId, IceServer, UserId } from '@/protocol/types'
 import { useChat } from './chat'
+import { useSocket } from './socket'
 
 export type CallPhase = 'starting' | 'ringing' | 'connecting' | 'connected'
 
@@ -133,10 +134,10 @@ export const useCalls = defineStore('calls', () => {
     return chat().me?.id ?? null
   }
 
-  /** Starts listening to the chat socket (called once the chat store runs). */
+  /** Starts listening to the chat socket (called once the socket store runs). */
   function attach() {
     detach()
-    const c = chat()
+    const c = useSocket()
     unsubs = [
       // The server ends a call whose device disconnects; the socket dropping means it is over.
       watch(
@@ -202,8 +203,8 @@ export const useCalls = defineStore('calls', () => {
     })
   }
 
-  function send(frame: Parameters<ReturnType<typeof useChat>['signal']>[0]) {
-    return chat().signal(frame)
+  function send(frame: CallClientFrame) {
+    return useSocket().signal(frame)
   }
 
   // ---- starting, answering, ending ----

@@ -1,5 +1,5 @@
 // Contacts and contact requests (`/api/contacts`), kept current by `contact` and
-// `contact_request` frames, which the chat store's socket forwards here.
+// `contact_request` frames, which the socket store forwards here.
 import { defineStore } from 'pinia'
 import { computed, ref } from 'vue'
 import { api } from '@/protocol/api'

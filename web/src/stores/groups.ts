@@ -1,11 +1,13 @@
 // Group members and applications (`/api/groups/...`), loaded when a group chat or its info panel
-// is open and refreshed when the chat store reports a change (a `group` frame, a system message).
+// is open and refreshed when the socket store reports a change (a `group` frame, a system message).
 // The GroupView itself lives in the chat store's conversation (`convs['g:<id>'].group`).
 import { defineStore } from 'pinia'
 import { ref } from 'vue'
 import { api, type NewGroupInput } from '@/protocol/api'
 import type { ApplicationView, GroupRole, GroupView, MemberView, UserId } from '@/protocol/types'
 import { useChat } from './chat'
+import { usePresence } from './presence'
+import { useUsers } from './users'
 
 const RANK: Record<GroupRole, number> = { owner: 3, admin: 2, member: 1 }
 
@@ -39,7 +41,7 @@ export const useGroups = defineStore('groups', () => {
 
   /** Whether a member is online: a `presence` frame knows better than the member list. */
   function isOnline(m: MemberView): boolean {
-    const p = useChat().presence[m.user.id]
+    const p = usePresence().presence[m.user.id]
     return p ? p.online : !!m.online
   }
 
@@ -57,9 +59,9 @@ export const useGroups = defineStore('groups', () => {
     try {
       const list = (await api.members(id)).members
       members.value[id] = list
-      const chat = useChat()
+      const users = useUsers()
       // The sender names and avatars of the group's messages.
-      for (const m of list) chat.users[m.user.id] = { ...chat.users[m.user.id], ...m.user }
+      for (const m of list) users.put(m.user)
     } catch {
       // Not a member any more, or offline: keep what was shown.
     }
