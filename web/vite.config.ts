@@ -4,7 +4,7 @@ import { readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs'
 import { brotliCompressSync, constants as zlib, gzipSync } from 'node:zlib'
 import { fileURLToPath, URL } from 'node:url'
 import { join, relative } from 'node:path'
-import { defineConfig, type Plugin } from 'vite'
+import { defineConfig, transformWithOxc, type Plugin } from 'vite'
 import vue from '@vitejs/plugin-vue'
 
 const publicDir = fileURLToPath(new URL('./public', import.meta.url))
@@ -17,6 +17,19 @@ function listFiles(dir: string): string[] {
 }
 
 /**
+ * The service worker's tested logic (sw/push-logic.ts) as plain script: types stripped and the
+ * `export`s dropped, to paste into sw.js. A classic worker (what every browser with Web Push
+ * runs) cannot import modules, and the file imports nothing, so pasting is all the bundling it
+ * needs.
+ */
+async function pushLogicScript(): Promise<string> {
+  const file = fileURLToPath(new URL('./sw/push-logic.ts', import.meta.url))
+  const { code } = await transformWithOxc(readFileSync(file, 'utf8'), file, { lang: 'ts' })
+  if (/^\s*import\b/m.test(code)) throw new Error('sw/push-logic.ts must not import anything')
+  return code.replace(/^export\s+/gm, '')
+}
+
+/**
  * Emits sw.js from sw/sw.js with the list of files to precache (the hashed bundle, index.html
  * and the public files) and a version derived from that list, so every build that changes a
  * file gets a fresh cache.
@@ -25,16 +38,20 @@ function serviceWorker(): Plugin {
   return {
     name: 'chinwag-service-worker',
     apply: 'build',
-    generateBundle(_options, bundle) {
+    async generateBundle(_options, bundle) {
       const built = Object.keys(bundle).filter((f) => !f.endsWith('.map'))
       const pub = listFiles(publicDir).map((p) => relative(publicDir, p).split('\\').join('/'))
       const files = ['/', ...[...built, ...pub].filter((f) => f !== 'sw.js').map((f) => `/${f}`)].sort()
       const version = createHash('sha256').update(files.join('\n')).digest('hex').slice(0, 12)
       const template = readFileSync(fileURLToPath(new URL('./sw/sw.js', import.meta.url)), 'utf8')
+      const logic = await pushLogicScript()
       this.emitFile({
         type: 'asset',
         fileName: 'sw.js',
-        source: template.replace('__VERSION__', version).replace('__PRECACHE__', JSON.stringify(files, null, 2)),
+        source: template
+          .replace('__VERSION__', version)
+          .replace('__PRECACHE__', JSON.stringify(files, null, 2))
+          .replace('/* __PUSH_LOGIC__ */', () => logic),
       })
     },
   }
