@@ -64,6 +64,36 @@ describe('ChatClient connection', () => {
     expect(client.state).toBe('online')
   })
 
+  it('says whether the page is visible after every connect and on every change', () => {
+    let shown = false
+    const { client } = makeClient(new MemoryStorage(), { isVisible: () => shown })
+    // Before the socket is up nothing is sent; the latest state goes out after `hello`.
+    client.setVisible(true)
+    client.setVisible(false)
+    client.start()
+    let ws = FakeSocket.last
+    ws.open()
+    expect(ws.sentOfType('visibility')).toEqual([{ type: 'visibility', visible: false }])
+    client.setVisible(true)
+    client.setVisible(true) // no change, no frame
+    client.setVisible(false)
+    expect(ws.sentOfType('visibility').map((f) => f.visible)).toEqual([false, true, false])
+    shown = true // read once, at construction: setVisible is what reports changes
+    client.setVisible(true)
+    ws.serverClose(1006)
+    vi.advanceTimersByTime(200)
+    ws = FakeSocket.last
+    ws.open()
+    expect(ws.sentOfType('visibility')).toEqual([{ type: 'visibility', visible: true }])
+  })
+
+  it('starts from the page state it reads at construction', () => {
+    const { client } = makeClient(new MemoryStorage(), { isVisible: () => false })
+    client.start()
+    FakeSocket.last.open()
+    expect(FakeSocket.last.sentOfType('visibility')).toEqual([{ type: 'visibility', visible: false }])
+  })
+
   it('reconnects with exponential backoff and jitter, then syncs again', () => {
     const { client } = makeClient(new MemoryStorage(), { random: () => 0 })
     client.start()
@@ -205,6 +235,7 @@ describe('ChatClient outbox', () => {
     ws.open()
     expect(ws.sent).toEqual([
       { type: 'sync', cursors: {} },
+      { type: 'visibility', visible: true },
       { type: 'send', client_id: e.client_id, conv: 'd:3:7', content: { kind: 'text', text: 'hi' } },
     ])
   })

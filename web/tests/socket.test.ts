@@ -58,6 +58,14 @@ describe('socket store', () => {
     expect(useChat().visibleMessages('d:3:8').map((m) => m.seq)).toEqual([1])
   })
 
+  it('tells the server when the page is hidden or shown', async () => {
+    const socket = await start()
+    expect(FakeSocket.last.sentOfType('visibility')).toEqual([{ type: 'visibility', visible: true }])
+    socket.setVisible(false)
+    socket.setVisible(true)
+    expect(FakeSocket.last.sentOfType('visibility').map((f) => f.visible)).toEqual([true, false, true])
+  })
+
   it('passes call frames and stray errors to their listeners until they unsubscribe', async () => {
     const socket = await start()
     const frames: string[] = []

@@ -12,6 +12,8 @@
 // - Reconnects use exponential backoff with full jitter, are immediate when the browser comes back
 //   online, and stop for good on close code 4001 (session revoked).
 // - An application-level ping detects a half-open socket that the browser has not noticed.
+// - Right after every connect, and whenever it changes, the server hears whether the tab is
+//   visible (`visibility`), so it sends Web Push only to devices that do not show Chinwag.
 //
 // The class knows nothing of Vue: the stores subscribe to its events. Its clock, storage,
 // randomness and WebSocket constructor are injected so the tests can drive it.
@@ -124,6 +126,8 @@ export interface ClientOptions {
   clearTimeout?: (id: unknown) => void
   /** Whether the browser believes it is online. */
   isOnline?: () => boolean
+  /** Whether the page is shown now (read once at construction; `setVisible` reports changes). */
+  isVisible?: () => boolean
   /** Where to listen for `online`/`offline`; null to not listen. */
   eventTarget?: Pick<EventTarget, 'addEventListener' | 'removeEventListener'> | null
   backoff?: { baseMs: number; maxMs: number }
@@ -161,6 +165,7 @@ export class ChatClient {
   /** Read positions asked for and not yet confirmed by a `read` frame; re-sent after reconnects. */
   private pendingReads = new Map<ConvId, number>()
   private lastTyping = new Map<ConvId, number>()
+  private visible: boolean
   private listeners: { [K in keyof ClientEvents]: Set<Listener<K>> } = {
     message: new Set(),
     ack: new Set(),
@@ -190,11 +195,13 @@ export class ChatClient {
       setTimeout: (fn, ms) => globalThis.setTimeout(fn, ms),
       clearTimeout: (id) => globalThis.clearTimeout(id as ReturnType<typeof setTimeout>),
       isOnline: () => (typeof navigator === 'undefined' ? true : navigator.onLine !== false),
+      isVisible: () => (typeof document === 'undefined' ? true : document.visibilityState !== 'hidden'),
       eventTarget: typeof window === 'undefined' ? null : window,
       backoff: { baseMs: 500, maxMs: 30_000 },
       heartbeat: { intervalMs: 20_000, timeoutMs: 10_000 },
       ...opts,
     }
+    this.visible = this.o.isVisible()
     this.loadPersisted()
   }
 
@@ -304,6 +311,16 @@ export class ChatClient {
   signal(frame: CallClientFrame): boolean {
     if (!this.helloed) return false
     return this.write(frame)
+  }
+
+  /**
+   * The page was shown or hidden. The server hears it now if connected, and after every connect
+   * in any case: it pushes to this device only while no socket of it says it is visible.
+   */
+  setVisible(visible: boolean) {
+    if (visible === this.visible) return
+    this.visible = visible
+    if (this.helloed) this.write({ type: 'visibility', visible })
   }
 
   /** Whether frames can be sent right now. */
@@ -478,6 +495,7 @@ export class ChatClient {
         this.emit('hello', f.user)
         this.syncing = true
         this.write({ type: 'sync', cursors: this.syncCursors() })
+        this.write({ type: 'visibility', visible: this.visible })
         for (const e of this.outbox) if (e.status === 'sending') this.transmit(e)
         for (const [conv, seq] of this.pendingReads) this.write({ type: 'read', conv, seq })
         break

@@ -285,6 +285,8 @@ export type ClientFrame =
   | { type: 'read'; conv: ConvId; seq: number }
   | { type: 'typing'; conv: ConvId }
   | { type: 'ping' }
+  /** Whether this tab shows Chinwag; the server pushes to a device none of whose sockets do. */
+  | { type: 'visibility'; visible: boolean }
   | CallClientFrame
 
 /** Call signalling a client sends (docs/protocol.md, "Calls"). */

@@ -142,6 +142,11 @@ export const useSocket = defineStore('socket', () => {
     client?.typing(conv)
   }
 
+  /** The page was shown or hidden (App.vue's `visibilitychange`); the server uses it for push. */
+  function setVisible(visible: boolean) {
+    client?.setVisible(visible)
+  }
+
   /** Call signalling goes through the chat socket. */
   function onCallFrame(fn: (f: CallServerFrame) => void): () => void {
     callListeners.add(fn)
@@ -157,5 +162,5 @@ export const useSocket = defineStore('socket', () => {
     return client?.signal(frame) ?? false
   }
 
-  return { conn, start, stop, reconnectNow, typing, onCallFrame, onFrameError, signal }
+  return { conn, start, stop, reconnectNow, typing, setVisible, onCallFrame, onFrameError, signal }
 })
