@@ -1,11 +1,15 @@
-// Tells the user about new messages: the document title, a WebAudio chime and, while the tab is
-// hidden, a browser Notification (only after the user allowed it from settings or the banner).
+// Tells the user about new messages: the document title and the app badge, a WebAudio chime and,
+// while the tab is hidden, a browser Notification (only after the user allowed it from settings or
+// the banner). When this device has a Web Push subscription the server pushes to it while the tab
+// is hidden, and the service worker's notification is the only one: the page shows none.
 import { watchEffect } from 'vue'
 import { useI18n } from 'vue-i18n'
 import type { Router } from 'vue-router'
 import { useChat, type ConvMeta } from '@/stores/chat'
 import { useUsers } from '@/stores/users'
 import { useSettings } from '@/stores/settings'
+import { usePush } from '@/stores/push'
+import { setAppBadge, unreadTitle } from '@/lib/unreadBadge'
 import { previewOf } from '@/lib/content'
 import { playChime } from '@/lib/sound'
 import type { Message } from '@/protocol/types'
@@ -30,15 +34,19 @@ export function useNotifier(router: Router) {
   const chat = useChat()
   const users = useUsers()
   const settings = useSettings()
+  const push = usePush()
   const { t } = useI18n()
 
   watchEffect(() => {
     const n = chat.totalUnread
-    document.title = n > 0 ? t('title.unread', { n: n > 99 ? '99+' : n }) : t('app.name')
+    document.title = unreadTitle(n, t('app.name'), (label) => t('title.unread', { n: label }))
+    setAppBadge(typeof navigator === 'undefined' ? undefined : navigator, n)
   })
 
   function onIncoming(m: Message, conv: ConvMeta) {
     const hidden = document.visibilityState === 'hidden'
+    // A hidden tab with a push subscription: the pushed notification rings; nothing here.
+    if (hidden && push.subscribed) return
     if (settings.sound && (hidden || chat.activeConv !== conv.id)) playChime()
     if (!hidden || !settings.notifications || !notificationsSupported() || Notification.permission !== 'granted') return
     const nameOf = (id: number) => users.name(id)

@@ -20,6 +20,8 @@ import type {
   LiveSettings,
   MemberView,
   Message,
+  PushSettings,
+  PushSubscriptionBody,
   ReadList,
   RequestView,
   StickerPack,
@@ -264,6 +266,14 @@ export const api = {
   // ---- calls ----
   iceServers: () =>
     request<{ ice_servers: IceServer[]; ttl_secs: number; ice_transport_policy?: 'all' | 'relay' }>('GET', '/api/calls/ice-servers'),
+
+  // ---- Web Push ----
+  pushKey: () => request<{ public_key: string }>('GET', '/api/push/vapid'),
+  /** Registers this device's subscription (it replaces the device's earlier one). */
+  pushSubscribe: (sub: PushSubscriptionBody) => request<{ endpoint: string }>('POST', '/api/push/subscriptions', sub),
+  pushUnsubscribe: (endpoint: string) => request<void>('DELETE', '/api/push/subscriptions', { endpoint }),
+  pushSettings: () => request<PushSettings>('GET', '/api/push/settings'),
+  setPushSettings: (s: PushSettings) => request<PushSettings>('PUT', '/api/push/settings', s),
 
   // ---- administration ----
   admin: {

@@ -419,3 +419,28 @@ export function isMessage(m: unknown): m is Message {
     x.content !== null
   )
 }
+
+// ---- Web Push (docs/push.md) ----
+
+/** What a push may show: sender and text, the sender only, or nothing but "New message". */
+export type PushPreview = 'full' | 'sender' | 'none'
+
+/** A daily quiet time in the user's local clock; the offset is minutes east of UTC. */
+export interface DndWindow {
+  start: string
+  end: string
+  utc_offset_minutes: number
+}
+
+/** `GET`/`PUT /api/push/settings`, per user. */
+export interface PushSettings {
+  preview: PushPreview
+  dnd: DndWindow | null
+}
+
+/** The browser's `PushSubscription.toJSON()`, the body of `POST /api/push/subscriptions`. */
+export interface PushSubscriptionBody {
+  endpoint: string
+  expirationTime?: number | null
+  keys?: { p256dh?: string; auth?: string }
+}

@@ -25,6 +25,8 @@ import { useUsers } from './users'
 export interface ChatHooks {
   /** A live message from someone else arrived. */
   onIncoming?: (m: Message, conv: ConvMeta) => void
+  /** One of my messages was stored (its `ack`). */
+  onSent?: () => void
   /** The socket was closed with 4001. */
   onRevoked?: () => void
   /** A group's membership or settings changed (a `group` frame or a system message). */
@@ -76,7 +78,10 @@ export const useSocket = defineStore('socket', () => {
       c.on('state', (s) => (conn.value = s)),
       c.on('outbox', (entries) => chat.setOutbox(entries)),
       c.on('message', (m, live) => onMessage(m, live)),
-      c.on('ack', (_id, m) => chat.applyAck(m)),
+      c.on('ack', (_id, m) => {
+        chat.applyAck(m)
+        hooks.onSent?.()
+      }),
       c.on('update', (m) => chat.applyUpdate(m)),
       c.on('synced', (reload) => {
         void chat.applySynced(reload)
