@@ -23,6 +23,7 @@ use crate::http::origin::{OriginPolicy, check_origin};
 use crate::hub::Hub;
 use crate::media::{self, Media};
 use crate::metrics::Metrics;
+use crate::push::{self, Push};
 use crate::social::{contacts, group_routes};
 use crate::store::Store;
 use crate::web;
@@ -39,6 +40,7 @@ pub struct AppState {
     pub media: Arc<Media>,
     pub metrics: Arc<Metrics>,
     pub calls: Arc<Calls>,
+    pub push: Arc<Push>,
 }
 
 impl AppState {
@@ -46,6 +48,7 @@ impl AppState {
         config: Config,
         store: Store,
         hub: Arc<Hub>,
+        push: Arc<Push>,
         sockets_shutdown: tokio_util::sync::CancellationToken,
         turn: Option<calls::TurnInfo>,
     ) -> anyhow::Result<AppState> {
@@ -60,9 +63,10 @@ impl AppState {
             max_frame_bytes: config.limits.max_frame_bytes,
             outbound_queue: config.limits.outbound_queue,
             write_timeout: Duration::from_secs(config.limits.write_timeout_secs),
+            push: push.clone(),
         };
-        let metrics = Metrics::new(store.clone(), hub.clone(), turn.as_ref().map(|t| t.stats.clone()));
-        let calls = Calls::new(hub.clone(), store.clone(), live.clone(), sockets_shutdown.clone(), turn);
+        let metrics = Metrics::new(store.clone(), hub.clone(), turn.as_ref().map(|t| t.stats.clone()), push.clone());
+        let calls = Calls::new(hub.clone(), store.clone(), live.clone(), sockets_shutdown.clone(), turn, push.clone());
         Ok(AppState {
             store,
             hub,
@@ -73,6 +77,7 @@ impl AppState {
             media,
             metrics,
             calls,
+            push,
         })
     }
 }
@@ -87,7 +92,7 @@ impl FromRef<AppState> for Arc<Config> {
 #[derive(OpenApi)]
 #[openapi(
     info(title = "Chinwag", description = "HTTP API of the Chinwag chat server. Real-time frames are described in docs/protocol.md."),
-    tags((name = "accounts"), (name = "contacts"), (name = "groups"), (name = "chat"), (name = "media"), (name = "calls"), (name = "realtime"), (name = "admin"), (name = "operations"))
+    tags((name = "accounts"), (name = "contacts"), (name = "groups"), (name = "chat"), (name = "media"), (name = "calls"), (name = "realtime"), (name = "admin"), (name = "push"), (name = "operations"))
 )]
 struct ApiDoc;
 
@@ -147,6 +152,9 @@ pub fn router(state: AppState) -> Router {
         .routes(routes!(accounts::routes::get_user))
         .routes(routes!(accounts::routes::search_users))
         .routes(routes!(accounts::routes::presence))
+        .routes(routes!(push::routes::vapid))
+        .routes(routes!(push::routes::subscribe, push::routes::unsubscribe))
+        .routes(routes!(push::routes::settings, push::routes::update_settings))
         .routes(routes!(chat::routes::list))
         .routes(routes!(chat::routes::get, chat::routes::update))
         .routes(routes!(chat::routes::history))

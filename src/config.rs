@@ -30,6 +30,42 @@ pub struct Config {
     pub media: Media,
     pub calls: Calls,
     pub turn: Turn,
+    pub push: Push,
+}
+
+/// Web Push (RFC 8030, 8291, 8292) to devices whose app is closed.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Push {
+    pub enabled: bool,
+    /// The contact push services see in the VAPID token (`sub`): a `mailto:` or `https:` URL of
+    /// whoever runs this server. Apple's push service refuses tokens without a real one.
+    pub subject: String,
+    /// Accept plain `http://` endpoints (tests, closed LANs). Browsers' push services are https.
+    pub allow_http: bool,
+    /// Address ranges endpoints may resolve to although they are private or local, e.g.
+    /// `["127.0.0.1/32"]` for tests. Everything that is not public is refused otherwise.
+    pub endpoint_allow: Vec<String>,
+    /// Deliveries waiting at once; more are dropped (and counted) rather than slow chat down.
+    pub queue: usize,
+    /// Deliveries in flight at once.
+    pub workers: usize,
+    /// Seconds one delivery may take (connect, TLS, request, answer).
+    pub timeout_secs: u64,
+}
+
+impl Default for Push {
+    fn default() -> Self {
+        Push {
+            enabled: true,
+            subject: "mailto:admin@chinwag.invalid".into(),
+            allow_http: false,
+            endpoint_allow: Vec::new(),
+            queue: 10_000,
+            workers: 16,
+            timeout_secs: 10,
+        }
+    }
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -290,6 +326,7 @@ impl Default for Config {
             media: Media::default(),
             calls: Calls::default(),
             turn: Turn::default(),
+            push: Push::default(),
         }
     }
 }
@@ -429,6 +466,12 @@ impl Config {
         }
         if self.auth.hash_concurrency == 0 || self.auth.session_days == 0 {
             return bad("auth.hash_concurrency and auth.session_days must be at least 1");
+        }
+        if self.push.queue == 0 || self.push.workers == 0 || self.push.timeout_secs == 0 {
+            return bad("push.queue, push.workers and push.timeout_secs must be at least 1");
+        }
+        if let Err(e) = crate::address::AddressPolicy::parse("push.endpoint_allow", &self.push.endpoint_allow) {
+            return Err(ConfigError::Invalid(e));
         }
         if self.media.max_upload_bytes == 0 {
             return bad("media.max_upload_bytes must be at least 1");

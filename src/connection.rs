@@ -36,6 +36,8 @@ pub struct SocketCtx {
     pub max_frame_bytes: usize,
     pub outbound_queue: usize,
     pub write_timeout: Duration,
+    /// Pushes to users' closed devices (messages are handed to it after their commit).
+    pub push: Arc<crate::push::Push>,
 }
 
 #[utoipa::path(get, path = "/api/ws", tag = "realtime",
@@ -206,7 +208,7 @@ impl Socket {
                     match incoming {
                         None => Flow::Gone,
                         Some(Err(e)) => read_error(&e),
-                        Some(Ok(WsMessage::Text(t))) => Box::pin(handle_text(conn, t.as_str(), Ctx { user, conn_id, store, hub, config: &ctx.config.get(), calls }, &mut last_typing, &mut pending)).await,
+                        Some(Ok(WsMessage::Text(t))) => Box::pin(handle_text(conn, t.as_str(), Ctx { user, conn_id, store, hub, config: &ctx.config.get(), calls, push: &ctx.push }, &mut last_typing, &mut pending)).await,
                         Some(Ok(WsMessage::Binary(_))) => {
                             let f = ServerFrame::error(None, "bad_frame", "Frames are JSON text.").to_json();
                             if conn.send(f.into()).await { Flow::Continue } else { Flow::Gone }
@@ -240,6 +242,7 @@ struct Ctx<'a> {
     hub: &'a Arc<Hub>,
     config: &'a Arc<Config>,
     calls: &'a Calls,
+    push: &'a Arc<crate::push::Push>,
 }
 
 /// Sends and read positions being stored for this socket, answered in the order they came.
@@ -276,7 +279,7 @@ async fn handle_text(
     last_typing: &mut Option<Instant>,
     pending: &mut Option<Box<Pending>>,
 ) -> Flow {
-    let Ctx { user, conn_id, store, hub, config, calls } = cx;
+    let Ctx { user, conn_id, store, hub, config, calls, push } = cx;
     let frame = match ClientFrame::decode(text) {
         Ok(f) => f,
         Err(f) => return if conn.send_frame(&f).await { Flow::Continue } else { Flow::Gone },
@@ -293,12 +296,12 @@ async fn handle_text(
         ClientFrame::Send { client_id, conv, content, reply_to, mentions, mention_all } => {
             let out = chat::Outgoing { client_id, conv, content, reply_to, mentions, mention_all };
             let p = pending.get_or_insert_with(Box::default);
-            let (store, hub, config, order) = (store.clone(), hub.clone(), config.clone(), p.order.clone());
+            let (store, hub, config, push, order) = (store.clone(), hub.clone(), config.clone(), push.clone(), p.order.clone());
             p.queue.push_back(Box::pin(async move {
                 // One socket's messages take their sequence numbers in the order they were
                 // sent, while other sockets' messages commit alongside.
                 let _turn = order.lock().await;
-                Some(chat::send(&store, &hub, &config, user, conn_id, out).await.to_json())
+                Some(chat::send(&store, &hub, &push, &config, user, conn_id, out).await.to_json())
             }));
             true
         }
@@ -309,6 +312,10 @@ async fn handle_text(
                 let _turn = order.lock().await;
                 chat::read(&store, &hub, &config, user, conv, seq).await.map(|f| f.to_json())
             }));
+            true
+        }
+        ClientFrame::Visibility { visible } => {
+            hub.set_visible(user, conn_id, visible);
             true
         }
         ClientFrame::Typing { conv } => {

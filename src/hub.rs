@@ -9,7 +9,7 @@
 //! - The lock is a plain `RwLock` held for map lookups only, never across an `.await`.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU16, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU16, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
 use tokio::sync::mpsc;
@@ -43,6 +43,8 @@ impl Kick {
 struct Conn {
     id: u64,
     session: TokenHash,
+    /// Whether the client said it is on screen (`visibility` frames); true until it says not.
+    visible: AtomicBool,
     tx: mpsc::Sender<Frame>,
     kick: Arc<Kick>,
 }
@@ -115,7 +117,7 @@ impl Hub {
         let first = {
             let mut users = self.write_lock();
             let conns = users.entry(user).or_default();
-            conns.push(Conn { id, session, tx, kick: kick.clone() });
+            conns.push(Conn { id, session, visible: AtomicBool::new(true), tx, kick: kick.clone() });
             conns.len() == 1
         };
         self.connections.fetch_add(1, Ordering::Relaxed);
@@ -181,6 +183,18 @@ impl Hub {
             }
             Err(mpsc::error::TrySendError::Closed(_)) => false,
         }
+    }
+
+    /// Records whether connection `conn` of `user` is on screen.
+    pub fn set_visible(&self, user: UserId, conn: u64, visible: bool) {
+        if let Some(c) = self.read_lock().get(&user).into_iter().flatten().find(|c| c.id == conn) {
+            c.visible.store(visible, Ordering::Relaxed);
+        }
+    }
+
+    /// The sessions (devices) of `user` with a connection on screen: they get no push.
+    pub fn visible_sessions(&self, user: UserId) -> Vec<TokenHash> {
+        self.read_lock().get(&user).into_iter().flatten().filter(|c| c.visible.load(Ordering::Relaxed)).map(|c| c.session).collect()
     }
 
     /// Closes the connections opened with any of these sessions.

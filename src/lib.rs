@@ -15,6 +15,7 @@
 //!   [`protocol`] (every JSON frame), [`outcome`] (domain refusals), [`ids`], [`config`].
 
 pub mod accounts;
+pub mod address;
 pub mod admin;
 pub mod app;
 pub mod backup;
@@ -29,9 +30,11 @@ pub mod hub;
 pub mod ids;
 pub mod media;
 pub mod metrics;
+pub mod outbound;
 pub mod outcome;
 pub mod presence;
 pub mod protocol;
+pub mod push;
 pub mod server;
 pub mod social;
 pub mod store;
@@ -87,7 +90,8 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: CancellationTo
     let presence = tokio::spawn(presence::run(store.clone(), std::sync::Arc::downgrade(&hub), presence_rx));
     let config = admin::load_live_settings(&store, config).await?;
     let turn = start_turn(&config, &store, listener.local_addr()?).await?;
-    let state = app::AppState::new(config, store.clone(), hub, shutdown.child_token(), turn.as_ref().map(|t| t.info.clone()))?;
+    let push = push::Push::start(&config, store.clone(), hub.clone(), shutdown.clone()).await?;
+    let state = app::AppState::new(config, store.clone(), hub, push, shutdown.child_token(), turn.as_ref().map(|t| t.info.clone()))?;
     let sockets = state.sockets.clone();
     let started = state.live.get();
     let limits = started.limits.clone();

@@ -37,10 +37,16 @@ pub struct Metrics {
     commits: Gauge,
     writes: Gauge,
     turn: Option<(Arc<crate::calls::turn::TurnStats>, [Gauge; 6])>,
+    push: (Arc<crate::push::Push>, [Gauge; 5]),
 }
 
 impl Metrics {
-    pub fn new(store: Store, hub: Arc<Hub>, turn_stats: Option<Arc<crate::calls::turn::TurnStats>>) -> Arc<Metrics> {
+    pub fn new(
+        store: Store,
+        hub: Arc<Hub>,
+        turn_stats: Option<Arc<crate::calls::turn::TurnStats>>,
+        push: Arc<crate::push::Push>,
+    ) -> Arc<Metrics> {
         let mut registry = Registry::with_prefix("chinwag");
         let messages = Gauge::default();
         registry.register("messages", "Messages stored since start (not counting resends)", messages.clone());
@@ -74,7 +80,20 @@ impl Metrics {
             }
             (stats, gauges)
         });
-        Arc::new(Metrics { registry, hub, store, messages, http, connections, online_users, slow_dropped, commits, writes, turn })
+        let push_gauges: [Gauge; 5] = Default::default();
+        let names = [
+            ("push_sent", "Pushes a push service accepted since start"),
+            ("push_failed", "Pushes given up on since start (refused endpoints, error answers, retries spent)"),
+            ("push_dropped", "Pushes dropped because the push queue was full since start"),
+            ("push_gone", "Push subscriptions removed because their push service said they are gone"),
+            ("push_considered", "Events handled by the push workers since start, pushed or not"),
+        ];
+        for ((name, help), g) in names.into_iter().zip(&push_gauges) {
+            registry.register(name, help, g.clone());
+        }
+        registry.register("push_latency_seconds", "Time from the event to the push service's answer", push.stats.latency.clone());
+        let push = (push, push_gauges);
+        Arc::new(Metrics { registry, hub, store, messages, http, connections, online_users, slow_dropped, commits, writes, turn, push })
     }
 
     /// The text exposition format.
@@ -85,6 +104,10 @@ impl Metrics {
         self.slow_dropped.set(i64::try_from(self.hub.dropped_slow.load(Ordering::Relaxed)).unwrap_or(i64::MAX));
         self.commits.set(i64::try_from(self.store.stats.commits.load(Ordering::Relaxed)).unwrap_or(i64::MAX));
         self.writes.set(i64::try_from(self.store.stats.writes.load(Ordering::Relaxed)).unwrap_or(i64::MAX));
+        let p = &self.push.0.stats;
+        for (gauge, value) in self.push.1.iter().zip([&p.sent, &p.failed, &p.dropped, &p.gone, &p.considered]) {
+            gauge.set(i64::try_from(value.load(Ordering::Relaxed)).unwrap_or(i64::MAX));
+        }
         if let Some((s, g)) = &self.turn {
             let v = [&s.allocations, &s.bytes_from_peers, &s.bytes_to_peers, &s.refused_peers, &s.auth_failures, &s.stream_connections];
             for (gauge, value) in g.iter().zip(v) {

@@ -498,6 +498,11 @@ pub enum ClientFrame {
     Typing {
         conv: ConvId,
     },
+    /// Whether this client is on screen: a device gets no push while one of its sockets is.
+    /// A socket counts as visible until it says otherwise.
+    Visibility {
+        visible: bool,
+    },
     Ping,
     /// Calls (see the Calls section of docs/protocol.md). Start a call in a conversation.
     CallInvite {

@@ -87,6 +87,20 @@ async fn every_route_and_frame_against_every_role() {
         ("user search", M::GET, "/api/users?q=owner".into(), None, all(200)),
         ("conversation list", M::GET, "/api/conversations".into(), None, all(200)),
         ("contacts", M::GET, "/api/contacts".into(), None, all(200)),
+        ("push key", M::GET, "/api/push/vapid".into(), None, all(200)),
+        ("push settings", M::GET, "/api/push/settings".into(), None, all(200)),
+        ("push settings change", M::PUT, "/api/push/settings".into(), Some(json!({"preview":"sender","dnd":null})), all(200)),
+        // A loopback endpoint is refused for everyone who gets that far (no push service is reached).
+        (
+            "push subscribe",
+            M::POST,
+            "/api/push/subscriptions".into(),
+            Some(
+                json!({"endpoint":"https://127.0.0.1/p","keys":{"p256dh":"BCVxsr7N_eNgVRqvHtD0zTZsEc6-VV-JvLexhqUzORcxaOzi6-AYWXvTBHm4bjyPjs7Vd8pZGH6SRpkNtoIAiw4","auth":"BTBZMqHH6r4Tts7J_aSIgg"}}),
+            ),
+            all(400),
+        ),
+        ("push unsubscribe", M::DELETE, "/api/push/subscriptions".into(), Some(json!({"endpoint":"https://push.example.net/x"})), all(204)),
         ("requests", M::GET, "/api/contacts/requests".into(), None, all(200)),
         ("group conversation", M::GET, format!("/api/conversations/{gc}"), None, members_only(200)),
         ("conversation settings", M::PATCH, format!("/api/conversations/{gc}"), Some(json!({"pinned": false})), members_only(200)),

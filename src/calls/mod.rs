@@ -31,6 +31,7 @@ use crate::hub::{Frame, Hub};
 use crate::ids::{ConvId, UserId};
 use crate::outcome::Refusal;
 use crate::protocol::{CallMedia, ClientFrame, Content, Message, ServerFrame};
+use crate::push::Push;
 use crate::store::Store;
 use crate::store::messages::Extras;
 use signal::{Effect, MediaState, Registry, Settings, Signal};
@@ -70,6 +71,8 @@ pub struct Calls {
     /// `GET /api/calls/ice-servers` per user.
     pub ice_limiter: Limiter,
     me: Weak<Calls>,
+    /// Rings pushed to closed devices, and withdrawn when the call is answered or over.
+    push: Arc<Push>,
 }
 
 fn settings(config: &Config) -> Settings {
@@ -89,7 +92,14 @@ fn new_call_id() -> String {
 }
 
 impl Calls {
-    pub fn new(hub: Arc<Hub>, store: Store, live: LiveConfig, shutdown: CancellationToken, turn: Option<TurnInfo>) -> Arc<Calls> {
+    pub fn new(
+        hub: Arc<Hub>,
+        store: Store,
+        live: LiveConfig,
+        shutdown: CancellationToken,
+        turn: Option<TurnInfo>,
+        push: Arc<Push>,
+    ) -> Arc<Calls> {
         let config = live.get();
         let per_10_min = config.calls.ice_servers_per_10_min.max(1);
         Arc::new_cyclic(|me| Calls {
@@ -101,6 +111,7 @@ impl Calls {
             turn,
             ice_limiter: Limiter::new(per_10_min, Duration::from_secs(600)),
             me: me.clone(),
+            push,
         })
     }
 
@@ -198,6 +209,10 @@ impl Calls {
         for effect in effects {
             match effect {
                 Effect::ToUsers { users, frame, skip } => {
+                    // Answered or over: a pushed ring is withdrawn from closed devices.
+                    if let ServerFrame::CallEnded { call, .. } | ServerFrame::CallAccepted { call, .. } = &frame {
+                        self.push.call_ended(call);
+                    }
                     let f: Frame = Arc::from(frame.to_json());
                     self.hub.deliver(&users, &f, skip);
                 }
@@ -205,6 +220,9 @@ impl Calls {
                     self.hub.send_to_conn(user, conn, &frame);
                 }
                 Effect::Ring { call, caller, users, frame } => {
+                    if let ServerFrame::CallIncoming { conv, from, media, .. } = &frame {
+                        self.push.call(&users, &call, *conv, *media == CallMedia::Video, *from);
+                    }
                     let f: Frame = Arc::from(frame.to_json());
                     self.hub.deliver(&users, &f, None);
                     for u in users.into_iter().filter(|u| self.hub.is_online(*u)) {
@@ -213,8 +231,8 @@ impl Calls {
                 }
                 Effect::Log { conv, caller, media, outcome, duration_secs } => {
                     let content = Content::Call { media, outcome, duration_secs };
-                    let (store, hub, config) = (self.store.clone(), self.hub.clone(), self.live.get());
-                    tokio::spawn(async move { log_call(&store, &hub, &config, conv, caller, content).await });
+                    let (store, hub, config, push) = (self.store.clone(), self.hub.clone(), self.live.get(), self.push.clone());
+                    tokio::spawn(async move { log_call(&store, &hub, &push, &config, conv, caller, content).await });
                 }
                 Effect::Timer { call, at } => {
                     let (me, shutdown) = (self.me.clone(), self.shutdown.clone());
@@ -237,7 +255,7 @@ impl Calls {
 
 /// Writes the call record into its conversation through the store, so that it syncs like any
 /// message, and delivers it to every member's devices.
-async fn log_call(store: &Store, hub: &Arc<Hub>, config: &Config, conv: ConvId, caller: UserId, content: Content) {
+async fn log_call(store: &Store, hub: &Arc<Hub>, push: &Arc<Push>, config: &Config, conv: ConvId, caller: UserId, content: Content) {
     let members = match conv {
         ConvId::Direct(a, b) => vec![a, b],
         ConvId::Group(g) => match store.group(g).await {
@@ -251,10 +269,11 @@ async fn log_call(store: &Store, hub: &Arc<Hub>, config: &Config, conv: ConvId, 
     };
     let direct = if matches!(conv, ConvId::Group(_)) { Vec::new() } else { members.clone() };
     let client_id = format!("call-{}", new_call_id());
-    let fanout = hub.clone();
+    let (fanout, push) = (hub.clone(), push.clone());
     let deliver = move |m: &Message| {
         let frame: Frame = Arc::from(ServerFrame::Message { message: m.clone() }.to_json());
         fanout.deliver(&members, &frame, None);
+        push.message(&members, m);
     };
     // The caller's place is checked again as the record is written: a call in a group that was
     // dissolved or disabled meanwhile, or that the caller left, leaves no record there.

@@ -18,6 +18,7 @@ use crate::hub::{Frame, Hub};
 use crate::ids::{ConvId, UserId};
 use crate::outcome::Refusal;
 use crate::protocol::{Content, MAX_CLIENT_ID, Message, Role, ServerFrame, SyncCursor, SyncGap};
+use crate::push::Push;
 use crate::store::facts::ConvFacts;
 use crate::store::messages::{Extras, MessageRefusal};
 use crate::store::{Store, StoreError, now_ms};
@@ -87,7 +88,7 @@ pub struct Outgoing {
 
 /// Handles a `send` frame: validates, stores (or finds the earlier copy), delivers to every
 /// other device of every member in commit order, and returns the answer for the sender.
-pub async fn send(store: &Store, hub: &Arc<Hub>, config: &Config, user: UserId, conn: u64, out: Outgoing) -> ServerFrame {
+pub async fn send(store: &Store, hub: &Arc<Hub>, push: &Arc<Push>, config: &Config, user: UserId, conn: u64, out: Outgoing) -> ServerFrame {
     let Outgoing { client_id, conv, content, reply_to, mut mentions, mention_all } = out;
     if client_id.is_empty() || client_id.len() > MAX_CLIENT_ID {
         // Echoed whole (the frame size limit bounds it), so that the client can match the error.
@@ -111,11 +112,12 @@ pub async fn send(store: &Store, hub: &Arc<Hub>, config: &Config, user: UserId, 
         return refusal_frame(&r, Some(client_id));
     }
     let direct_members = if acc.role.is_none() { acc.members.clone() } else { Vec::new() };
-    let fanout_hub = hub.clone();
+    let (fanout_hub, push) = (hub.clone(), push.clone());
     let recipients = acc.members;
     let deliver = move |m: &Message| {
         let frame: Frame = Arc::from(ServerFrame::Message { message: m.clone() }.to_json());
         fanout_hub.deliver(&recipients, &frame, Some(conn));
+        push.message(&recipients, m);
     };
     let extras = Extras { reply_to, mentions, mention_all };
     let policy = config.chat.direct_policy;

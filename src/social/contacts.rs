@@ -264,13 +264,19 @@ pub async fn send_request(
     auth: AuthUser,
     State(store): State<Store>,
     State(hub): State<Arc<Hub>>,
+    State(push): State<Arc<crate::push::Push>>,
     ApiJson(req): ApiJson<NewRequest>,
 ) -> Result<Json<RelationAnswer>, ApiError> {
     let message = req.message.trim().to_owned();
     if message.chars().count() > 200 {
         return Err(ApiError::bad_request("invalid", "The message can be at most 200 characters."));
     }
-    change(&store, &hub, &auth.user, req.user, move |rel, now| request(rel, &message, now)).await
+    let to = req.user;
+    let answer = change(&store, &hub, &auth.user, to, move |rel, now| request(rel, &message, now)).await?;
+    if answer.request.as_ref().is_some_and(|r| r.status == RequestStatus::Pending) {
+        push.contact_request(to, auth.user.id);
+    }
+    Ok(answer)
 }
 
 macro_rules! relation_route {

@@ -19,6 +19,7 @@ pub mod calls;
 pub mod facts;
 pub mod media;
 pub mod messages;
+pub mod push;
 pub mod search;
 pub mod sessions;
 pub mod snapshot;
@@ -42,7 +43,7 @@ use tokio::sync::{mpsc, oneshot};
 use tables::META;
 
 /// The schema this build writes. Opening a newer one is refused; older ones are migrated.
-pub const SCHEMA_VERSION: u64 = 2;
+pub const SCHEMA_VERSION: u64 = 3;
 const DB_FILE: &str = "chinwag.redb";
 
 #[derive(Clone, Debug, thiserror::Error)]
@@ -362,6 +363,8 @@ fn migrate(db: &Database) -> Result<(), StoreError> {
                     // meet a missing one.
                     0 => tables::create_all(&txn)?,
                     1 => messages::migrate_file_shares(&txn)?,
+                    // Web Push: the subscription and preference tables.
+                    2 => tables::create_all(&txn)?,
                     _ => unreachable!("no migration from schema {v}"),
                 }
                 v += 1;
@@ -613,6 +616,8 @@ mod tests {
             let txn = db.begin_write().unwrap();
             tables::create_all(&txn).unwrap();
             txn.delete_table(tables::FILE_MSGS).unwrap();
+            txn.delete_table(tables::PUSH_SUBS).unwrap();
+            txn.delete_table(tables::PUSH_PREFS).unwrap();
             let key = conv.key();
             let mut shared = txn.open_table(tables::FILE_CONVS).unwrap();
             let mut msgs = txn.open_table(tables::MESSAGES).unwrap();
@@ -638,7 +643,8 @@ mod tests {
             txn.commit().unwrap();
         }
         let s = Store::open(dir.path(), &StoreOptions::default()).unwrap();
-        assert_eq!(s.schema_version().await.unwrap(), 2);
+        assert_eq!(s.schema_version().await.unwrap(), SCHEMA_VERSION);
+        assert!(s.push_subscribers().await.unwrap().is_empty(), "schema 3's push tables were made");
         assert_eq!(s.file_audience(kept).await.unwrap(), (false, vec![conv]));
         assert_eq!(s.file_audience(recalled).await.unwrap(), (false, vec![]), "its message was recalled before the upgrade");
         let old_table = s.read(|txn| Ok(txn.open_table(tables::FILE_CONVS).is_ok())).await.unwrap();

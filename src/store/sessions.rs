@@ -1,9 +1,10 @@
 //! Login sessions, keyed by the SHA-256 of their opaque token (the token itself is never stored).
+//! A session's push subscription ends with it.
 
 use redb::ReadableTable;
 use serde::{Deserialize, Serialize};
 
-use super::tables::{SESSIONS, USER_SESSIONS};
+use super::tables::{PUSH_SUBS, SESSIONS, USER_SESSIONS};
 use super::{Store, StoreError};
 use crate::ids::UserId;
 
@@ -46,6 +47,7 @@ impl Store {
             };
             let rec: SessionRecord = serde_json::from_slice(rec.value())?;
             txn.open_table(USER_SESSIONS)?.remove((rec.user.0, &hash))?;
+            txn.open_table(PUSH_SUBS)?.remove((rec.user.0, &hash))?;
             Ok(true)
         })
         .await
@@ -64,9 +66,11 @@ impl Store {
                 }
             }
             let mut index = txn.open_table(USER_SESSIONS)?;
+            let mut subs = txn.open_table(PUSH_SUBS)?;
             for (hash, user) in &expired {
                 sessions.remove(hash)?;
                 index.remove((user.0, hash))?;
+                subs.remove((user.0, hash))?;
             }
             Ok(expired.len())
         })
@@ -86,9 +90,11 @@ impl Store {
                 }
             }
             let mut sessions = txn.open_table(SESSIONS)?;
+            let mut subs = txn.open_table(PUSH_SUBS)?;
             for hash in &gone {
                 sessions.remove(hash)?;
                 index.remove((user.0, hash))?;
+                subs.remove((user.0, hash))?;
             }
             Ok(gone)
         })

@@ -63,6 +63,11 @@ pub const AUDIT: TableDefinition<u64, &[u8]> = TableDefinition::new("auditno_ent
 pub const SETTINGS: TableDefinition<&str, &[u8]> = TableDefinition::new("name_settings");
 /// invite code -> JSON `Invite`
 pub const INVITES: TableDefinition<&str, &[u8]> = TableDefinition::new("code_invite");
+/// (user id, SHA-256 of a session token) -> JSON `PushSubscription`: the push endpoint of the
+/// device signed in with that session (schema 3)
+pub const PUSH_SUBS: TableDefinition<(u64, &[u8; 32]), &[u8]> = TableDefinition::new("userid_tokenhash_pushsub");
+/// user id -> JSON `PushPrefs`: what pushes show, and the do-not-disturb hours (schema 3)
+pub const PUSH_PREFS: TableDefinition<u64, &[u8]> = TableDefinition::new("userid_pushprefs");
 /// day number (days since the Unix epoch) -> messages sent that day
 pub const DAILY_MESSAGES: TableDefinition<u64, u64> = TableDefinition::new("day_messagecount");
 
@@ -98,11 +103,13 @@ macro_rules! each_table {
         $m!(SETTINGS);
         $m!(INVITES);
         $m!(DAILY_MESSAGES);
+        $m!(PUSH_SUBS);
+        $m!(PUSH_PREFS);
     };
 }
 pub(crate) use each_table;
 
-/// Creates every table of schema 1.
+/// Creates every table that does not exist yet (all of them in a new database).
 pub fn create_all(txn: &WriteTransaction) -> Result<(), StoreError> {
     macro_rules! create {
         ($t:ident) => {
