@@ -2,27 +2,27 @@
 // sw/push-logic.ts, without its types, where the marker is).
 // It caches the app shell so the app opens offline, and shows Web Push notifications. It never
 // touches /api/: messages, the socket and the session always go to the network.
-const VERSION = 'b2b66b258952'
+const VERSION = '230771db6783'
 const PRECACHE = [
   "/",
   "/assets/AdminView-C8ZtlMw1.css",
-  "/assets/AdminView-CR3EU_QR.js",
+  "/assets/AdminView-OiTMP6gI.js",
   "/assets/AuthView-BZXHJuWZ.css",
-  "/assets/AuthView-iqXT1vYY.js",
+  "/assets/AuthView-DKTMkKwE.js",
+  "/assets/ChatView-Bz8ptw8m.js",
   "/assets/ChatView-CSWZpBFZ.css",
-  "/assets/ChatView-C_Fl5Ibd.js",
-  "/assets/ContactsView-CedTuRnt.js",
+  "/assets/ContactsView-Bje-qPkm.js",
   "/assets/ContactsView-CpUFK_ND.css",
+  "/assets/GroupPanel-BHqX1vx6.js",
   "/assets/GroupPanel-BKXK45jt.css",
-  "/assets/GroupPanel-DX9lMZ62.js",
   "/assets/Lightbox-BZdkFr4A.css",
-  "/assets/Lightbox-CBJkymAM.js",
+  "/assets/Lightbox-r48BQ3qm.js",
   "/assets/ReadersDialog-CTKKJY0k.css",
-  "/assets/ReadersDialog-DFFDtJ4b.js",
+  "/assets/ReadersDialog-DysTq7Qz.js",
+  "/assets/SettingsView-CaGVpsJT.js",
   "/assets/SettingsView-Qh_xJ_0o.css",
-  "/assets/SettingsView-TlKJ4mPO.js",
   "/assets/core-C-zXAobP.js",
-  "/assets/index-BRDptsVE.js",
+  "/assets/index-BIJyrwfH.js",
   "/assets/index-Bzs1M-Es.css",
   "/assets/vendor--eF53iv6.js",
   "/icons/apple-touch-icon.png",

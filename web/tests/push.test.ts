@@ -6,6 +6,7 @@ import { createPinia, setActivePinia } from 'pinia'
 import { usePush, type PushEnv, type RegistrationLike, type SubscriptionLike } from '@/stores/push'
 import { isClock, parsePushSettings, pushSupported, settingsToSave, vapidKeyBytes } from '@/lib/push'
 import { setAppBadge, unreadTitle } from '@/lib/unreadBadge'
+import { pageAlert } from '@/composables/notifier'
 import { MemoryStorage } from './fakes'
 
 const KEY = 'BAEC' // base64url of the bytes 04 01 02
@@ -63,7 +64,12 @@ function fakeBrowser(opts: { supported?: boolean; permission?: NotificationPermi
   let perm = opts.permission ?? 'default'
   let current: FakeSub | null = opts.existing ? new FakeSub(opts.existing, log) : null
   const subscribeArgs: { userVisibleOnly: boolean; applicationServerKey: Uint8Array }[] = []
-  const reg: RegistrationLike = {
+  const notifications = [{ tag: 'conv:d:3:7' }, { tag: 'conv:g:5' }].map((n) => ({
+    ...n,
+    close: () => log.push(`close ${n.tag}`),
+  }))
+  const reg: RegistrationLike & { getNotifications(o: { tag: string }): Promise<typeof notifications> } = {
+    getNotifications: async ({ tag }) => notifications.filter((n) => n.tag === tag),
     pushManager: {
       getSubscription: async () => (current && !current.unsubscribed ? current : null),
       subscribe: async (o) => {
@@ -293,6 +299,30 @@ describe('push store: settings and clicks', () => {
     push.stop()
     b.messages.dispatchEvent(new MessageEvent('message', { data: { type: 'chinwag:open', url: '/contacts' } }))
     expect(opened).toEqual(['/chat/d:3:7'])
+  })
+})
+
+describe('no double notification', () => {
+  const base = { hidden: true, pushSubscribed: false, sound: true, inActiveChat: false, notifications: true, permitted: true }
+  it.each([
+    ['a hidden tab without push chimes and notifies', base, { chime: true, notify: true }],
+    ['a hidden tab with push leaves it to the push', { ...base, pushSubscribed: true }, { chime: false, notify: false }],
+    ['a visible tab with push chimes for another chat', { ...base, hidden: false, pushSubscribed: true }, { chime: true, notify: false }],
+    ['a visible tab is quiet in the open chat', { ...base, hidden: false, inActiveChat: true }, { chime: false, notify: false }],
+    ['no permission, no notification', { ...base, permitted: false }, { chime: true, notify: false }],
+  ])('%s', (_name, input, out) => expect(pageAlert(input)).toEqual(out))
+
+  it('closes the pushed notification of the chat on screen', async () => {
+    fakeServer()
+    const b = fakeBrowser({ permission: 'granted' })
+    const push = usePush()
+    await push.start(7, open, b.env)
+    await push.clearChat('d:3:7') // not subscribed: nothing was pushed here
+    expect(b.log).toEqual([])
+    await push.enable()
+    b.log.length = 0
+    await push.clearChat('d:3:7')
+    expect(b.log).toEqual(['close conv:d:3:7'])
   })
 })
 

@@ -14,6 +14,23 @@ import { previewOf } from '@/lib/content'
 import { playChime } from '@/lib/sound'
 import type { Message } from '@/protocol/types'
 
+/**
+ * What the page does for a message from someone else: the chime, and its own notification. A
+ * hidden tab on a device with a push subscription does neither: the server pushes to it, and the
+ * service worker's notification (with its sound) is the only one.
+ */
+export function pageAlert(o: {
+  hidden: boolean
+  pushSubscribed: boolean
+  sound: boolean
+  inActiveChat: boolean
+  notifications: boolean
+  permitted: boolean
+}): { chime: boolean; notify: boolean } {
+  if (o.hidden && o.pushSubscribed) return { chime: false, notify: false }
+  return { chime: o.sound && (o.hidden || !o.inActiveChat), notify: o.hidden && o.notifications && o.permitted }
+}
+
 export function notificationsSupported(): boolean {
   return typeof window !== 'undefined' && 'Notification' in window && window.isSecureContext
 }
@@ -44,11 +61,16 @@ export function useNotifier(router: Router) {
   })
 
   function onIncoming(m: Message, conv: ConvMeta) {
-    const hidden = document.visibilityState === 'hidden'
-    // A hidden tab with a push subscription: the pushed notification rings; nothing here.
-    if (hidden && push.subscribed) return
-    if (settings.sound && (hidden || chat.activeConv !== conv.id)) playChime()
-    if (!hidden || !settings.notifications || !notificationsSupported() || Notification.permission !== 'granted') return
+    const alert = pageAlert({
+      hidden: document.visibilityState === 'hidden',
+      pushSubscribed: push.subscribed,
+      sound: settings.sound,
+      inActiveChat: chat.activeConv === conv.id,
+      notifications: settings.notifications,
+      permitted: notificationsSupported() && Notification.permission === 'granted',
+    })
+    if (alert.chime) playChime()
+    if (!alert.notify) return
     const nameOf = (id: number) => users.name(id)
     const text = previewOf(m.content, t, nameOf, m.sender)
     try {

@@ -67,7 +67,8 @@ const FLAG = 'chinwag:push'
 const PROMPT_DISMISSED = 'chinwag:push-prompt-dismissed'
 
 export const usePush = defineStore('push', () => {
-  const supported = ref(false)
+  // Known before `start`, so the page does not offer its own notifications for a moment first.
+  const supported = ref(typeof window !== 'undefined' && pushSupported(window as unknown as Parameters<typeof pushSupported>[0]))
   /** Whether the server has Web Push: null until it answered (an old server answers 404). */
   const available = ref<boolean | null>(null)
   /** This device's subscription is registered with the server. */
@@ -320,6 +321,17 @@ export const usePush = defineStore('push', () => {
     }
   }
 
+  /**
+   * Closes the pushed notification of a chat the user is looking at (its messages are read now),
+   * as a phone's messenger does.
+   */
+  async function clearChat(conv: string) {
+    if (!env || !subscribed.value) return
+    const reg = (await env.registration()) as (RegistrationLike & Partial<Pick<ServiceWorkerRegistration, 'getNotifications'>>) | null
+    const list = await reg?.getNotifications?.({ tag: `conv:${conv}` }).catch(() => [])
+    for (const n of list ?? []) n.close()
+  }
+
   /** One of my messages was stored: from now on the prompt may show. */
   function noteSent() {
     sentThisSession.value = true
@@ -355,5 +367,6 @@ export const usePush = defineStore('push', () => {
     saveSettings,
     noteSent,
     dismissPrompt,
+    clearChat,
   }
 })
