@@ -49,8 +49,9 @@ impl AppState {
         sockets_shutdown: tokio_util::sync::CancellationToken,
         turn: Option<calls::TurnInfo>,
     ) -> anyhow::Result<AppState> {
+        let live = LiveConfig::new(config);
+        let config = live.get();
         let accounts = Accounts::new(&config.auth).map_err(|e| anyhow::anyhow!("cannot set up accounts: {}", e.message))?;
-        let live = LiveConfig::new(config.clone());
         let media =
             Media::open(&config).map_err(|e| anyhow::anyhow!("cannot open the file store in {}: {e}", config.data_dir.display()))?;
         let sockets = SocketCtx {
@@ -62,7 +63,7 @@ impl AppState {
             write_timeout: Duration::from_secs(config.limits.write_timeout_secs),
         };
         let metrics = Metrics::new(store.clone(), hub.clone(), turn.as_ref().map(|t| t.stats.clone()));
-        let calls = Calls::new(hub.clone(), store.clone(), live.clone(), sockets_shutdown.clone(), turn);
+        let calls = Calls::new(hub.clone(), store.clone(), live.clone(), sockets_shutdown, turn);
         Ok(AppState {
             store,
             hub,
