@@ -120,7 +120,7 @@ async fn main() -> anyhow::Result<()> {
                         }
                     }
                     "ack" => {
-                        let _ = ack_tx.send((f.client_id.map(|c| c.into_owned()).unwrap_or_default(), now));
+                        let _ = ack_tx.send((f.client_id.map(std::borrow::Cow::into_owned).unwrap_or_default(), now));
                     }
                     _ => {}
                 }

@@ -74,6 +74,8 @@ struct Cli {
     scenario: Scenario,
 }
 
+// These doc comments are clap's --help text, printed as written: no Markdown.
+#[allow(clippy::doc_markdown)]
 #[derive(Args, Clone)]
 struct Common {
     /// The server binary to spawn.
@@ -101,6 +103,8 @@ struct Common {
     register_concurrency: usize,
 }
 
+// These doc comments are clap's --help text, printed as written: no Markdown.
+#[allow(clippy::doc_markdown)]
 #[derive(Subcommand)]
 enum Scenario {
     /// Closed-loop senders in pairs: durable (acked) messages per second.
@@ -126,6 +130,8 @@ enum Scenario {
     Steady(steady::SteadyArgs),
 }
 
+// These doc comments are clap's --help text, printed as written: no Markdown.
+#[allow(clippy::doc_markdown)]
 #[derive(Args, Clone)]
 struct ThroughputArgs {
     /// Users, each sending to its partner (pairs), one message in flight each.
@@ -228,7 +234,7 @@ async fn run(cli: Cli, fd_limit: u64) -> anyhow::Result<u64> {
     let cmd: Vec<String> = std::env::args().skip(1).collect();
     eprintln!(
         "load: open-file limit {fd_limit}, socket budget {budget}; {} cores",
-        std::thread::available_parallelism().map_or(0, |n| n.get())
+        std::thread::available_parallelism().map_or(0, std::num::NonZero::get)
     );
     let (report, errors) = match &cli.scenario {
         Scenario::Throughput(a) => throughput(&cli.common, a).await?,
@@ -295,7 +301,7 @@ fn server_env(s: &Server) -> Value {
 
 fn machine_note() -> Value {
     json!({
-        "cores": std::thread::available_parallelism().map_or(0, |n| n.get()),
+        "cores": std::thread::available_parallelism().map_or(0, std::num::NonZero::get),
         "note": "load tool and server share the machine",
     })
 }
@@ -636,7 +642,7 @@ fn tp_frame(
                 _ => Seen::Other,
             }
         }
-        Some(Ok(WsMessage::Close(_))) | Some(Err(_)) | None => {
+        Some(Ok(WsMessage::Close(_)) | Err(_)) | None => {
             c.disconnects.fetch_add(1, Relaxed);
             Seen::Gone
         }

@@ -9,8 +9,10 @@
 //! body, byte for byte; the medians of the two kinds must be less than `--max-gap-ms` apart.
 //! Prints the figures, then one JSON line with all of them; exits 1 when a bar is missed.
 //!
-//!   cargo build --release --bin chinwag --example login_timing
-//!   target/release/examples/login_timing --n 1000
+//! ```text
+//! cargo build --release --bin chinwag --example login_timing
+//! target/release/examples/login_timing --n 1000
+//! ```
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};

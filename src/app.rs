@@ -52,8 +52,9 @@ impl AppState {
         sockets_shutdown: tokio_util::sync::CancellationToken,
         turn: Option<calls::TurnInfo>,
     ) -> anyhow::Result<AppState> {
+        let live = LiveConfig::new(config);
+        let config = live.get();
         let accounts = Accounts::new(&config.auth).map_err(|e| anyhow::anyhow!("cannot set up accounts: {}", e.message))?;
-        let live = LiveConfig::new(config.clone());
         let media =
             Media::open(&config).map_err(|e| anyhow::anyhow!("cannot open the file store in {}: {e}", config.data_dir.display()))?;
         let sockets = SocketCtx {
@@ -66,7 +67,7 @@ impl AppState {
             push: push.clone(),
         };
         let metrics = Metrics::new(store.clone(), hub.clone(), turn.as_ref().map(|t| t.stats.clone()), push.clone());
-        let calls = Calls::new(hub.clone(), store.clone(), live.clone(), sockets_shutdown.clone(), turn, push.clone());
+        let calls = Calls::new(hub.clone(), store.clone(), live.clone(), sockets_shutdown, turn, push.clone());
         Ok(AppState {
             store,
             hub,

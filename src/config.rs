@@ -133,7 +133,7 @@ pub struct Turn {
     pub user_quota: usize,
     /// Allocations the server holds at once.
     pub total_quota: usize,
-    /// UDP sockets (with SO_REUSEPORT) reading the listen port, each with its own task; 0: one
+    /// UDP sockets (with `SO_REUSEPORT`) reading the listen port, each with its own task; 0: one
     /// per CPU.
     pub sockets: usize,
 }
@@ -272,7 +272,7 @@ pub struct Limits {
 pub struct Auth {
     /// `open`, `invite` (invite codes from the admin panel) or `closed`.
     pub registration: Registration,
-    /// `log` (the code goes to the server log), `webhook` (POSTed to `otp_webhook_url`) or `off`.
+    /// `log` (the code goes to the server log), `webhook` (sent by POST to `otp_webhook_url`) or `off`.
     pub otp_sender: OtpSender,
     /// Receives `{"to","username","code","expires_in_secs"}` for every one-time code.
     pub otp_webhook_url: Option<String>,

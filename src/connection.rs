@@ -195,25 +195,26 @@ impl Socket {
                 _ = ping.tick() => {
                     if last_heard.elapsed() > DEAD_AFTER {
                         Flow::Gone
+                    } else if conn.send_message(WsMessage::Ping(axum::body::Bytes::new())).await {
+                        Flow::Continue
                     } else {
-                        if conn.send_message(WsMessage::Ping(Default::default())).await { Flow::Continue } else { Flow::Gone }
+                        Flow::Gone
                     }
                 }
-                Some(answer) = next_answer(&mut pending), if in_flight(&pending) > 0 => match answer {
+                Some(answer) = next_answer(&mut pending), if in_flight(pending.as_deref()) > 0 => match answer {
                     Some(text) => if conn.send(text.into()).await { Flow::Continue } else { Flow::Gone },
                     None => Flow::Continue,
                 },
-                incoming = conn.socket.recv(), if in_flight(&pending) < MAX_PENDING => {
+                incoming = conn.socket.recv(), if in_flight(pending.as_deref()) < MAX_PENDING => {
                     last_heard = Instant::now();
                     match incoming {
-                        None => Flow::Gone,
+                        None | Some(Ok(WsMessage::Close(_))) => Flow::Gone,
                         Some(Err(e)) => read_error(&e),
                         Some(Ok(WsMessage::Text(t))) => Box::pin(handle_text(conn, t.as_str(), Ctx { user, conn_id, store, hub, config: &ctx.config.get(), calls, push: &ctx.push }, &mut last_typing, &mut pending)).await,
                         Some(Ok(WsMessage::Binary(_))) => {
                             let f = ServerFrame::error(None, "bad_frame", "Frames are JSON text.").to_json();
                             if conn.send(f.into()).await { Flow::Continue } else { Flow::Gone }
                         }
-                        Some(Ok(WsMessage::Close(_))) => Flow::Gone,
                         Some(Ok(WsMessage::Ping(_) | WsMessage::Pong(_))) => Flow::Continue,
                     }
                 }
@@ -255,8 +256,8 @@ struct Pending {
     order: Arc<tokio::sync::Mutex<()>>,
 }
 
-fn in_flight(p: &Option<Box<Pending>>) -> usize {
-    p.as_ref().map_or(0, |p| p.queue.len())
+fn in_flight(p: Option<&Pending>) -> usize {
+    p.map_or(0, |p| p.queue.len())
 }
 
 async fn next_answer(p: &mut Option<Box<Pending>>) -> Option<Option<String>> {
@@ -286,7 +287,7 @@ async fn handle_text(
     };
     let ok = match frame {
         // Behind writes still in flight, the pong waits its turn: answers keep request order.
-        ClientFrame::Ping if in_flight(pending) > 0 => {
+        ClientFrame::Ping if in_flight(pending.as_deref()) > 0 => {
             if let Some(p) = pending.as_mut() {
                 p.queue.push_back(Box::pin(async { Some(ServerFrame::Pong.to_json()) }));
             }

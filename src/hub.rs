@@ -144,7 +144,8 @@ impl Hub {
                     continue;
                 }
                 match conn.tx.try_send(frame.clone()) {
-                    Ok(()) => {}
+                    // Queued; or the connection is ending, and its guard removes it.
+                    Ok(()) | Err(mpsc::error::TrySendError::Closed(_)) => {}
                     Err(mpsc::error::TrySendError::Full(_)) => {
                         if !conn.kick.token.is_cancelled() {
                             self.dropped_slow.fetch_add(1, Ordering::Relaxed);
@@ -152,8 +153,6 @@ impl Hub {
                         }
                         conn.kick.kick(crate::protocol::close::TOO_SLOW);
                     }
-                    // The connection is ending; its guard removes it.
-                    Err(mpsc::error::TrySendError::Closed(_)) => {}
                 }
             }
         }

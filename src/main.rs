@@ -158,11 +158,11 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Admin { op, args } => {
+            use chinwag::console::Command as C;
             let config = match load(cli.config.as_deref(), &args) {
                 Ok(c) => c,
                 Err(e) => return fail(e),
             };
-            use chinwag::console::Command as C;
             let (cmd, generated) = match op {
                 AdminOp::CreateUser { username, admin, password_stdin } => match password(password_stdin) {
                     Ok((p, g)) => (C::CreateUser { username, password: p.clone(), admin }, g.then_some(p)),
@@ -374,12 +374,9 @@ async fn wait_for_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(s) => s,
-            Err(_) => {
-                let _ = ctrl_c.await;
-                return;
-            }
+        let Ok(mut term) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) else {
+            let _ = ctrl_c.await;
+            return;
         };
         tokio::select! {
             _ = ctrl_c => {}

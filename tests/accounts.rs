@@ -81,6 +81,8 @@ async fn failed_logins_are_rate_limited_per_account_with_retry_after() {
 
 #[tokio::test]
 async fn the_session_cookie_is_httponly_and_works_for_http_and_websocket() {
+    use futures_util::StreamExt;
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
     let s = TestServer::start().await;
     let resp =
         s.http().client.post(s.url("/api/auth/register")).json(&json!({"username":"fay","password":"fay-password"})).send().await.unwrap();
@@ -90,12 +92,10 @@ async fn the_session_cookie_is_httponly_and_works_for_http_and_websocket() {
     let me: serde_json::Value = s.http().client.get(s.url("/api/me")).header("cookie", &pair).send().await.unwrap().json().await.unwrap();
     assert_eq!(me["username"], "fay");
 
-    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
     let mut req = format!("ws://{}/api/ws", s.addr).into_client_request().unwrap();
     req.headers_mut().insert("cookie", pair.parse().unwrap());
     req.headers_mut().insert("origin", format!("http://{}", s.addr).parse().unwrap());
     let (mut ws, _) = tokio_tungstenite::connect_async(req).await.expect("cookie opens the socket");
-    use futures_util::StreamExt;
     let hello = ws.next().await.unwrap().unwrap();
     assert!(hello.to_text().unwrap().contains("\"hello\""));
     s.stop().await;

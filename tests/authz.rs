@@ -64,12 +64,12 @@ type Row = (&'static str, reqwest::Method, String, Option<Value>, [Option<u16>; 
 
 #[tokio::test]
 async fn every_route_and_frame_against_every_role() {
+    use reqwest::Method as M;
     let w = world().await;
     let (g, o, m, a, x) = (w.gid, w.owner.id, w.member.id, w.admin.id, w.other.id);
     let gc = format!("g:{g}");
     let dm = w.owner.dm(&w.member);
     let s1 = w.member_msg;
-    use reqwest::Method as M;
     let all = |logged_in: u16| {
         [Some(401), Some(logged_in), Some(logged_in), Some(logged_in), Some(logged_in), Some(logged_in), Some(logged_in), Some(401)]
     };

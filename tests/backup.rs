@@ -120,7 +120,7 @@ async fn offline_backup_restore_and_tampering() {
     let target = work.path().join("from-bad");
     let out = chinwag(&["restore", bad.to_str().unwrap()], &target);
     assert!(!out.status.success());
-    assert!(std::fs::read_dir(&target).map(|mut d| d.next().is_none()).unwrap_or(true), "no half-restored data dir");
+    assert!(std::fs::read_dir(&target).map_or(true, |mut d| d.next().is_none()), "no half-restored data dir");
 
     let target = work.path().join("good");
     ok(&chinwag(&["restore", archive.to_str().unwrap()], &target));

@@ -58,12 +58,12 @@ async fn read_frame(tcp: &mut TcpStream) -> Option<(u8, Vec<u8>)> {
 
 #[tokio::test]
 async fn a_64_mib_frame_is_refused_with_1009_without_being_read() {
+    const LEN: u64 = 64 * 1024 * 1024;
     // The default limits: this is what a deployment gets.
     let s = TestServer::start().await;
     let ann = s.register("ann").await;
     let tcp = raw_socket(&s, &ann).await;
     let (mut rd, mut wr) = tcp.into_split();
-    const LEN: u64 = 64 * 1024 * 1024;
     // A masked text frame that declares 64 MiB, then its payload in pieces for as long as the
     // server takes them.
     let writer = tokio::spawn(async move {

@@ -48,8 +48,8 @@ async fn metrics_can_move_to_their_own_address_or_be_turned_off() {
 
 #[tokio::test]
 async fn connections_that_never_send_a_request_are_closed() {
-    let s = TestServer::start_with(|c| c.limits.header_timeout_secs = 1).await;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let s = TestServer::start_with(|c| c.limits.header_timeout_secs = 1).await;
     let started = std::time::Instant::now();
     let mut silent = tokio::net::TcpStream::connect(s.addr).await.unwrap();
     let mut slow = tokio::net::TcpStream::connect(s.addr).await.unwrap();

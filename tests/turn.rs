@@ -272,7 +272,7 @@ fn stun_request(method: stun::message::Method, mut attrs: Vec<Box<dyn stun::mess
     m.raw
 }
 
-/// Reads one STUN message off a stream (answers over TCP are never ChannelData here).
+/// Reads one STUN message off a stream (answers over TCP are never `ChannelData` here).
 async fn read_stun(s: &mut (impl tokio::io::AsyncRead + Unpin)) -> stun::message::Message {
     use tokio::io::AsyncReadExt;
     let mut head = [0u8; 20];

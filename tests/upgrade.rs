@@ -50,7 +50,7 @@ async fn a_data_dir_from_the_previous_release_opens_and_works() {
 async fn a_data_dir_from_a_newer_release_is_refused_clearly() {
     // The previous release's data dir, marked as written by a schema after this one's.
     let dir = copy_of("v0.1.0");
-    let store = chinwag::store::Store::open(dir.path(), &Default::default()).unwrap();
+    let store = chinwag::store::Store::open(dir.path(), &chinwag::store::StoreOptions::default()).unwrap();
     store.force_schema_version(chinwag::store::SCHEMA_VERSION + 1).await.unwrap();
     store.close().await;
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_chinwag"))

@@ -84,15 +84,18 @@ impl Peer {
             .with_relay_acceptance_min_wait(Some(Duration::ZERO))
             .build();
         let (tx, events) = unbounded_channel();
-        let pc = PeerConnectionBuilder::new()
-            .with_configuration(config)
-            .with_setting_engine(settings)
-            .with_handler(Arc::new(Handler(tx)))
-            // The peer's own socket, from which it reaches the TURN server on loopback.
-            .with_udp_addrs(vec!["127.0.0.1:0"])
-            .build()
-            .await
-            .expect("peer connection");
+        // webrtc's futures are large (about 20 KB); boxed, they stay off the test's stack.
+        let pc = Box::pin(
+            PeerConnectionBuilder::new()
+                .with_configuration(config)
+                .with_setting_engine(settings)
+                .with_handler(Arc::new(Handler(tx)))
+                // The peer's own socket, from which it reaches the TURN server on loopback.
+                .with_udp_addrs(vec!["127.0.0.1:0"])
+                .build(),
+        )
+        .await
+        .expect("peer connection");
         Peer { pc: Arc::new(pc), events }
     }
 
@@ -218,7 +221,7 @@ async fn call_through_chinwag(s: &TestServer) -> (Peer, Peer, Arc<dyn DataChanne
     call_frame(&mut wa, "call_accepted", &call).await;
     call_frame(&mut wb, "call_accepted", &call).await;
 
-    let mut pb = Peer::new(s, &bob).await;
+    let mut pb = Box::pin(Peer::new(s, &bob)).await;
     let channel = pb.pc.create_data_channel("chat", None).await.unwrap();
     let offer = pb.pc.create_offer(None).await.unwrap();
     let sdp = pb.gathered_sdp(offer).await;
@@ -226,7 +229,7 @@ async fn call_through_chinwag(s: &TestServer) -> (Peer, Peer, Arc<dyn DataChanne
 
     let offer = call_frame(&mut wa, "call_offer", &call).await;
     assert_eq!(offer["from"], bob.id);
-    let mut pa = Peer::new(s, &ann).await;
+    let mut pa = Box::pin(Peer::new(s, &ann)).await;
     pa.pc.set_remote_description(RTCSessionDescription::offer(offer["sdp"].as_str().unwrap().to_owned()).unwrap()).await.unwrap();
     let answer = pa.pc.create_answer(None).await.unwrap();
     let sdp = pa.gathered_sdp(answer).await;
@@ -249,7 +252,7 @@ async fn relay_only_peers_connect_through_the_embedded_turn_and_exchange_data() 
         c.turn.allow_peers = vec!["127.0.0.1/32".into()];
     })
     .await;
-    let (mut pa, mut pb, bob_channel, call, mut wa, mut wb, ann) = call_through_chinwag(&s).await;
+    let (mut pa, mut pb, bob_channel, call, mut wa, mut wb, ann) = Box::pin(call_through_chinwag(&s)).await;
 
     let (a_up, ann_channel) = pa.outcome(WAIT).await;
     let (b_up, _) = pb.outcome(WAIT).await;
@@ -306,7 +309,7 @@ async fn without_allow_peers_the_relay_refuses_loopback_and_the_call_cannot_conn
     // The same setup, but `turn.allow_peers` left at its default: relaying to the other peer's
     // relay address (127.0.0.1) is refused, and relay-only ICE has nothing else to try.
     let s = TestServer::start_with(loopback_relay).await;
-    let (mut pa, mut pb, _, _, _wa, _wb, _) = call_through_chinwag(&s).await;
+    let (mut pa, mut pb, _, _, _wa, _wb, _) = Box::pin(call_through_chinwag(&s)).await;
     let (a_up, _) = pa.outcome(WAIT + WAIT).await;
     let (b_up, _) = pb.outcome(WAIT + WAIT).await;
     assert!(!a_up && !b_up, "relay-only ICE fails when the relay may not reach the peer");

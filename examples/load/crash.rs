@@ -1,5 +1,5 @@
 //! The crash proof (R1, R2): clients send continuously and keep an ack log while the server is
-//! SIGKILLed at random moments and started again on the same data dir (in some runs killed a
+//! killed with SIGKILL at random moments and started again on the same data dir (in some runs killed a
 //! second time within half a second of that start). Clients reconnect and resend every message
 //! not yet acknowledged, with its first client id. After every run and at the end, each
 //! conversation's history is read back over the API: every acknowledged message must be there
@@ -396,7 +396,7 @@ async fn crash_client(spec: Spec, a: CrashArgs, sh: Arc<Shared>) -> ClientOut {
             },
         };
         c.connects.fetch_add(1, Relaxed);
-        for e in outbox.iter_mut() {
+        for e in &mut outbox {
             e.in_flight = false;
         }
         loop {
@@ -431,7 +431,7 @@ async fn crash_client(spec: Spec, a: CrashArgs, sh: Arc<Shared>) -> ClientOut {
             // Fill the window, oldest first.
             if now >= hold_until {
                 let mut in_flight = outbox.iter().filter(|e| e.in_flight).count();
-                for e in outbox.iter_mut() {
+                for e in &mut outbox {
                     if in_flight >= a.window {
                         break;
                     }

@@ -4,7 +4,7 @@
 //! must resume by themselves, and every message acknowledged before, during and after must be in
 //! the history exactly once, also after a restart.
 //!
-//! Mounting needs root (CAP_SYS_ADMIN). Without it the proof says SKIPPED loudly and, unless
+//! Mounting needs root (`CAP_SYS_ADMIN`). Without it the proof says SKIPPED loudly and, unless
 //! `--require-mount` is given, exits 0 so that unprivileged runs of the proof script go on.
 
 use std::collections::HashSet;
@@ -203,7 +203,7 @@ pub async fn disk_full(common: &Common, a: &DiskFullArgs) -> anyhow::Result<(Val
     // 2. The disk fills up.
     let filler = mount.dir.join("filler");
     let filled = fill(&filler)?;
-    eprintln!("  filled the mount with {:.1} MiB", filled as f64 / 1048576.0);
+    eprintln!("  filled the mount with {:.1} MiB", filled as f64 / 1_048_576.0);
     let mut refused: Vec<String> = Vec::new();
     let mut refusal_texts: HashSet<String> = HashSet::new();
     let mut acked_while_full = 0usize;
@@ -342,10 +342,9 @@ pub async fn disk_full(common: &Common, a: &DiskFullArgs) -> anyhow::Result<(Val
     let sample_log: Vec<&str> = log_all.lines().filter(|l| l.contains("commit failed") || l.contains("reopen")).take(3).collect();
 
     let ok = violations.is_empty();
-    println!("== disk-full: data dir on a {} MiB {}, filled with a {:.1} MiB file", a.size_mib, a.fs, filled as f64 / 1048576.0);
+    println!("== disk-full: data dir on a {} MiB {}, filled with a {:.1} MiB file", a.size_mib, a.fs, filled as f64 / 1_048_576.0);
     println!(
-        "  while full: {sent_full} sends, {acked_while_full} acknowledged (free pages inside the database file), {} refused as {:?}",
-        refused_while_full, refusal_texts
+        "  while full: {sent_full} sends, {acked_while_full} acknowledged (free pages inside the database file), {refused_while_full} refused as {refusal_texts:?}"
     );
     println!(
         "  while full: /healthz {}, /readyz {}, history {}, PATCH /api/me {}",
@@ -356,7 +355,7 @@ pub async fn disk_full(common: &Common, a: &DiskFullArgs) -> anyhow::Result<(Val
     );
     println!(
         "  space back: first ack {} after deleting the filler ({} refusals meanwhile); {} refused messages resent and acknowledged",
-        first_ack_after.map_or("never".into(), |t| format!("{:.2} s", t)),
+        first_ack_after.map_or("never".into(), |t| format!("{t:.2} s")),
         tries - 1,
         resend.len()
     );
@@ -379,7 +378,7 @@ pub async fn disk_full(common: &Common, a: &DiskFullArgs) -> anyhow::Result<(Val
         "skipped": false,
         "size_mib": a.size_mib,
         "fs": a.fs,
-        "filler_mib": (filled as f64 / 1048576.0 * 10.0).round() / 10.0,
+        "filler_mib": (filled as f64 / 1_048_576.0 * 10.0).round() / 10.0,
         "sent_while_full": sent_full,
         "acked_while_full": acked_while_full,
         "refused_while_full": refused_while_full,

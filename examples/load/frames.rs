@@ -103,7 +103,7 @@ pub async fn frames(common: &Common, a: &FramesArgs) -> anyhow::Result<(Value, u
     // The server still serves.
     let mut check = handshake(srv.addr, &token).await?;
     send_frame(&mut check, b"{\"type\":\"ping\"}").await?;
-    let pong = read_frame(&mut check).await.map(|(_, p)| String::from_utf8_lossy(&p).contains("pong")).unwrap_or(false);
+    let pong = read_frame(&mut check).await.is_some_and(|(_, p)| String::from_utf8_lossy(&p).contains("pong"));
     let alive = srv.check_alive().is_ok() && pong;
 
     let growth = mib(rss_peak.saturating_sub(rss0));
@@ -130,7 +130,7 @@ pub async fn frames(common: &Common, a: &FramesArgs) -> anyhow::Result<(Value, u
         a.sockets,
         a.nested,
         a.depth,
-        a.huge_bytes as f64 / 1048576.0
+        a.huge_bytes as f64 / 1_048_576.0
     );
     println!(
         "  deep frames answered bad_frame: {} of {}; other answers {}; huge frames closed with 1009: {} of {n}, after the server took {:.1} MiB of each on average",
@@ -138,7 +138,7 @@ pub async fn frames(common: &Common, a: &FramesArgs) -> anyhow::Result<(Value, u
         n * a.nested as u64,
         c.other_answers.load(Relaxed),
         c.closed_1009.load(Relaxed),
-        per_socket / 1048576.0
+        per_socket / 1_048_576.0
     );
     println!("  server RSS {} MiB before, {} MiB at the peak (+{growth} MiB), {} MiB after", mib(rss0), mib(rss_peak), mib(rss_after));
     println!("  {}", if violations.is_empty() { "PASS".to_owned() } else { format!("FAIL: {}", violations.join("; ")) });
@@ -150,7 +150,7 @@ pub async fn frames(common: &Common, a: &FramesArgs) -> anyhow::Result<(Value, u
         "huge_bytes": a.huge_bytes,
         "bad_frame_answers": c.bad_frame.load(Relaxed),
         "closed_1009": c.closed_1009.load(Relaxed),
-        "huge_mib_taken_per_socket": (per_socket / 1048576.0 * 100.0).round() / 100.0,
+        "huge_mib_taken_per_socket": (per_socket / 1_048_576.0 * 100.0).round() / 100.0,
         "rss_mib_before": mib(rss0),
         "rss_mib_peak": mib(rss_peak),
         "rss_mib_after": mib(rss_after),
@@ -259,11 +259,11 @@ async fn send_frame(tcp: &mut TcpStream, payload: &[u8]) -> anyhow::Result<()> {
     match payload.len() {
         n if n < 126 => head.push(0x80 | n as u8),
         n if n <= 0xffff => {
-            head.push(0x80 | 126);
+            head.push(0x80 | 0x7E); // 126: a 16-bit length follows
             head.extend_from_slice(&(n as u16).to_be_bytes());
         }
         n => {
-            head.push(0x80 | 127);
+            head.push(0x80 | 0x7F); // 127: a 64-bit length follows
             head.extend_from_slice(&(n as u64).to_be_bytes());
         }
     }

@@ -109,7 +109,7 @@ struct Shared {
     minutes: Mutex<Vec<Minute>>,
     c: Counters,
     clock: std::time::Instant,
-    /// Messages per minute: message k belongs to minute k / per_minute.
+    /// Messages per minute: message k belongs to minute `k / per_minute`.
     per_minute: u64,
     http_per_minute: u64,
     group_share: f64,
@@ -117,7 +117,7 @@ struct Shared {
 
 impl Shared {
     fn at<R>(&self, minute: u64, f: impl FnOnce(&mut Minute) -> R) -> Option<R> {
-        let mut m = self.minutes.lock().unwrap_or_else(|e| e.into_inner());
+        let mut m = self.minutes.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         m.get_mut(minute as usize).map(f)
     }
 }
@@ -382,7 +382,7 @@ pub async fn steady(common: &Common, a: &SteadyArgs) -> anyhow::Result<(Value, u
     let http_lat = http_task.await.unwrap_or_default();
     // The last deliveries and acks.
     let totals = |sh: &Shared| {
-        let m = sh.minutes.lock().unwrap_or_else(|e| e.into_inner());
+        let m = sh.minutes.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         m.iter().fold((0, 0, 0, 0, 0), |t, m| (t.0 + m.sent, t.1 + m.to_groups, t.2 + m.acked, t.3 + m.expected, t.4 + m.delivered))
     };
     let drain_until = Instant::now() + Duration::from_secs(10);
@@ -406,7 +406,7 @@ pub async fn steady(common: &Common, a: &SteadyArgs) -> anyhow::Result<(Value, u
 
     let (sent, to_groups, acked, expected, delivered) = totals(&sh);
     let (deliver, ack, http_by_class) = {
-        let mut m = sh.minutes.lock().unwrap_or_else(|e| e.into_inner());
+        let mut m = sh.minutes.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         let mut classes = [0u64; 6];
         for x in m.iter() {
             for (c, n) in classes.iter_mut().zip(x.http) {
@@ -428,7 +428,7 @@ pub async fn steady(common: &Common, a: &SteadyArgs) -> anyhow::Result<(Value, u
     let send_bad = sent.saturating_sub(acked);
     let send_pct = 100.0 * send_bad as f64 / sent.max(1) as f64;
     let undelivered = expected.saturating_sub(delivered);
-    let samples: Vec<(f64, f64)> = rss.iter().map(|&(t, b)| (t, b as f64 / 1048576.0)).collect();
+    let samples: Vec<(f64, f64)> = rss.iter().map(|&(t, b)| (t, b as f64 / 1_048_576.0)).collect();
     let trend = memory_trend(&samples, a.max_slope_pct, a.max_late_growth_pct);
 
     let pct = |x: f64| format!("{x:.4} %");
@@ -844,7 +844,7 @@ async fn http_load(
                 }
             };
             if class != 0 {
-                lat.lock().unwrap_or_else(|e| e.into_inner()).push(t.elapsed().as_micros() as u64);
+                lat.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(t.elapsed().as_micros() as u64);
             }
             sh.at(j / sh.http_per_minute, |m| m.http[class] += 1);
         }));
@@ -853,5 +853,5 @@ async fn http_load(
     for t in tasks {
         let _ = tokio::time::timeout(Duration::from_secs(15), t).await;
     }
-    std::mem::take(&mut *lat.lock().unwrap_or_else(|e| e.into_inner()))
+    std::mem::take(&mut *lat.lock().unwrap_or_else(std::sync::PoisonError::into_inner))
 }

@@ -45,7 +45,7 @@ impl Otp {
     /// Makes a new code and hands it to the sender that `auth` names.
     pub fn issue(&self, auth: &Auth, user: &UserRecord, now: Instant) {
         let code = self.new_code(user.id, now);
-        deliver(auth, user, code);
+        deliver(auth, user, &code);
     }
 
     fn new_code(&self, user: UserId, now: Instant) -> String {
@@ -79,7 +79,7 @@ impl Otp {
     }
 }
 
-fn deliver(auth: &Auth, user: &UserRecord, code: String) {
+fn deliver(auth: &Auth, user: &UserRecord, code: &str) {
     match auth.otp_sender {
         OtpSender::Off => {}
         OtpSender::Log => {

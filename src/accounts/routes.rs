@@ -96,6 +96,7 @@ pub struct ProfileUpdate {
 }
 
 /// Tells "absent" (outer `None`) from "null" (`Some(None)`).
+#[expect(clippy::option_option, reason = "serde's absent-or-null field: absent keeps the value, null clears it")]
 fn nullable<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<String>>, D::Error> {
     Ok(Some(Option::deserialize(d)?))
 }

@@ -4,10 +4,10 @@
 //! The crate's `Server` reads one UDP socket in one task and has no peer filter, no quota and
 //! no TCP or TLS, so this module runs the crate's per-message `Request` handler from its own
 //! loops instead:
-//! - several UDP sockets share the port (SO_REUSEPORT, one read task each, big receive
+//! - several UDP sockets share the port (`SO_REUSEPORT`, one read task each, big receive
 //!   buffers), because one task copying every packet is what lost packets under load;
 //! - [`stream`] serves TURN over TCP (same port) and over TLS: one task per connection cuts
-//!   the byte stream into STUN and ChannelData messages and hands each to the same handler,
+//!   the byte stream into STUN and `ChannelData` messages and hands each to the same handler,
 //!   with a per-connection `Conn` that writes the answers and the relayed data back to it;
 //! - every message, whatever it came over, is screened first ([`handle_message`]):
 //!   permissions, channel binds and Send indications towards a peer the [`PeerFilter`] refuses
@@ -244,7 +244,7 @@ fn bind_tcp(addr: SocketAddr) -> std::io::Result<TcpListener> {
     TcpListener::from_std(s.into())
 }
 
-/// A UDP socket on `addr` with big buffers, shareable with SO_REUSEPORT.
+/// A UDP socket on `addr` with big buffers, shareable with `SO_REUSEPORT`.
 fn bind_udp(addr: SocketAddr, reuse_port: bool) -> std::io::Result<UdpSocket> {
     use socket2::{Domain, Protocol, Socket, Type};
     let s = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
@@ -479,7 +479,7 @@ pub fn xor_peer_addresses(m: &Message) -> Vec<Option<SocketAddr>> {
 
 const MAGIC_COOKIE: u32 = 0x2112_A442;
 
-/// RFC 5389 section 15.2: port and address are XORed with the magic cookie (and, for IPv6,
+/// RFC 5389 section 15.2: port and address are XOR-ed with the magic cookie (and, for IPv6,
 /// the transaction id).
 pub fn decode_xor_address(v: &[u8], transaction_id: &[u8; 12]) -> Option<SocketAddr> {
     if v.len() < 4 {

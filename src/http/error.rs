@@ -25,7 +25,7 @@ pub struct ErrorBody {
 
 #[derive(Serialize, ToSchema)]
 pub struct ErrorDetail {
-    /// Stable, snake_case: clients branch on it.
+    /// Stable, in snake case: clients branch on it.
     pub code: String,
     /// For people; may change.
     pub message: String,

@@ -68,6 +68,7 @@ impl Blobs {
 
     /// Moves a complete temporary file into place under its hash; when that content is already
     /// stored, the temporary file is just removed. Blocking.
+    #[expect(clippy::needless_pass_by_value, reason = "keeping spends the temporary file: its guard is dropped here")]
     pub fn keep(&self, temp: TempBlob, sha256: &str) -> std::io::Result<()> {
         let path = self.path_of(sha256).ok_or_else(|| std::io::Error::other("not a SHA-256"))?;
         if path.exists() {

@@ -359,12 +359,10 @@ fn migrate(db: &Database) -> Result<(), StoreError> {
             let mut v = from.unwrap_or(0);
             while v < SCHEMA_VERSION {
                 match v {
-                    // Version 1 is the first layout: create every table so that readers never
-                    // meet a missing one.
-                    0 => tables::create_all(&txn)?,
+                    // Version 1 is the first layout, and version 3 added the Web Push tables:
+                    // create every table that is missing, so that readers never meet one.
+                    0 | 2 => tables::create_all(&txn)?,
                     1 => messages::migrate_file_shares(&txn)?,
-                    // Web Push: the subscription and preference tables.
-                    2 => tables::create_all(&txn)?,
                     _ => unreachable!("no migration from schema {v}"),
                 }
                 v += 1;

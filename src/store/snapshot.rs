@@ -6,6 +6,8 @@ use std::path::Path;
 
 use redb::{Database, Key, ReadTransaction, ReadableTable, TableDefinition, Value, WriteTransaction};
 
+// Every table, for `each_table!`: naming them again here would be a second list to keep.
+#[allow(clippy::wildcard_imports)]
 use super::tables::*;
 use super::{Store, StoreError};
 

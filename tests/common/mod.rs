@@ -24,7 +24,7 @@ pub struct TestServer {
     pub shutdown: CancellationToken,
     pub task: tokio::task::JoinHandle<anyhow::Result<()>>,
     pub data_dir: PathBuf,
-    _dir: Option<tempfile::TempDir>,
+    temp_dir: Option<tempfile::TempDir>,
 }
 
 pub fn test_config(data_dir: &Path) -> Config {
@@ -46,7 +46,7 @@ impl TestServer {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().to_path_buf();
         let mut s = Self::start_in(&path, tweak).await;
-        s._dir = Some(dir);
+        s.temp_dir = Some(dir);
         s
     }
 
@@ -61,7 +61,7 @@ impl TestServer {
         let addr = listener.local_addr().unwrap();
         let shutdown = CancellationToken::new();
         let task = tokio::spawn(chinwag::run(config, listener, shutdown.clone()));
-        TestServer { addr, shutdown, task, data_dir: data_dir.to_path_buf(), _dir: None }
+        TestServer { addr, shutdown, task, data_dir: data_dir.to_path_buf(), temp_dir: None }
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -72,7 +72,7 @@ impl TestServer {
     pub async fn stop(self) -> Option<tempfile::TempDir> {
         self.shutdown.cancel();
         tokio::time::timeout(Duration::from_secs(30), self.task).await.expect("server stops in time").unwrap().unwrap();
-        self._dir
+        self.temp_dir
     }
 
     pub fn http(&self) -> Http {
@@ -203,7 +203,7 @@ impl Ws {
             let msg = tokio::time::timeout(WAIT, self.stream.next()).await.expect("a frame arrives in time");
             match msg {
                 Some(Ok(WsMessage::Text(t))) => return serde_json::from_str(t.as_str()).unwrap(),
-                Some(Ok(WsMessage::Ping(_) | WsMessage::Pong(_))) => continue,
+                Some(Ok(WsMessage::Ping(_) | WsMessage::Pong(_))) => {}
                 other => panic!("expected a frame, got {other:?}"),
             }
         }
@@ -275,7 +275,7 @@ impl Ws {
                 Some(Ok(WsMessage::Close(frame))) => {
                     return Ended::Closed(frame.map(|f: CloseFrame| f.code.into()));
                 }
-                Some(Ok(_)) => continue,
+                Some(Ok(_)) => {}
                 Some(Err(_)) | None => return Ended::Dropped,
             }
         }

@@ -2,7 +2,7 @@
 //! connection, the relayed side stays UDP (not the RFC 6062 TCP relay).
 //!
 //! Each accepted connection gets one task that cuts the byte stream into messages (a STUN
-//! message is its 20-byte header plus the length at bytes 2..4; ChannelData is a 4-byte header
+//! message is its 20-byte header plus the length at bytes 2..4; `ChannelData` is a 4-byte header
 //! plus its length padded to a multiple of 4) and hands each to [`super::handle_message`], the
 //! same screening and crate handler as UDP. The connection's own [`StreamConn`] is the `Conn`
 //! the crate answers through and relays through, so an allocation made over a connection
@@ -12,7 +12,7 @@
 //! Limits: connections per client address and in total, a deadline for the TLS handshake and
 //! the first valid STUN message, an idle deadline while the connection holds no allocation, a
 //! deadline per write, and the connection is dropped on anything that is neither STUN nor
-//! ChannelData.
+//! `ChannelData`.
 
 use std::collections::HashMap;
 use std::io;
@@ -44,7 +44,7 @@ use super::{DecodeFrom, MAGIC_COOKIE, Message, Shared, TurnStats};
 use crate::config;
 
 /// Largest STUN message accepted over a stream. Real ones are a few hundred bytes; the cap
-/// keeps one connection's buffer small. ChannelData is bounded by its 16-bit length.
+/// keeps one connection's buffer small. `ChannelData` is bounded by its 16-bit length.
 const MAX_STUN: usize = 8 * 1024;
 /// A connection that holds no allocation and says nothing for this long is closed. One that
 /// holds an allocation lives as long as the allocation (which its client must refresh).
@@ -229,10 +229,10 @@ impl Streams {
     }
 }
 
-/// Cuts a byte stream into STUN messages and ChannelData messages (RFC 5766 section 11.5).
+/// Cuts a byte stream into STUN messages and `ChannelData` messages (RFC 5766 section 11.5).
 struct Frames {
     /// Before the first STUN message nothing else is taken, so that a stray client (an HTTP
-    /// request starts like ChannelData) is dropped at once, not when its "frame" is complete.
+    /// request starts like `ChannelData`) is dropped at once, not when its "frame" is complete.
     stun_only: bool,
 }
 
@@ -284,7 +284,7 @@ fn closed_err() -> webrtc_util::Error {
     webrtc_util::Error::Other("the TURN connection is closed or not reading".into())
 }
 
-/// Relayed data towards the client: ChannelData or a Data indication (method 0x007, class
+/// Relayed data towards the client: `ChannelData` or a Data indication (method 0x007, class
 /// indication). Everything else the crate sends is an answer to a request.
 fn is_media(buf: &[u8]) -> bool {
     buf.first().is_some_and(|b| b >> 6 == 0b01) || buf.starts_with(&[0x00, 0x17])
