@@ -45,6 +45,8 @@ const MAX_ANSWER: usize = 16 * 1024;
 const MESSAGE_TTL: u64 = 24 * 3600;
 /// How long a call push waits: after that the call has stopped ringing anyway.
 const CALL_TTL: u64 = 60;
+/// How long one signed VAPID token is reused (it is valid for `vapid::TOKEN_SECS`).
+const TOKEN_REUSE_SECS: u64 = 3600;
 
 /// What one push is about, for one user.
 #[derive(Debug)]
@@ -106,6 +108,9 @@ pub struct Push {
     subscribers: RwLock<HashSet<UserId>>,
     /// Calls that were pushed, with whom, so that their end withdraws the notification.
     rung: Mutex<HashMap<String, (ConvId, Vec<UserId>)>>,
+    /// The VAPID header per push service origin, with when it was signed (seconds): one
+    /// signature serves many pushes, as RFC 8292 allows, until it is an hour old.
+    tokens: Mutex<HashMap<String, (String, u64)>>,
     pub stats: PushStats,
 }
 
@@ -128,6 +133,7 @@ impl Push {
             jobs: tx,
             subscribers: RwLock::new(subscribers),
             rung: Mutex::new(HashMap::new()),
+            tokens: Mutex::new(HashMap::new()),
             stats: PushStats::default(),
         });
         tokio::spawn(dispatch(Arc::downgrade(&push), rx, p.workers, shutdown));
@@ -155,6 +161,23 @@ impl Push {
         self.enabled && self.subscribers.read().unwrap_or_else(std::sync::PoisonError::into_inner).contains(&user)
     }
 
+    /// The `Authorization` header for a push service at `origin`, signed at most an hour ago.
+    fn authorization(&self, origin: &str) -> String {
+        let now = now_ms() / 1000;
+        let mut tokens = self.tokens.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some((header, at)) = tokens.get(origin)
+            && now.saturating_sub(*at) < TOKEN_REUSE_SECS
+        {
+            return header.clone();
+        }
+        if tokens.len() > 1000 {
+            tokens.clear();
+        }
+        let header = self.vapid.authorization(origin, &self.subject, now);
+        tokens.insert(origin.to_owned(), (header.clone(), now));
+        header
+    }
+
     fn enqueue(&self, job: Job) {
         if self.jobs.try_send((job, Instant::now())).is_err() {
             self.stats.dropped.fetch_add(1, Ordering::Relaxed);
@@ -167,10 +190,19 @@ impl Push {
         if matches!(m.content, Content::System { .. }) {
             return;
         }
-        let mut shared: Option<Arc<Message>> = None;
-        for u in recipients.iter().copied().filter(|u| *u != m.sender && self.has_subscription(*u)) {
-            let message = shared.get_or_insert_with(|| Arc::new(m.clone())).clone();
-            self.enqueue(Job::Message { user: u, message });
+        if !self.enabled {
+            return;
+        }
+        let wanted: Vec<UserId> = {
+            let subscribers = self.subscribers.read().unwrap_or_else(std::sync::PoisonError::into_inner);
+            recipients.iter().copied().filter(|u| *u != m.sender && subscribers.contains(u)).collect()
+        };
+        if wanted.is_empty() {
+            return;
+        }
+        let message = Arc::new(m.clone());
+        for user in wanted {
+            self.enqueue(Job::Message { user, message: message.clone() });
         }
     }
 
@@ -307,7 +339,7 @@ impl Push {
                 .header("Urgency", if out.urgent { "high" } else { "normal" })
                 .header(http::header::CONTENT_ENCODING, "aes128gcm")
                 .header(http::header::CONTENT_TYPE, "application/octet-stream")
-                .header(http::header::AUTHORIZATION, self.vapid.authorization(&target.origin(), &self.subject, now_ms() / 1000));
+                .header(http::header::AUTHORIZATION, self.authorization(&target.origin()));
             if let Some(t) = &out.topic {
                 req = req.header("Topic", t.as_str());
             }
