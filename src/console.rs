@@ -125,8 +125,8 @@ pub async fn export(store: &Store, user: Option<String>) -> anyhow::Result<Value
                 contacts.push(json!({"user": other, "contact": mine.contact, "blocked": mine.blocked, "they_have_you": theirs.contact}));
             }
             let mut convs = Vec::new();
-            for (conv, _, _, first) in store.conversation_heads(u.id).await? {
-                convs.push(json!({"id": conv, "messages": messages(store, conv, first.max(1)).await?}));
+            for h in store.conversation_heads(u.id).await? {
+                convs.push(json!({"id": h.conv, "messages": messages(store, h.conv, h.first_seq.max(1)).await?}));
             }
             Ok(json!({"format": 1, "exported_at": now, "user": u.own_view(), "contacts": contacts, "conversations": convs}))
         }

@@ -19,6 +19,7 @@ use crate::http::{ApiError, ApiJson, ApiPath, ApiQuery, AuthUser};
 use crate::hub::Hub;
 use crate::ids::{UserId, Username};
 use crate::protocol::{Gender, UserView, close};
+use crate::store::messages::ConvHead;
 use crate::store::sessions::SessionRecord;
 use crate::store::users::{CreateRefusal, NameTaken};
 use crate::store::{NewUser, ProfilePatch, Store, UserRecord, now_ms};
@@ -392,7 +393,7 @@ pub async fn presence(
 }
 
 async fn shares_group(store: &Store, a: UserId, b: UserId) -> Result<bool, ApiError> {
-    for (conv, ..) in store.conversation_heads(a).await? {
+    for ConvHead { conv, .. } in store.conversation_heads(a).await? {
         if let crate::ids::ConvId::Group(gid) = conv
             && store.group(gid).await?.is_some_and(|g| g.members.contains_key(&b))
         {
