@@ -10,12 +10,13 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
+use crate::accounts::registration::admit;
 use crate::config::Registration;
 use crate::hub::Hub;
 use crate::ids::{ConvId, UserId, Username};
 use crate::protocol::close;
 use crate::store::users::CreateRefusal;
-use crate::store::{NewUser, Store};
+use crate::store::{NewUser, Store, now_ms};
 
 pub const SOCKET: &str = "control.sock";
 
@@ -47,10 +48,10 @@ pub async fn execute(store: &Store, hub: Option<&Arc<Hub>>, cmd: Command) -> any
                 nickname: username.trim().into(),
                 phone: None,
                 email: None,
-                registration: Registration::Open,
                 invite: None,
             };
-            let user = match store.create_user(new).await? {
+            // Administrators create accounts whatever the registration mode.
+            let user = match store.create_user(new, |first, invite| admit(Registration::Open, first, invite, now_ms())).await? {
                 Ok(u) => u,
                 Err(CreateRefusal::Taken(_)) => anyhow::bail!("the username {} is taken", name.as_str()),
                 Err(r) => anyhow::bail!("cannot create the user: {r:?}"),

@@ -11,7 +11,7 @@ use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::{Accounts, validate};
+use super::{Accounts, registration, validate};
 use crate::config::{Config, OtpSender, Registration};
 use crate::http::auth::{SESSION_COOKIE, new_token};
 use crate::http::error::ErrorBody;
@@ -198,10 +198,10 @@ pub async fn register(
         nickname,
         phone,
         email,
-        registration: config.auth.registration,
         invite: req.invite.map(|i| i.trim().to_owned()),
     };
-    let user = store.create_user(new).await?.map_err(refused)?;
+    let mode = config.auth.registration;
+    let user = store.create_user(new, move |first, invite| registration::admit(mode, first, invite, now_ms())).await?.map_err(refused)?;
     tracing::info!(user = %user.id, username = %user.username, admin = user.is_admin, "registered");
     start_session(&accounts, &store, &user, StatusCode::CREATED).await
 }

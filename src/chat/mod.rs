@@ -368,10 +368,10 @@ mod commit_time_tests {
                 nickname: name.into(),
                 phone: None,
                 email: None,
-                registration: Registration::Open,
                 invite: None,
             };
-            ids.push(store.create_user(new).await.unwrap().unwrap().id);
+            let open = |first, invite: Option<&_>| crate::accounts::registration::admit(Registration::Open, first, invite, now_ms());
+            ids.push(store.create_user(new, open).await.unwrap().unwrap().id);
         }
         let (ann, bob) = (ids[0], ids[1]);
         let conv = ConvId::direct(ann, bob).unwrap();
