@@ -10,12 +10,13 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
+use crate::accounts::registration::admit;
 use crate::config::Registration;
 use crate::hub::Hub;
 use crate::ids::{ConvId, UserId, Username};
 use crate::protocol::close;
 use crate::store::users::CreateRefusal;
-use crate::store::{NewUser, Store};
+use crate::store::{NewUser, Store, now_ms};
 
 pub const SOCKET: &str = "control.sock";
 
@@ -47,10 +48,10 @@ pub async fn execute(store: &Store, hub: Option<&Arc<Hub>>, cmd: Command) -> any
                 nickname: username.trim().into(),
                 phone: None,
                 email: None,
-                registration: Registration::Open,
                 invite: None,
             };
-            let user = match store.create_user(new).await? {
+            // Administrators create accounts whatever the registration mode.
+            let user = match store.create_user(new, |first, invite| admit(Registration::Open, first, invite, now_ms())).await? {
                 Ok(u) => u,
                 Err(CreateRefusal::Taken(_)) => anyhow::bail!("the username {} is taken", name.as_str()),
                 Err(r) => anyhow::bail!("cannot create the user: {r:?}"),
@@ -125,8 +126,8 @@ pub async fn export(store: &Store, user: Option<String>) -> anyhow::Result<Value
                 contacts.push(json!({"user": other, "contact": mine.contact, "blocked": mine.blocked, "they_have_you": theirs.contact}));
             }
             let mut convs = Vec::new();
-            for (conv, _, _, first) in store.conversation_heads(u.id).await? {
-                convs.push(json!({"id": conv, "messages": messages(store, conv, first.max(1)).await?}));
+            for h in store.conversation_heads(u.id).await? {
+                convs.push(json!({"id": h.conv, "messages": messages(store, h.conv, h.first_seq.max(1)).await?}));
             }
             Ok(json!({"format": 1, "exported_at": now, "user": u.own_view(), "contacts": contacts, "conversations": convs}))
         }

@@ -8,6 +8,7 @@ use tokio::sync::mpsc;
 use crate::hub::{Hub, PresenceChange};
 use crate::ids::UserId;
 use crate::protocol::ServerFrame;
+use crate::store::messages::ConvHead;
 use crate::store::{Store, now_ms};
 
 /// Consumes presence changes until the hub, which holds the sender, is dropped (so this task
@@ -49,7 +50,7 @@ async fn audience(store: &Store, user: UserId) -> Result<Vec<UserId>, crate::sto
             out.push(other);
         }
     }
-    for (conv, ..) in store.conversation_heads(user).await? {
+    for ConvHead { conv, .. } in store.conversation_heads(user).await? {
         if let Some(p) = conv.peer_of(user)
             && !blocked.contains(&p)
         {

@@ -5,6 +5,7 @@
 
 mod otp;
 mod password;
+pub mod registration;
 pub mod routes;
 
 use std::net::IpAddr;

@@ -11,7 +11,7 @@ use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::{Accounts, validate};
+use super::{Accounts, registration, validate};
 use crate::config::{Config, OtpSender, Registration};
 use crate::http::auth::{SESSION_COOKIE, new_token};
 use crate::http::error::ErrorBody;
@@ -19,6 +19,7 @@ use crate::http::{ApiError, ApiJson, ApiPath, ApiQuery, AuthUser};
 use crate::hub::Hub;
 use crate::ids::{UserId, Username};
 use crate::protocol::{Gender, UserView, close};
+use crate::store::messages::ConvHead;
 use crate::store::sessions::SessionRecord;
 use crate::store::users::{CreateRefusal, NameTaken};
 use crate::store::{NewUser, ProfilePatch, Store, UserRecord, now_ms};
@@ -197,10 +198,10 @@ pub async fn register(
         nickname,
         phone,
         email,
-        registration: config.auth.registration,
         invite: req.invite.map(|i| i.trim().to_owned()),
     };
-    let user = store.create_user(new).await?.map_err(refused)?;
+    let mode = config.auth.registration;
+    let user = store.create_user(new, move |first, invite| registration::admit(mode, first, invite, now_ms())).await?.map_err(refused)?;
     tracing::info!(user = %user.id, username = %user.username, admin = user.is_admin, "registered");
     start_session(&accounts, &store, &user, StatusCode::CREATED).await
 }
@@ -392,7 +393,7 @@ pub async fn presence(
 }
 
 async fn shares_group(store: &Store, a: UserId, b: UserId) -> Result<bool, ApiError> {
-    for (conv, ..) in store.conversation_heads(a).await? {
+    for ConvHead { conv, .. } in store.conversation_heads(a).await? {
         if let crate::ids::ConvId::Group(gid) = conv
             && store.group(gid).await?.is_some_and(|g| g.members.contains_key(&b))
         {

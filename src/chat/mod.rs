@@ -20,7 +20,7 @@ use crate::outcome::Refusal;
 use crate::protocol::{Content, MAX_CLIENT_ID, Message, Role, ServerFrame, SyncCursor, SyncGap};
 use crate::push::Push;
 use crate::store::facts::ConvFacts;
-use crate::store::messages::{Extras, MessageRefusal};
+use crate::store::messages::{Extras, MessageRefusal, SyncFrom};
 use crate::store::{Store, StoreError, now_ms};
 
 /// The caller's place in a conversation, once `access` let them in.
@@ -200,14 +200,14 @@ pub const SYNC_CAP: usize = 100;
 /// order, then the `synced` frame naming the conversations to reload and the messages left out.
 pub async fn sync(store: &Store, user: UserId, cursors: &HashMap<ConvId, SyncCursor>) -> Result<Vec<ServerFrame>, StoreError> {
     let heads = store.conversation_heads(user).await?;
-    let wanted: Vec<(ConvId, u64, u64, u64)> = heads
+    let wanted: Vec<SyncFrom> = heads
         .into_iter()
-        .filter_map(|(conv, seq, rev, first)| {
-            let (c_seq, c_rev) = cursors.get(&conv).map_or((0, 0), |c| c.parts());
-            (seq > c_seq || rev > c_rev).then_some((conv, c_seq, c_rev, first))
+        .filter_map(|h| {
+            let (seq, rev) = cursors.get(&h.conv).map_or((0, 0), |c| c.parts());
+            (h.last_seq > seq || h.last_rev > rev).then_some(SyncFrom { conv: h.conv, seq, rev, first_seq: h.first_seq })
         })
         .collect();
-    let convs: Vec<ConvId> = wanted.iter().map(|w| w.0).collect();
+    let convs: Vec<ConvId> = wanted.iter().map(|w| w.conv).collect();
     let mut frames = Vec::new();
     let (mut reload, mut gaps) = (Vec::new(), Vec::new());
     for (conv, c) in convs.into_iter().zip(store.changes_since(wanted, SYNC_CAP).await?) {
@@ -368,10 +368,10 @@ mod commit_time_tests {
                 nickname: name.into(),
                 phone: None,
                 email: None,
-                registration: Registration::Open,
                 invite: None,
             };
-            ids.push(store.create_user(new).await.unwrap().unwrap().id);
+            let open = |first, invite: Option<&_>| crate::accounts::registration::admit(Registration::Open, first, invite, now_ms());
+            ids.push(store.create_user(new, open).await.unwrap().unwrap().id);
         }
         let (ann, bob) = (ids[0], ids[1]);
         let conv = ConvId::direct(ann, bob).unwrap();

@@ -378,8 +378,8 @@ pub async fn search(
             convs.insert(conv, acc.first_seq);
         }
         None => {
-            for (conv, _, _, first) in store.conversation_heads(me).await? {
-                convs.insert(conv, first.max(1));
+            for h in store.conversation_heads(me).await? {
+                convs.insert(h.conv, h.first_seq.max(1));
             }
         }
     }

@@ -15,7 +15,7 @@ use crate::http::{ApiError, ApiJson, ApiPath, ApiQuery, AuthUser};
 use crate::hub::Hub;
 use crate::ids::UserId;
 use crate::outcome::Refusal;
-use crate::protocol::{GoneReason, GroupView, JoinMode, MemberView, Role, ServerFrame};
+use crate::protocol::{Content, GoneReason, GroupView, JoinMode, MemberView, Message, Role, ServerFrame, SystemEvent};
 use crate::store::social::{GroupChange, GroupLimits, GroupOutcome, GroupRecord, GroupState, GroupStatus};
 use crate::store::{Store, now_ms};
 
@@ -83,6 +83,13 @@ impl Actor {
 
 /// Tells everyone concerned about a committed change: members get the new group and its
 /// messages; people who are no longer members get `group_gone`.
+/// Why `user` is no longer in the group, as the rule's own event says: `Left` from
+/// `groups::leave`, `Removed` from `groups::kick` (the only rules that take members out).
+fn gone_reason(messages: &[Message], user: UserId) -> GoneReason {
+    let left = messages.iter().any(|m| matches!(&m.content, Content::System { event: SystemEvent::Left { user: u } } if *u == user));
+    if left { GoneReason::Left } else { GoneReason::Removed }
+}
+
 fn announce(hub: &Hub, out: &GroupOutcome) {
     let members = out.after.member_ids();
     for m in &out.messages {
@@ -98,12 +105,8 @@ fn announce(hub: &Hub, out: &GroupOutcome) {
     if let Some(before) = &out.before {
         let gone: Vec<UserId> = before.members.keys().filter(|u| !out.after.members.contains_key(u)).copied().collect();
         let dissolved = before.group.status != GroupStatus::Dissolved && out.after.group.status == GroupStatus::Dissolved;
-        if !gone.is_empty() {
-            // Whoever is gone and wrote the last event left; everyone else was removed.
-            for u in &gone {
-                let reason = if out.messages.iter().any(|m| m.sender == *u) { GoneReason::Left } else { GoneReason::Removed };
-                hub.send(&[*u], &ServerFrame::GroupGone { group: before.group.id, reason });
-            }
+        for u in &gone {
+            hub.send(&[*u], &ServerFrame::GroupGone { group: before.group.id, reason: gone_reason(&out.messages, *u) });
         }
         if dissolved {
             hub.send(&members, &ServerFrame::GroupGone { group: before.group.id, reason: GoneReason::Dissolved });
@@ -483,4 +486,31 @@ pub async fn transfer_group(
     let me = actor.me;
     let out = actor.apply(gid, move |s| transfer(s, me, req.user)).await?;
     Ok(Json(view(&out.after, me)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(sender: UserId, event: SystemEvent) -> Message {
+        Message::new("g:7".parse().unwrap(), 5, sender, String::new(), 0, Content::System { event })
+    }
+
+    #[test]
+    fn a_member_who_left_is_told_left_and_a_kicked_one_removed() {
+        let left = [event(UserId(2), SystemEvent::Left { user: UserId(2) })];
+        assert_eq!(gone_reason(&left, UserId(2)), GoneReason::Left);
+        let kicked = [event(UserId(1), SystemEvent::Removed { user: UserId(2), by: UserId(1) })];
+        assert_eq!(gone_reason(&kicked, UserId(2)), GoneReason::Removed);
+    }
+
+    #[test]
+    fn the_reason_comes_from_the_event_not_from_who_wrote_it() {
+        // An event written by the one who is gone, but saying they were removed.
+        let removed = [event(UserId(2), SystemEvent::Removed { user: UserId(2), by: UserId(1) })];
+        assert_eq!(gone_reason(&removed, UserId(2)), GoneReason::Removed);
+        // Someone else's leaving says nothing about this member.
+        let other = [event(UserId(3), SystemEvent::Left { user: UserId(3) })];
+        assert_eq!(gone_reason(&other, UserId(2)), GoneReason::Removed);
+    }
 }

@@ -275,6 +275,28 @@ pub enum MessageChange {
     Unchanged,
 }
 
+/// Where a conversation stands for one of its users; see [`Store::conversation_heads`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ConvHead {
+    pub conv: ConvId,
+    pub last_seq: u64,
+    pub last_rev: u64,
+    /// The first seq this user may see (history before they joined a group is hidden).
+    pub first_seq: u64,
+}
+
+/// What a sync asks of one conversation: what the client already has, and what it may see.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SyncFrom {
+    pub conv: ConvId,
+    /// The last seq the client has.
+    pub seq: u64,
+    /// The last change (`rev`) the client has.
+    pub rev: u64,
+    /// The first seq the user may see.
+    pub first_seq: u64,
+}
+
 /// What a sync sends for one conversation; see [`Store::changes_since`].
 pub struct ConvChanges {
     pub new: Vec<Message>,
@@ -420,17 +442,17 @@ impl Store {
         .await
     }
 
-    /// For sync, per conversation `(conv, after seq, after rev, first visible seq)`: the new
+    /// For sync, per conversation asked for: the new
     /// messages (at most `cap`, the newest), the changed older ones (at most `cap`; `None` when
     /// there were more, and the client must reload), and the seqs left out between the two
     /// when there were more than `cap` new ones.
-    pub async fn changes_since(&self, wanted: Vec<(ConvId, u64, u64, u64)>, cap: usize) -> Result<Vec<ConvChanges>, StoreError> {
+    pub async fn changes_since(&self, wanted: Vec<SyncFrom>, cap: usize) -> Result<Vec<ConvChanges>, StoreError> {
         self.read(move |txn| {
             let heads = txn.open_table(CONV_HEADS)?;
             let revs = txn.open_table(REVS)?;
             let msgs = txn.open_table(MESSAGES)?;
             let mut out = Vec::with_capacity(wanted.len());
-            for (conv, after, after_rev, first) in wanted {
+            for SyncFrom { conv, seq: after, rev: after_rev, first_seq: first } in wanted {
                 let key = conv.key();
                 let (last, rev, _) = heads.get(key)?.map_or((0, 0, 0), |v| v.value());
                 // The newest seq the client has, or could have: what it may see starts at `first`.
@@ -601,8 +623,8 @@ impl Store {
         .await
     }
 
-    /// `(conv, last seq, last rev, first visible seq)` of every conversation `user` is in.
-    pub async fn conversation_heads(&self, user: UserId) -> Result<Vec<(ConvId, u64, u64, u64)>, StoreError> {
+    /// Where every conversation `user` is in stands.
+    pub async fn conversation_heads(&self, user: UserId) -> Result<Vec<ConvHead>, StoreError> {
         self.read(move |txn| {
             let convs = txn.open_table(USER_CONVS)?;
             let heads = txn.open_table(CONV_HEADS)?;
@@ -612,7 +634,7 @@ impl Store {
                 let (_, a, b) = k.value();
                 let state: UserConv = serde_json::from_slice(v.value())?;
                 let (seq, rev, _) = heads.get((a, b))?.map_or((0, 0, 0), |v| v.value());
-                out.push((ConvId::from_key((a, b)), seq, rev, state.first_seq));
+                out.push(ConvHead { conv: ConvId::from_key((a, b)), last_seq: seq, last_rev: rev, first_seq: state.first_seq });
             }
             Ok(out)
         })

@@ -76,11 +76,16 @@ pub struct NewUser {
     pub nickname: String,
     pub phone: Option<String>,
     pub email: Option<String>,
-    /// How the new user may register: `Open` for administrators creating accounts; otherwise
-    /// the server's mode, with the invite code the user gave. The very first account is always
-    /// allowed, so that a fresh server can get its administrator.
-    pub registration: crate::config::Registration,
+    /// The invite code the user gave, if any.
     pub invite: Option<String>,
+}
+
+/// What the registration rule (`accounts::registration::admit`) decided for a new account.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Admission {
+    Admit,
+    /// Admit, and spend one use of the invite the user gave.
+    SpendInvite,
 }
 
 /// Why an account could not be created.
@@ -125,8 +130,13 @@ fn put_user(txn: &WriteTransaction, u: &UserRecord) -> Result<(), StoreError> {
 }
 
 impl Store {
-    /// Creates a user; the first user of a server becomes its administrator.
-    pub async fn create_user(&self, new: NewUser) -> Result<Result<UserRecord, CreateRefusal>, StoreError> {
+    /// Creates a user; the first user of a server becomes its administrator. `admit` is the
+    /// registration rule: given whether this is the server's first account and the invite the
+    /// user named (loaded inside the write), it admits or refuses.
+    pub async fn create_user<A>(&self, new: NewUser, admit: A) -> Result<Result<UserRecord, CreateRefusal>, StoreError>
+    where
+        A: FnOnce(bool, Option<&super::admin::Invite>) -> Result<Admission, CreateRefusal> + Send + 'static,
+    {
         self.write(move |txn| {
             {
                 let names = txn.open_table(LOGIN_NAMES)?;
@@ -144,26 +154,21 @@ impl Store {
                 }
             }
             let first = txn.open_table(META)?.get("next_user_id")?.is_none_or(|v| v.value() == 1);
-            if !first {
-                match new.registration {
-                    crate::config::Registration::Open => {}
-                    crate::config::Registration::Closed => return Ok(Err(CreateRefusal::Closed)),
-                    crate::config::Registration::Invite => {
-                        let mut invites = txn.open_table(super::tables::INVITES)?;
-                        let code = new.invite.clone().unwrap_or_default();
-                        let Some(mut invite) =
-                            invites.get(code.as_str())?.map(|v| serde_json::from_slice::<super::admin::Invite>(v.value())).transpose()?
-                        else {
-                            return Ok(Err(CreateRefusal::BadInvite));
-                        };
-                        if invite.expires_at <= now_ms() || invite.uses >= invite.max_uses {
-                            return Ok(Err(CreateRefusal::BadInvite));
-                        }
-                        invite.uses += 1;
-                        invites.insert(code.as_str(), serde_json::to_vec(&invite)?.as_slice())?;
-                    }
+            let mut invites = txn.open_table(super::tables::INVITES)?;
+            let invite = match &new.invite {
+                Some(code) => invites.get(code.as_str())?.map(|v| serde_json::from_slice::<super::admin::Invite>(v.value())).transpose()?,
+                None => None,
+            };
+            match admit(first, invite.as_ref()) {
+                Err(r) => return Ok(Err(r)),
+                Ok(Admission::Admit) => {}
+                Ok(Admission::SpendInvite) => {
+                    let Some(mut invite) = invite else { return Ok(Err(CreateRefusal::BadInvite)) };
+                    invite.uses += 1;
+                    invites.insert(invite.code.as_str(), serde_json::to_vec(&invite)?.as_slice())?;
                 }
             }
+            drop(invites);
             let mut meta = txn.open_table(META)?;
             let id = meta.get("next_user_id")?.map_or(1, |v| v.value());
             meta.insert("next_user_id", id + 1)?;

@@ -1,0 +1,188 @@
+//! Snapshot tests of the wire shapes: the documented examples of `docs/protocol.md`, both ways.
+
+use super::*;
+use crate::ids::UserId;
+
+fn msg() -> Message {
+    Message::new("d:3:7".parse().unwrap(), 42, UserId(3), "c9b1".into(), 1_795_766_400_000, Content::Text { text: "hi".into() })
+}
+
+/// These strings are the documented examples of docs/protocol.md; a change here is a
+/// protocol change and must be made there too.
+#[test]
+fn server_frames_have_the_documented_shape() {
+    let cases = [
+        (
+            ServerFrame::Hello { user: HelloUser { id: UserId(3), username: "ann".into(), nickname: "Ann".into() } },
+            r#"{"type":"hello","user":{"id":3,"username":"ann","nickname":"Ann"}}"#,
+        ),
+        (
+            ServerFrame::Message { message: msg() },
+            r#"{"type":"message","message":{"conv":"d:3:7","seq":42,"sender":3,"client_id":"c9b1","ts":1795766400000,"content":{"kind":"text","text":"hi"}}}"#,
+        ),
+        (
+            ServerFrame::Ack { client_id: "c9b1".into(), message: msg() },
+            r#"{"type":"ack","client_id":"c9b1","message":{"conv":"d:3:7","seq":42,"sender":3,"client_id":"c9b1","ts":1795766400000,"content":{"kind":"text","text":"hi"}}}"#,
+        ),
+        (ServerFrame::Synced { reload: vec![], gaps: vec![] }, r#"{"type":"synced"}"#),
+        (
+            ServerFrame::Synced { reload: vec![], gaps: vec![SyncGap { conv: "d:3:7".parse().unwrap(), after: 41, before: 1042 }] },
+            r#"{"type":"synced","gaps":[{"conv":"d:3:7","after":41,"before":1042}]}"#,
+        ),
+        (
+            ServerFrame::error(Some("c9b1".into()), "forbidden", "You cannot write to this conversation."),
+            r#"{"type":"error","client_id":"c9b1","code":"forbidden","message":"You cannot write to this conversation."}"#,
+        ),
+        (ServerFrame::Pong, r#"{"type":"pong"}"#),
+    ];
+    for (frame, json) in cases {
+        assert_eq!(frame.to_json(), json);
+    }
+}
+
+#[test]
+fn client_frames_parse_from_the_documented_examples() {
+    let sync: ClientFrame = serde_json::from_str(r#"{"type":"sync","cursors":{"d:3:7":41,"g:12":0}}"#).unwrap();
+    let ClientFrame::Sync { cursors } = sync else { panic!("not sync") };
+    assert_eq!(cursors.get(&"d:3:7".parse().unwrap()).map(|c| c.parts()), Some((41, 0)));
+    let sync: ClientFrame = serde_json::from_str(r#"{"type":"sync","cursors":{"g:12":{"seq":5,"rev":2}}}"#).unwrap();
+    let ClientFrame::Sync { cursors } = sync else { panic!("not sync") };
+    assert_eq!(cursors.get(&"g:12".parse().unwrap()).map(|c| c.parts()), Some((5, 2)));
+    let send: ClientFrame =
+        serde_json::from_str(r#"{"type":"send","client_id":"c9b1","conv":"d:3:7","content":{"kind":"text","text":"hi"}}"#).unwrap();
+    assert!(matches!(send, ClientFrame::Send { .. }));
+    assert_eq!(serde_json::from_str::<ClientFrame>(r#"{"type":"ping"}"#).unwrap(), ClientFrame::Ping);
+}
+
+#[test]
+fn malformed_client_frames_are_errors_not_panics() {
+    for bad in [
+        "",
+        "{",
+        "[]",
+        "null",
+        r#"{"type":"nope"}"#,
+        r#"{"type":"send"}"#,
+        r#"{"type":"send","client_id":"x","conv":"d:2:1","content":{"kind":"text","text":"hi"}}"#,
+        r#"{"type":"send","client_id":"x","conv":"d:1:2","content":{"kind":"text","text":"hi","admin":true}}"#,
+        r#"{"type":"sync","cursors":{"bogus":1}}"#,
+        r#"{"type":"sync","cursors":{"d:1:2":-1}}"#,
+    ] {
+        assert!(serde_json::from_str::<ClientFrame>(bad).is_err(), "{bad}");
+    }
+}
+
+#[test]
+fn content_validation() {
+    assert!(Content::Text { text: "  ".into() }.validate_from_client().is_err());
+    assert!(Content::Text { text: "x".repeat(MAX_TEXT_CHARS + 1) }.validate_from_client().is_err());
+    assert!(Content::Text { text: "字".repeat(MAX_TEXT_CHARS) }.validate_from_client().is_ok());
+    assert!(Content::System { event: SystemEvent::ContactAccepted }.validate_from_client().is_err());
+    assert!(Content::Recalled {}.validate_from_client().is_err());
+    // Media: clients send only the id; the server fills in the rest.
+    let img: Content = serde_json::from_str(r#"{"kind":"image","file_id":"0123456789abcdef0123456789abcdef"}"#).unwrap();
+    assert!(img.validate_from_client().is_ok());
+    let bad: Content = serde_json::from_str(r#"{"kind":"sticker","file_id":"../../etc/passwd"}"#).unwrap();
+    assert!(bad.validate_from_client().is_err());
+}
+
+/// The call frames of the Calls section of docs/protocol.md, both ways.
+#[test]
+fn call_frames_have_the_documented_shape() {
+    let call = || "5f2a9c1e7b3d4a60".to_owned();
+    let cand = || IceCandidate {
+        candidate: "candidate:1 1 udp 2122260223 192.0.2.7 50000 typ host".into(),
+        sdp_mid: Some("0".into()),
+        sdp_mline_index: Some(0),
+        username_fragment: None,
+    };
+    let server = [
+        (
+            ServerFrame::CallStarted { call: call(), conv: "d:3:7".parse().unwrap(), media: CallMedia::Video },
+            r#"{"type":"call_started","call":"5f2a9c1e7b3d4a60","conv":"d:3:7","media":"video"}"#,
+        ),
+        (
+            ServerFrame::CallIncoming {
+                call: call(),
+                conv: "d:3:7".parse().unwrap(),
+                from: UserId(3),
+                media: CallMedia::Video,
+                participants: vec![UserId(3)],
+            },
+            r#"{"type":"call_incoming","call":"5f2a9c1e7b3d4a60","conv":"d:3:7","from":3,"media":"video","participants":[3]}"#,
+        ),
+        (ServerFrame::CallRinging { call: call(), user: UserId(7) }, r#"{"type":"call_ringing","call":"5f2a9c1e7b3d4a60","user":7}"#),
+        (
+            ServerFrame::CallAccepted { call: call(), user: UserId(7), participants: vec![UserId(3), UserId(7)] },
+            r#"{"type":"call_accepted","call":"5f2a9c1e7b3d4a60","user":7,"participants":[3,7]}"#,
+        ),
+        (ServerFrame::CallLeft { call: call(), user: UserId(9) }, r#"{"type":"call_left","call":"5f2a9c1e7b3d4a60","user":9}"#),
+        (
+            ServerFrame::CallEnded { call: call(), reason: CallEndReason::Hangup, duration_secs: Some(65) },
+            r#"{"type":"call_ended","call":"5f2a9c1e7b3d4a60","reason":"hangup","duration_secs":65}"#,
+        ),
+        (
+            ServerFrame::CallEnded { call: call(), reason: CallEndReason::TakenElsewhere, duration_secs: None },
+            r#"{"type":"call_ended","call":"5f2a9c1e7b3d4a60","reason":"taken_elsewhere"}"#,
+        ),
+        (
+            ServerFrame::CallMediaState { call: call(), user: UserId(3), muted: true, camera_off: false, screen_sharing: false },
+            r#"{"type":"call_media_state","call":"5f2a9c1e7b3d4a60","user":3,"muted":true,"camera_off":false,"screen_sharing":false}"#,
+        ),
+        (
+            ServerFrame::CallOffer { call: call(), from: UserId(7), sdp: "v=0\r\n...".into() },
+            r#"{"type":"call_offer","call":"5f2a9c1e7b3d4a60","from":7,"sdp":"v=0\r\n..."}"#,
+        ),
+        (
+            ServerFrame::CallAnswer { call: call(), from: UserId(3), sdp: "v=0\r\n...".into() },
+            r#"{"type":"call_answer","call":"5f2a9c1e7b3d4a60","from":3,"sdp":"v=0\r\n..."}"#,
+        ),
+        (
+            ServerFrame::CallCandidate { call: call(), from: UserId(3), candidate: cand() },
+            r#"{"type":"call_candidate","call":"5f2a9c1e7b3d4a60","from":3,"candidate":{"candidate":"candidate:1 1 udp 2122260223 192.0.2.7 50000 typ host","sdpMid":"0","sdpMLineIndex":0}}"#,
+        ),
+    ];
+    for (frame, json) in server {
+        assert_eq!(frame.to_json(), json);
+    }
+    let client = [
+        (
+            r#"{"type":"call_invite","conv":"d:3:7","media":"video"}"#,
+            ClientFrame::CallInvite { conv: "d:3:7".parse().unwrap(), media: CallMedia::Video },
+        ),
+        (r#"{"type":"call_accept","call":"5f2a9c1e7b3d4a60"}"#, ClientFrame::CallAccept { call: call() }),
+        (r#"{"type":"call_reject","call":"5f2a9c1e7b3d4a60"}"#, ClientFrame::CallReject { call: call() }),
+        (r#"{"type":"call_cancel","call":"5f2a9c1e7b3d4a60"}"#, ClientFrame::CallCancel { call: call() }),
+        (r#"{"type":"call_hangup","call":"5f2a9c1e7b3d4a60"}"#, ClientFrame::CallHangup { call: call() }),
+        (r#"{"type":"call_join","call":"5f2a9c1e7b3d4a60"}"#, ClientFrame::CallJoin { call: call() }),
+        (
+            r#"{"type":"call_media_state","call":"5f2a9c1e7b3d4a60","muted":true,"camera_off":false,"screen_sharing":false}"#,
+            ClientFrame::CallMediaState { call: call(), muted: true, camera_off: false, screen_sharing: false },
+        ),
+        (
+            r#"{"type":"call_offer","call":"5f2a9c1e7b3d4a60","to":7,"sdp":"v=0\r\n..."}"#,
+            ClientFrame::CallOffer { call: call(), to: UserId(7), sdp: "v=0\r\n...".into() },
+        ),
+        (
+            r#"{"type":"call_answer","call":"5f2a9c1e7b3d4a60","to":3,"sdp":"v=0\r\n..."}"#,
+            ClientFrame::CallAnswer { call: call(), to: UserId(3), sdp: "v=0\r\n...".into() },
+        ),
+        (
+            r#"{"type":"call_candidate","call":"5f2a9c1e7b3d4a60","to":7,"candidate":{"candidate":"candidate:1 1 udp 2122260223 192.0.2.7 50000 typ host","sdpMid":"0","sdpMLineIndex":0}}"#,
+            ClientFrame::CallCandidate { call: call(), to: UserId(7), candidate: cand() },
+        ),
+    ];
+    for (json, frame) in client {
+        assert_eq!(serde_json::from_str::<ClientFrame>(json).unwrap(), frame, "{json}");
+    }
+    let record = Content::Call { media: CallMedia::Video, outcome: CallOutcome::Answered, duration_secs: 65 };
+    assert_eq!(serde_json::to_string(&record).unwrap(), r#"{"kind":"call","media":"video","outcome":"answered","duration_secs":65}"#);
+    assert!(record.validate_from_client().is_err(), "only the server writes call records");
+    for bad in [
+        r#"{"type":"call_invite","conv":"d:3:7","media":"hologram"}"#,
+        r#"{"type":"call_offer","call":"x","sdp":"v=0"}"#,
+        r#"{"type":"call_candidate","call":"x","to":7,"candidate":{"candidate":"c","extra":1}}"#,
+    ] {
+        assert!(serde_json::from_str::<ClientFrame>(bad).is_err(), "{bad}");
+    }
+}

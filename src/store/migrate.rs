@@ -1,0 +1,124 @@
+//! Schema migrations: each step takes a database from version N to N+1, and a database written
+//! by a newer Chinwag is refused.
+
+use redb::{Database, ReadableTable};
+
+use super::tables::{self, META};
+use super::{StoreError, messages};
+
+/// The schema this build writes. Opening a newer one is refused; older ones are migrated.
+pub const SCHEMA_VERSION: u64 = 3;
+
+/// Brings an older database up to [`SCHEMA_VERSION`] and refuses a newer one.
+pub(super) fn migrate(db: &Database) -> Result<(), StoreError> {
+    let mut txn = db.begin_write()?;
+    txn.set_two_phase_commit(true);
+    let found = {
+        let t = txn.open_table(META)?;
+        t.get("schema_version")?.map(|v| v.value())
+    };
+    match found {
+        Some(v) if v > SCHEMA_VERSION => {
+            txn.abort()?;
+            return Err(StoreError::TooNew { found: v, known: SCHEMA_VERSION });
+        }
+        Some(v) if v == SCHEMA_VERSION => {}
+        // A fresh database, or an older one: each step takes version N to N+1.
+        from => {
+            let mut v = from.unwrap_or(0);
+            while v < SCHEMA_VERSION {
+                match v {
+                    // Version 1 is the first layout, and version 3 added the Web Push tables:
+                    // create every table that is missing, so that readers never meet one.
+                    0 | 2 => tables::create_all(&txn)?,
+                    1 => messages::migrate_file_shares(&txn)?,
+                    _ => unreachable!("no migration from schema {v}"),
+                }
+                v += 1;
+            }
+            txn.open_table(META)?.insert("schema_version", SCHEMA_VERSION)?;
+        }
+    }
+    txn.commit()?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{DB_FILE, Store, StoreOptions, media};
+
+    #[tokio::test]
+    async fn a_newer_schema_is_refused_and_the_current_one_reopens() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let s = Store::open(dir.path(), &StoreOptions::default()).unwrap();
+            assert_eq!(s.schema_version().await.unwrap(), SCHEMA_VERSION);
+            s.write(|txn| {
+                txn.open_table(META)?.insert("schema_version", SCHEMA_VERSION + 1)?;
+                Ok(())
+            })
+            .await
+            .unwrap();
+        }
+        // The writer thread holds the database until it sees its queue close.
+        let err = loop {
+            match Store::open(dir.path(), &StoreOptions::default()) {
+                Err(StoreError::InUse(_)) => tokio::task::yield_now().await,
+                other => break other.err().unwrap(),
+            }
+        };
+        assert!(matches!(err, StoreError::TooNew { .. }), "{err}");
+        assert!(err.to_string().contains("newer Chinwag"));
+    }
+
+    #[tokio::test]
+    async fn schema_1_files_are_shared_per_message_after_the_upgrade() {
+        use crate::ids::{ConvId, UserId};
+        use crate::protocol::{Content, Message, Recall};
+        let dir = tempfile::tempdir().unwrap();
+        let conv: ConvId = "d:1:2".parse().unwrap();
+        let (kept, recalled) = ("a".repeat(32), "b".repeat(32));
+        {
+            // A schema 1 database: files shared per conversation, one of them by a message
+            // recalled since.
+            let db = Database::create(dir.path().join(DB_FILE)).unwrap();
+            let txn = db.begin_write().unwrap();
+            tables::create_all(&txn).unwrap();
+            txn.delete_table(tables::FILE_MSGS).unwrap();
+            txn.delete_table(tables::PUSH_SUBS).unwrap();
+            txn.delete_table(tables::PUSH_PREFS).unwrap();
+            let key = conv.key();
+            let mut shared = txn.open_table(tables::FILE_CONVS).unwrap();
+            let mut msgs = txn.open_table(tables::MESSAGES).unwrap();
+            let contents = [
+                serde_json::json!({"kind":"image","file_id":kept}),
+                serde_json::json!({"kind":"file","file_id":recalled}),
+                serde_json::json!({"kind":"text","text":"hi"}),
+            ];
+            for (i, c) in contents.into_iter().enumerate() {
+                let seq = i as u64 + 1;
+                let mut m = Message::new(conv, seq, UserId(1), format!("c{seq}"), 1, serde_json::from_value::<Content>(c).unwrap());
+                if let Some(f) = media::file_of(&m.content) {
+                    shared.insert((f, key.0, key.1), ()).unwrap();
+                }
+                if seq == 2 {
+                    m.content = Content::Recalled {};
+                    m.recalled = Some(Recall { by: UserId(1), at: 2 });
+                }
+                msgs.insert((key.0, key.1, seq), serde_json::to_vec(&m).unwrap().as_slice()).unwrap();
+            }
+            drop((shared, msgs));
+            txn.open_table(META).unwrap().insert("schema_version", 1).unwrap();
+            txn.commit().unwrap();
+        }
+        let s = Store::open(dir.path(), &StoreOptions::default()).unwrap();
+        assert_eq!(s.schema_version().await.unwrap(), SCHEMA_VERSION);
+        assert!(s.push_subscribers().await.unwrap().is_empty(), "schema 3's push tables were made");
+        assert_eq!(s.file_audience(kept).await.unwrap(), (false, vec![conv]));
+        assert_eq!(s.file_audience(recalled).await.unwrap(), (false, vec![]), "its message was recalled before the upgrade");
+        let old_table = s.read(|txn| Ok(txn.open_table(tables::FILE_CONVS).is_ok())).await.unwrap();
+        assert!(!old_table, "the schema 1 table is gone");
+        s.close().await;
+    }
+}
