@@ -111,6 +111,8 @@ pub struct Push {
     /// The VAPID header per push service origin, with when it was signed (seconds): one
     /// signature serves many pushes, as RFC 8292 allows, until it is an hour old.
     tokens: Mutex<HashMap<String, (String, u64)>>,
+    /// One encryption at a time (see `deliver`).
+    crypto: Semaphore,
     pub stats: PushStats,
 }
 
@@ -134,6 +136,7 @@ impl Push {
             subscribers: RwLock::new(subscribers),
             rung: Mutex::new(HashMap::new()),
             tokens: Mutex::new(HashMap::new()),
+            crypto: Semaphore::new(1),
             stats: PushStats::default(),
         });
         tokio::spawn(dispatch(Arc::downgrade(&push), rx, p.workers, shutdown));
@@ -330,7 +333,14 @@ impl Push {
         let plaintext = out.body.to_string().into_bytes();
         let mut wait = Duration::from_secs(1);
         for attempt in 1..=ATTEMPTS {
-            let Ok(body) = web_push_native::encrypt(plaintext.clone(), &key, &auth) else {
+            // The key agreement and encryption are the CPU of a push: off the async workers
+            // that deliver chat, one at a time, so pushes never take more than one core.
+            let body = {
+                let _cpu = self.crypto.acquire().await;
+                let (p, k, a) = (plaintext.clone(), key, auth);
+                tokio::task::spawn_blocking(move || web_push_native::encrypt(p, &k, &a)).await
+            };
+            let Ok(Ok(body)) = body else {
                 failed("payload could not be encrypted");
                 return Ok(());
             };
