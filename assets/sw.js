@@ -1,27 +1,27 @@
 // Chinwag's service worker (hand-written; the build fills in the two constants below).
 // It caches the app shell so the app opens offline. It never touches /api/: messages, the socket
 // and the session always go to the network.
-const VERSION = 'f82bd68836c6'
+const VERSION = 'c136868093e3'
 const PRECACHE = [
   "/",
-  "/assets/AdminView-C8ZtlMw1.css",
-  "/assets/AdminView-CAS-BTJL.js",
-  "/assets/AuthView-BSm6KA18.js",
+  "/assets/AdminView-B6cGd2eQ.css",
+  "/assets/AdminView-BjV_0_XE.js",
+  "/assets/AuthView-6hiCQQLA.js",
   "/assets/AuthView-BZXHJuWZ.css",
-  "/assets/ChatView-CMVtOq0n.js",
+  "/assets/ChatView-C87Y-RZs.js",
   "/assets/ChatView-CSWZpBFZ.css",
-  "/assets/ContactsView-CNzLHDOd.js",
   "/assets/ContactsView-CpUFK_ND.css",
-  "/assets/GroupPanel-2lt5Jc6H.js",
+  "/assets/ContactsView-CrMcRTc4.js",
+  "/assets/GroupPanel-0WteZYlv.js",
   "/assets/GroupPanel-BKXK45jt.css",
+  "/assets/Lightbox-38yrTTAw.js",
   "/assets/Lightbox-BZdkFr4A.css",
-  "/assets/Lightbox-C8_V8Am0.js",
-  "/assets/ReadersDialog-1ka5WJnF.js",
+  "/assets/ReadersDialog-Bh1CTyd6.js",
   "/assets/ReadersDialog-CTKKJY0k.css",
   "/assets/SettingsView-BOb3n7lr.css",
-  "/assets/SettingsView-Cr0VcsBP.js",
+  "/assets/SettingsView-C-hnll1d.js",
   "/assets/core-BUPVMOQJ.js",
-  "/assets/index-ClDBMEEo.js",
+  "/assets/index-BuM373ed.js",
   "/assets/index-CmqYqFox.css",
   "/assets/vendor--eF53iv6.js",
   "/icons/apple-touch-icon.png",
