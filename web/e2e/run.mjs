@@ -709,63 +709,76 @@ const dave = { username: `dave${run}`, nickname: 'Dave', password: 'fourth user 
 
 test('admin: the first user opens the admin area, switches to invite-only, invites dave, then disables him', async () => {
   const { page: a } = the('alice')
-  await a.goto(`${base}/`)
-  await a.getByTestId('nav-admin').click()
-  await a.getByTestId('admin-dashboard').getByTestId('stat-users').waitFor({ timeout: T })
-  await a.getByTestId('admin-chart').waitFor()
-  // Invite-only registration.
-  await a.getByTestId('admin-tab-settings').click()
-  await a.getByTestId('admin-registration-invite').check()
-  await a.getByTestId('admin-settings-save').click()
-  await a.getByTestId('admin-settings').getByText('Saved').waitFor({ timeout: T })
-  const opts = await (await fetch(base + '/api/auth/options')).json()
-  assert.equal(opts.registration, 'invite')
-  await a.getByTestId('invite-uses').fill('1')
-  await a.getByTestId('invite-create').click()
-  const code = (await a.getByTestId('invite-code').innerText()).trim()
-  assert.match(code, /^\S{6,}$/)
-  // Without a code nobody can register now ...
-  const { page: d } = await newUser('dave')
-  await d.goto(`${base}/login`)
-  await d.getByTestId('auth-tab-register').click()
-  await d.getByTestId('auth-invite').waitFor({ timeout: T })
-  // ... and the invite link fills it in.
-  await d.goto(`${base}/login?invite=${encodeURIComponent(code)}`)
-  assert.equal(await d.getByTestId('auth-invite').inputValue(), code)
-  await d.getByTestId('auth-username').fill(dave.username)
-  await d.getByTestId('auth-nickname').fill(dave.nickname)
-  await d.getByTestId('auth-password').fill(dave.password)
-  await d.getByTestId('auth-confirm').fill(dave.password)
-  await d.getByTestId('auth-submit').click()
-  await d.getByTestId('conversation-list').waitFor({ timeout: T })
-  // The code was for one account: it is used up.
-  await a.reload()
-  await a.getByTestId(`invite-${code}`).getByText('Used up').waitFor({ timeout: T })
-  // Alice cannot remove the last administrator (herself).
-  await a.getByTestId('admin-tab-users').click()
-  await a.getByTestId('admin-user-search').fill(alice.username)
-  await a.getByTestId(`admin-user-${alice.username}`).getByTestId('admin-user-actions').click()
-  await a.getByTestId('admin-user-demote').click()
-  await a.getByTestId('admin-error').getByText(/at least one administrator/).waitFor({ timeout: T })
-  // She disables Dave: his open tab goes to the login screen, and he cannot log in again.
-  await a.getByTestId('admin-user-search').fill(dave.username)
-  await a.getByTestId(`admin-user-${dave.username}`).getByTestId('admin-user-actions').click()
-  await a.getByTestId('admin-user-disable').click()
-  await a.getByTestId('confirm-ok').click()
-  await a.getByTestId(`admin-user-${dave.username}`).getByTestId('chip-disabled').waitFor({ timeout: T })
-  await d.waitForURL(/\/login/, { timeout: T })
-  await d.getByTestId('auth-username').fill(dave.username)
-  await d.getByTestId('auth-password').fill(dave.password)
-  await d.getByTestId('auth-submit').click()
-  await d.getByTestId('auth-error').waitFor({ timeout: T })
-  // The audit log has it all.
-  await a.getByTestId('admin-tab-audit').click()
-  await a.getByTestId('audit-entry').getByText('Account disabled').first().waitFor({ timeout: T })
-  // Back to open registration for the tests that follow.
-  await a.getByTestId('admin-tab-settings').click()
-  await a.getByTestId('admin-registration-open').check()
-  await a.getByTestId('admin-settings-save').click()
-  await a.getByTestId('admin-settings').getByText('Saved').waitFor({ timeout: T })
+  try {
+    await a.goto(`${base}/`)
+    await a.getByTestId('nav-admin').click()
+    await a.getByTestId('admin-dashboard').getByTestId('stat-users').waitFor({ timeout: T })
+    await a.getByTestId('admin-chart').waitFor()
+    // Invite-only registration. The form is filled in when the server's settings arrive, which
+    // undid a choice made before (this step then waited 30 s for a Save button that stayed
+    // disabled): the fields are disabled until then, and check() waits for them to be enabled.
+    await a.getByTestId('admin-tab-settings').click()
+    await a.getByTestId('admin-invites').getByText('Codes are only asked for').waitFor({ timeout: T })
+    await a.getByTestId('admin-registration-invite').check()
+    await a.getByTestId('admin-settings-save').click()
+    await a.getByTestId('admin-settings').getByText('Saved').waitFor({ timeout: T })
+    const opts = await (await fetch(base + '/api/auth/options')).json()
+    assert.equal(opts.registration, 'invite')
+    await a.getByTestId('invite-uses').fill('1')
+    await a.getByTestId('invite-create').click()
+    const code = (await a.getByTestId('invite-code').innerText()).trim()
+    assert.match(code, /^\S{6,}$/)
+    // Without a code nobody can register now ...
+    const { page: d } = await newUser('dave')
+    await d.goto(`${base}/login`)
+    await d.getByTestId('auth-tab-register').click()
+    await d.getByTestId('auth-invite').waitFor({ timeout: T })
+    // ... and the invite link fills it in.
+    await d.goto(`${base}/login?invite=${encodeURIComponent(code)}`)
+    assert.equal(await d.getByTestId('auth-invite').inputValue(), code)
+    await d.getByTestId('auth-username').fill(dave.username)
+    await d.getByTestId('auth-nickname').fill(dave.nickname)
+    await d.getByTestId('auth-password').fill(dave.password)
+    await d.getByTestId('auth-confirm').fill(dave.password)
+    await d.getByTestId('auth-submit').click()
+    await d.getByTestId('conversation-list').waitFor({ timeout: T })
+    // The code was for one account: it is used up.
+    await a.reload()
+    await a.getByTestId(`invite-${code}`).getByText('Used up').waitFor({ timeout: T })
+    // Alice cannot remove the last administrator (herself).
+    await a.getByTestId('admin-tab-users').click()
+    await a.getByTestId('admin-user-search').fill(alice.username)
+    await a.getByTestId(`admin-user-${alice.username}`).getByTestId('admin-user-actions').click()
+    await a.getByTestId('admin-user-demote').click()
+    await a.getByTestId('admin-error').getByText(/at least one administrator/).waitFor({ timeout: T })
+    // She disables Dave: his open tab goes to the login screen, and he cannot log in again.
+    await a.getByTestId('admin-user-search').fill(dave.username)
+    await a.getByTestId(`admin-user-${dave.username}`).getByTestId('admin-user-actions').click()
+    await a.getByTestId('admin-user-disable').click()
+    await a.getByTestId('confirm-ok').click()
+    await a.getByTestId(`admin-user-${dave.username}`).getByTestId('chip-disabled').waitFor({ timeout: T })
+    await d.waitForURL(/\/login/, { timeout: T })
+    await d.getByTestId('auth-username').fill(dave.username)
+    await d.getByTestId('auth-password').fill(dave.password)
+    await d.getByTestId('auth-submit').click()
+    await d.getByTestId('auth-error').waitFor({ timeout: T })
+    // The audit log has it all.
+    await a.getByTestId('admin-tab-audit').click()
+    await a.getByTestId('audit-entry').getByText('Account disabled').first().waitFor({ timeout: T })
+    // Back to open registration through the screen (the finally below makes sure of it for the
+    // scenarios that follow, even when a step above failed). Invite is checked once loaded.
+    await a.getByTestId('admin-tab-settings').click()
+    await a.getByTestId('admin-registration-invite').and(a.locator(':checked')).waitFor({ timeout: T })
+    await a.getByTestId('admin-registration-open').check()
+    await a.getByTestId('admin-settings-save').click()
+    await a.getByTestId('admin-settings').getByText('Saved').waitFor({ timeout: T })
+  } finally {
+    const settings = await a.evaluate(async () => {
+      const r = await fetch('/api/admin/settings', { method: 'PATCH', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ registration: 'open' }) })
+      return r.json()
+    })
+    assert.equal(settings.registration, 'open')
+  }
 })
 
 const connected = (p) =>
