@@ -157,6 +157,136 @@ export function storedMessages(page, text) {
   return page.getByTestId('message-list').getByTestId('message').filter({ has: page.getByTestId('message-text').getByText(text, { exact: true }) })
 }
 
+/**
+ * `expect.poll` without the test runner: calls `probe` until `ok(value)` holds, then returns the
+ * value; fails with `what` and the last value after `timeout`. For conditions that are not one
+ * locator (a count over several pages, a metric, a server answer).
+ */
+export async function poll(probe, ok, what, timeout = T) {
+  const deadline = Date.now() + timeout
+  let last
+  for (;;) {
+    last = await probe()
+    if (ok(last)) return last
+    if (Date.now() > deadline) assert.fail(`${what}: still ${JSON.stringify(last)} after ${timeout} ms`)
+    await new Promise((r) => setTimeout(r, 100))
+  }
+}
+
+/**
+ * For screenshots only: waits until the page is still, by events rather than time: web fonts
+ * loaded (`document.fonts.ready`), every image loaded or failed, and every running CSS
+ * animation or transition finished (`getAnimations()`; infinite ones, like a spinner, are left
+ * out since they never finish).
+ */
+export async function settled(page) {
+  await page.evaluate(async () => {
+    await document.fonts.ready
+    // Lazy images outside the viewport are not fetched, so they are not waited for.
+    const inView = (i) => {
+      const r = i.getBoundingClientRect()
+      return r.bottom > 0 && r.right > 0 && r.top < innerHeight && r.left < innerWidth
+    }
+    const loading = [...document.images].filter((i) => !i.complete && (i.loading !== 'lazy' || inView(i)))
+    await Promise.all(loading.map((i) => new Promise((r) => (i.addEventListener('load', r, { once: true }), i.addEventListener('error', r, { once: true })))))
+    const finite = document.getAnimations().filter((a) => a.effect?.getComputedTiming().endTime !== Infinity)
+    await Promise.all(finite.map((a) => a.finished.catch(() => null)))
+    // The frame that shows the final state.
+    await new Promise((r) => requestAnimationFrame(() => requestAnimationFrame(r)))
+  })
+}
+
+/**
+ * Registers `u` ({ username, nickname, password }) through the API, without a browser: for
+ * scenarios that need a user of their own and do not test registration. Returns the session
+ * token and the user.
+ */
+export async function registerApi(base, u) {
+  const r = await fetch(base + '/api/auth/register', {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ username: u.username, password: u.password, nickname: u.nickname }),
+  })
+  const body = await r.json()
+  assert.equal(r.status, 201, `register ${u.username}: ${JSON.stringify(body)}`)
+  return { token: body.token, user: body.user }
+}
+
+/** Logs `u` in through the API: a new session (another device), its token. */
+export async function loginApi(base, u) {
+  const r = await fetch(base + '/api/auth/login', {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ username: u.username, password: u.password }),
+  })
+  const body = await r.json()
+  assert.equal(r.status, 200, `login ${u.username}: ${JSON.stringify(body)}`)
+  return body.token
+}
+
+/**
+ * State that a scenario takes from an earlier one: returns `value`, or fails at once naming the
+ * scenario that should have made it (which failed or did not run), instead of a timeout later.
+ */
+export function need(value, what, madeBy) {
+  if (value === undefined || value === null) assert.fail(`needs ${what}, made by the scenario "${madeBy}", which failed or did not run`)
+  return value
+}
+
+/** A browser context logged in with `token` (the session cookie set directly) and its page. */
+export async function sessionPage(browser, base, name, token, opts = {}) {
+  const up = await newUserPage(browser, name, opts)
+  await up.ctx.addCookies([{ name: 'chinwag_session', value: token, url: base }])
+  return up
+}
+
+/**
+ * Resolves with the payload of the first frame that a WebSocket of `page` opened from now on
+ * sends (`dir` 'framesent') or receives ('framereceived') and that `match(payload)` accepts;
+ * fails after `timeout`. The listener is attached when the socket is reported, so no frame is
+ * missed.
+ */
+export function wsFrame(page, dir, match, what, timeout = T) {
+  return new Promise((resolve, reject) => {
+    let over = false
+    const onSocket = (ws) =>
+      ws.on(dir, (f) => {
+        if (!over && typeof f.payload === 'string' && match(f.payload)) {
+          done()
+          resolve(f.payload)
+        }
+      })
+    const timer = setTimeout(() => {
+      done()
+      reject(new Error(`no WebSocket frame ${what} within ${timeout} ms`))
+    }, timeout)
+    const done = () => {
+      over = true
+      clearTimeout(timer)
+      page.off('websocket', onSocket)
+    }
+    page.on('websocket', onSocket)
+  })
+}
+
+/** A frame of type `type` received on a socket that `page` opens from now on. */
+export const frameReceived = (page, type, timeout = T) =>
+  wsFrame(page, 'framereceived', (p) => p.startsWith('{') && JSON.parse(p).type === type, `of type ${type} received`, timeout)
+
+/**
+ * Reloads `page` and waits until the app has loaded its state from the server: the chat list
+ * answered (`GET /api/conversations`) and the new socket's `sync` answered (`synced`).
+ */
+export async function reloadLoaded(page) {
+  const synced = frameReceived(page, 'synced', 30_000)
+  const listed = page.waitForResponse((r) => new URL(r.url()).pathname === '/api/conversations' && r.request().method() === 'GET', { timeout: 30_000 })
+  await page.reload()
+  await Promise.all([synced, listed])
+  await page.getByTestId('conversation-list').waitFor({ timeout: T })
+  // One frame after both, so what they brought is drawn.
+  await page.evaluate(() => new Promise((r) => requestAnimationFrame(() => requestAnimationFrame(r))))
+}
+
 export async function waitForCount(locator, n, timeout = T) {
   const deadline = Date.now() + timeout
   let c = -1

@@ -5,6 +5,17 @@
 //
 // It starts `chinwag serve` on a free port with a temporary data dir, drives several browser
 // contexts (one per user), and stops the server at the end. Exit status is non-zero on failure.
+//
+// Order. Scenarios that need no earlier state make their own users through the API
+// (`lib.registerApi`, `lib.sessionPage`): the bad password, the one-time code, older history
+// and the password change. The others follow one story and say what they take from it with
+// `the(...)`, which fails at once, naming the scenario that should have made it:
+//   alice, bob (two users register; alice is the first user, so the administrator)
+//   -> conv, their 1:1 chat (alice finds bob) -> contacts (contact requests)
+//   -> carol, groupConv (groups: alice creates a group) -> the group scenarios, media, admin,
+//   calls and screenshots, which use these users, their chat and their group.
+// Waits are for events (a locator, a response, a WebSocket frame, a DOM condition polled with a
+// deadline), never for time.
 import { test, before, after } from 'node:test'
 import assert from 'node:assert/strict'
 import { mkdirSync } from 'node:fs'
@@ -21,6 +32,19 @@ const run = Date.now().toString(36).slice(-5)
 const alice = { username: `alice${run}`, nickname: 'Alice', password: 'correct horse 1' }
 const bob = { username: `bob${run}`, nickname: 'Bob 鲍勃', password: 'battery staple 2' }
 let conv // the 1:1 conversation id of alice and bob
+
+const MADE_BY = {
+  alice: 'two users register',
+  bob: 'two users register',
+  conv: 'alice finds bob and sends a message; bob sees it live with an unread badge',
+  carol: 'groups: alice creates a group with bob and carol, they chat, see unread, @mentions, read by, and a recall',
+  groupConv: 'groups: alice creates a group with bob and carol, they chat, see unread, @mentions, read by, and a recall',
+}
+/** What this scenario takes from the ones before: a user's browser, `conv` or `groupConv`. */
+function the(name) {
+  const value = name === 'conv' ? conv : name === 'groupConv' ? groupConv : users[name]
+  return lib.need(value, name, MADE_BY[name])
+}
 
 async function newUser(name, opts = {}) {
   users[name] = await lib.newUserPage(browser, name, opts)
@@ -67,17 +91,20 @@ test('two users register', async () => {
 })
 
 test('a bad password is refused with a clear message', async () => {
+  // A user of its own, made through the API: this scenario needs nothing from the ones before.
+  const erin = { username: `erin${run}`, nickname: 'Erin', password: 'erin password 1' }
+  await lib.registerApi(base, erin)
   const ctx = await browser.newContext({ locale: 'en-US' })
   const page = await ctx.newPage()
   await page.goto(base + '/login')
-  await page.getByTestId('auth-username').fill(alice.username)
+  await page.getByTestId('auth-username').fill(erin.username)
   await page.getByTestId('auth-password').fill('wrong password')
   await page.getByTestId('auth-submit').click()
   const err = page.getByTestId('auth-error')
   await err.waitFor({ timeout: T })
   assert.match(await err.innerText(), /Wrong username or password|Too many attempts/)
   await page.getByTestId('auth-tab-register').click()
-  await page.getByTestId('auth-username').fill(alice.username)
+  await page.getByTestId('auth-username').fill(erin.username)
   await page.getByTestId('auth-password').fill('whatever123')
   await page.getByTestId('auth-confirm').fill('whatever123')
   await page.getByTestId('auth-submit').click()
@@ -88,14 +115,16 @@ test('a bad password is refused with a clear message', async () => {
 test('one-time code login works when the server offers it', async (t) => {
   const opts = await (await fetch(base + '/api/auth/options')).json()
   if (!opts.otp_login) return t.skip('otp_login is off')
+  const finn = { username: `finn${run}`, nickname: 'Finn', password: 'finn password 1' }
+  await lib.registerApi(base, finn)
   const ctx = await browser.newContext({ locale: 'en-US' })
   const page = await ctx.newPage()
   await page.goto(base + '/login')
   await page.getByTestId('auth-mode-toggle').click()
-  await page.getByTestId('auth-username').fill(alice.username)
+  await page.getByTestId('auth-username').fill(finn.username)
   await page.getByTestId('auth-send-code').click()
   // The default `log` sender writes the code to the server log.
-  const re = new RegExp(`user=${alice.username}\\b.*?code=(\\w+)`)
+  const re = new RegExp(`user=${finn.username}\\b.*?code=(\\w+)`)
   let code = null
   const deadline = Date.now() + T
   while (!code && Date.now() < deadline) {
@@ -116,8 +145,8 @@ test('one-time code login works when the server offers it', async (t) => {
 })
 
 test('alice finds bob and sends a message; bob sees it live with an unread badge', async () => {
-  const { page: a } = users.alice
-  const { page: b } = users.bob
+  const { page: a } = the('alice')
+  const { page: b } = the('bob')
   await a.getByTestId('new-chat').click()
   await a.getByTestId('user-search').fill(bob.username)
   await a.getByTestId(`user-result-${bob.username}`).click()
@@ -137,8 +166,9 @@ test('alice finds bob and sends a message; bob sees it live with an unread badge
 })
 
 test('bob opens the chat, the badge clears, he replies and alice sees it', async () => {
-  const { page: a } = users.alice
-  const { page: b } = users.bob
+  the('conv')
+  const { page: a } = the('alice')
+  const { page: b } = the('bob')
   await b.getByTestId(`conversation-${conv}`).click()
   await waitForCount(storedMessages(b, 'Hello Bob 👋'), 1)
   await waitForCount(b.locator('[data-unread-divider]'), 1)
@@ -156,8 +186,9 @@ test('bob opens the chat, the badge clears, he replies and alice sees it', async
 })
 
 test('reactions, recall and pinning', async () => {
-  const { page: a } = users.alice
-  const { page: b } = users.bob
+  the('conv')
+  const { page: a } = the('alice')
+  const { page: b } = the('bob')
   // Alice reacts to Bob's message; Bob sees the reaction.
   const target = storedMessages(a, 'Hi Alice!\nHow are you?')
   await target.hover()
@@ -195,8 +226,9 @@ test('reactions, recall and pinning', async () => {
 })
 
 test('a second tab of the same user stays in sync', async () => {
-  const { ctx, page: a } = users.alice
-  const { page: b } = users.bob
+  the('conv')
+  const { ctx, page: a } = the('alice')
+  const { page: b } = the('bob')
   const a2 = await ctx.newPage()
   await a2.goto(`${base}/chat/${conv}`)
   await waitForCount(storedMessages(a2, 'Hello Bob 👋'), 1)
@@ -209,8 +241,9 @@ test('a second tab of the same user stays in sync', async () => {
 })
 
 test('reading on one device clears the unread badge on another (server read positions)', async () => {
-  const { page: a } = users.alice
-  const { page: b } = users.bob
+  the('conv')
+  const { page: a } = the('alice')
+  const { page: b } = the('bob')
   const ctx2 = await browser.newContext({ locale: 'en-US' })
   const b2 = await ctx2.newPage()
   await login(b2, bob)
@@ -226,8 +259,9 @@ test('reading on one device clears the unread badge on another (server read posi
 })
 
 test('contact requests: alice adds bob, bob accepts, both see each other', async () => {
-  const { page: a } = users.alice
-  const { page: b } = users.bob
+  the('conv')
+  const { page: a } = the('alice')
+  const { page: b } = the('bob')
   await a.goto(`${base}/`)
   await a.getByTestId('new-chat').click()
   await a.getByTestId('user-search').fill(bob.username)
@@ -250,8 +284,8 @@ test('contact requests: alice adds bob, bob accepts, both see each other', async
 })
 
 test('user text is rendered as text, never as HTML', async () => {
-  const { page: a } = users.alice
-  const { page: b } = users.bob
+  const { page: a } = the('alice')
+  const { page: b } = the('bob')
   const evil = '<img src=x onerror="window.__pwned=1"><b>bold</b>'
   await send(a, evil)
   await waitForCount(storedMessages(b, evil), 1)
@@ -260,28 +294,39 @@ test('user text is rendered as text, never as HTML', async () => {
 })
 
 test('a message typed offline shows as sending and arrives exactly once after reconnecting', async () => {
-  const { ctx, page: a } = users.alice
-  const { page: b } = users.bob
+  the('conv')
+  const { ctx, page: a } = the('alice')
+  const { page: b } = the('bob')
   await ctx.setOffline(true)
-  await a.getByTestId('offline-banner').waitFor({ timeout: T }).catch(() => {})
+  // On the browser's `offline` event the client drops its socket and shows the banner: from here
+  // on a send can only wait in the outbox.
+  await a.getByTestId('offline-banner').waitFor({ timeout: T })
   const text = `sent while offline ${run}`
   await send(a, text)
   const pending = a.getByTestId('message-sending').filter({ hasText: text })
   await pending.waitFor({ timeout: T })
-  await a.waitForTimeout(1500)
+  // The server has not got it (asked by Bob, who is online).
+  const history = await b.evaluate(async (conv) => (await fetch(`/api/conversations/${conv}/messages`)).json(), conv)
+  assert.ok(!history.messages.some((m) => m.content.text === text), 'the server must not have it while alice is offline')
   assert.equal(await b.getByText(text, { exact: true }).count(), 0, 'bob must not get it while alice is offline')
-  // It survives a reload while still offline? The outbox is in localStorage; checked after.
+  // Back online, the client opens a new socket and sends the outbox entry on it.
+  const resent = lib.wsFrame(a, 'framesent', (p) => p.includes(text), 'with the outbox entry', 30_000)
   await ctx.setOffline(false)
+  await resent
   await waitForCount(storedMessages(a, text), 1, 30_000)
   await waitForCount(a.getByTestId('message-sending'), 0)
   await waitForCount(storedMessages(b, text), 1, 30_000)
-  await b.waitForTimeout(1000)
+  // Exactly once: a message Alice sends after it reaches Bob after it in the same conversation,
+  // so a second copy, had there been one, would be on Bob's screen by the time this one is.
+  const after = `after the offline one ${run}`
+  await send(a, after)
+  await waitForCount(storedMessages(b, after), 1)
   await waitForCount(storedMessages(b, text), 1)
 })
 
 test('after a reload the history is there, in order, once', async () => {
-  const { page: a } = users.alice
-  const { page: b } = users.bob
+  const { page: a } = the('alice')
+  const { page: b } = the('bob')
   for (const p of [a, b]) {
     await p.reload()
     await p.getByTestId('chat-view').waitFor({ timeout: T })
@@ -295,8 +340,9 @@ test('after a reload the history is there, in order, once', async () => {
 })
 
 test('the app opens offline from the service worker cache and sends what was typed once back online', async () => {
-  const { ctx, page: b } = users.bob
-  const { page: a } = users.alice
+  the('conv')
+  const { ctx, page: b } = the('bob')
+  const { page: a } = the('alice')
   const ready = await b.evaluate(async () => {
     if (!('serviceWorker' in navigator)) return false
     await navigator.serviceWorker.ready
@@ -321,7 +367,8 @@ test('the app opens offline from the service worker cache and sends what was typ
 })
 
 test('profile edits are saved', async () => {
-  const { page: a } = users.alice
+  the('conv')
+  const { page: a } = the('alice')
   await a.getByTestId('nav-settings').click()
   await a.getByTestId('settings-signature').fill('Tea, not coffee.')
   await a.getByTestId('settings-save-profile').click()
@@ -329,7 +376,7 @@ test('profile edits are saved', async () => {
   const me = await a.evaluate(async () => (await fetch('/api/me')).json())
   assert.equal(me.signature, 'Tea, not coffee.')
   // Bob sees it on Alice's profile card.
-  const { page: b } = users.bob
+  const { page: b } = the('bob')
   await b.goto(`${base}/chat/${conv}`)
   await b.getByTestId('chat-profile').click()
   await b.getByTestId('profile-card').getByText('Tea, not coffee.').waitFor({ timeout: T })
@@ -354,8 +401,8 @@ async function befriend(from, fromUser, to, toUser) {
 }
 
 test('groups: alice creates a group with bob and carol, they chat, see unread, @mentions, read by, and a recall', async () => {
-  const { page: a } = users.alice
-  const { page: b } = users.bob
+  const { page: a } = the('alice')
+  const { page: b } = the('bob')
   const { page: c } = await newUser('carol')
   await register(c, carol)
   await befriend(a, alice, c, carol)
@@ -417,8 +464,8 @@ test('groups: alice creates a group with bob and carol, they chat, see unread, @
 })
 
 test('groups: the info panel shows members and roles; the owner appoints an admin and edits the notice', async () => {
-  const { page: a } = users.alice
-  const { page: c } = users.carol
+  const { page: a } = the('alice')
+  const { page: c } = the('carol')
   await a.getByTestId('group-info').click()
   const panel = a.getByTestId('group-panel')
   await panel.getByTestId('my-role').getByText('Owner').waitFor({ timeout: T })
@@ -439,8 +486,8 @@ test('groups: the info panel shows members and roles; the owner appoints an admi
 })
 
 test('groups: carol finds an approval group by name and applies; bob sees the pending badge and approves', async () => {
-  const { page: b } = users.bob
-  const { page: c } = users.carol
+  const { page: b } = the('bob')
+  const { page: c } = the('carol')
   const name = `Book club ${run}`
   await b.goto(`${base}/`)
   await b.getByTestId('new-chat').click()
@@ -473,8 +520,10 @@ test('groups: carol finds an approval group by name and applies; bob sees the pe
 })
 
 test('conversation actions: mute, pin and hide from the list menu; another tab follows; a new message brings it back', async () => {
-  const { ctx, page: a } = users.alice
-  const { page: b } = users.bob
+  the('conv')
+  the('groupConv')
+  const { ctx, page: a } = the('alice')
+  const { page: b } = the('bob')
   await a.goto(`${base}/`)
   const a2 = await ctx.newPage()
   await a2.goto(`${base}/`)
@@ -502,9 +551,8 @@ test('conversation actions: mute, pin and hide from the list menu; another tab f
   await a.getByTestId('row-hide').click()
   await waitForCount(row(a), 0)
   await waitForCount(row(a2), 0)
-  await a.reload()
-  await a.getByTestId('conversation-list').waitFor()
-  await a.waitForTimeout(500)
+  // Still hidden after a reload, once the list and the socket's sync have both answered.
+  await lib.reloadLoaded(a)
   await waitForCount(row(a), 0)
   await send(b, 'back again')
   await row(a).waitFor({ timeout: T })
@@ -585,8 +633,9 @@ async function makeFace(page, color = '#ffcc4d', size = 160) {
 }
 
 test('media: a photo arrives as a thumbnail and opens full size; files, drops, stickers, avatars and size errors', async () => {
-  const { page: a } = users.alice
-  const { page: b } = users.bob
+  the('conv')
+  const { page: a } = the('alice')
+  const { page: b } = the('bob')
   await a.goto(`${base}/chat/${conv}`)
   await b.goto(`${base}/chat/${conv}`)
   await a.getByTestId('chat-view').waitFor()
@@ -659,64 +708,77 @@ test('media: a photo arrives as a thumbnail and opens full size; files, drops, s
 const dave = { username: `dave${run}`, nickname: 'Dave', password: 'fourth user 456' }
 
 test('admin: the first user opens the admin area, switches to invite-only, invites dave, then disables him', async () => {
-  const { page: a } = users.alice
-  await a.goto(`${base}/`)
-  await a.getByTestId('nav-admin').click()
-  await a.getByTestId('admin-dashboard').getByTestId('stat-users').waitFor({ timeout: T })
-  await a.getByTestId('admin-chart').waitFor()
-  // Invite-only registration.
-  await a.getByTestId('admin-tab-settings').click()
-  await a.getByTestId('admin-registration-invite').check()
-  await a.getByTestId('admin-settings-save').click()
-  await a.getByTestId('admin-settings').getByText('Saved').waitFor({ timeout: T })
-  const opts = await (await fetch(base + '/api/auth/options')).json()
-  assert.equal(opts.registration, 'invite')
-  await a.getByTestId('invite-uses').fill('1')
-  await a.getByTestId('invite-create').click()
-  const code = (await a.getByTestId('invite-code').innerText()).trim()
-  assert.match(code, /^\S{6,}$/)
-  // Without a code nobody can register now ...
-  const { page: d } = await newUser('dave')
-  await d.goto(`${base}/login`)
-  await d.getByTestId('auth-tab-register').click()
-  await d.getByTestId('auth-invite').waitFor({ timeout: T })
-  // ... and the invite link fills it in.
-  await d.goto(`${base}/login?invite=${encodeURIComponent(code)}`)
-  assert.equal(await d.getByTestId('auth-invite').inputValue(), code)
-  await d.getByTestId('auth-username').fill(dave.username)
-  await d.getByTestId('auth-nickname').fill(dave.nickname)
-  await d.getByTestId('auth-password').fill(dave.password)
-  await d.getByTestId('auth-confirm').fill(dave.password)
-  await d.getByTestId('auth-submit').click()
-  await d.getByTestId('conversation-list').waitFor({ timeout: T })
-  // The code was for one account: it is used up.
-  await a.reload()
-  await a.getByTestId(`invite-${code}`).getByText('Used up').waitFor({ timeout: T })
-  // Alice cannot remove the last administrator (herself).
-  await a.getByTestId('admin-tab-users').click()
-  await a.getByTestId('admin-user-search').fill(alice.username)
-  await a.getByTestId(`admin-user-${alice.username}`).getByTestId('admin-user-actions').click()
-  await a.getByTestId('admin-user-demote').click()
-  await a.getByTestId('admin-error').getByText(/at least one administrator/).waitFor({ timeout: T })
-  // She disables Dave: his open tab goes to the login screen, and he cannot log in again.
-  await a.getByTestId('admin-user-search').fill(dave.username)
-  await a.getByTestId(`admin-user-${dave.username}`).getByTestId('admin-user-actions').click()
-  await a.getByTestId('admin-user-disable').click()
-  await a.getByTestId('confirm-ok').click()
-  await a.getByTestId(`admin-user-${dave.username}`).getByTestId('chip-disabled').waitFor({ timeout: T })
-  await d.waitForURL(/\/login/, { timeout: T })
-  await d.getByTestId('auth-username').fill(dave.username)
-  await d.getByTestId('auth-password').fill(dave.password)
-  await d.getByTestId('auth-submit').click()
-  await d.getByTestId('auth-error').waitFor({ timeout: T })
-  // The audit log has it all.
-  await a.getByTestId('admin-tab-audit').click()
-  await a.getByTestId('audit-entry').getByText('Account disabled').first().waitFor({ timeout: T })
-  // Back to open registration for the tests that follow.
-  await a.getByTestId('admin-tab-settings').click()
-  await a.getByTestId('admin-registration-open').check()
-  await a.getByTestId('admin-settings-save').click()
-  await a.getByTestId('admin-settings').getByText('Saved').waitFor({ timeout: T })
+  const { page: a } = the('alice')
+  try {
+    await a.goto(`${base}/`)
+    await a.getByTestId('nav-admin').click()
+    await a.getByTestId('admin-dashboard').getByTestId('stat-users').waitFor({ timeout: T })
+    await a.getByTestId('admin-chart').waitFor()
+    // Invite-only registration. The form is filled in when the server's settings arrive, which
+    // undid a choice made before (this step then waited 30 s for a Save button that stayed
+    // disabled): the fields are disabled until then, and check() waits for them to be enabled.
+    await a.getByTestId('admin-tab-settings').click()
+    await a.getByTestId('admin-invites').getByText('Codes are only asked for').waitFor({ timeout: T })
+    await a.getByTestId('admin-registration-invite').check()
+    await a.getByTestId('admin-settings-save').click()
+    await a.getByTestId('admin-settings').getByText('Saved').waitFor({ timeout: T })
+    const opts = await (await fetch(base + '/api/auth/options')).json()
+    assert.equal(opts.registration, 'invite')
+    await a.getByTestId('invite-uses').fill('1')
+    await a.getByTestId('invite-create').click()
+    const code = (await a.getByTestId('invite-code').innerText()).trim()
+    assert.match(code, /^\S{6,}$/)
+    // Without a code nobody can register now ...
+    const { page: d } = await newUser('dave')
+    await d.goto(`${base}/login`)
+    await d.getByTestId('auth-tab-register').click()
+    await d.getByTestId('auth-invite').waitFor({ timeout: T })
+    // ... and the invite link fills it in.
+    await d.goto(`${base}/login?invite=${encodeURIComponent(code)}`)
+    assert.equal(await d.getByTestId('auth-invite').inputValue(), code)
+    await d.getByTestId('auth-username').fill(dave.username)
+    await d.getByTestId('auth-nickname').fill(dave.nickname)
+    await d.getByTestId('auth-password').fill(dave.password)
+    await d.getByTestId('auth-confirm').fill(dave.password)
+    await d.getByTestId('auth-submit').click()
+    await d.getByTestId('conversation-list').waitFor({ timeout: T })
+    // The code was for one account: it is used up.
+    await a.reload()
+    await a.getByTestId(`invite-${code}`).getByText('Used up').waitFor({ timeout: T })
+    // Alice cannot remove the last administrator (herself).
+    await a.getByTestId('admin-tab-users').click()
+    await a.getByTestId('admin-user-search').fill(alice.username)
+    await a.getByTestId(`admin-user-${alice.username}`).getByTestId('admin-user-actions').click()
+    await a.getByTestId('admin-user-demote').click()
+    await a.getByTestId('admin-error').getByText(/at least one administrator/).waitFor({ timeout: T })
+    // She disables Dave: his open tab goes to the login screen, and he cannot log in again.
+    await a.getByTestId('admin-user-search').fill(dave.username)
+    await a.getByTestId(`admin-user-${dave.username}`).getByTestId('admin-user-actions').click()
+    await a.getByTestId('admin-user-disable').click()
+    await a.getByTestId('confirm-ok').click()
+    await a.getByTestId(`admin-user-${dave.username}`).getByTestId('chip-disabled').waitFor({ timeout: T })
+    await d.waitForURL(/\/login/, { timeout: T })
+    await d.getByTestId('auth-username').fill(dave.username)
+    await d.getByTestId('auth-password').fill(dave.password)
+    await d.getByTestId('auth-submit').click()
+    await d.getByTestId('auth-error').waitFor({ timeout: T })
+    // The audit log has it all.
+    await a.getByTestId('admin-tab-audit').click()
+    await a.getByTestId('audit-entry').getByText('Account disabled').first().waitFor({ timeout: T })
+    // Back to open registration through the screen (the finally below makes sure of it for the
+    // scenarios that follow, even when a step above failed). Invite is checked once loaded.
+    await a.getByTestId('admin-tab-settings').click()
+    await a.getByTestId('admin-registration-invite').and(a.locator(':checked')).waitFor({ timeout: T })
+    await a.getByTestId('admin-registration-open').check()
+    await a.getByTestId('admin-settings-save').click()
+    await a.getByTestId('admin-settings').getByText('Saved').waitFor({ timeout: T })
+  } finally {
+    const settings = await a.evaluate(async () => {
+      const r = await fetch('/api/admin/settings', { method: 'PATCH', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ registration: 'open' }) })
+      return r.json()
+    })
+    assert.equal(settings.registration, 'open')
+  }
 })
 
 const connected = (p) =>
@@ -732,20 +794,31 @@ const peersConnected = (page, n) =>
  * growing (read by the call screen from getStats into data attributes).
  */
 async function relayedMediaGrows(page) {
-  const read = () =>
-    page.$$eval('[data-testid="call-peer"]', (els) => els.map((e) => ({ user: e.dataset.user, route: e.dataset.route, bytes: Number(e.dataset.bytesIn) })))
-  const deadline = Date.now() + 20_000
-  let first = null
-  let last = null
-  while (Date.now() < deadline) {
-    last = await read()
-    if (last.length && last.every((p) => p.route === 'relay' && p.bytes > 0)) {
-      if (!first) first = last
-      else if (last.every((p, i) => p.user === first[i].user && p.bytes > first[i].bytes)) return last
-    }
-    await page.waitForTimeout(250)
-  }
-  assert.fail(`media did not keep arriving through the relay: ${JSON.stringify({ first, last })}`)
+  // The call screen updates these attributes from getStats; both waits follow the DOM. (The
+  // page's CSP forbids eval, so the reading is written out in each function.)
+  const first = await page
+    .waitForFunction(
+      () => {
+        const peers = [...document.querySelectorAll('[data-testid="call-peer"]')].map((e) => ({ user: e.dataset.user, route: e.dataset.route, bytes: Number(e.dataset.bytesIn) }))
+        return peers.length > 0 && peers.every((p) => p.route === 'relay' && p.bytes > 0) && peers
+      },
+      null,
+      { timeout: 20_000 },
+    )
+    .then((h) => h.jsonValue())
+  await page
+    .waitForFunction(
+      (first) => {
+        const peers = [...document.querySelectorAll('[data-testid="call-peer"]')].map((e) => ({ user: e.dataset.user, route: e.dataset.route, bytes: Number(e.dataset.bytesIn) }))
+        return peers.length === first.length && peers.every((p, i) => p.user === first[i].user && p.route === 'relay' && p.bytes > first[i].bytes)
+      },
+      first,
+      { timeout: 20_000 },
+    )
+    .catch(async (e) => {
+      const now = await page.$$eval('[data-testid="call-peer"]', (els) => els.map((el) => ({ ...el.dataset })))
+      assert.fail(`media did not keep arriving through the relay: ${JSON.stringify({ first, now })} (${e.message})`)
+    })
 }
 
 /** A gauge of the server's /metrics (served to loopback callers). */
@@ -757,8 +830,9 @@ async function metric(name) {
 }
 
 test('calls: alice video-calls bob, he accepts, they connect through the relay, he shares his screen, she hangs up; a declined call; the call records', async () => {
-  const { page: a } = users.alice
-  const { page: b } = users.bob
+  the('conv')
+  const { page: a } = the('alice')
+  const { page: b } = the('bob')
   await a.goto(`${base}/chat/${conv}`)
   await b.goto(`${base}/`)
   await b.getByTestId('conversation-list').waitFor()
@@ -806,9 +880,10 @@ test('calls: alice video-calls bob, he accepts, they connect through the relay, 
 })
 
 test('group calls: alice starts one, bob answers, carol declines then joins with the call button; a screen share renegotiates; carol leaves and the others stay', async () => {
-  const { page: a } = users.alice
-  const { page: b } = users.bob
-  const { page: c } = users.carol
+  the('groupConv')
+  const { page: a } = the('alice')
+  const { page: b } = the('bob')
+  const { page: c } = the('carol')
   for (const p of [a, b, c]) {
     await p.goto(`${base}/chat/${groupConv}`)
     await p.getByTestId('chat-view').waitFor({ timeout: T })
@@ -864,10 +939,12 @@ test('group calls: alice starts one, bob answers, carol declines then joins with
 })
 
 test('screenshots', { skip: !SHOTS }, async () => {
+  the('conv')
+  the('groupConv')
   mkdirSync(SHOTS, { recursive: true })
   // A few more messages so the chat screenshot shows grouping and both sides.
-  const { page: a } = users.alice
-  const { page: b } = users.bob
+  const { page: a } = the('alice')
+  const { page: b } = the('bob')
   await a.goto(`${base}/chat/${conv}`)
   await b.goto(`${base}/chat/${conv}`)
   await b.getByTestId('chat-view').waitFor()
@@ -876,7 +953,7 @@ test('screenshots', { skip: !SHOTS }, async () => {
   await send(b, 'Yes! 7 pm at the noodle place. I booked a table: https://example.com/booking')
   await waitForCount(storedMessages(a, 'Yes! 7 pm at the noodle place. I booked a table: https://example.com/booking'), 1)
   // The group gets a picture, a photo and some talk, so its screenshots show what groups do.
-  const { page: c } = users.carol
+  const { page: c } = the('carol')
   await a.evaluate(async (b64) => {
     const bytes = Uint8Array.from(atob(b64), (ch) => ch.charCodeAt(0))
     const form = new FormData()
@@ -905,6 +982,8 @@ test('screenshots', { skip: !SHOTS }, async () => {
   await waitForCount(storedMessages(b, '@Carol wow! Same trail this time?'), 1)
   await b.goto(`${base}/chat/${conv}`)
   await b.getByTestId('chat-view').waitFor()
+  // Carol reads it before she leaves the chat, so "read by" is the same in every run.
+  await waitForCount(storedMessages(c, '@Carol wow! Same trail this time?'), 1)
   await c.goto(`${base}/`)
   // Alice's first page leaves the chat, or it would read (and so clear) what the screenshots show as unread.
   await a.goto(`${base}/settings`)
@@ -922,55 +1001,59 @@ test('screenshots', { skip: !SHOTS }, async () => {
     const page = await ctx.newPage()
     await page.goto(base + '/login')
     await page.getByTestId('auth-submit').waitFor()
-    await page.waitForTimeout(200)
+    await lib.settled(page)
     await page.screenshot({ path: join(SHOTS, `${tag}-1-login.png`) })
     await login(page, alice)
     // Give bob something unread for alice to see in the list.
     await send(b, `Unread for the list screenshot (${tag})`)
     await page.getByTestId(`conversation-${conv}`).getByTestId('unread-badge').waitFor({ timeout: T })
-    await page.waitForTimeout(300)
+    await lib.settled(page)
     await page.screenshot({ path: join(SHOTS, `${tag}-2-list.png`) })
     await page.getByTestId(`conversation-${conv}`).click()
     await page.getByTestId('chat-view').waitFor()
     await waitForCount(storedMessages(page, `Unread for the list screenshot (${tag})`), 1)
-    await page.waitForTimeout(300)
+    await lib.settled(page)
     await page.screenshot({ path: join(SHOTS, `${tag}-3-chat.png`) })
     await storedMessages(page, `Unread for the list screenshot (${tag})`).getByTestId('message-text').click({ button: 'right' })
     await page.getByTestId('message-menu').waitFor()
+    await lib.settled(page)
     await page.screenshot({ path: join(SHOTS, `${tag}-3b-menu.png`) })
     await page.keyboard.press('Escape')
     await page.getByTestId('emoji-toggle').click()
     await page.getByTestId('emoji-picker').waitFor()
+    await lib.settled(page)
     await page.screenshot({ path: join(SHOTS, `${tag}-4-emoji.png`) })
     await page.keyboard.press('Escape')
     await page.goto(base + '/settings')
     await page.getByTestId('settings-view').waitFor()
-    await page.waitForTimeout(200)
+    await lib.settled(page)
     await page.screenshot({ path: join(SHOTS, `${tag}-5-settings.png`) })
     await page.goto(base + '/contacts')
     await page.getByTestId('contacts-view').waitFor()
-    await page.waitForTimeout(300)
+    await lib.settled(page)
     await page.screenshot({ path: join(SHOTS, `${tag}-6-contacts.png`) })
     await page.goto(`${base}/chat/${groupConv}`)
     await waitForCount(storedMessages(page, '@Carol wow! Same trail this time?'), 1)
     await page.waitForFunction(() => [...document.querySelectorAll('[data-testid="message-list"] img')].every((i) => i.complete))
-    await page.waitForTimeout(4500) // "read by" comes in
+    // "Read by" shows once the chat view has asked the server who read Alice's message.
+    await storedMessages(page, '@Carol wow! Same trail this time?').getByTestId('read-by').waitFor({ timeout: T })
+    await lib.settled(page)
     await page.screenshot({ path: join(SHOTS, `${tag}-7-group.png`) })
     await page.getByTestId('group-info').click()
     await page.getByTestId('group-panel').getByTestId(`member-${bob.username}`).waitFor()
-    await page.waitForTimeout(400)
+    await lib.settled(page)
     await page.screenshot({ path: join(SHOTS, `${tag}-8-group-info.png`) })
     await page.goto(`${base}/admin/dashboard`)
     await page.getByTestId('admin-chart').waitFor()
-    await page.waitForTimeout(400)
+    await lib.settled(page)
     await page.screenshot({ path: join(SHOTS, `${tag}-9-admin-dashboard.png`) })
     await page.goto(`${base}/admin/users`)
     await page.getByTestId(`admin-user-${bob.username}`).waitFor()
-    await page.waitForTimeout(400)
+    await lib.settled(page)
     await page.screenshot({ path: join(SHOTS, `${tag}-10-admin-users.png`) })
     await page.goto(`${base}/admin/stickers`)
     await page.getByTestId('admin-sticker').first().waitFor()
-    await page.waitForTimeout(400)
+    await lib.settled(page)
     await page.screenshot({ path: join(SHOTS, `${tag}-11-admin-stickers.png`) })
     await ctx.close()
   }
@@ -978,10 +1061,19 @@ test('screenshots', { skip: !SHOTS }, async () => {
 })
 
 test('older history loads page by page when scrolling up, without duplicates', async () => {
-  const { page: a } = users.alice
-  const { page: b } = users.bob
+  // Two users of their own, made through the API, so the chat holds exactly what this scenario
+  // sends: a greeting, then a burst.
+  const hana = { username: `hana${run}`, nickname: 'Hana', password: 'hana password 1' }
+  const ivan = { username: `ivan${run}`, nickname: 'Ivan', password: 'ivan password 1' }
+  const h = await lib.registerApi(base, hana)
+  const iv = await lib.registerApi(base, ivan)
+  const [lo, hi] = [h.user.id, iv.user.id].sort((x, y) => x - y)
+  const conv = `d:${lo}:${hi}`
+  const { ctx: ictx, page: b } = await lib.sessionPage(browser, base, 'ivan', iv.token, { locale: 'en-US' })
+  const { ctx: hctx, page: a } = await lib.sessionPage(browser, base, 'hana', h.token, { locale: 'en-US' })
   const n = 130
-  // Bob sends a burst straight over a socket of his own.
+  // Ivan sends them straight over a socket, from a page of the server's origin.
+  await b.goto(`${base}/api/auth/options`)
   await b.evaluate(
     async ({ conv, n }) => {
       const ws = new WebSocket(`ws://${location.host}/api/ws`)
@@ -990,59 +1082,75 @@ test('older history loads page by page when scrolling up, without duplicates', a
       const done = new Promise((r, j) => {
         ws.onmessage = (e) => {
           const f = JSON.parse(e.data)
-          if (f.type === 'ack' && ++acks === n) r()
+          if (f.type === 'ack' && ++acks === n + 1) r()
           if (f.type === 'error') j(new Error(`${f.code}: ${f.message}`))
         }
       })
-      for (let i = 1; i <= n; i++) {
-        ws.send(JSON.stringify({ type: 'send', client_id: `bulk-${i}-${Date.now()}`, conv, content: { kind: 'text', text: `bulk ${i}` } }))
+      const texts = ['Hello Hana 👋', ...Array.from({ length: n }, (_, i) => `bulk ${i + 1}`)]
+      for (const [i, text] of texts.entries()) {
+        ws.send(JSON.stringify({ type: 'send', client_id: `bulk-${i}-${Date.now()}`, conv, content: { kind: 'text', text } }))
       }
       await done
       ws.close()
     },
     { conv, n },
   )
+  await ictx.close()
   await a.goto(`${base}/chat/${conv}`)
   await waitForCount(storedMessages(a, `bulk ${n}`), 1)
   const list = a.getByTestId('message-list')
   const deadline = Date.now() + 30_000
   const beginning = a.getByText('This is the beginning of your chat.')
-  while (!(await beginning.isVisible()) && Date.now() < deadline) {
+  const lines = '[data-testid="message-list"] [data-testid="message"], [data-testid="message-list"] [data-testid="system-message"]'
+  while (!(await beginning.isVisible())) {
+    assert.ok(Date.now() < deadline, 'scrolling up did not reach the beginning of the chat within 30 s')
+    const before = await a.locator(lines).count()
     await list.evaluate((el) => el.scrollTo({ top: 0 }))
-    await a.waitForTimeout(250)
+    // Each scroll to the top loads one older page: wait until it is drawn (or the beginning is).
+    await a.waitForFunction(
+      ({ lines, before }) => document.querySelectorAll(lines).length > before || !!document.querySelector('.notice.beginning'),
+      { lines, before },
+      { timeout: T },
+    )
   }
   await waitForCount(storedMessages(a, 'bulk 1'), 1)
   await beginning.waitFor({ timeout: T })
   // Search finds an old message, and opening the hit loads history back to it.
   await a.reload()
   await a.getByTestId('chat-view').waitFor()
-  await waitForCount(storedMessages(a, 'Hello Bob 👋'), 0)
+  await waitForCount(storedMessages(a, 'Hello Hana 👋'), 0)
   await a.getByTestId('conversation-filter').fill('hello')
   await a.getByTestId('search-hit').first().click()
-  await waitForCount(storedMessages(a, 'Hello Bob 👋'), 1, 30_000)
+  await waitForCount(storedMessages(a, 'Hello Hana 👋'), 1, 30_000)
   const texts = (await list.getByTestId('message-text').allInnerTexts()).filter((t) => t.startsWith('bulk '))
   assert.deepEqual(
     texts,
     Array.from({ length: n }, (_, i) => `bulk ${i + 1}`),
   )
+  await hctx.close()
 })
 
 test('changing the password logs out the other sessions (close code 4001 goes to login)', async () => {
-  const { page: a } = users.alice
-  const other = await browser.newContext({ locale: 'en-US' })
-  const op = await other.newPage()
-  await login(op, alice)
-  await a.goto(`${base}/settings`)
+  // A user of its own with two sessions, made through the API: this scenario needs nothing from
+  // the ones before, and the password it changes is nobody else's.
+  const gina = { username: `gina${run}`, nickname: 'Gina', password: 'gina password 1' }
+  const { token } = await lib.registerApi(base, gina)
+  const { ctx: mine, page: g } = await lib.sessionPage(browser, base, 'gina', token, { locale: 'en-US' })
+  const { ctx: other, page: op } = await lib.sessionPage(browser, base, 'gina elsewhere', await lib.loginApi(base, gina), { locale: 'en-US' })
+  await op.goto(`${base}/`)
+  await op.getByTestId('conversation-list').waitFor({ timeout: T })
+  await g.goto(`${base}/settings`)
   const next = 'a brand new secret 3'
-  await a.getByTestId('settings-old-password').fill(alice.password)
-  await a.getByTestId('settings-new-password').fill(next)
-  await a.getByTestId('settings-confirm-password').fill(next)
-  await a.getByTestId('settings-change-password').click()
-  await a.getByText('Password changed').waitFor({ timeout: T })
-  alice.password = next
+  await g.getByTestId('settings-old-password').fill(gina.password)
+  await g.getByTestId('settings-new-password').fill(next)
+  await g.getByTestId('settings-confirm-password').fill(next)
+  await g.getByTestId('settings-change-password').click()
+  await g.getByText('Password changed').waitFor({ timeout: T })
   await op.waitForURL(/\/login/, { timeout: T })
   // This session is still fine.
-  await a.getByTestId('nav-chats').click()
-  await a.getByTestId(`conversation-${conv}`).waitFor({ timeout: T })
+  await g.getByTestId('nav-chats').click()
+  await g.getByTestId('conversation-list').waitFor({ timeout: T })
+  assert.equal(await g.evaluate(async () => (await fetch('/api/me')).status), 200)
   await other.close()
+  await mine.close()
 })

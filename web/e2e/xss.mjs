@@ -235,11 +235,13 @@ function domFindings() {
   return out
 }
 
-/** Waits out asynchronous handlers (an image's onerror fires after its load fails), then
- * asserts nothing ran and nothing active is in the page. There is no event to wait for when
- * the expected outcome is that nothing happens, so this is a short, fixed settle time. */
+/** Waits for what could still run a payload, then asserts nothing ran and nothing active is
+ * in the page. An image's `error` event is fired in the same task that marks it broken, so once
+ * every image is `complete` their handlers have had their chance; a frame after that, anything
+ * a render scheduled has been drawn. */
 async function assertClean(v, where) {
-  await v.page.waitForTimeout(300)
+  await v.page.waitForFunction(() => [...document.images].every((i) => i.complete || i.loading === 'lazy'), null, { timeout: T })
+  await v.page.evaluate(() => new Promise((r) => requestAnimationFrame(() => requestAnimationFrame(r))))
   const dom = await v.page.evaluate(domFindings)
   assert.deepEqual(v.found.hits, [], `${v.label}, ${where}: payloads ran`)
   assert.deepEqual(v.found.dialogs, [], `${v.label}, ${where}: dialogs opened`)
