@@ -58,7 +58,7 @@ impl Input<'_> {
 
 /// `ClientFrame::decode` never panics; a decoded frame survives the first checks a feature runs
 /// and re-encodes to JSON that decodes to the same frame; a refusal is a `bad_frame` error whose
-/// `client_id`, when present, is one the client could have sent.
+/// `client_id`, when present, is the one the client sent.
 pub fn client_frame(data: &[u8]) {
     // The socket hands over text frames only (tungstenite checks UTF-8 before we see them).
     let Ok(text) = std::str::from_utf8(data) else { return };
@@ -82,7 +82,12 @@ pub fn client_frame(data: &[u8]) {
                 panic!("decode refused with a frame that is not an error: {answer:?}");
             };
             assert_eq!(code, "bad_frame");
-            assert!(client_id.as_ref().is_none_or(|c| !c.is_empty() && c.len() <= MAX_CLIENT_ID), "{client_id:?}");
+            // Echoed exactly as sent (however long: the frame size limit bounds it), so that the
+            // client can match the refusal to its message.
+            if let Some(c) = &client_id {
+                let sent: serde_json::Value = serde_json::from_str(text).expect("a client_id is only echoed from JSON");
+                assert!(!c.is_empty() && sent["client_id"] == c.as_str(), "{client_id:?}");
+            }
             let answer = ServerFrame::Error { client_id, code, message }.to_json();
             let v: serde_json::Value = serde_json::from_str(&answer).expect("the error frame is JSON");
             assert_eq!(v["type"], "error");
