@@ -7,7 +7,7 @@ use super::tables::{self, META};
 use super::{StoreError, messages};
 
 /// The schema this build writes. Opening a newer one is refused; older ones are migrated.
-pub const SCHEMA_VERSION: u64 = 3;
+pub const SCHEMA_VERSION: u64 = 4;
 
 /// Brings an older database up to [`SCHEMA_VERSION`] and refuses a newer one.
 pub(super) fn migrate(db: &Database) -> Result<(), StoreError> {
@@ -28,9 +28,11 @@ pub(super) fn migrate(db: &Database) -> Result<(), StoreError> {
             let mut v = from.unwrap_or(0);
             while v < SCHEMA_VERSION {
                 match v {
-                    // Version 1 is the first layout, and version 3 added the Web Push tables:
-                    // create every table that is missing, so that readers never meet one.
-                    0 | 2 => tables::create_all(&txn)?,
+                    // Version 1 is the first layout, version 3 added the Web Push tables and
+                    // version 4 the tables of favourites, hidden messages, contact remarks and
+                    // link previews: create every table that is missing, so that readers never
+                    // meet one.
+                    0 | 2 | 3 => tables::create_all(&txn)?,
                     1 => messages::migrate_file_shares(&txn)?,
                     _ => unreachable!("no migration from schema {v}"),
                 }
