@@ -22,7 +22,8 @@ use tokio_tungstenite::tungstenite::Message as WsMessage;
 
 use super::client::{self, Ws, dm, padding, send_frame};
 use super::server::Server;
-use super::{Common, fetch_history, machine_note, server_env};
+use super::throughput::fetch_history;
+use super::{Common, machine_note, server_env};
 
 #[derive(Args, Clone)]
 pub struct DiskFullArgs {
