@@ -241,6 +241,7 @@ async fn messages_mentions_calls_and_requests_reach_closed_devices_as_the_user_a
         (Some("message"), Some(dm.as_str()), ack["message"]["seq"].as_u64())
     );
     assert_eq!((p["sender_name"].as_str(), p["text"].as_str(), p["unread"].as_u64()), (Some("ann"), Some("hello bob"), Some(1)));
+    assert_eq!(p["total_unread"], 1);
 
     // While his app is on screen (a socket counts as visible until it says otherwise), nothing;
     // once it says it is hidden, pushes come again. One worker: the next push is the next one sent.
@@ -267,6 +268,8 @@ async fn messages_mentions_calls_and_requests_reach_closed_devices_as_the_user_a
     ann_ws.until_client_id("g2").await;
     let p = phone.open(&svc.next().await, &key);
     assert_eq!((p["text"].as_str(), p["mention"].as_bool(), p["group_name"].as_str()), (Some("@bob look"), Some(true), Some("team")));
+    // The badge counts the three unread direct messages, not the muted group.
+    assert_eq!(p["total_unread"], 3, "{p}");
 
     // Privacy: "nothing but New message".
     let (st, body) =
@@ -278,6 +281,7 @@ async fn messages_mentions_calls_and_requests_reach_closed_devices_as_the_user_a
         assert!(p.get(k).is_none(), "{k} must not be in {p}");
     }
     assert_eq!(p["type"], "message");
+    assert_eq!((p["unread"].as_u64(), p["total_unread"].as_u64()), (Some(4), Some(4)));
     s.http().send(reqwest::Method::PUT, "/api/push/settings", Some(&bob.token), json!({"preview":"full","dnd":null})).await;
 
     // A call rings his phone urgently, and is withdrawn when it ends unanswered.

@@ -32,7 +32,7 @@ use crate::hub::Hub;
 use crate::ids::{ConvId, UserId};
 use crate::outbound::{Outbound, OutboundError};
 use crate::protocol::{Content, Message};
-use crate::store::push::PushSubscription;
+use crate::store::push::{PushRecipient, PushSubscription};
 use crate::store::{Store, StoreError, now_ms};
 
 /// Tries per delivery: the first and two retries.
@@ -51,13 +51,30 @@ const TOKEN_REUSE_SECS: u64 = 3600;
 /// What one push is about, for one user.
 #[derive(Debug)]
 enum Job {
-    Message { user: UserId, message: Arc<Message> },
+    Message { user: UserId, message: Arc<MessageEvent> },
     Call { user: UserId, call: String, conv: ConvId, video: bool, caller: UserId },
     CallEnd { user: UserId, call: String, conv: ConvId },
     Request { user: UserId, from: UserId },
 }
 
+/// A committed message, shared by the pushes to all its recipients: the names it shows are read
+/// once, by the first of them.
+#[derive(Debug)]
+struct MessageEvent {
+    message: Message,
+    /// The sender's name and, in a group, the group's.
+    names: tokio::sync::OnceCell<(String, Option<String>)>,
+}
+
 impl Job {
+    /// The conversation whose unread counts the push carries.
+    fn conv(&self) -> Option<ConvId> {
+        match self {
+            Job::Message { message, .. } => Some(message.message.conv),
+            _ => None,
+        }
+    }
+
     fn user(&self) -> UserId {
         match self {
             Job::Message { user, .. } | Job::Call { user, .. } | Job::CallEnd { user, .. } | Job::Request { user, .. } => *user,
@@ -203,7 +220,7 @@ impl Push {
         if wanted.is_empty() {
             return;
         }
-        let message = Arc::new(m.clone());
+        let message = Arc::new(MessageEvent { message: m.clone(), names: tokio::sync::OnceCell::new() });
         for user in wanted {
             self.enqueue(Job::Message { user, message: message.clone() });
         }
@@ -240,43 +257,56 @@ impl Push {
 
     async fn handle(&self, job: Job, queued: Instant) -> Result<(), StoreError> {
         let user = job.user();
-        let subs = self.store.push_subscriptions(user).await?;
-        if subs.is_empty() {
+        let recipient = self.store.push_recipient(user, job.conv()).await?;
+        if recipient.subscriptions.is_empty() {
             self.subscribers.write().unwrap_or_else(std::sync::PoisonError::into_inner).remove(&user);
             return Ok(());
         }
         let visible = self.hub.visible_sessions(user);
-        let targets: Vec<PushSubscription> = subs.into_iter().filter(|(s, _)| !visible.contains(s)).map(|(_, sub)| sub).collect();
+        let targets: Vec<&PushSubscription> =
+            recipient.subscriptions.iter().filter(|(s, _)| !visible.contains(s)).map(|(_, sub)| sub).collect();
         if targets.is_empty() {
             return Ok(());
         }
-        let Some(out) = self.payload(user, job).await? else { return Ok(()) };
-        for sub in &targets {
+        let Some(out) = self.payload(user, &recipient, job).await? else { return Ok(()) };
+        for sub in targets {
             self.deliver(user, sub, &out, queued).await?;
         }
         Ok(())
     }
 
-    /// What to send for `job`, or nothing when the user's preferences say no.
-    async fn payload(&self, user: UserId, job: Job) -> Result<Option<Outgoing>, StoreError> {
-        let prefs = self.store.push_prefs(user).await?;
-        let now = now_ms();
-        let name = |u: Option<crate::store::UserRecord>| u.map_or_else(String::new, |u| u.nickname);
-        Ok(Some(match job {
-            Job::Message { message: m, .. } => {
-                let rows = self.store.user_conversations(user, None).await?;
-                let Some(row) = rows.iter().find(|r| r.conv == m.conv) else { return Ok(None) };
-                let mentioned = m.mention_all || m.mentions.contains(&user);
-                if !rules::wants_message(&prefs, row.state.muted, mentioned, now) {
-                    return Ok(None);
-                }
-                let unread = |r: &crate::store::messages::ConvRow| r.last_seq.saturating_sub(r.read_seq);
-                let total_unread = rows.iter().filter(|r| !r.state.muted).map(unread).sum();
-                let group_name = match m.conv {
+    /// The sender's name and the group's, read once per message.
+    async fn names(&self, event: &MessageEvent) -> Result<(String, Option<String>), StoreError> {
+        let m = &event.message;
+        let names = event
+            .names
+            .get_or_try_init(|| async {
+                let sender = self.store.user(m.sender).await?.map_or_else(String::new, |u| u.nickname);
+                let group = match m.conv {
                     ConvId::Group(g) => self.store.group(g).await?.map(|s| s.group.name.clone()),
                     ConvId::Direct(..) => None,
                 };
-                let sender_name = name(self.store.user(m.sender).await?);
+                Ok::<_, StoreError>((sender, group))
+            })
+            .await?;
+        Ok(names.clone())
+    }
+
+    /// What to send for `job`, or nothing when the user's preferences say no.
+    async fn payload(&self, user: UserId, recipient: &PushRecipient, job: Job) -> Result<Option<Outgoing>, StoreError> {
+        let prefs = &recipient.prefs;
+        let now = now_ms();
+        let name = |u: Option<crate::store::UserRecord>| u.map_or_else(String::new, |u| u.nickname);
+        Ok(Some(match job {
+            Job::Message { message: event, .. } => {
+                // Not in the conversation any more (left, removed): no push.
+                let Some(place) = recipient.place else { return Ok(None) };
+                let m = &event.message;
+                let mentioned = m.mention_all || m.mentions.contains(&user);
+                if !rules::wants_message(prefs, place.muted, mentioned, now) {
+                    return Ok(None);
+                }
+                let (sender_name, group_name) = self.names(&event).await?;
                 let facts = rules::MessageFacts {
                     conv: m.conv.to_string(),
                     seq: m.seq,
@@ -284,8 +314,8 @@ impl Push {
                     group_name: group_name.as_deref(),
                     text: &m.content.preview(),
                     mention: mentioned,
-                    unread: unread(row),
-                    total_unread,
+                    unread: place.unread,
+                    total_unread: place.total_unread,
                 };
                 Outgoing {
                     body: rules::message_payload(prefs.preview, &facts),
@@ -295,7 +325,7 @@ impl Push {
                 }
             }
             Job::Call { call, conv, video, caller, .. } => {
-                if !rules::wants_other(&prefs, now) {
+                if !rules::wants_other(prefs, now) {
                     return Ok(None);
                 }
                 let caller_name = name(self.store.user(caller).await?);
@@ -309,7 +339,7 @@ impl Push {
                 topic: None,
             },
             Job::Request { from, .. } => {
-                if !rules::wants_other(&prefs, now) {
+                if !rules::wants_other(prefs, now) {
                     return Ok(None);
                 }
                 let from_name = name(self.store.user(from).await?);

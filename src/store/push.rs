@@ -4,10 +4,11 @@
 use redb::ReadableTable;
 use serde::{Deserialize, Serialize};
 
+use super::messages::UserConv;
 use super::sessions::TokenHash;
-use super::tables::{PUSH_PREFS, PUSH_SUBS, SETTINGS};
+use super::tables::{CONV_HEADS, PUSH_PREFS, PUSH_SUBS, READS, SETTINGS, USER_CONVS};
 use super::{Store, StoreError};
-use crate::ids::UserId;
+use crate::ids::{ConvId, UserId};
 
 /// Where the VAPID private key (32 bytes, hex) lives in `SETTINGS`.
 const VAPID_KEY: &str = "vapid_key";
@@ -58,7 +59,64 @@ pub struct Dnd {
     pub utc_offset_minutes: i32,
 }
 
+/// Everything one push needs to know of its recipient, read in one transaction.
+#[derive(Clone, Debug, Default)]
+pub struct PushRecipient {
+    pub subscriptions: Vec<(TokenHash, PushSubscription)>,
+    pub prefs: PushPrefs,
+    /// The recipient's place in the conversation the push is about; `None` when they are not in
+    /// it (any more) or the push is not about a conversation.
+    pub place: Option<PushPlace>,
+}
+
+/// A recipient's unread counts, for the badge a message push carries.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PushPlace {
+    pub muted: bool,
+    /// Unread messages in the conversation.
+    pub unread: u64,
+    /// Unread messages in all the recipient's conversations that are not muted.
+    pub total_unread: u64,
+}
+
 impl Store {
+    /// `user`'s subscriptions and preferences and, when `conv` is given, their place in it: one
+    /// read, no message decoded (the unread counts come from the heads and read marks).
+    pub async fn push_recipient(&self, user: UserId, conv: Option<ConvId>) -> Result<PushRecipient, StoreError> {
+        self.read(move |txn| {
+            let mut subscriptions = Vec::new();
+            for e in txn.open_table(PUSH_SUBS)?.range((user.0, &[0u8; 32])..=(user.0, &[0xffu8; 32]))? {
+                let (k, v) = e?;
+                subscriptions.push((*k.value().1, serde_json::from_slice(v.value())?));
+            }
+            if subscriptions.is_empty() {
+                return Ok(PushRecipient::default());
+            }
+            let prefs =
+                txn.open_table(PUSH_PREFS)?.get(user.0)?.map(|v| serde_json::from_slice(v.value())).transpose()?.unwrap_or_default();
+            let Some(conv) = conv else { return Ok(PushRecipient { subscriptions, prefs, place: None }) };
+            let (convs, heads, reads) = (txn.open_table(USER_CONVS)?, txn.open_table(CONV_HEADS)?, txn.open_table(READS)?);
+            let (mut place, mut total_unread) = (None, 0);
+            for entry in convs.range((user.0, 0, 0)..=(user.0, u64::MAX, u64::MAX))? {
+                let (k, v) = entry?;
+                let (_, a, b) = k.value();
+                let state: UserConv = serde_json::from_slice(v.value())?;
+                let last_seq = heads.get((a, b))?.map_or(0, |v| v.value().0);
+                let read_seq = reads.get((a, b, user.0))?.map_or(0, |v| v.value()).max(state.first_seq.saturating_sub(1));
+                let unread = last_seq.saturating_sub(read_seq);
+                if !state.muted {
+                    total_unread += unread;
+                }
+                if ConvId::from_key((a, b)) == conv {
+                    place = Some((state.muted, unread));
+                }
+            }
+            let place = place.map(|(muted, unread)| PushPlace { muted, unread, total_unread });
+            Ok(PushRecipient { subscriptions, prefs, place })
+        })
+        .await
+    }
+
     /// The VAPID private key: 32 random bytes made on first use and kept (backups include it,
     /// so restored servers keep their subscriptions working).
     pub async fn vapid_key(&self) -> Result<[u8; 32], StoreError> {
@@ -105,19 +163,6 @@ impl Store {
                 t.remove((user.0, h))?;
             }
             Ok(gone.len())
-        })
-        .await
-    }
-
-    /// Every subscription of `user`, with the session it belongs to.
-    pub async fn push_subscriptions(&self, user: UserId) -> Result<Vec<(TokenHash, PushSubscription)>, StoreError> {
-        self.read(move |txn| {
-            let mut out = Vec::new();
-            for e in txn.open_table(PUSH_SUBS)?.range((user.0, &[0u8; 32])..=(user.0, &[0xffu8; 32]))? {
-                let (k, v) = e?;
-                out.push((*k.value().1, serde_json::from_slice(v.value())?));
-            }
-            Ok(out)
         })
         .await
     }
