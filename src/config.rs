@@ -278,6 +278,11 @@ pub struct Auth {
     pub otp_webhook_url: Option<String>,
     /// Sent as `Authorization: Bearer ...` to the webhook when set.
     pub otp_webhook_token: Option<String>,
+    /// Address ranges (CIDR) the webhook may reach besides public addresses: a gateway on the
+    /// LAN or on this machine. Like every outbound request, the webhook is refused on private,
+    /// loopback and link-local addresses otherwise. Only in the file or the environment, not in
+    /// the admin panel.
+    pub otp_webhook_allow: Vec<String>,
     pub session_days: u64,
     /// Mark the session cookie `Secure` (set it when the server is reached over HTTPS).
     pub cookie_secure: bool,
@@ -354,6 +359,7 @@ impl Default for Auth {
             otp_sender: OtpSender::Log,
             otp_webhook_url: None,
             otp_webhook_token: None,
+            otp_webhook_allow: Vec::new(),
             session_days: 30,
             cookie_secure: false,
             failures_per_account: 5,
@@ -469,6 +475,9 @@ impl Config {
         }
         if self.push.queue == 0 || self.push.workers == 0 || self.push.timeout_secs == 0 {
             return bad("push.queue, push.workers and push.timeout_secs must be at least 1");
+        }
+        if let Err(e) = crate::address::AddressPolicy::parse("auth.otp_webhook_allow", &self.auth.otp_webhook_allow) {
+            return bad(&e);
         }
         if let Err(e) = crate::address::AddressPolicy::parse("push.endpoint_allow", &self.push.endpoint_allow) {
             return Err(ConfigError::Invalid(e));

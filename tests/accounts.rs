@@ -189,6 +189,8 @@ async fn one_time_codes_reach_a_webhook_and_log_in_once() {
     let s = TestServer::start_with(|c| {
         c.auth.otp_sender = chinwag::config::OtpSender::Webhook;
         c.auth.otp_webhook_url = Some(format!("http://{hook_addr}/hook"));
+        // The webhook goes through the outbound policy: loopback must be opened.
+        c.auth.otp_webhook_allow = vec!["127.0.0.1/32".into()];
     })
     .await;
     let http = s.http();
