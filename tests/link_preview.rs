@@ -254,6 +254,8 @@ async fn loopback_and_unspecified_addresses_are_refused_without_the_allow_list()
     assert_eq!((st, code(&body)), (429, "rate_limited"), "{body}");
     let (st, _) = s.http().get("/api/link-preview?url=http%3A%2F%2F127.0.0.1%2F", None).await;
     assert_eq!(st, 401);
+    let (_, doc) = s.http().get("/api/openapi.json", None).await;
+    assert!(doc["paths"]["/api/link-preview"]["get"].is_object(), "the route is in the OpenAPI document");
     s.stop().await;
 
     let off = TestServer::start_with(|c| c.links.previews = false).await;
