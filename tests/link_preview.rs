@@ -49,6 +49,8 @@ async fn site(State(hits): State<Hits>, Path(path): Path<String>) -> Response {
             html(PAGE.replace("Fish", "Slow fish"))
         }
         "img.png" => ([("content-type", "image/png")], png()).into_response(),
+        // The image is on an address that is not opened: the preview comes without it.
+        "private-image" => html(PAGE.replace("/img.png", "http://127.0.0.2/img.png")),
         "r1" => (StatusCode::FOUND, [("location", "/r2")]).into_response(),
         "r2" => (StatusCode::MOVED_PERMANENTLY, [("location", "r3")]).into_response(),
         "r3" => (StatusCode::TEMPORARY_REDIRECT, [("location", "/page2")]).into_response(),
@@ -151,6 +153,14 @@ async fn a_page_becomes_a_preview_with_a_stored_thumbnail_that_any_signed_in_use
     let (st, again) = preview(&s, &bob, &site.url("page")).await;
     assert_eq!((st, &again), (200, &body));
     assert_eq!((site.hits("page"), site.hits("img.png")), (1, 1), "a cache hit does not refetch");
+
+    let (st, body) = preview(&s, &ann, &site.url("private-image")).await;
+    assert_eq!((st, body["title"].as_str(), &body["image"]), (200, Some("Fish & Chips"), &Value::Null), "{body}");
+
+    let metrics = reqwest::get(s.url("/metrics")).await.unwrap().text().await.unwrap();
+    for line in ["chinwag_link_previews_fetched 2", "chinwag_link_previews_cached 1"] {
+        assert!(metrics.lines().any(|l| l == line), "{line} in\n{metrics}");
+    }
 
     // Nobody can send the preview image as their own file.
     let mut ws = s.ws(&bob).await;

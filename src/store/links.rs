@@ -36,7 +36,13 @@ impl Store {
     /// The cached entry for `url`, however old.
     pub async fn cached_link_preview(&self, url: String) -> Result<Option<CachedPreview>, StoreError> {
         self.read(move |txn| {
-            let t = txn.open_table(LINK_PREVIEWS)?;
+            // Created by the migration to schema 4; a database made before the table was added
+            // to it simply has no previews yet.
+            let t = match txn.open_table(LINK_PREVIEWS) {
+                Ok(t) => t,
+                Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
+                Err(e) => return Err(e.into()),
+            };
             let v = t.get(url.as_str())?;
             v.map(|v| serde_json::from_slice(v.value()).map_err(StoreError::from)).transpose()
         })
