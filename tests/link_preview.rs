@@ -251,6 +251,10 @@ async fn loopback_and_unspecified_addresses_are_refused_without_the_allow_list()
         format!("http://[::1]:{port}/page"),
         format!("http://[::ffff:127.0.0.1]:{port}/page"),
         format!("http://127.0.0.1:{port}/page"),
+        // 127.0.0.1 spelled as one number and in hex: normalized to the URL above, so these are
+        // answered from its cached refusal.
+        format!("http://2130706433:{port}/page"),
+        format!("http://0x7f.1:{port}/page"),
         format!("ftp://127.0.0.1:{port}/page"),
         "file:///etc/passwd".into(),
         "javascript:alert(1)".into(),
@@ -259,7 +263,8 @@ async fn loopback_and_unspecified_addresses_are_refused_without_the_allow_list()
         assert_eq!((st, code(&body)), (400, "url_refused"), "{url}: {body}");
     }
     assert_eq!(site.total(), 0, "no request reached the site");
-    // Five fetch attempts a minute: the sixth new URL waits (schemes refused up front do not count).
+    // Five fetch attempts a minute: the sixth new URL waits (schemes refused up front and cache
+    // hits do not count).
     let (st, body) = preview(&s, &ann, &format!("http://127.0.0.3:{port}/x")).await;
     assert_eq!((st, code(&body)), (429, "rate_limited"), "{body}");
     let (st, _) = s.http().get("/api/link-preview?url=http%3A%2F%2F127.0.0.1%2F", None).await;
