@@ -115,7 +115,11 @@ test('a message with a link shows the preview card, fetched by the server only',
   const conv = decodeURIComponent(new URL(page.url()).pathname.split('/').pop())
   await send(page, 'Lunch tomorrow? I found a place.')
   const text = `Have a look: ${siteBase}/article`
-  await send(page, text)
+  // The draft shows the card before it is sent; sending clears it.
+  await page.getByTestId('composer-input').fill(text)
+  await page.getByTestId('composer-link-preview').getByTestId('link-preview-title').waitFor({ timeout: T })
+  await page.getByTestId('composer-input').press('Enter')
+  await waitForCount(page.getByTestId('composer-link-preview'), 0)
   await waitForCount(storedMessages(page, text), 1)
 
   const card = storedMessages(page, text).getByTestId('link-preview')
@@ -171,6 +175,13 @@ async function shots(page, conv, text) {
       await img.waitFor({ timeout: T })
       await lib.poll(() => img.evaluate((el) => el.complete && el.naturalWidth), (w) => w > 0, 'the thumbnail loads')
       await page.screenshot({ path: join(SHOTS, `link-preview-${size}-${lang}-${theme}.png`) })
+      // The draft's card above the composer.
+      await page.getByTestId('composer-input').fill(`${siteBase}/article`)
+      const draft = page.getByTestId('composer-link-preview').getByTestId('link-preview-image')
+      await draft.waitFor({ timeout: T })
+      await lib.poll(() => draft.evaluate((el) => el.complete && el.naturalWidth), (w) => w > 0, 'the draft thumbnail loads')
+      await page.screenshot({ path: join(SHOTS, `link-preview-draft-${size}-${lang}-${theme}.png`) })
+      await page.getByTestId('composer-input').fill('')
     }
   }
 }
