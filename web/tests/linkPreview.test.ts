@@ -1,4 +1,7 @@
 import { describe, expect, it, vi } from 'vitest'
+import { createApp, h, nextTick } from 'vue'
+import LinkPreviewCard from '@/components/LinkPreview.vue'
+import { i18n } from '@/i18n'
 import { firstLink, previewCache, worthShowing } from '@/lib/linkPreview'
 import { ApiError } from '@/protocol/api'
 import type { LinkPreview } from '@/protocol/types'
@@ -43,5 +46,34 @@ describe('link previews', () => {
     answer = null
     expect(await c.get('https://b.example/')).toEqual(page('https://b.example/'))
     expect(fetcher).toHaveBeenCalledTimes(3)
+  })
+
+  it('renders the card as text, with the thumbnail from this server only', async () => {
+    const answer = {
+      url: 'https://evil.example/',
+      title: '<img src=x onerror="alert(1)">Title',
+      description: '<script>alert(2)</script>',
+      site_name: 'Evil',
+      image: '0123456789abcdef0123456789abcdef',
+    }
+    const calls: string[] = []
+    vi.stubGlobal('fetch', async (url: string) => {
+      calls.push(url)
+      return new Response(JSON.stringify(answer), { status: 200, headers: { 'content-type': 'application/json' } })
+    })
+    const el = document.createElement('div')
+    const app = createApp({ render: () => h(LinkPreviewCard, { url: 'https://evil.example/' }) })
+    app.use(i18n)
+    app.mount(el)
+    for (let i = 0; i < 20 && !el.querySelector('[data-testid="link-preview"]'); i++) await new Promise((r) => setTimeout(r, 5))
+    await nextTick()
+    expect(calls).toEqual(['/api/link-preview?url=https%3A%2F%2Fevil.example%2F'])
+    expect(el.querySelector('[data-testid="link-preview-title"]')!.textContent).toBe(answer.title)
+    expect(el.querySelector('script')).toBeNull()
+    const imgs = [...el.querySelectorAll('img')].map((i) => i.getAttribute('src'))
+    expect(imgs).toEqual([`/api/files/${answer.image}/thumb`])
+    expect(el.querySelector('a')!.getAttribute('rel')).toContain('noopener')
+    app.unmount()
+    vi.unstubAllGlobals()
   })
 })
