@@ -174,3 +174,100 @@ impl AddressPolicy {
         !special || self.allow.iter().any(|c| c.contains(ip))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    /// Every range the link previews and the push client must never reach, judged without
+    /// sending a packet.
+    #[test]
+    fn every_non_public_range_is_refused_by_default() {
+        let p = AddressPolicy::default();
+        for bad in [
+            "127.0.0.1",
+            "127.255.255.254",
+            "0.0.0.0",
+            "0.1.2.3",
+            "10.0.0.1",
+            "172.16.0.1",
+            "172.31.255.255",
+            "192.168.0.1",
+            "169.254.169.254", // cloud metadata
+            "169.254.0.1",
+            "100.64.0.1", // CGNAT
+            "100.127.255.255",
+            "224.0.0.1",
+            "239.255.255.250",
+            "255.255.255.255",
+            "240.0.0.1",
+            "192.0.0.8",
+            "192.0.2.1", // documentation
+            "198.51.100.7",
+            "203.0.113.9",
+            "198.18.0.1", // benchmarking 198.18/15
+            "198.19.255.255",
+            "::",
+            "::1",
+            "::ffff:127.0.0.1", // IPv4-mapped
+            "::ffff:10.0.0.1",
+            "::ffff:169.254.169.254",
+            "::127.0.0.1", // IPv4-compatible
+            "fc00::1",     // unique-local fc00::/7
+            "fd12:3456::1",
+            "fe80::1",
+            "fec0::1", // site-local fec0::/10
+            "feff::1",
+            "ff02::1",
+            "2001:db8::1",
+            "2002:7f00:1::1",                       // 6to4 of 127.0.0.1
+            "2002:a9fe:a9fe::1",                    // 6to4 of the metadata address
+            "2002:c0a8:101::",                      // 6to4 of 192.168.1.1
+            "2001:0:4136:e378:8000:63bf:f5ff:fffe", // Teredo, client 10.0.0.1 (inverted)
+            "2001:0:4136:e378:8000:63bf:80ff:fffe", // Teredo, client 127.0.0.1
+            "64:ff9b::7f00:1",                      // NAT64 of 127.0.0.1
+            "64:ff9b::a9fe:a9fe",                   // NAT64 of 169.254.169.254
+            "64:ff9b::c612:1",                      // NAT64 of 198.18.0.1
+            "64:ff9b:1::1",                         // local-use NAT64
+        ] {
+            assert!(!p.allows(ip(bad)), "{bad} must be refused");
+        }
+    }
+
+    #[test]
+    fn public_addresses_and_their_embedded_forms_pass() {
+        let p = AddressPolicy::default();
+        for good in [
+            "1.1.1.1",
+            "8.8.8.8",
+            "198.17.255.255",
+            "198.20.0.1",
+            "100.128.0.1",
+            "2606:4700:4700::1111",
+            "::ffff:8.8.8.8",
+            "64:ff9b::808:808",
+            "2002:808:808::1",
+            "2001:0:4136:e378:8000:63bf:f7f7:f7f7", // Teredo, client 8.8.8.8
+        ] {
+            assert!(p.allows(ip(good)), "{good} is public");
+        }
+    }
+
+    #[test]
+    fn an_allow_list_opens_exactly_its_ranges_but_never_unspecified_or_multicast() {
+        let p = AddressPolicy::parse("links.allow", &["127.0.0.1/32".into(), "fd00::/8".into(), "224.0.0.0/4".into()]).unwrap();
+        assert!(p.allows(ip("127.0.0.1")));
+        assert!(p.allows(ip("::ffff:127.0.0.1")), "the mapped form is the same address");
+        assert!(!p.allows(ip("127.0.0.2")), "only the opened host");
+        assert!(p.allows(ip("fd00::5")));
+        assert!(!p.allows(ip("fc00::5")));
+        assert!(!p.allows(ip("224.0.0.1")), "multicast stays closed");
+        assert!(!p.allows(ip("0.0.0.0")));
+        assert!(AddressPolicy::parse("links.allow", &["not a range".into()]).unwrap_err().contains("links.allow"));
+        assert!(Cidr::parse("10.0.0.0/33").is_none());
+    }
+}

@@ -21,6 +21,7 @@ use crate::config::{Config, LiveConfig};
 use crate::connection::{self, SocketCtx};
 use crate::http::origin::{OriginPolicy, check_origin};
 use crate::hub::Hub;
+use crate::links::{self, Links};
 use crate::media::{self, Media};
 use crate::metrics::Metrics;
 use crate::push::{self, Push};
@@ -41,6 +42,7 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     pub calls: Arc<Calls>,
     pub push: Arc<Push>,
+    pub links: Arc<Links>,
 }
 
 impl AppState {
@@ -66,7 +68,8 @@ impl AppState {
             write_timeout: Duration::from_secs(config.limits.write_timeout_secs),
             push: push.clone(),
         };
-        let metrics = Metrics::new(store.clone(), hub.clone(), turn.as_ref().map(|t| t.stats.clone()), push.clone());
+        let links = Links::new(&config);
+        let metrics = Metrics::new(store.clone(), hub.clone(), turn.as_ref().map(|t| t.stats.clone()), push.clone(), links.clone());
         let calls = Calls::new(hub.clone(), store.clone(), live.clone(), sockets_shutdown, turn, push.clone());
         Ok(AppState {
             store,
@@ -79,6 +82,7 @@ impl AppState {
             metrics,
             calls,
             push,
+            links,
         })
     }
 }
@@ -164,6 +168,7 @@ pub fn router(state: AppState) -> Router {
         .routes(routes!(chat::routes::react))
         .routes(routes!(chat::routes::reads))
         .routes(routes!(chat::routes::search))
+        .routes(routes!(links::routes::preview))
         .routes(routes!(contacts::list))
         .routes(routes!(contacts::requests, contacts::send_request))
         .routes(routes!(contacts::accept_request))

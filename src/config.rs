@@ -31,6 +31,28 @@ pub struct Config {
     pub calls: Calls,
     pub turn: Turn,
     pub push: Push,
+    pub links: Links,
+}
+
+/// Link previews: the server fetches a linked page (and its image) so that clients never
+/// contact the site themselves.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Links {
+    /// Serve `GET /api/link-preview`; false answers it with `previews_disabled`.
+    pub previews: bool,
+    /// Address ranges pages may be fetched from although they are private or local, e.g.
+    /// `["192.168.1.0/24"]` for a LAN wiki or `["127.0.0.1/32"]` for tests. Everything that is
+    /// not public is refused otherwise.
+    pub allow: Vec<String>,
+    /// Page fetches (cache misses) one user may cause per minute.
+    pub fetches_per_minute: u32,
+}
+
+impl Default for Links {
+    fn default() -> Self {
+        Links { previews: true, allow: Vec::new(), fetches_per_minute: 20 }
+    }
 }
 
 /// Web Push (RFC 8030, 8291, 8292) to devices whose app is closed.
@@ -332,6 +354,7 @@ impl Default for Config {
             calls: Calls::default(),
             turn: Turn::default(),
             push: Push::default(),
+            links: Links::default(),
         }
     }
 }
@@ -481,6 +504,12 @@ impl Config {
         }
         if let Err(e) = crate::address::AddressPolicy::parse("push.endpoint_allow", &self.push.endpoint_allow) {
             return Err(ConfigError::Invalid(e));
+        }
+        if let Err(e) = crate::address::AddressPolicy::parse("links.allow", &self.links.allow) {
+            return Err(ConfigError::Invalid(e));
+        }
+        if self.links.fetches_per_minute == 0 {
+            return bad("links.fetches_per_minute must be at least 1");
         }
         if self.media.max_upload_bytes == 0 {
             return bad("media.max_upload_bytes must be at least 1");

@@ -9,7 +9,8 @@
 //!   sessions, profiles), [`social`] (contacts and groups), [`chat`] (conversations, sending,
 //!   receipts, recall, edit, reactions, sync, history, search), [`presence`], [`web`] (the
 //!   embedded client), [`admin`] (server administration), [`media`] (files, images, avatars,
-//!   stickers), [`calls`] (call signalling, the embedded TURN/STUN relay).
+//!   stickers), [`calls`] (call signalling, the embedded TURN/STUN relay), [`links`] (link
+//!   previews fetched by the server).
 //! - Shared below them: [`hub`] (who is connected, fan-out), [`http`] (errors, extractors,
 //!   Origin check, rate limits), [`store`] (redb tables and the group-commit writer),
 //!   [`protocol`] (every JSON frame), [`outcome`] (domain refusals), [`ids`], [`config`].
@@ -28,6 +29,7 @@ pub mod emoji;
 pub mod http;
 pub mod hub;
 pub mod ids;
+pub mod links;
 pub mod media;
 pub mod metrics;
 pub mod outbound;

@@ -38,6 +38,7 @@ pub struct Metrics {
     writes: Gauge,
     turn: Option<(Arc<crate::calls::turn::TurnStats>, [Gauge; 6])>,
     push: (Arc<crate::push::Push>, [Gauge; 5]),
+    links: (Arc<crate::links::Links>, [Gauge; 4]),
 }
 
 impl Metrics {
@@ -46,6 +47,7 @@ impl Metrics {
         hub: Arc<Hub>,
         turn_stats: Option<Arc<crate::calls::turn::TurnStats>>,
         push: Arc<crate::push::Push>,
+        links: Arc<crate::links::Links>,
     ) -> Arc<Metrics> {
         let mut registry = Registry::with_prefix("chinwag");
         let messages = Gauge::default();
@@ -93,7 +95,32 @@ impl Metrics {
         }
         registry.register("push_latency_seconds", "Time from the event to the push service's answer", push.stats.latency.clone());
         let push = (push, push_gauges);
-        Arc::new(Metrics { registry, hub, store, messages, http, connections, online_users, slow_dropped, commits, writes, turn, push })
+        let link_gauges: [Gauge; 4] = Default::default();
+        let names = [
+            ("link_previews_fetched", "Link previews fetched from their page since start"),
+            ("link_previews_refused", "Link preview URLs refused (scheme or address) since start"),
+            ("link_previews_failed", "Link preview fetches that failed (unreachable, not html, redirects) since start"),
+            ("link_previews_cached", "Link previews (or their failures) answered from the cache since start"),
+        ];
+        for ((name, help), g) in names.into_iter().zip(&link_gauges) {
+            registry.register(name, help, g.clone());
+        }
+        let links = (links, link_gauges);
+        Arc::new(Metrics {
+            registry,
+            hub,
+            store,
+            messages,
+            http,
+            connections,
+            online_users,
+            slow_dropped,
+            commits,
+            writes,
+            turn,
+            push,
+            links,
+        })
     }
 
     /// The text exposition format.
@@ -106,6 +133,10 @@ impl Metrics {
         self.writes.set(i64::try_from(self.store.stats.writes.load(Ordering::Relaxed)).unwrap_or(i64::MAX));
         let p = &self.push.0.stats;
         for (gauge, value) in self.push.1.iter().zip([&p.sent, &p.failed, &p.dropped, &p.gone, &p.considered]) {
+            gauge.set(i64::try_from(value.load(Ordering::Relaxed)).unwrap_or(i64::MAX));
+        }
+        let l = &self.links.0.stats;
+        for (gauge, value) in self.links.1.iter().zip([&l.fetched, &l.refused, &l.failed, &l.cached]) {
             gauge.set(i64::try_from(value.load(Ordering::Relaxed)).unwrap_or(i64::MAX));
         }
         if let Some((s, g)) = &self.turn {

@@ -41,7 +41,8 @@ pub struct Media {
     pub blobs: Blobs,
     pub max_upload_bytes: u64,
     pub user_quota_bytes: u64,
-    decoding: tokio::sync::Semaphore,
+    /// Held while an image is decoded (uploads and link preview images alike).
+    pub(crate) decoding: tokio::sync::Semaphore,
 }
 
 impl Media {

@@ -51,15 +51,21 @@ pub struct ImageMeta {
 pub enum FileUse {
     UserAvatar(UserId),
     GroupAvatar(u64),
-    Sticker { pack: u64 },
+    Sticker {
+        pack: u64,
+    },
+    /// The thumbnail of a link preview's image: a copy of public web content, stored by the
+    /// server itself (uploader 0), readable by everyone logged in for as long as it exists.
+    LinkPreview,
 }
 
 impl FileUse {
-    fn key(self) -> (u64, u64) {
+    pub(super) fn key(self) -> (u64, u64) {
         match self {
             FileUse::UserAvatar(u) => (1, u.0),
             FileUse::GroupAvatar(g) => (2, g),
             FileUse::Sticker { pack } => (3, pack),
+            FileUse::LinkPreview => (4, 0),
         }
     }
 }
@@ -134,6 +140,7 @@ fn is_public(txn: &ReadTransaction, id: &str) -> Result<bool, StoreError> {
                 .transpose()?
                 .is_some_and(|g| g.avatar.as_deref() == Some(id)),
             3 => load_pack(&txn.open_table(STICKER_PACKS)?, owner)?.is_some_and(|p| p.stickers.iter().any(|s| s.file_id == id)),
+            4 => true,
             _ => false,
         };
         if live {

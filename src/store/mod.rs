@@ -19,13 +19,15 @@
 //! - `error.rs`: `StoreError`. `writer.rs`: the group-commit writer, its reopen and backoff.
 //! - `migrate.rs`: schema versions and the steps between them. `tables.rs`: every table.
 //! - One `impl Store` block per domain: `users.rs`, `sessions.rs`, `messages.rs`, `social.rs`,
-//!   `media.rs`, `calls.rs`, `push.rs`, `admin.rs`; `facts.rs` (a user's place in a conversation,
-//!   loaded inside a write), `search.rs` (the tokenizer), `snapshot.rs` (copies for backups).
+//!   `media.rs`, `links.rs`, `calls.rs`, `push.rs`, `admin.rs`; `facts.rs` (a user's place in a
+//!   conversation, loaded inside a write), `search.rs` (the tokenizer), `snapshot.rs` (copies for
+//!   backups).
 
 pub mod admin;
 pub mod calls;
 mod error;
 pub mod facts;
+pub mod links;
 pub mod media;
 pub mod messages;
 mod migrate;

@@ -68,6 +68,9 @@ pub const INVITES: TableDefinition<&str, &[u8]> = TableDefinition::new("code_inv
 pub const PUSH_SUBS: TableDefinition<(u64, &[u8; 32]), &[u8]> = TableDefinition::new("userid_tokenhash_pushsub");
 /// user id -> JSON `PushPrefs`: what pushes show, and the do-not-disturb hours (schema 3)
 pub const PUSH_PREFS: TableDefinition<u64, &[u8]> = TableDefinition::new("userid_pushprefs");
+/// normalized URL -> JSON `CachedPreview`: a link preview or the error of its last fetch, with
+/// when it was fetched
+pub const LINK_PREVIEWS: TableDefinition<&str, &[u8]> = TableDefinition::new("url_linkpreview");
 /// day number (days since the Unix epoch) -> messages sent that day
 pub const DAILY_MESSAGES: TableDefinition<u64, u64> = TableDefinition::new("day_messagecount");
 
@@ -105,6 +108,7 @@ macro_rules! each_table {
         $m!(DAILY_MESSAGES);
         $m!(PUSH_SUBS);
         $m!(PUSH_PREFS);
+        $m!(LINK_PREVIEWS);
     };
 }
 pub(crate) use each_table;

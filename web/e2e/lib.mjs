@@ -43,7 +43,8 @@ export function freePort() {
 }
 
 /**
- * Starts `chinwag serve` and waits for /healthz. `env` adds settings (`CHINWAG_SECTION__KEY`).
+ * Starts `chinwag serve` and waits for /healthz. `env` adds settings (`CHINWAG_SECTION__KEY`);
+ * link previews are off unless `env` turns them on.
  * Returns { base, dataDir, log(), stop() }; stop() ends the server and removes its data dir
  * (kept when KEEP_DATA is set).
  */
@@ -60,6 +61,10 @@ export async function startServer({ env = {} } = {}) {
     env: {
       ...Object.fromEntries(Object.entries(process.env).filter(([k]) => k !== 'CHINWAG_BIN')),
       RUST_LOG: process.env.RUST_LOG ?? 'warn',
+      // Link previews make the server fetch pages, and the runs send messages with public
+      // and made-up URLs (example.com, x.test): off unless a test turns them on, so that no
+      // run sends a DNS query or a packet beyond loopback.
+      CHINWAG_LINKS__PREVIEWS: 'false',
       ...env,
     },
   })

@@ -1,8 +1,11 @@
-import { describe, expect, it } from 'vitest'
+import { describe, expect, it, vi } from 'vitest'
 import { createApp, h } from 'vue'
 import MessageBubble from '@/components/MessageBubble.vue'
 import { i18n } from '@/i18n'
 import type { Content } from '@/protocol/types'
+
+// Text with a link asks for its preview: no server here.
+vi.stubGlobal('fetch', () => Promise.reject(new TypeError('offline')))
 
 function render(content: Content) {
   const el = document.createElement('div')

@@ -203,6 +203,7 @@ export default {
     call: '[Call]',
     system: '[System message]',
     unsupported: '[Unsupported message]',
+    linkPreview: 'Link preview: {title}',
   },
   system: {
     contact_accepted: 'You are now contacts. Say hello!',

@@ -203,6 +203,7 @@ export default {
     call: '[通话]',
     system: '[系统消息]',
     unsupported: '[暂不支持的消息]',
+    linkPreview: '链接预览：{title}',
   },
   system: {
     contact_accepted: '你们已成为联系人，打个招呼吧！',

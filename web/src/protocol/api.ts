@@ -17,6 +17,7 @@ import type {
   HistoryPage,
   IceServer,
   Invite,
+  LinkPreview,
   LiveSettings,
   MemberView,
   Message,
@@ -201,6 +202,8 @@ export const api = {
       'GET',
       `/api/search?q=${encodeURIComponent(q)}&limit=${limit}`,
     ),
+  /** The preview of a web page, fetched by the server (the client never contacts the site). */
+  linkPreview: (url: string) => request<LinkPreview>('GET', `/api/link-preview${qs({ url })}`),
   contacts: () => request<{ contacts: ContactView[] }>('GET', '/api/contacts'),
   contactRequests: () => request<{ incoming: RequestView[]; outgoing: RequestView[] }>('GET', '/api/contacts/requests'),
   /** Asks `user` to become a contact (accepts their pending request instead, if any). */

@@ -119,6 +119,15 @@ export interface ApplicationView {
   created_at: number
 }
 
+/** `GET /api/link-preview` answer: what a page says about itself; `image` is a file id. */
+export interface LinkPreview {
+  url: string
+  title: string | null
+  description: string | null
+  site_name: string | null
+  image: string | null
+}
+
 /** `POST /api/files` answer. */
 export interface FileView {
   id: string
