@@ -5,6 +5,8 @@
 //! every write that depends on it applies the same rule ([`rules::may`], through [`gate`] or a
 //! rule closure) again inside its write transaction.
 
+pub mod favorites;
+pub mod forward;
 pub mod routes;
 pub mod rules;
 

@@ -26,6 +26,8 @@ pub mod admin;
 pub mod calls;
 mod error;
 pub mod facts;
+pub mod favorites;
+pub mod forward;
 pub mod media;
 pub mod messages;
 mod migrate;
