@@ -153,6 +153,10 @@ async fn forwarding_needs_read_access_to_the_source_and_write_access_to_each_tar
     let (st, _) =
         forward(&s, &ann, json!({"client_id":"x","from":{"conv":ann.dm(&bob),"seqs":many},"to":[ann.dm(&cat)],"mode":"card"})).await;
     assert_eq!(st, 400);
+    let fifty: Vec<u64> = (1..=50).collect();
+    let five: Vec<String> = (1..=5).map(|g| format!("g:{g}")).collect();
+    let (st, body) = forward(&s, &ann, json!({"client_id":"x","from":{"conv":ann.dm(&bob),"seqs":fifty},"to":five,"mode":"copies"})).await;
+    assert_eq!(st, 400, "250 copies are over the limit: {body}");
     let targets: Vec<String> = (1..=21).map(|g| format!("g:{g}")).collect();
     let (st, _) = forward(&s, &ann, json!({"client_id":"x","from":{"conv":ann.dm(&bob),"seqs":[seq]},"to":targets,"mode":"card"})).await;
     assert_eq!(st, 400);

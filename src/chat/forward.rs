@@ -25,6 +25,9 @@ use crate::store::messages::MessageRefusal;
 
 /// Most conversations one forward goes to.
 pub const MAX_TARGETS: usize = 20;
+/// Most messages one forward as copies writes (sources times targets): a bound on what one
+/// request can make the server store and deliver.
+pub const MAX_COPIES: usize = 200;
 
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -113,6 +116,9 @@ pub async fn forward(
         if !targets.contains(&conv) {
             targets.push(conv);
         }
+    }
+    if matches!(req.mode, ModeField::Copies) && seqs.len() * targets.len() > MAX_COPIES {
+        return Err(bad("A forward as separate messages writes at most 200 messages; forward them as a chat history."));
     }
     access(&store, &config, me, from, Want::Read).await??;
     // Members of each target for delivery; a target refused here is refused again in the
