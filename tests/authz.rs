@@ -246,6 +246,23 @@ async fn every_route_and_frame_against_every_role() {
             None,
             [Some(401), Some(403), Some(403), Some(403), Some(403), Some(409), Some(403), Some(401)],
         ),
+        ("favourites", M::GET, "/api/favorites".into(), None, all(200)),
+        ("save a group message", M::POST, "/api/favorites".into(), Some(json!({"conv": gc, "seq": s1})), members_only(201)),
+        ("remove a favourite that is not yours", M::DELETE, "/api/favorites/999999".into(), None, all(404)),
+        (
+            "forward within the group",
+            M::POST,
+            "/api/forward".into(),
+            Some(json!({"client_id": "authz", "from": {"conv": gc, "seqs": [s1]}, "to": [gc], "mode": "card"})),
+            members_only(200),
+        ),
+        (
+            "forward from the owner-member chat",
+            M::POST,
+            "/api/forward".into(),
+            Some(json!({"client_id": "authz-dm", "from": {"conv": dm, "seqs": [1]}, "to": [dm], "mode": "copies"})),
+            [Some(401), Some(404), Some(404), Some(403), Some(404), Some(403), Some(404), Some(401)],
+        ),
         // Last, since it files applications: outsiders apply, members are already in.
         (
             "join",

@@ -5,6 +5,8 @@
 //! every write that depends on it applies the same rule ([`rules::may`], through [`gate`] or a
 //! rule closure) again inside its write transaction.
 
+pub mod favorites;
+pub mod forward;
 pub mod routes;
 pub mod rules;
 
@@ -334,6 +336,37 @@ mod commit_time_tests {
             let expected = if name == "muted" { vec![text("hi"), text("call")] } else { vec![text("hi")] };
             assert_eq!(texts, expected.iter().collect::<Vec<_>>(), "{name}: nothing of the member's stored after the change");
         }
+    }
+
+    #[tokio::test]
+    async fn a_removal_committed_after_the_check_refuses_forwards_and_saves_in_the_transaction() {
+        use crate::store::forward::{Forward, ForwardMode, ForwardTarget};
+        let (_dir, store) = store().await;
+        let (conv, mine) = group_with_a_message(&store).await;
+        let gid = match conv {
+            ConvId::Group(g) => g,
+            ConvId::Direct(..) => unreachable!(),
+        };
+        let config = Config::default();
+        assert!(access(&store, &config, MEMBER, conv, Want::Read).await.unwrap().is_ok(), "the check passes");
+        store.change_group(gid, OWNER, LIMITS, |s| groups::kick(s, OWNER, MEMBER), |_| {}).await.unwrap().unwrap();
+
+        let fw = Forward {
+            user: MEMBER,
+            from: conv,
+            seqs: vec![mine],
+            mode: ForwardMode::Card,
+            targets: vec![ForwardTarget { conv, direct_members: Vec::new() }],
+            client_id: "late".into(),
+        };
+        let read = |f: &ConvFacts| gate(Want::Read, DirectPolicy::Anyone)(f);
+        let write = |f: &ConvFacts| gate(Want::Write, DirectPolicy::Anyone)(f);
+        let out = store.forward(fw, read, write, |_| panic!("nothing is delivered")).await.unwrap();
+        assert!(matches!(out, Err(MessageRefusal::Denied(Refusal::NotFound(_)))), "{:?}", out.err());
+        let saved = store.save_favorite(MEMBER, conv, mine, read).await.unwrap();
+        assert!(matches!(saved, Err(MessageRefusal::Denied(Refusal::NotFound(_)))), "{:?}", saved.err());
+        let (log, _) = store.history(conv, None, None, 100, 1).await.unwrap();
+        assert!(log.iter().all(|m| !matches!(m.content, Content::History { .. })), "no card was written");
     }
 
     #[tokio::test]

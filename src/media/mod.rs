@@ -255,7 +255,8 @@ fn store_blobs(blobs: &Blobs, temp: TempBlob, sha: String, size: u64, mime: &'st
 }
 
 /// The file `id` if `user` may read it: its uploader, anyone while it is an avatar or a
-/// sticker, and the current members of a conversation it was sent in. Anything else is
+/// sticker, the current members of a conversation it was sent in (a forward's included), and
+/// whoever saved a message carrying it to their favourites. Anything else is
 /// `not_found`, so that nobody learns whether a file exists.
 pub async fn readable(store: &Store, config: &Config, user: UserId, id: &str) -> Result<FileRecord, ApiError> {
     let not_found = || ApiError::not_found("No such file.");
@@ -274,6 +275,10 @@ pub async fn readable(store: &Store, config: &Config, user: UserId, id: &str) ->
         if chat::access(store, config, user, conv, Want::Read).await?.is_ok() {
             return Ok(rec);
         }
+    }
+    // A favourite is the user's own copy: its files stay theirs to read.
+    if store.file_saved_by(id.to_owned(), user).await? {
+        return Ok(rec);
     }
     Err(not_found())
 }

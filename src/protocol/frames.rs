@@ -212,6 +212,14 @@ pub enum ServerFrame {
     Conversation {
         conversation: ConversationView,
     },
+    /// You saved a message (on any of your devices): add it to your favourites.
+    Favorite {
+        favorite: super::Favorite,
+    },
+    /// You removed one of your favourites (on any of your devices).
+    FavoriteRemoved {
+        id: u64,
+    },
     Error {
         #[serde(skip_serializing_if = "Option::is_none")]
         client_id: Option<String>,

@@ -67,6 +67,30 @@ pub enum Content {
     },
     /// What a recalled message becomes, for everyone.
     Recalled {},
+    /// A "chat history" card made by a forward (`POST /api/forward` with `mode: "card"`): a
+    /// snapshot of the forwarded messages as they were. Only the server writes it. A card
+    /// forwarded into another card is flattened: its items join the new card in its place.
+    History {
+        /// Oldest first; at most [`MAX_HISTORY_ITEMS`].
+        items: Vec<HistoryItem>,
+    },
+}
+
+/// Most messages one chat-history card holds.
+pub const MAX_HISTORY_ITEMS: usize = 100;
+
+/// One message inside a chat-history card, as it was when it was forwarded.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct HistoryItem {
+    pub sender: UserId,
+    /// The sender's display name when the card was made.
+    pub name: String,
+    /// When the original was sent, ms.
+    pub ts: u64,
+    /// Text, emoji, image, file or sticker; never another card (cards are flattened).
+    #[schema(no_recursion)]
+    pub content: Content,
 }
 
 /// How a call ended, as the conversation records it.
@@ -133,6 +157,28 @@ pub enum SystemEvent {
 }
 
 impl Content {
+    /// The files this content carries: one for media, each item's for a chat-history card.
+    pub fn files(&self) -> Vec<&str> {
+        match self {
+            Content::Image { file_id, .. } | Content::File { file_id, .. } | Content::Sticker { file_id, .. } => vec![file_id.as_str()],
+            Content::History { items } => items.iter().flat_map(|i| i.content.files()).collect(),
+            _ => Vec::new(),
+        }
+    }
+
+    /// The words search indexes: a text, a file's name, a card's texts and names.
+    pub fn search_text(&self) -> Option<String> {
+        match self {
+            Content::Text { text } => Some(text.clone()),
+            Content::File { name, .. } | Content::Image { name, .. } => Some(name.clone()),
+            Content::History { items } => {
+                let parts: Vec<String> = items.iter().flat_map(|i| [Some(i.name.clone()), i.content.search_text()]).flatten().collect();
+                Some(parts.join(" "))
+            }
+            _ => None,
+        }
+    }
+
     /// Checks a client-sent content value; the error is a short reason for the user.
     pub fn validate_from_client(&self) -> Result<(), &'static str> {
         match self {
@@ -159,8 +205,8 @@ impl Content {
                     Err("file_id must be the id of an uploaded file.")
                 }
             }
-            Content::Call { .. } | Content::System { .. } | Content::Recalled {} => {
-                Err("Only the server writes call, system and recalled messages.")
+            Content::Call { .. } | Content::System { .. } | Content::Recalled {} | Content::History { .. } => {
+                Err("Only the server writes call, system, recalled and chat-history messages.")
             }
         }
     }
@@ -176,6 +222,7 @@ impl Content {
             Content::Call { .. } => "[call]".into(),
             Content::System { .. } => "[system]".into(),
             Content::Recalled {} => "[recalled]".into(),
+            Content::History { .. } => "[chat history]".into(),
         }
     }
 }

@@ -19,9 +19,9 @@ mod views;
 
 pub use call::{CallEndReason, CallMedia, IceCandidate};
 pub use frames::{ClientFrame, MAX_CLIENT_ID, ServerFrame, SyncCursor};
-pub use message::{CallOutcome, Content, MAX_TEXT_CHARS, Message, Recall, ReplyRef, SystemEvent};
+pub use message::{CallOutcome, Content, HistoryItem, MAX_HISTORY_ITEMS, MAX_TEXT_CHARS, Message, Recall, ReplyRef, SystemEvent};
 pub use views::{
-    ContactState, ContactView, ConversationView, Gender, GoneReason, GroupView, HelloUser, JoinMode, MemberView, RequestStatus,
+    ContactState, ContactView, ConversationView, Favorite, Gender, GoneReason, GroupView, HelloUser, JoinMode, MemberView, RequestStatus,
     RequestView, Role, SyncGap, UserView,
 };
 

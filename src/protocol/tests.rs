@@ -34,6 +34,7 @@ fn server_frames_have_the_documented_shape() {
             r#"{"type":"error","client_id":"c9b1","code":"forbidden","message":"You cannot write to this conversation."}"#,
         ),
         (ServerFrame::Pong, r#"{"type":"pong"}"#),
+        (ServerFrame::FavoriteRemoved { id: 12 }, r#"{"type":"favorite_removed","id":12}"#),
     ];
     for (frame, json) in cases {
         assert_eq!(frame.to_json(), json);

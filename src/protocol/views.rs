@@ -179,3 +179,21 @@ pub struct HelloUser {
     pub username: String,
     pub nickname: String,
 }
+
+/// A message one user saved to their favourites ("Saved"): a copy of it as it was when saved,
+/// which stays when the original is recalled or the user leaves the conversation.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Favorite {
+    pub id: u64,
+    /// Where the original is; clients jump there while it is still readable.
+    pub conv: ConvId,
+    pub seq: u64,
+    pub sender: UserId,
+    /// The sender's display name when the message was saved.
+    pub sender_name: String,
+    /// When the original was sent, ms.
+    pub ts: u64,
+    /// When it was saved, ms.
+    pub saved_at: u64,
+    pub content: super::Content,
+}

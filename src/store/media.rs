@@ -193,19 +193,12 @@ pub(super) fn attach_in_txn(
     })
 }
 
-/// The file a message carries, if any.
-pub(super) fn file_of(content: &Content) -> Option<&str> {
-    match content {
-        Content::Image { file_id, .. } | Content::File { file_id, .. } | Content::Sticker { file_id, .. } => Some(file_id),
-        _ => None,
-    }
-}
-
-/// Records that message `seq` of the conversation `key` carries its file (if it has one), so
+/// Records that message `seq` of the conversation `key` carries its files (a card's too), so
 /// that the conversation's members may download it.
 pub(super) fn share_in_txn(txn: &WriteTransaction, content: &Content, key: (u64, u64), seq: u64) -> Result<(), StoreError> {
-    if let Some(file_id) = file_of(content) {
-        txn.open_table(FILE_MSGS)?.insert((file_id, key.0, key.1, seq), ())?;
+    let mut shares = txn.open_table(FILE_MSGS)?;
+    for file_id in content.files() {
+        shares.insert((file_id, key.0, key.1, seq), ())?;
     }
     Ok(())
 }
@@ -213,8 +206,9 @@ pub(super) fn share_in_txn(txn: &WriteTransaction, content: &Content, key: (u64,
 /// Undoes [`share_in_txn`] for a recalled message: once no message of the conversation
 /// carries the file, its members can no longer download it (the uploader still can).
 pub(super) fn unshare_in_txn(txn: &WriteTransaction, content: &Content, key: (u64, u64), seq: u64) -> Result<(), StoreError> {
-    if let Some(file_id) = file_of(content) {
-        txn.open_table(FILE_MSGS)?.remove((file_id, key.0, key.1, seq))?;
+    let mut shares = txn.open_table(FILE_MSGS)?;
+    for file_id in content.files() {
+        shares.remove((file_id, key.0, key.1, seq))?;
     }
     Ok(())
 }

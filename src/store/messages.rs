@@ -80,10 +80,10 @@ pub(super) fn migrate_file_shares(txn: &WriteTransaction) -> Result<(), StoreErr
         let (k, v) = entry?;
         let (a, b, seq) = k.value();
         let m = decode(v.value())?;
-        if m.recalled.is_none()
-            && let Some(file) = super::media::file_of(&m.content)
-        {
-            shares.insert((file, a, b, seq), ())?;
+        if m.recalled.is_none() {
+            for file in m.content.files() {
+                shares.insert((file, a, b, seq), ())?;
+            }
         }
     }
     drop(shares);
@@ -95,12 +95,8 @@ fn decode(v: &[u8]) -> Result<Message, StoreError> {
     Ok(serde_json::from_slice(v)?)
 }
 
-fn text_of(c: &Content) -> Option<&str> {
-    match c {
-        Content::Text { text } => Some(text),
-        Content::File { name, .. } | Content::Image { name, .. } => Some(name),
-        _ => None,
-    }
+fn text_of(c: &Content) -> Option<String> {
+    c.search_text()
 }
 
 fn range_of(
@@ -220,7 +216,7 @@ pub(super) fn append_system_in_txn(
 /// Stores `message` as the next of its conversation (its seq and time are set here) with
 /// everything that goes with it: head, client id, the sender's read position, mentions,
 /// conversation-list entries, the search index and the daily count.
-fn insert_in_txn(txn: &WriteTransaction, mut message: Message, direct_members: &[UserId]) -> Result<Message, StoreError> {
+pub(super) fn insert_in_txn(txn: &WriteTransaction, mut message: Message, direct_members: &[UserId]) -> Result<Message, StoreError> {
     let conv = message.conv;
     let key = conv.key();
     let (last, rev, all_seq) = head(txn, key)?;
@@ -251,7 +247,7 @@ fn insert_in_txn(txn: &WriteTransaction, mut message: Message, direct_members: &
         }
     }
     if let Some(text) = text_of(&message.content) {
-        index_text(txn, key, seq, text, true)?;
+        index_text(txn, key, seq, &text, true)?;
     }
     let mut daily = txn.open_table(DAILY_MESSAGES)?;
     let day = ts / 86_400_000;
@@ -373,7 +369,7 @@ impl Store {
                     MessageChange::Unchanged => return Ok(Ok(m)),
                     MessageChange::Recall { by } => {
                         if let Some(text) = text_of(&m.content) {
-                            index_text(txn, key, seq, text, false)?;
+                            index_text(txn, key, seq, &text, false)?;
                         }
                         super::media::unshare_in_txn(txn, &m.content, key, seq)?;
                         m.content = Content::Recalled {};
@@ -383,7 +379,7 @@ impl Store {
                     }
                     MessageChange::Edit { text } => {
                         if let Some(old) = text_of(&m.content) {
-                            index_text(txn, key, seq, old, false)?;
+                            index_text(txn, key, seq, &old, false)?;
                         }
                         index_text(txn, key, seq, &text, true)?;
                         m.content = Content::Text { text };

@@ -48,7 +48,7 @@ pub(super) fn migrate(db: &Database) -> Result<(), StoreError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::{DB_FILE, Store, StoreOptions, media};
+    use crate::store::{DB_FILE, Store, StoreOptions};
 
     #[tokio::test]
     async fn a_newer_schema_is_refused_and_the_current_one_reopens() {
@@ -101,7 +101,7 @@ mod tests {
             for (i, c) in contents.into_iter().enumerate() {
                 let seq = i as u64 + 1;
                 let mut m = Message::new(conv, seq, UserId(1), format!("c{seq}"), 1, serde_json::from_value::<Content>(c).unwrap());
-                if let Some(f) = media::file_of(&m.content) {
+                for f in m.content.files() {
                     shared.insert((f, key.0, key.1), ()).unwrap();
                 }
                 if seq == 2 {

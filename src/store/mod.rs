@@ -28,6 +28,8 @@ pub mod calls;
 mod error;
 pub mod facts;
 pub mod links;
+pub mod favorites;
+pub mod forward;
 pub mod media;
 pub mod messages;
 mod migrate;

@@ -71,6 +71,14 @@ pub const PUSH_PREFS: TableDefinition<u64, &[u8]> = TableDefinition::new("userid
 /// normalized URL -> JSON `CachedPreview`: a link preview or the error of its last fetch, with
 /// when it was fetched
 pub const LINK_PREVIEWS: TableDefinition<&str, &[u8]> = TableDefinition::new("url_linkpreview");
+/// (user id, favourite id) -> JSON `Favorite`: the messages a user saved
+pub const FAVORITES: TableDefinition<(u64, u64), &[u8]> = TableDefinition::new("userid_favid_favorite");
+/// (user id, conversation key, seq) -> favourite id: which messages a user saved already
+pub const FAVORITE_MSGS: TableDefinition<(u64, u64, u64, u64), u64> = TableDefinition::new("userid_conv_seq_favid");
+/// (user id, search token, favourite id) -> (): each user's full-text index of their favourites
+pub const FAVORITE_SEARCH: TableDefinition<(u64, &str, u64), ()> = TableDefinition::new("userid_token_favid");
+/// (file id, user id, favourite id) -> (): files in a user's favourites, which that user may download
+pub const FILE_FAVS: TableDefinition<(&str, u64, u64), ()> = TableDefinition::new("fileid_userid_favid");
 /// day number (days since the Unix epoch) -> messages sent that day
 pub const DAILY_MESSAGES: TableDefinition<u64, u64> = TableDefinition::new("day_messagecount");
 
@@ -109,6 +117,10 @@ macro_rules! each_table {
         $m!(PUSH_SUBS);
         $m!(PUSH_PREFS);
         $m!(LINK_PREVIEWS);
+        $m!(FAVORITES);
+        $m!(FAVORITE_MSGS);
+        $m!(FAVORITE_SEARCH);
+        $m!(FILE_FAVS);
     };
 }
 pub(crate) use each_table;

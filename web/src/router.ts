@@ -15,6 +15,7 @@ export const router = createRouter({
         { path: '', name: 'home', component: EmptyPane },
         { path: 'chat/:id', name: 'chat', component: () => import('./views/ChatView.vue'), props: true },
         { path: 'contacts', name: 'contacts', component: () => import('./views/ContactsView.vue') },
+        { path: 'saved', name: 'saved', component: () => import('./views/SavedView.vue') },
         { path: 'settings', name: 'settings', component: () => import('./views/SettingsView.vue') },
         {
           path: 'admin/:tab(dashboard|users|groups|stickers|settings|audit)?',

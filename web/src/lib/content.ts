@@ -113,6 +113,8 @@ export function previewOf(
       return c.event ? systemText(c.event, t, nameOf, objectOf) : typeof c.text === 'string' ? c.text : t('content.system')
     case 'recalled':
       return sender === undefined ? t('content.recalled') : t('content.recalledBy', { user: nameOf(sender) })
+    case 'history':
+      return t('content.history')
     default:
       return t('content.unsupported')
   }

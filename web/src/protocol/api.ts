@@ -10,7 +10,9 @@ import type {
   ContactView,
   ConvId,
   Dashboard,
+  Favorite,
   FileView,
+  ForwardResult,
   GroupView,
   ConversationSummary,
   Gender,
@@ -179,6 +181,15 @@ export interface NewGroupInput {
 }
 
 export const api = {
+  /** Forwards messages of `from` to each of `to`, as copies or one chat-history card. */
+  forward: (clientId: string, from: ConvId, seqs: number[], to: ConvId[], mode: 'copies' | 'card') =>
+    request<{ results: ForwardResult[] }>('POST', '/api/forward', { client_id: clientId, from: { conv: from, seqs }, to, mode }),
+  /** My favourites, newest first; `q` searches them, `before` pages on. */
+  favorites: (opts: { q?: string; before?: number; limit?: number } = {}) =>
+    request<{ favorites: Favorite[]; has_more: boolean }>('GET', `/api/favorites${qs({ q: opts.q, before: opts.before, limit: opts.limit })}`),
+  /** Saves a message (201), or answers the favourite it already is (200). */
+  saveFavorite: (conv: ConvId, seq: number) => request<Favorite>('POST', '/api/favorites', { conv, seq }),
+  removeFavorite: (id: number) => request<void>('DELETE', `/api/favorites/${id}`),
   authOptions: () => request<AuthOptions>('GET', '/api/auth/options'),
   register: (input: RegisterInput) => request<AuthAnswer>('POST', '/api/auth/register', input, { quiet401: true }),
   login: (username: string, password: string) =>

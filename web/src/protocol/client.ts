@@ -26,6 +26,7 @@ import {
   type ContactView,
   type ConversationSummary,
   type ConvId,
+  type Favorite,
   type GroupView,
   type HelloUser,
   type Message,
@@ -79,6 +80,10 @@ export interface ClientEvents {
   groupGone: (id: number, reason: string) => void
   contact: (c: ContactView) => void
   contactRequest: (r: RequestView) => void
+  /** I saved a message on some device. */
+  favorite: (f: Favorite) => void
+  /** I removed a favourite on some device. */
+  favoriteRemoved: (id: number) => void
   /** Close code 4001: the session is gone; the app should go to the login screen. */
   revoked: () => void
   /**
@@ -182,6 +187,8 @@ export class ChatClient {
     groupGone: new Set(),
     contact: new Set(),
     contactRequest: new Set(),
+    favorite: new Set(),
+    favoriteRemoved: new Set(),
     call: new Set(),
     revoked: new Set(),
     wrongUser: new Set(),
@@ -542,6 +549,12 @@ export class ChatClient {
         break
       case 'contact_request':
         this.emit('contactRequest', f.request)
+        break
+      case 'favorite':
+        this.emit('favorite', f.favorite)
+        break
+      case 'favorite_removed':
+        this.emit('favoriteRemoved', f.id)
         break
       case 'error':
         if (f.client_id && this.outboxMap.has(f.client_id) && TRANSIENT_SEND_ERRORS.has(f.code)) {

@@ -55,6 +55,35 @@ export type Content =
   | { kind: 'call'; media?: CallMedia; outcome?: CallOutcome; duration_secs?: number }
   | { kind: 'system'; event?: SystemEvent; text?: string }
   | { kind: 'recalled' }
+  | { kind: 'history'; items: HistoryItem[] }
+
+/** One message inside a chat-history card (`kind: 'history'`), as it was when forwarded. */
+export interface HistoryItem {
+  sender: UserId
+  /** The sender's display name when the card was made. */
+  name: string
+  ts: number
+  content: Content
+}
+
+/** A message saved to my favourites: a copy made at save time (`GET /api/favorites`). */
+export interface Favorite {
+  id: number
+  conv: ConvId
+  seq: number
+  sender: UserId
+  sender_name: string
+  ts: number
+  saved_at: number
+  content: Content
+}
+
+/** One target's answer to `POST /api/forward`. */
+export interface ForwardResult {
+  conv: ConvId
+  messages: Message[]
+  error?: { code: string; message: string }
+}
 
 export type CallMedia = 'audio' | 'video'
 export type CallOutcome = 'answered' | 'missed' | 'declined' | 'cancelled' | 'busy'
@@ -343,6 +372,8 @@ export type ServerFrame =
   | { type: 'group_gone'; group: number; reason: string }
   | { type: 'error'; client_id?: string; code: string; message: string }
   | { type: 'pong' }
+  | { type: 'favorite'; favorite: Favorite }
+  | { type: 'favorite_removed'; id: number }
   | CallServerFrame
 
 /** WebSocket close codes with a protocol meaning. */
@@ -392,6 +423,8 @@ export function parseServerFrame(data: unknown): ServerFrame | null {
     case 'group_gone':
     case 'contact':
     case 'contact_request':
+    case 'favorite':
+    case 'favorite_removed':
       return f as ServerFrame
     case 'call_started':
     case 'call_incoming':

@@ -16,6 +16,7 @@ import type { CallClientFrame, CallServerFrame, ConvId, Message, User, UserId } 
 import { useChat, type ConvMeta } from './chat'
 import { useContacts } from './contacts'
 import { useDrafts } from './drafts'
+import { useFavorites } from './favorites'
 import { useHistory } from './history'
 import { usePresence } from './presence'
 import { useReceipts } from './receipts'
@@ -99,6 +100,8 @@ export const useSocket = defineStore('socket', () => {
         hooks.onGroupChanged?.(g.id)
       }),
       c.on('groupGone', (id, reason) => chat.groupGone(id, reason)),
+      c.on('favorite', (f) => useFavorites().applyFavorite(f)),
+      c.on('favoriteRemoved', (id) => useFavorites().applyRemoved(id)),
       c.on('call', (f) => {
         for (const fn of callListeners) fn(f)
       }),
@@ -135,6 +138,7 @@ export const useSocket = defineStore('socket', () => {
     usePresence().reset()
     useReceipts().reset()
     useUploads().reset()
+    useFavorites().reset()
     conn.value = 'connecting'
   }
 
