@@ -196,7 +196,7 @@ impl Content {
             Content::Sticker { .. } => "[sticker]".into(),
             Content::File { name, .. } => format!("[file] {name}"),
             Content::Voice { duration_ms, .. } => {
-                let secs = duration_ms.div_ceil(1000).max(1);
+                let secs = (duration_ms.saturating_add(500) / 1000).max(1);
                 format!("[Voice] {}:{:02}", secs / 60, secs % 60)
             }
             Content::Call { .. } => "[call]".into(),

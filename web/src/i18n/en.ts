@@ -193,6 +193,7 @@ export default {
     enterHint: 'Enter to send, Shift+Enter for a new line',
   },
   content: {
+    voice: '[Voice] {duration}',
     sticker: 'Sticker',
     stickerPreview: '[Sticker]',
     videoCall: '[Video call]',
@@ -203,6 +204,29 @@ export default {
     call: '[Call]',
     system: '[System message]',
     unsupported: '[Unsupported message]',
+  },
+  voice: {
+    record: 'Record a voice message',
+    recording: 'Recording…',
+    slideToCancel: 'Release to send, slide away to cancel',
+    releaseToCancel: 'Release to cancel',
+    cancel: 'Cancel recording',
+    send: 'Send voice message',
+    play: 'Play voice message',
+    pause: 'Pause',
+    position: 'Position in the voice message',
+    speed: 'Playback speed {rate}×',
+    unheard: 'Not played yet',
+    unsupported: 'This browser cannot record audio.',
+    denied: 'The microphone is not available. Allow it in the browser to record.',
+  },
+  attach: {
+    title: 'Send a file | Send {n} files',
+    caption: 'Add a caption…',
+  },
+  viewer: {
+    openPdf: 'Open',
+    download: 'Download',
   },
   system: {
     contact_accepted: 'You are now contacts. Say hello!',
