@@ -1,7 +1,8 @@
 // End-to-end test of voice messages and attachments in the browser. Chromium's fake microphone
 // (a beep) records a voice message; the other user sees its bubble with the duration and plays
 // it (the progress moves). An image pasted into the composer opens the preview dialog, whose
-// caption follows the image; a PDF opens in the sandboxed in-app viewer, served inline.
+// caption follows the image; a PDF opens in the in-app viewer, served inline and sandboxed by
+// its CSP.
 //
 //   CHINWAG_BIN=../target/debug/chinwag node e2e/media.mjs
 //   SCREENSHOTS=/tmp/shots node e2e/media.mjs     # also saves the voice chat, en and zh-CN, desktop and phone
@@ -184,7 +185,7 @@ test('a pasted image opens the preview dialog; the caption follows the image', a
   await waitForCount(dialog, 0)
 })
 
-test('a PDF opens in the sandboxed viewer, served inline', async () => {
+test('a PDF opens in the viewer, sandboxed by its CSP, served inline', async () => {
   const { page } = a
   await page.getByTestId('attach-input').setInputFiles({ name: 'notes.pdf', mimeType: 'application/pdf', buffer: pdf() })
   await page.getByTestId('attach-dialog').waitFor({ timeout: T })
@@ -194,7 +195,9 @@ test('a PDF opens in the sandboxed viewer, served inline', async () => {
   await open.click()
   const frame = page.getByTestId('pdf-frame')
   await frame.waitFor({ timeout: T })
-  assert.equal(await frame.getAttribute('sandbox'), '', 'a sandbox with no permissions')
+  // The sandbox comes from the response's CSP: an iframe `sandbox` attribute would make
+  // Chromium block its PDF viewer.
+  assert.equal(await frame.getAttribute('sandbox'), null)
   const src = await frame.getAttribute('src')
   const h = await page.evaluate(async (u) => {
     const r = await fetch(u)
@@ -203,6 +206,10 @@ test('a PDF opens in the sandboxed viewer, served inline', async () => {
   assert.equal(h['content-type'], 'application/pdf')
   assert.match(h['content-disposition'], /^inline;/)
   assert.equal(h['x-content-type-options'], 'nosniff')
+  assert.equal(h['content-security-policy'], "sandbox; default-src 'none'")
+  // Inside the frame is Chromium's PDF viewer, not an error page.
+  const inner = page.frames().find((f) => f.url().includes('/api/files/'))
+  assert.ok(inner, 'the frame loaded the file')
   if (SHOTS) {
     mkdirSync(SHOTS, { recursive: true })
     await page.screenshot({ path: join(SHOTS, 'pdf-viewer-desktop-en.png') })
@@ -211,7 +218,12 @@ test('a PDF opens in the sandboxed viewer, served inline', async () => {
 })
 
 test('screenshots of a chat with voice messages', { skip: !SHOTS }, async () => {
-  const { page } = b
+  // Ben answers with a voice message and a line of text; the shots are Ann's.
+  await b.page.setViewportSize({ width: 1280, height: 800 })
+  await b.page.goto(`${base}/chat/${conv}`)
+  await recordVoice(b.page, 3)
+  await send(b.page, 'Got it, sounds great!')
+  const { page } = a
   mkdirSync(SHOTS, { recursive: true })
   for (const lang of ['en', 'zh-CN']) {
     await page.evaluate((l) => {
@@ -224,8 +236,14 @@ test('screenshots of a chat with voice messages', { skip: !SHOTS }, async () => 
     ]) {
       await page.setViewportSize(viewport)
       await page.goto(`${base}/chat/${conv}`)
-      await waitForCount(voices(page), 2)
+      await waitForCount(voices(page), 3)
+      await waitForCount(storedMessages(page, 'Got it, sounds great!'), 1)
       await page.screenshot({ path: join(SHOTS, `voice-message-${size}-${lang}.png`) })
     }
   }
+  await page.emulateMedia({ colorScheme: 'dark' })
+  await page.reload()
+  await waitForCount(voices(page), 3)
+  await page.screenshot({ path: join(SHOTS, 'voice-message-phone-dark.png') })
+  await page.emulateMedia({ colorScheme: 'light' })
 })
