@@ -157,6 +157,41 @@ test('Ann records a voice message with the fake microphone; Ben sees it and play
   assert.ok(list.length >= 1)
 })
 
+test('on a phone: hold to record and release to send; slide away to cancel', async () => {
+  const { page } = b
+  await page.setViewportSize({ width: 390, height: 844 })
+  await page.goto(`${base}/chat/${conv}`)
+  await waitForCount(voices(page), 2)
+  const mic = page.getByTestId('voice-record')
+  const touch = (type, dx = 0) =>
+    mic.evaluate(
+      (el, [type, dx]) => {
+        const r = el.getBoundingClientRect()
+        const init = { pointerType: 'touch', pointerId: 7, isPrimary: true, bubbles: true, cancelable: true, clientX: r.x + 10 + dx, clientY: r.y + 10 }
+        el.dispatchEvent(new PointerEvent(type, init))
+      },
+      [type, dx],
+    )
+  await touch('pointerdown')
+  await page.getByTestId('voice-recording').waitFor({ timeout: T })
+  assert.match(await page.getByTestId('voice-recording').textContent(), /slide away to cancel/)
+  assert.equal(await page.getByTestId('voice-send').count(), 0, 'no buttons while holding')
+  await poll(() => page.getByTestId('voice-timer').textContent(), (t) => t.startsWith('0:02'), 'the timer at 2 s')
+  await touch('pointerup')
+  await waitForCount(voices(page), 3)
+  // Sliding away arms the cancel; releasing then sends nothing.
+  await touch('pointerdown')
+  await page.getByTestId('voice-recording').waitFor({ timeout: T })
+  await poll(() => page.getByTestId('voice-timer').textContent(), (t) => t.startsWith('0:01'), 'the timer at 1 s')
+  await touch('pointermove', -150)
+  await page.getByTestId('voice-recording').getByText('Release to cancel').waitFor({ timeout: T })
+  await touch('pointerup', -150)
+  await waitForCount(page.getByTestId('voice-recording'), 0)
+  await waitForCount(page.getByTestId('message-sending'), 0)
+  assert.equal(await voices(page).count(), 3)
+  await page.setViewportSize({ width: 1280, height: 800 })
+})
+
 test('a pasted image opens the preview dialog; the caption follows the image', async () => {
   const { page } = a
   const bytes = [...png(160, 100)]
@@ -236,14 +271,14 @@ test('screenshots of a chat with voice messages', { skip: !SHOTS }, async () => 
     ]) {
       await page.setViewportSize(viewport)
       await page.goto(`${base}/chat/${conv}`)
-      await waitForCount(voices(page), 3)
+      await waitForCount(voices(page), 4)
       await waitForCount(storedMessages(page, 'Got it, sounds great!'), 1)
       await page.screenshot({ path: join(SHOTS, `voice-message-${size}-${lang}.png`) })
     }
   }
   await page.emulateMedia({ colorScheme: 'dark' })
   await page.reload()
-  await waitForCount(voices(page), 3)
+  await waitForCount(voices(page), 4)
   await page.screenshot({ path: join(SHOTS, 'voice-message-phone-dark.png') })
   await page.emulateMedia({ colorScheme: 'light' })
 })
