@@ -281,4 +281,18 @@ test('screenshots of a chat with voice messages', { skip: !SHOTS }, async () => 
   await waitForCount(voices(page), 4)
   await page.screenshot({ path: join(SHOTS, 'voice-message-phone-dark.png') })
   await page.emulateMedia({ colorScheme: 'light' })
+  // The recording bar and the attachment preview, on a phone in Chinese.
+  await page.getByTestId('voice-record').click()
+  await poll(() => page.getByTestId('voice-timer').textContent(), (t) => t.startsWith('0:01'), 'the timer at 1 s')
+  await page.screenshot({ path: join(SHOTS, 'voice-recording-phone-zh-CN.png') })
+  await page.getByTestId('voice-cancel').click()
+  await page.getByTestId('composer-input').evaluate((el, data) => {
+    const dt = new DataTransfer()
+    dt.items.add(new File([new Uint8Array(data)], 'pasted.png', { type: 'image/png' }))
+    el.dispatchEvent(new ClipboardEvent('paste', { clipboardData: dt, bubbles: true, cancelable: true }))
+  }, [...png(320, 200)])
+  await page.getByTestId('attach-dialog').waitFor({ timeout: T })
+  await page.getByTestId('attach-caption').fill('给你看看')
+  await page.screenshot({ path: join(SHOTS, 'attach-dialog-phone-zh-CN.png') })
+  await page.getByTestId('attach-dialog').getByTestId('modal-close').click()
 })
