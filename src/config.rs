@@ -287,6 +287,9 @@ pub struct Limits {
     /// Open connections (HTTP and WebSocket) one client address may have; loopback (a reverse
     /// proxy) is exempt.
     pub connections_per_ip: usize,
+    /// Longest voice message, seconds; checked against the client's claim and, for Ogg and
+    /// `WebM` recordings, against the file's own timestamps.
+    pub voice_max_secs: u64,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -371,6 +374,7 @@ impl Default for Limits {
             write_timeout_secs: 10,
             header_timeout_secs: 10,
             connections_per_ip: 256,
+            voice_max_secs: 60,
         }
     }
 }
@@ -492,6 +496,9 @@ impl Config {
             || self.limits.db_cache_mib == 0
         {
             return bad("limits: max_frame_bytes >= 1024, outbound_queue, write_queue, max_batch and db_cache_mib >= 1");
+        }
+        if self.limits.voice_max_secs == 0 || self.limits.voice_max_secs > 3600 {
+            return bad("limits.voice_max_secs must be 1 to 3600");
         }
         if self.auth.hash_concurrency == 0 || self.auth.session_days == 0 {
             return bad("auth.hash_concurrency and auth.session_days must be at least 1");

@@ -433,7 +433,13 @@ async fn files_are_served_with_safe_headers() {
         ("page.html", b"<!DOCTYPE html><script>alert(1)</script>".to_vec(), "text/html", false),
         ("logo.svg", b"<svg xmlns=\"http://www.w3.org/2000/svg\" onload=\"alert(1)\"/>".to_vec(), "image/svg+xml", false),
         ("pic.png", png(8, 8), "image/png", true),
-        ("doc.pdf", b"%PDF-1.7 ...".to_vec(), "application/pdf", false),
+        // PDFs, audio and video open in the browser's own viewers (the in-app viewer).
+        ("doc.pdf", b"%PDF-1.7 ...".to_vec(), "application/pdf", true),
+        ("note.ogg", b"OggS\0\x02 not really opus".to_vec(), "audio/ogg", true),
+        ("clip.webm", vec![0x1A, 0x45, 0xDF, 0xA3, 0x9F, 0x42, 0x86], "video/webm", true),
+        ("song.mp3", b"ID3\x04\0\0\0\0\0\0".to_vec(), "audio/mpeg", true),
+        ("archive.zip", b"PK\x03\x04\x14\0\0\0".to_vec(), "application/zip", false),
+        ("notes.txt", b"plain words".to_vec(), "text/plain", false),
     ];
     for (name, bytes, mime, inline) in cases {
         // The client's content type is ignored.

@@ -121,7 +121,14 @@ pub async fn send(store: &Store, hub: &Arc<Hub>, push: &Arc<Push>, config: &Conf
         fanout_hub.deliver(&recipients, &frame, Some(conn));
         push.message(&recipients, m);
     };
-    let extras = Extras { reply_to, mentions, mention_all };
+    let voice_max_ms = config.limits.voice_max_secs * 1000;
+    if let Content::Voice { duration_ms, .. } = &content
+        && *duration_ms > voice_max_ms
+    {
+        let m = format!("A voice message can be at most {} seconds long.", config.limits.voice_max_secs);
+        return refusal_frame(&Refusal::Invalid(m), Some(client_id));
+    }
+    let extras = Extras { reply_to, mentions, mention_all, voice_max_ms: Some(voice_max_ms) };
     let policy = config.chat.direct_policy;
     let gate = move |facts: &ConvFacts| {
         let role = rules::may(Want::Write, facts, policy, now_ms())?;

@@ -279,6 +279,7 @@ impl Links {
             uploader: UserId(0),
             created_at: now_ms(),
             image: Some(ImageMeta { width, height, thumb_sha256: sha, thumb_mime: thumb_mime.into() }),
+            audio: None,
         })
     }
 }

@@ -11,6 +11,7 @@
 //! random hex ids); no upload is held in memory whole except an image being decoded, which is
 //! bounded by the upload limit and runs on the blocking pool under a semaphore.
 
+pub mod audio;
 pub mod blobs;
 pub mod images;
 pub mod routes;
@@ -28,7 +29,7 @@ use crate::chat::{self, Want};
 use crate::config::Config;
 use crate::http::ApiError;
 use crate::ids::UserId;
-use crate::store::media::{FileRecord, ImageMeta};
+use crate::store::media::{AudioMeta, FileRecord, ImageMeta};
 use crate::store::{Store, now_ms};
 use blobs::{Blobs, TempBlob};
 
@@ -72,6 +73,9 @@ pub struct FileView {
     pub height: Option<u32>,
     /// Whether `GET /api/files/{id}/thumb` has a thumbnail.
     pub thumb: bool,
+    /// Set for audio-only Ogg and `WebM` recordings: their length as their data says.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub duration_ms: Option<u64>,
     pub created_at: u64,
 }
 
@@ -85,6 +89,7 @@ impl From<&FileRecord> for FileView {
             width: f.image.as_ref().map(|i| i.width),
             height: f.image.as_ref().map(|i| i.height),
             thumb: f.image.is_some(),
+            duration_ms: f.audio.as_ref().map(|a| a.duration_ms),
             created_at: f.created_at,
         }
     }
@@ -195,6 +200,7 @@ impl Incoming {
             uploader,
             created_at: now_ms(),
             image: stored.image,
+            audio: stored.audio,
         };
         // A refusal here (a race with another upload of the same user) can leave a blob that no
         // record names; it costs disk space, never correctness.
@@ -211,13 +217,21 @@ struct Stored {
     size: u64,
     mime: String,
     image: Option<ImageMeta>,
+    audio: Option<AudioMeta>,
 }
 
 /// Blocking: strips image metadata, decodes images, and moves the blobs into place.
 fn store_blobs(blobs: &Blobs, temp: TempBlob, sha: String, size: u64, mime: &'static str) -> Result<Stored, ApiError> {
     let Some(format) = images::format_of(mime) else {
+        // Recordings small enough to be voice messages get their length read from their data.
+        let audio = if matches!(mime, "audio/ogg" | "video/webm") && size <= audio::MAX_PARSE_BYTES as u64 {
+            let bytes = std::fs::read(temp.path()).map_err(|e| io_error(&e))?;
+            audio::probe(mime, &bytes).map(|a| AudioMeta { duration_ms: a.duration_ms })
+        } else {
+            None
+        };
         blobs.keep(temp, &sha).map_err(|e| io_error(&e))?;
-        return Ok(Stored { sha256: sha, size, mime: mime.into(), image: None });
+        return Ok(Stored { sha256: sha, size, mime: mime.into(), image: None, audio });
     };
     let original = std::fs::read(temp.path()).map_err(|e| io_error(&e))?;
     let stripped = images::strip_metadata(format, &original)
@@ -251,7 +265,7 @@ fn store_blobs(blobs: &Blobs, temp: TempBlob, sha: String, size: u64, mime: &'st
         }),
         None => None,
     };
-    Ok(Stored { sha256: sha, size, mime: mime.into(), image })
+    Ok(Stored { sha256: sha, size, mime: mime.into(), image, audio: None })
 }
 
 /// The file `id` if `user` may read it: its uploader, anyone while it is an avatar or a

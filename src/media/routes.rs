@@ -165,8 +165,8 @@ async fn serve(media: &Media, sha256: &str, mime: &str, inline: bool, name: &str
 }
 
 /// Downloads a file: for its uploader, the members of conversations it was sent in, and
-/// everyone logged in when it is an avatar or a sticker. Safe images are shown inline;
-/// everything else is an attachment.
+/// everyone logged in when it is an avatar or a sticker. Safe images, PDFs, audio and video are
+/// shown inline (by the browser's own viewers); everything else is an attachment.
 #[utoipa::path(get, path = "/api/files/{id}", tag = "media", params(("id" = String, Path)),
     responses((status = 200, description = "the file's bytes, with the type sniffed from them", content_type = "*/*"),
         (status = 304, description = "not modified (`If-None-Match`)"), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
@@ -179,7 +179,7 @@ pub async fn download(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let rec = readable(&store, &config, auth.user.id, &id).await?;
-    let inline = rec.image.is_some() && sniff::INLINE_IMAGES.contains(&rec.mime.as_str());
+    let inline = sniff::served_inline(&rec.mime, rec.image.is_some());
     serve(&media, &rec.sha256, &rec.mime, inline, &rec.name, &headers).await
 }
 

@@ -8,6 +8,17 @@ pub const HEAD_BYTES: usize = 8192;
 /// SVG is deliberately not here (it can carry script).
 pub const INLINE_IMAGES: &[&str] = &["image/png", "image/jpeg", "image/gif", "image/webp"];
 
+/// Types the browser shows inline with its own players and PDF viewer (for the in-app viewer),
+/// still under `nosniff` and a CSP with `default-src 'none'`.
+pub const INLINE_MEDIA: &[&str] =
+    &["application/pdf", "audio/mpeg", "audio/ogg", "audio/flac", "audio/wav", "audio/mp4", "video/mp4", "video/quicktime", "video/webm"];
+
+/// Whether a file of this sniffed type is served inline; `decoded_image` says whether it
+/// decoded as an image.
+pub fn served_inline(mime: &str, decoded_image: bool) -> bool {
+    (decoded_image && INLINE_IMAGES.contains(&mime)) || INLINE_MEDIA.contains(&mime)
+}
+
 /// Types served under their own name; anything else is served as `application/octet-stream`,
 /// always as an attachment.
 const PASSIVE: &[&str] = &[
@@ -231,5 +242,17 @@ mod tests {
         assert_eq!(served_type("text/html"), "application/octet-stream");
         assert_eq!(served_type("image/svg+xml"), "application/octet-stream");
         assert_eq!(served_type("image/png"), "image/png");
+    }
+
+    #[test]
+    fn only_passive_media_is_inline() {
+        for mime in ["application/pdf", "audio/ogg", "video/webm", "video/mp4", "audio/mpeg"] {
+            assert!(served_inline(mime, false), "{mime}");
+        }
+        assert!(served_inline("image/png", true));
+        assert!(!served_inline("image/png", false), "an image that did not decode is a download");
+        for mime in ["text/html", "image/svg+xml", "application/xml", "text/plain", "application/zip", "application/octet-stream"] {
+            assert!(!served_inline(mime, true), "{mime}");
+        }
     }
 }

@@ -12,6 +12,11 @@ use crate::ids::{ConvId, UserId};
 /// Longest text message, in characters.
 pub const MAX_TEXT_CHARS: usize = 8000;
 
+/// Bars in a voice message's waveform: fewest and most.
+pub const WAVEFORM_BARS: std::ops::RangeInclusive<usize> = 16..=64;
+/// Highest level of one waveform bar (0 is silence).
+pub const WAVEFORM_MAX: u8 = 31;
+
 /// What a message carries. Media and call variants are filled in by the media and calls
 /// features; clients may only send the kinds that [`Content::validate_from_client`] accepts.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
@@ -41,6 +46,19 @@ pub enum Content {
         file_id: String,
         #[serde(default)]
         name: String,
+        #[serde(default)]
+        size: u64,
+        #[serde(default)]
+        mime: String,
+    },
+    /// A recorded voice message: an audio file the sender uploaded, its length and a coarse
+    /// loudness outline for the bubble. The server checks the duration against the file's own
+    /// data where it can parse it (Ogg, `WebM`) and fills in `size` and `mime`.
+    Voice {
+        file_id: String,
+        duration_ms: u64,
+        /// 16 to 64 levels from 0 to 31, computed by the recording client.
+        waveform: Vec<u8>,
         #[serde(default)]
         size: u64,
         #[serde(default)]
@@ -160,7 +178,10 @@ impl Content {
     /// The files this content carries: one for media, each item's for a chat-history card.
     pub fn files(&self) -> Vec<&str> {
         match self {
-            Content::Image { file_id, .. } | Content::File { file_id, .. } | Content::Sticker { file_id, .. } => vec![file_id.as_str()],
+            Content::Image { file_id, .. }
+            | Content::File { file_id, .. }
+            | Content::Sticker { file_id, .. }
+            | Content::Voice { file_id, .. } => vec![file_id.as_str()],
             Content::History { items } => items.iter().flat_map(|i| i.content.files()).collect(),
             _ => Vec::new(),
         }
@@ -198,11 +219,15 @@ impl Content {
                     Err("An emoji message is exactly one emoji.")
                 }
             }
-            Content::Image { file_id, .. } | Content::File { file_id, .. } | Content::Sticker { file_id, .. } => {
-                if file_id.len() == 32 && file_id.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
-                    Ok(())
+            Content::Image { file_id, .. } | Content::File { file_id, .. } | Content::Sticker { file_id, .. } => valid_file_id(file_id),
+            Content::Voice { file_id, duration_ms, waveform, .. } => {
+                valid_file_id(file_id)?;
+                if *duration_ms == 0 {
+                    Err("A voice message needs its duration in milliseconds.")
+                } else if !WAVEFORM_BARS.contains(&waveform.len()) || waveform.iter().any(|l| *l > WAVEFORM_MAX) {
+                    Err("A voice waveform is 16 to 64 levels from 0 to 31.")
                 } else {
-                    Err("file_id must be the id of an uploaded file.")
+                    Ok(())
                 }
             }
             Content::Call { .. } | Content::System { .. } | Content::Recalled {} | Content::History { .. } => {
@@ -219,11 +244,23 @@ impl Content {
             Content::Image { .. } => "[image]".into(),
             Content::Sticker { .. } => "[sticker]".into(),
             Content::File { name, .. } => format!("[file] {name}"),
+            Content::Voice { duration_ms, .. } => {
+                let secs = (duration_ms.saturating_add(500) / 1000).max(1);
+                format!("[Voice] {}:{:02}", secs / 60, secs % 60)
+            }
             Content::Call { .. } => "[call]".into(),
             Content::System { .. } => "[system]".into(),
             Content::Recalled {} => "[recalled]".into(),
             Content::History { .. } => "[chat history]".into(),
         }
+    }
+}
+
+fn valid_file_id(id: &str) -> Result<(), &'static str> {
+    if id.len() == 32 && id.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
+        Ok(())
+    } else {
+        Err("file_id must be the id of an uploaded file.")
     }
 }
 

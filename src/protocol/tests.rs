@@ -85,6 +85,23 @@ fn content_validation() {
     assert!(img.validate_from_client().is_ok());
     let bad: Content = serde_json::from_str(r#"{"kind":"sticker","file_id":"../../etc/passwd"}"#).unwrap();
     assert!(bad.validate_from_client().is_err());
+    // Voice: a waveform of 16 to 64 levels from 0 to 31 and a duration; previews give its length.
+    let voice = |ms: u64, wave: Vec<u8>| Content::Voice {
+        file_id: "0123456789abcdef0123456789abcdef".into(),
+        duration_ms: ms,
+        waveform: wave,
+        size: 0,
+        mime: String::new(),
+    };
+    assert!(voice(7040, vec![3; 16]).validate_from_client().is_ok());
+    assert!(voice(7040, vec![31; 64]).validate_from_client().is_ok());
+    assert!(voice(7040, vec![3; 15]).validate_from_client().is_err());
+    assert!(voice(7040, vec![3; 65]).validate_from_client().is_err());
+    assert!(voice(7040, vec![32; 16]).validate_from_client().is_err());
+    assert!(voice(0, vec![3; 16]).validate_from_client().is_err());
+    assert_eq!(voice(7040, vec![3; 16]).preview(), "[Voice] 0:07");
+    assert_eq!(voice(300, vec![3; 16]).preview(), "[Voice] 0:01");
+    assert_eq!(voice(65_600, vec![3; 16]).preview(), "[Voice] 1:06");
 }
 
 /// The call frames of the Calls section of docs/protocol.md, both ways.

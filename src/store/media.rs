@@ -33,6 +33,48 @@ pub struct FileRecord {
     /// Present when the file decoded as an image.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub image: Option<ImageMeta>,
+    /// Present for audio-only Ogg and `WebM` files whose length could be read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub audio: Option<AudioMeta>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AudioMeta {
+    pub duration_ms: u64,
+}
+
+/// Types a voice message may be: the recorders' formats (`WebM` and Ogg, whose length is read
+/// from their data, and MP4 or MP3, whose length is only bounded by their size).
+const VOICE_TYPES: &[&str] = &["video/webm", "audio/ogg", "audio/mp4", "audio/mpeg"];
+/// Highest bit rate a voice recording may have, bytes per second (256 kbit/s; recorders use
+/// 32 to 128), plus room for the container's headers.
+const VOICE_BYTES_PER_SEC: u64 = 32 * 1024;
+const VOICE_SLACK_BYTES: u64 = 64 * 1024;
+/// How far a claimed duration may be from the recording's own, milliseconds: a stop button
+/// lags the recorder, and a recording's last frame starts before it ends.
+const VOICE_TOLERANCE_MS: u64 = 1500;
+
+/// Checks a voice message's claims against its stored file and returns the content as stored:
+/// the duration the file's data gives where it can be read, its size and type.
+fn voice_of(f: FileRecord, duration_ms: u64, waveform: Vec<u8>, max_ms: Option<u64>) -> Result<Content, MessageRefusal> {
+    if !VOICE_TYPES.contains(&f.mime.as_str()) || (f.mime == "video/webm" || f.mime == "audio/ogg") && f.audio.is_none() {
+        return Err(MessageRefusal::Rule("That file is not an audio recording."));
+    }
+    let max_ms = max_ms.unwrap_or(u64::MAX);
+    let duration_ms = match &f.audio {
+        Some(a) if a.duration_ms.abs_diff(duration_ms) > VOICE_TOLERANCE_MS => {
+            return Err(MessageRefusal::Rule("The voice message's duration does not match its recording."));
+        }
+        Some(a) if a.duration_ms > max_ms.saturating_add(VOICE_TOLERANCE_MS) => {
+            return Err(MessageRefusal::Rule("The voice message is longer than this server allows."));
+        }
+        Some(a) => a.duration_ms.clamp(1, max_ms),
+        None => duration_ms,
+    };
+    if f.size > duration_ms.div_ceil(1000).saturating_add(1).saturating_mul(VOICE_BYTES_PER_SEC).saturating_add(VOICE_SLACK_BYTES) {
+        return Err(MessageRefusal::Rule("The voice recording is too large for its duration."));
+    }
+    Ok(Content::Voice { file_id: f.id, duration_ms, waveform, size: f.size, mime: f.mime })
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -157,6 +199,7 @@ pub(super) fn attach_in_txn(
     txn: &WriteTransaction,
     sender: UserId,
     content: Content,
+    voice_max_ms: Option<u64>,
 ) -> Result<Result<Content, MessageRefusal>, StoreError> {
     const NOT_YOURS: MessageRefusal = MessageRefusal::Rule("You can only send files you uploaded.");
     Ok(match content {
@@ -171,6 +214,10 @@ pub(super) fn attach_in_txn(
         Content::File { file_id, .. } => match own_file(txn, sender, &file_id)? {
             Err(_) => Err(NOT_YOURS),
             Ok(f) => Ok(Content::File { file_id, name: f.name, size: f.size, mime: f.mime }),
+        },
+        Content::Voice { file_id, duration_ms, waveform, .. } => match own_file(txn, sender, &file_id)? {
+            Err(_) => Err(NOT_YOURS),
+            Ok(f) => voice_of(f, duration_ms, waveform, voice_max_ms),
         },
         Content::Sticker { file_id, .. } => {
             let packs = txn.open_table(STICKER_PACKS)?;

@@ -58,6 +58,8 @@ pub struct Extras {
     pub reply_to: Option<u64>,
     pub mentions: Vec<UserId>,
     pub mention_all: bool,
+    /// Longest voice message the server takes, milliseconds (`None`: no limit).
+    pub voice_max_ms: Option<u64>,
 }
 
 /// Why a message could not be appended or changed.
@@ -173,7 +175,7 @@ pub(super) fn append_in_txn(
     if let Err(r) = gate(&super::facts::facts_in_txn(txn, sender, conv)?) {
         return Ok(Err(MessageRefusal::Denied(r)));
     }
-    let content = match super::media::attach_in_txn(txn, sender, content)? {
+    let content = match super::media::attach_in_txn(txn, sender, content, extras.voice_max_ms)? {
         Ok(c) => c,
         Err(r) => return Ok(Err(r)),
     };

@@ -226,6 +226,7 @@ export default {
     from: 'From {name}',
   },
   content: {
+    voice: '[Voice] {duration}',
     sticker: 'Sticker',
     stickerPreview: '[Sticker]',
     videoCall: '[Video call]',
@@ -238,6 +239,29 @@ export default {
     unsupported: '[Unsupported message]',
     linkPreview: 'Link preview: {title}',
     history: '[Chat history]',
+  },
+  voice: {
+    record: 'Record a voice message',
+    recording: 'Recording…',
+    slideToCancel: 'Release to send, slide away to cancel',
+    releaseToCancel: 'Release to cancel',
+    cancel: 'Cancel recording',
+    send: 'Send voice message',
+    play: 'Play voice message',
+    pause: 'Pause',
+    position: 'Position in the voice message',
+    speed: 'Playback speed {rate}×',
+    unheard: 'Not played yet',
+    unsupported: 'This browser cannot record audio.',
+    denied: 'The microphone is not available. Allow it in the browser to record.',
+  },
+  attach: {
+    title: 'Send a file | Send {n} files',
+    caption: 'Add a caption…',
+  },
+  viewer: {
+    openPdf: 'Open',
+    download: 'Download',
   },
   system: {
     contact_accepted: 'You are now contacts. Say hello!',

@@ -226,6 +226,7 @@ export default {
     from: '来自 {name}',
   },
   content: {
+    voice: '[语音] {duration}',
     sticker: '表情',
     stickerPreview: '[表情]',
     videoCall: '[视频通话]',
@@ -238,6 +239,29 @@ export default {
     unsupported: '[暂不支持的消息]',
     linkPreview: '链接预览：{title}',
     history: '[聊天记录]',
+  },
+  voice: {
+    record: '录制语音消息',
+    recording: '正在录音…',
+    slideToCancel: '松开发送，滑开取消',
+    releaseToCancel: '松开取消',
+    cancel: '取消录音',
+    send: '发送语音消息',
+    play: '播放语音消息',
+    pause: '暂停',
+    position: '语音消息播放位置',
+    speed: '播放速度 {rate}×',
+    unheard: '未播放',
+    unsupported: '此浏览器无法录音。',
+    denied: '无法使用麦克风。请在浏览器中允许后再录音。',
+  },
+  attach: {
+    title: '发送文件 | 发送 {n} 个文件',
+    caption: '添加说明…',
+  },
+  viewer: {
+    openPdf: '打开',
+    download: '下载',
   },
   system: {
     contact_accepted: '你们已成为联系人，打个招呼吧！',

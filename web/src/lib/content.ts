@@ -1,5 +1,6 @@
 // Plain-text views of message content: previews, notifications, lone-emoji detection.
 import type { Content, SendableContent, SystemEvent, UserId } from '@/protocol/types'
+import { voiceTime } from './voice'
 
 type T = (key: string, named?: Record<string, unknown>) => string
 /** One emoji reaction under a message, as the bubble shows it. */
@@ -107,6 +108,8 @@ export function previewOf(
       return c.name ? `${t('content.file')} ${c.name}` : t('content.file')
     case 'sticker':
       return t('content.stickerPreview')
+    case 'voice':
+      return t('content.voice', { duration: voiceTime(c.duration_ms) })
     case 'call':
       return c.media === 'video' ? t('content.videoCall') : t('content.call')
     case 'system':

@@ -52,6 +52,7 @@ export type Content =
   | { kind: 'image'; file_id: string; width: number; height: number; name: string; size: number }
   | { kind: 'file'; file_id: string; name: string; size: number; mime: string }
   | { kind: 'sticker'; file_id: string; width: number; height: number }
+  | { kind: 'voice'; file_id: string; duration_ms: number; waveform: number[]; size: number; mime: string }
   | { kind: 'call'; media?: CallMedia; outcome?: CallOutcome; duration_secs?: number }
   | { kind: 'system'; event?: SystemEvent; text?: string }
   | { kind: 'recalled' }
@@ -99,6 +100,7 @@ export type SendableContent =
   | { kind: 'image'; file_id: string; width?: number; height?: number; name?: string; size?: number }
   | { kind: 'file'; file_id: string; name?: string; size?: number; mime?: string }
   | { kind: 'sticker'; file_id: string; width?: number; height?: number }
+  | { kind: 'voice'; file_id: string; duration_ms: number; waveform: number[]; size?: number; mime?: string }
 
 export interface Message {
   conv: ConvId
@@ -166,6 +168,8 @@ export interface FileView {
   width?: number | null
   height?: number | null
   thumb: boolean
+  /** Audio-only WebM and Ogg files: their length as their data says. */
+  duration_ms?: number | null
   created_at: number
 }
 

@@ -8,6 +8,12 @@ import type { OutboxEntry } from '@/protocol/client'
 import type { ConvId, SendableContent } from '@/protocol/types'
 import { useChat } from './chat'
 
+/** What goes with an upload: a caption sent after it, or the voice message it is. */
+export interface UploadExtra {
+  caption?: string
+  voice?: { duration_ms: number; waveform: number[] }
+}
+
 export interface UploadItem {
   id: string
   conv: ConvId
@@ -27,7 +33,7 @@ export const useUploads = defineStore('uploads', () => {
   const uploads = ref<UploadItem[]>([])
   const aborts = new Map<string, () => void>()
   /** The files of uploads, kept to try a failed one again. */
-  const files = new Map<string, { file: File; replyTo?: OutboxEntry['reply_to'] }>()
+  const files = new Map<string, { file: File; replyTo?: OutboxEntry['reply_to']; extra?: UploadExtra }>()
 
   function find(id: string): UploadItem | undefined {
     return uploads.value.find((x) => x.id === id)
@@ -37,7 +43,7 @@ export const useUploads = defineStore('uploads', () => {
    * Uploads a file with progress, then sends it as an image (when the server decoded it as one)
    * or a file.
    */
-  function start(conv: ConvId, file: File, replyTo?: OutboxEntry['reply_to']) {
+  function start(conv: ConvId, file: File, replyTo?: OutboxEntry['reply_to'], extra?: UploadExtra) {
     const looksImage = /^image\/(png|jpeg|gif|webp)$/.test(file.type)
     const item: UploadItem = {
       id: `up-${Date.now().toString(36)}-${Math.random().toString(36).slice(2, 8)}`,
@@ -54,7 +60,7 @@ export const useUploads = defineStore('uploads', () => {
     }
     useChat().ensureConv(conv)
     uploads.value.push(item)
-    files.set(item.id, { file, replyTo })
+    files.set(item.id, { file, replyTo, extra })
     if (item.url) {
       // The preview's shape, so the bubble does not jump when the upload ends.
       const img = new Image()
@@ -75,7 +81,7 @@ export const useUploads = defineStore('uploads', () => {
     const src = files.get(id)
     if (!item || !src) return
     const { conv } = item
-    const { file, replyTo } = src
+    const { file, replyTo, extra } = src
     item.error = null
     item.progress = 0
     const up = uploadFile(file, item.name, (sent, total) => {
@@ -86,11 +92,15 @@ export const useUploads = defineStore('uploads', () => {
     up.done
       .then((f) => {
         const isImage = !!f.width && !!f.height && f.mime.startsWith('image/')
-        const content: SendableContent = isImage
-          ? { kind: 'image', file_id: f.id, width: f.width!, height: f.height!, name: f.name, size: f.size }
-          : { kind: 'file', file_id: f.id, name: f.name, size: f.size, mime: f.mime }
+        const content: SendableContent = extra?.voice
+          ? { kind: 'voice', file_id: f.id, duration_ms: extra.voice.duration_ms, waveform: extra.voice.waveform, size: f.size, mime: f.mime }
+          : isImage
+            ? { kind: 'image', file_id: f.id, width: f.width!, height: f.height!, name: f.name, size: f.size }
+            : { kind: 'file', file_id: f.id, name: f.name, size: f.size, mime: f.mime }
         remove(item.id)
         useChat().sendContent(conv, content, replyTo ? { replyTo } : {})
+        // The caption follows as its own text message (docs/protocol.md).
+        if (extra?.caption) useChat().sendContent(conv, { kind: 'text', text: extra.caption })
       })
       .catch((e: unknown) => {
         const u = find(item.id)
