@@ -121,6 +121,21 @@ async fn every_route_and_frame_against_every_role() {
             members_only(403),
         ),
         ("recall a system message", M::POST, format!("/api/conversations/{gc}/messages/1/recall"), None, members_only(403)),
+        ("delete for me", M::POST, format!("/api/conversations/{gc}/messages/{s1}/hide"), None, members_only(204)),
+        (
+            "group invite link",
+            M::GET,
+            format!("/api/groups/{g}/invite-link"),
+            None,
+            [Some(401), Some(404), Some(404), Some(403), Some(200), Some(200), Some(404), Some(401)],
+        ),
+        (
+            "remark",
+            M::PUT,
+            format!("/api/contacts/{m}/remark"),
+            Some(json!({"remark": "M"})),
+            [Some(401), Some(404), Some(404), Some(400), Some(404), Some(200), Some(404), Some(401)],
+        ),
         ("search in group", M::GET, format!("/api/search?q=hello&conv={gc}"), None, members_only(200)),
         ("search everywhere", M::GET, "/api/search?q=hello".into(), None, all(200)),
         (

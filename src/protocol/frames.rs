@@ -212,6 +212,16 @@ pub enum ServerFrame {
     Conversation {
         conversation: ConversationView,
     },
+    /// You deleted message `seq` of `conv` for yourself (on this or another device): remove it.
+    Hidden {
+        conv: ConvId,
+        seq: u64,
+    },
+    /// You set (or, when `remark` is null, cleared) your private name for `user`.
+    Remark {
+        user: UserId,
+        remark: Option<String>,
+    },
     Error {
         #[serde(skip_serializing_if = "Option::is_none")]
         client_id: Option<String>,

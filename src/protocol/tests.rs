@@ -34,6 +34,12 @@ fn server_frames_have_the_documented_shape() {
             r#"{"type":"error","client_id":"c9b1","code":"forbidden","message":"You cannot write to this conversation."}"#,
         ),
         (ServerFrame::Pong, r#"{"type":"pong"}"#),
+        (ServerFrame::Hidden { conv: "d:3:7".parse().unwrap(), seq: 42 }, r#"{"type":"hidden","conv":"d:3:7","seq":42}"#),
+        (
+            ServerFrame::Remark { user: UserId(7), remark: Some("Plumber Bob".into()) },
+            r#"{"type":"remark","user":7,"remark":"Plumber Bob"}"#,
+        ),
+        (ServerFrame::Remark { user: UserId(7), remark: None }, r#"{"type":"remark","user":7,"remark":null}"#),
     ];
     for (frame, json) in cases {
         assert_eq!(frame.to_json(), json);

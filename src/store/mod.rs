@@ -29,6 +29,7 @@ pub mod facts;
 pub mod media;
 pub mod messages;
 mod migrate;
+pub mod personal;
 pub mod push;
 pub mod search;
 pub mod sessions;

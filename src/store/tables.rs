@@ -68,6 +68,14 @@ pub const INVITES: TableDefinition<&str, &[u8]> = TableDefinition::new("code_inv
 pub const PUSH_SUBS: TableDefinition<(u64, &[u8; 32]), &[u8]> = TableDefinition::new("userid_tokenhash_pushsub");
 /// user id -> JSON `PushPrefs`: what pushes show, and the do-not-disturb hours (schema 3)
 pub const PUSH_PREFS: TableDefinition<u64, &[u8]> = TableDefinition::new("userid_pushprefs");
+/// (user id, conversation key, seq) -> (): messages the user deleted for themselves only
+pub const HIDDEN_MESSAGES: TableDefinition<(u64, u64, u64, u64), ()> = TableDefinition::new("userid_conv_seq_hidden");
+/// (user id, other user id) -> the user's private name (remark) for the other user
+pub const REMARKS: TableDefinition<(u64, u64), &str> = TableDefinition::new("userid_otherid_remark");
+/// group invite token (32 hex digits) -> group id
+pub const GROUP_TOKENS: TableDefinition<&str, u64> = TableDefinition::new("invitetoken_groupid");
+/// group id -> its current invite token (the reverse of `GROUP_TOKENS`)
+pub const GROUP_INVITE_TOKENS: TableDefinition<u64, &str> = TableDefinition::new("groupid_invitetoken");
 /// day number (days since the Unix epoch) -> messages sent that day
 pub const DAILY_MESSAGES: TableDefinition<u64, u64> = TableDefinition::new("day_messagecount");
 
@@ -105,6 +113,10 @@ macro_rules! each_table {
         $m!(DAILY_MESSAGES);
         $m!(PUSH_SUBS);
         $m!(PUSH_PREFS);
+        $m!(HIDDEN_MESSAGES);
+        $m!(REMARKS);
+        $m!(GROUP_TOKENS);
+        $m!(GROUP_INVITE_TOKENS);
     };
 }
 pub(crate) use each_table;
