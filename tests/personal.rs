@@ -33,6 +33,7 @@ async fn delete_for_me_hides_a_message_from_the_hider_only_on_every_device() {
 
     let (_, page) = http.get(&format!("/api/conversations/{dm}/messages"), Some(&ann.token)).await;
     assert!(!seqs(&page["messages"]).contains(&gone) && seqs(&page["messages"]).contains(&keep), "{page}");
+    assert_eq!(page["hidden"], json!([gone]), "the page names the hole it left: {page}");
     let (_, page) = http.get(&format!("/api/conversations/{dm}/messages"), Some(&bob.token)).await;
     assert!(seqs(&page["messages"]).contains(&gone), "bob still sees it: {page}");
 

@@ -56,6 +56,10 @@ pub struct HistoryPage {
     pub messages: Vec<Message>,
     /// Whether more messages lie beyond this page in the direction asked.
     pub has_more: bool,
+    /// Seqs within this page's range that you deleted for yourself and that are left out (so a
+    /// client knows the hole is no gap to fetch); absent when none.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub hidden: Vec<u64>,
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -233,9 +237,16 @@ pub async fn history(
         return Err(ApiError::bad_request("invalid", "limit must be 1 to 100."));
     }
     let (mut messages, has_more) = store.history(conv, q.before, q.after, limit as usize, acc.first_seq).await?;
-    let hidden = store.hidden_seqs(auth.user.id, conv).await?;
-    messages.retain(|m| !hidden.contains(&m.seq));
-    Ok(Json(HistoryPage { messages, has_more }))
+    let all_hidden = store.hidden_seqs(auth.user.id, conv).await?;
+    let mut hidden = Vec::new();
+    messages.retain(|m| {
+        let keep = !all_hidden.contains(&m.seq);
+        if !keep {
+            hidden.push(m.seq);
+        }
+        keep
+    });
+    Ok(Json(HistoryPage { messages, has_more, hidden }))
 }
 
 /// Applies a change to a message, as `rule` decides from the caller's place in the

@@ -110,7 +110,7 @@ export function gapBelow(logs: Logs, conv: ConvId, seq: number): Gap | null {
 /** How many messages from others come after `seen` (the unread count). */
 export function unreadCount(log: readonly Message[] | undefined, seen: number, me: UserId | undefined): number {
   let n = 0
-  if (log) for (let i = log.length - 1; i >= 0 && log[i]!.seq > seen; i--) if (log[i]!.sender !== me) n++
+  if (log) for (let i = log.length - 1; i >= 0 && log[i]!.seq > seen; i--) if (log[i]!.sender !== me && !log[i]!.hidden) n++
   return n
 }
 

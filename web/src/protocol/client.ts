@@ -79,6 +79,10 @@ export interface ClientEvents {
   groupGone: (id: number, reason: string) => void
   contact: (c: ContactView) => void
   contactRequest: (r: RequestView) => void
+  /** I deleted message `seq` of `conv` for myself (here or on another device). */
+  hidden: (conv: ConvId, seq: number) => void
+  /** My private name for `user` changed (null: cleared). */
+  remark: (user: UserId, remark: string | null) => void
   /** Close code 4001: the session is gone; the app should go to the login screen. */
   revoked: () => void
   /**
@@ -182,6 +186,8 @@ export class ChatClient {
     groupGone: new Set(),
     contact: new Set(),
     contactRequest: new Set(),
+    hidden: new Set(),
+    remark: new Set(),
     call: new Set(),
     revoked: new Set(),
     wrongUser: new Set(),
@@ -542,6 +548,12 @@ export class ChatClient {
         break
       case 'contact_request':
         this.emit('contactRequest', f.request)
+        break
+      case 'hidden':
+        this.emit('hidden', f.conv, f.seq)
+        break
+      case 'remark':
+        this.emit('remark', f.user, f.remark)
         break
       case 'error':
         if (f.client_id && this.outboxMap.has(f.client_id) && TRANSIENT_SEND_ERRORS.has(f.code)) {

@@ -80,6 +80,11 @@ export interface Message {
   content: Content
   /** The conversation's change counter at this message's last edit, recall or reaction. */
   rev?: number
+  /**
+   * Client-only: I deleted this message for myself (`hidden` frame, or a history page's
+   * `hidden` list). It stays in the log as a placeholder, so the log has no hole, and is never shown.
+   */
+  hidden?: boolean
   reply_to?: { seq: number; sender: UserId; preview: string } | null
   mentions?: UserId[]
   mention_all?: boolean
@@ -218,6 +223,8 @@ export interface ContactView {
   user: User
   state: ContactState
   since: number
+  /** My private name for this user, if I gave one. */
+  remark?: string
 }
 
 export interface RequestView {
@@ -264,6 +271,8 @@ export interface AuthAnswer {
 export interface HistoryPage {
   messages: Message[]
   has_more: boolean
+  /** Seqs of this page I deleted for myself, left out of `messages`. */
+  hidden?: number[]
 }
 
 // ---- WebSocket frames ----
@@ -332,6 +341,8 @@ export type ServerFrame =
   | { type: 'contact'; contact: ContactView }
   | { type: 'contact_request'; request: RequestView }
   | { type: 'group_gone'; group: number; reason: string }
+  | { type: 'hidden'; conv: ConvId; seq: number }
+  | { type: 'remark'; user: UserId; remark: string | null }
   | { type: 'error'; client_id?: string; code: string; message: string }
   | { type: 'pong' }
   | CallServerFrame
@@ -383,6 +394,8 @@ export function parseServerFrame(data: unknown): ServerFrame | null {
     case 'group_gone':
     case 'contact':
     case 'contact_request':
+    case 'hidden':
+    case 'remark':
       return f as ServerFrame
     case 'call_started':
     case 'call_incoming':
