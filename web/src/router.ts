@@ -16,6 +16,9 @@ export const router = createRouter({
         { path: 'chat/:id', name: 'chat', component: () => import('./views/ChatView.vue'), props: true },
         { path: 'contacts', name: 'contacts', component: () => import('./views/ContactsView.vue') },
         { path: 'settings', name: 'settings', component: () => import('./views/SettingsView.vue') },
+        // Shared links (QR codes): a profile, a group invite.
+        { path: 'u/:username', name: 'user-link', component: () => import('./views/LinkView.vue'), props: true },
+        { path: 'join/:token', name: 'group-link', component: () => import('./views/LinkView.vue'), props: true },
         {
           path: 'admin/:tab(dashboard|users|groups|stickers|settings|audit)?',
           name: 'admin',
