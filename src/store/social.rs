@@ -555,3 +555,42 @@ impl Store {
         .await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::StoreOptions;
+
+    const LIMITS: GroupLimits = GroupLimits { max_members: 10, max_groups_per_user: 10, history_for_new_members: true };
+
+    /// A join whose token was looked up before a reset committed is refused by the write
+    /// itself: the token is checked again inside the joining transaction.
+    #[tokio::test]
+    async fn a_reset_committed_after_the_lookup_refuses_the_join() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), &StoreOptions::default()).unwrap();
+        let (owner, joiner) = (UserId(1), UserId(2));
+        let record = GroupRecord {
+            id: 0,
+            name: "g".into(),
+            notice: String::new(),
+            avatar: None,
+            join_mode: JoinMode::Open,
+            owner,
+            created_at: 0,
+            status: GroupStatus::Active,
+        };
+        let gid = store.create_group(owner, record, vec![owner], LIMITS, |_| {}).await.unwrap().unwrap().after.group.id;
+        let old = store.group_invite_token(gid, false, |_| Ok(())).await.unwrap().unwrap();
+        assert_eq!(store.group_invite_token(gid, false, |_| Ok(())).await.unwrap().unwrap(), old, "the token stays until reset");
+        // The route looked `old` up and found `gid`; then a reset commits.
+        let new = store.group_invite_token(gid, true, |_| Ok(())).await.unwrap().unwrap();
+        assert_ne!(new, old);
+        let join = move |s: &GroupState| crate::social::groups::join(s, joiner, "", 0);
+        let refused = store.change_group_where(gid, joiner, LIMITS, Some(old.clone()), join, |_| {}).await.unwrap();
+        assert!(matches!(refused, Err(Refusal::NotFound(_))), "{refused:?}");
+        assert_eq!(store.group_of_token(old).await.unwrap(), None);
+        let joined = store.change_group_by_token(new, joiner, LIMITS, join, |_| {}).await.unwrap().unwrap();
+        assert!(joined.after.members.contains_key(&joiner));
+    }
+}
