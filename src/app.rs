@@ -25,7 +25,7 @@ use crate::links::{self, Links};
 use crate::media::{self, Media};
 use crate::metrics::Metrics;
 use crate::push::{self, Push};
-use crate::social::{contacts, group_routes};
+use crate::social::{contacts, group_invites, group_routes};
 use crate::store::Store;
 use crate::web;
 
@@ -167,6 +167,7 @@ pub fn router(state: AppState) -> Router {
         .routes(routes!(chat::routes::recall))
         .routes(routes!(chat::routes::react))
         .routes(routes!(chat::routes::reads))
+        .routes(routes!(chat::routes::hide))
         .routes(routes!(chat::routes::search))
         .routes(routes!(links::routes::preview))
         .routes(routes!(chat::forward::forward))
@@ -179,6 +180,7 @@ pub fn router(state: AppState) -> Router {
         .routes(routes!(contacts::block_request))
         .routes(routes!(contacts::delete_contact))
         .routes(routes!(contacts::block_user, contacts::unblock_user))
+        .routes(routes!(contacts::set_remark))
         .routes(routes!(group_routes::create, group_routes::list))
         .routes(routes!(group_routes::get, group_routes::update, group_routes::remove))
         .routes(routes!(group_routes::members, group_routes::add_members))
@@ -191,6 +193,9 @@ pub fn router(state: AppState) -> Router {
         .routes(routes!(group_routes::mute_member))
         .routes(routes!(group_routes::add_admin, group_routes::remove_admin))
         .routes(routes!(group_routes::transfer_group))
+        .routes(routes!(group_invites::get_link, group_invites::reset_link))
+        .routes(routes!(group_invites::preview))
+        .routes(routes!(group_invites::join_by_link))
         .routes(routes!(media::routes::upload))
         .routes(routes!(media::routes::download))
         .routes(routes!(media::routes::thumbnail))

@@ -19,6 +19,9 @@ struct World {
     other: User,
     gid: u64,
     member_msg: u64,
+    /// Another message of the member's, which the "delete for me" row hides (a hidden message
+    /// is no longer its hider's to forward or save, so the rows must not share one).
+    to_hide: u64,
 }
 
 async fn world() -> World {
@@ -42,6 +45,7 @@ async fn world() -> World {
     ok(http.post(&format!("/api/contacts/{}/block", blocked.id), Some(&owner.token), json!({})).await);
     let mut ws = s.ws(&member).await;
     let member_msg = ws.send_text("m1", &format!("g:{gid}"), "hello group").await["message"]["seq"].as_u64().unwrap();
+    let to_hide = ws.send_text("m2", &format!("g:{gid}"), "hide me").await["message"]["seq"].as_u64().unwrap();
     let mut ws = s.ws(&owner).await;
     assert_eq!(ws.send_text("o1", &owner.dm(&member), "hi member").await["type"], "ack");
     ok(http.post(&format!("/api/admin/users/{}/disable", deactivated.id), Some(&owner.token), json!({})).await);
@@ -55,7 +59,7 @@ async fn world() -> World {
         Some(removed),
         Some(deactivated),
     ];
-    World { s, users, owner, admin, member, blocked, other, gid, member_msg }
+    World { s, users, owner, admin, member, blocked, other, gid, member_msg, to_hide }
 }
 
 /// `None` marks a cell that is not run because it would change the world for the next rows;
@@ -70,6 +74,7 @@ async fn every_route_and_frame_against_every_role() {
     let gc = format!("g:{g}");
     let dm = w.owner.dm(&w.member);
     let s1 = w.member_msg;
+    let s2 = w.to_hide;
     let all = |logged_in: u16| {
         [Some(401), Some(logged_in), Some(logged_in), Some(logged_in), Some(logged_in), Some(logged_in), Some(logged_in), Some(401)]
     };
@@ -121,6 +126,21 @@ async fn every_route_and_frame_against_every_role() {
             members_only(403),
         ),
         ("recall a system message", M::POST, format!("/api/conversations/{gc}/messages/1/recall"), None, members_only(403)),
+        ("delete for me", M::POST, format!("/api/conversations/{gc}/messages/{s2}/hide"), None, members_only(204)),
+        (
+            "group invite link",
+            M::GET,
+            format!("/api/groups/{g}/invite-link"),
+            None,
+            [Some(401), Some(404), Some(404), Some(403), Some(200), Some(200), Some(404), Some(401)],
+        ),
+        (
+            "remark",
+            M::PUT,
+            format!("/api/contacts/{m}/remark"),
+            Some(json!({"remark": "M"})),
+            [Some(401), Some(404), Some(404), Some(400), Some(404), Some(200), Some(404), Some(401)],
+        ),
         ("search in group", M::GET, format!("/api/search?q=hello&conv={gc}"), None, members_only(200)),
         ("search everywhere", M::GET, "/api/search?q=hello".into(), None, all(200)),
         (

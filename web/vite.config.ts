@@ -105,7 +105,8 @@ export default defineConfig({
         // One long-lived vendor chunk (Vue, Pinia, router, i18n) apart from the app's own code.
         advancedChunks: {
           groups: [
-            { name: 'vendor', test: /node_modules/ },
+            // The QR code encoder and decoder load with the dialogs that use them, not up front.
+            { name: 'vendor', test: /node_modules\/(?!(qrcode|jsqr|dijkstrajs|pngjs)\/)/ },
             { name: 'core', test: /\/src\/(protocol|lib)\// },
           ],
         },

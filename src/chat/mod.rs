@@ -219,7 +219,17 @@ pub async fn sync(store: &Store, user: UserId, cursors: &HashMap<ConvId, SyncCur
     let convs: Vec<ConvId> = wanted.iter().map(|w| w.conv).collect();
     let mut frames = Vec::new();
     let (mut reload, mut gaps) = (Vec::new(), Vec::new());
-    for (conv, c) in convs.into_iter().zip(store.changes_since(wanted, SYNC_CAP).await?) {
+    for (conv, mut c) in convs.into_iter().zip(store.changes_since(wanted, SYNC_CAP).await?) {
+        // Messages the user deleted for themselves stay out of every device's sync.
+        if !c.new.is_empty() || c.changed.as_ref().is_some_and(|v| !v.is_empty()) {
+            let hidden = store.hidden_seqs(user, conv).await?;
+            if !hidden.is_empty() {
+                c.new.retain(|m| !hidden.contains(&m.seq));
+                if let Some(changed) = c.changed.as_mut() {
+                    changed.retain(|m| !hidden.contains(&m.seq));
+                }
+            }
+        }
         match c.changed {
             Some(changed) => frames.extend(changed.into_iter().map(|message| ServerFrame::Update { message })),
             None => reload.push(conv),

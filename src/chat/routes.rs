@@ -56,6 +56,10 @@ pub struct HistoryPage {
     pub messages: Vec<Message>,
     /// Whether more messages lie beyond this page in the direction asked.
     pub has_more: bool,
+    /// Seqs within this page's range that you deleted for yourself and that are left out (so a
+    /// client knows the hole is no gap to fetch); absent when none.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub hidden: Vec<u64>,
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -232,8 +236,17 @@ pub async fn history(
     if !(1..=100).contains(&limit) {
         return Err(ApiError::bad_request("invalid", "limit must be 1 to 100."));
     }
-    let (messages, has_more) = store.history(conv, q.before, q.after, limit as usize, acc.first_seq).await?;
-    Ok(Json(HistoryPage { messages, has_more }))
+    let (mut messages, has_more) = store.history(conv, q.before, q.after, limit as usize, acc.first_seq).await?;
+    let all_hidden = store.hidden_seqs(auth.user.id, conv).await?;
+    let mut hidden = Vec::new();
+    messages.retain(|m| {
+        let keep = !all_hidden.contains(&m.seq);
+        if !keep {
+            hidden.push(m.seq);
+        }
+        keep
+    });
+    Ok(Json(HistoryPage { messages, has_more, hidden }))
 }
 
 /// Applies a change to a message, as `rule` decides from the caller's place in the
@@ -333,6 +346,26 @@ pub async fn react(
     change(&store, &hub, &config, me, conv, seq, Want::Write, acc.members, move |_, m| rules::react(me, m, emoji, on)).await
 }
 
+#[utoipa::path(post, path = "/api/conversations/{id}/messages/{seq}/hide", tag = "chat", params(("id" = String, Path), ("seq" = u64, Path)),
+    responses((status = 204, description = "hidden from your own view on all your devices (again: no error)"), (status = 404, body = ErrorBody)))]
+pub async fn hide(
+    auth: AuthUser,
+    State(store): State<Store>,
+    State(hub): State<Arc<Hub>>,
+    State(config): State<Arc<Config>>,
+    ApiPath((id, seq)): ApiPath<(String, u64)>,
+) -> Result<axum::http::StatusCode, ApiError> {
+    let conv = parse_conv(&id)?;
+    let me = auth.user.id;
+    let acc = access(&store, &config, me, conv, Want::Read).await??;
+    visible(seq, acc.first_seq)?;
+    let policy = config.chat.direct_policy;
+    let gate = move |facts: &ConvFacts| rules::may(Want::Read, facts, policy, now_ms()).map(|_| ());
+    let after = move || hub.send(&[me], &ServerFrame::Hidden { conv, seq });
+    store.hide_message(me, conv, seq, gate, after).await??;
+    Ok(axum::http::StatusCode::NO_CONTENT)
+}
+
 #[utoipa::path(get, path = "/api/conversations/{id}/messages/{seq}/reads", tag = "chat", params(("id" = String, Path), ("seq" = u64, Path)),
     responses((status = 200, body = ReadList), (status = 404, body = ErrorBody)))]
 pub async fn reads(
@@ -384,16 +417,23 @@ pub async fn search(
         }
     }
     let rows: Vec<ConvId> = convs.keys().copied().collect();
-    let messages = store.search_messages(text.clone(), convs, q.offset as usize, limit as usize).await?;
+    let messages = store.search_messages(me, text.clone(), convs, q.offset as usize, limit as usize).await?;
     let (mut users, mut groups) = (Vec::new(), Vec::new());
     if q.offset == 0 && q.conv.is_none() {
         let needle = text.to_lowercase();
+        // A person matches by their name or by the caller's private remark for them.
+        let remarks = store.remarks_of(me).await?;
+        let named = |u: &crate::store::UserRecord| {
+            u.nickname.to_lowercase().contains(&needle)
+                || u.username.contains(&needle)
+                || remarks.get(&u.id).is_some_and(|r| r.to_lowercase().contains(&needle))
+        };
         for conv in rows {
             match conv {
                 ConvId::Direct(..) => {
                     if let Some(p) = conv.peer_of(me)
                         && let Some(u) = store.user(p).await?
-                        && (u.nickname.to_lowercase().contains(&needle) || u.username.contains(&needle))
+                        && named(&u)
                     {
                         users.push(u.public_view());
                     }
@@ -412,7 +452,7 @@ pub async fn search(
             if mine.contact
                 && !users.iter().any(|u| u.id == other)
                 && let Some(u) = store.user(other).await?
-                && (u.nickname.to_lowercase().contains(&needle) || u.username.contains(&needle))
+                && named(&u)
             {
                 users.push(u.public_view());
             }

@@ -220,6 +220,16 @@ pub enum ServerFrame {
     FavoriteRemoved {
         id: u64,
     },
+    /// You deleted message `seq` of `conv` for yourself (on this or another device): remove it.
+    Hidden {
+        conv: ConvId,
+        seq: u64,
+    },
+    /// You set (or, when `remark` is null, cleared) your private name for `user`.
+    Remark {
+        user: UserId,
+        remark: Option<String>,
+    },
     Error {
         #[serde(skip_serializing_if = "Option::is_none")]
         client_id: Option<String>,

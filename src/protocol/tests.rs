@@ -35,6 +35,12 @@ fn server_frames_have_the_documented_shape() {
         ),
         (ServerFrame::Pong, r#"{"type":"pong"}"#),
         (ServerFrame::FavoriteRemoved { id: 12 }, r#"{"type":"favorite_removed","id":12}"#),
+        (ServerFrame::Hidden { conv: "d:3:7".parse().unwrap(), seq: 42 }, r#"{"type":"hidden","conv":"d:3:7","seq":42}"#),
+        (
+            ServerFrame::Remark { user: UserId(7), remark: Some("Plumber Bob".into()) },
+            r#"{"type":"remark","user":7,"remark":"Plumber Bob"}"#,
+        ),
+        (ServerFrame::Remark { user: UserId(7), remark: None }, r#"{"type":"remark","user":7,"remark":null}"#),
     ];
     for (frame, json) in cases {
         assert_eq!(frame.to_json(), json);

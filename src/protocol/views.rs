@@ -66,6 +66,9 @@ pub struct ContactView {
     pub state: ContactState,
     /// Since when the relation is in this state, ms.
     pub since: u64,
+    /// Your private name for this user (`PUT /api/contacts/{user}/remark`), if you gave one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remark: Option<String>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]

@@ -176,9 +176,9 @@ fn request_view(from: &UserRecord, to: &UserRecord, r: &RequestRecord) -> Reques
     }
 }
 
-fn contact_view(user: UserView, rel: &Relation) -> ContactView {
+fn contact_view(user: UserView, rel: &Relation, remark: Option<String>) -> ContactView {
     let since = rel.mine.since.max(rel.theirs.since);
-    ContactView { user, state: state_of(rel), since }
+    ContactView { user, state: state_of(rel), since, remark }
 }
 
 fn flip(rel: &Relation) -> Relation {
@@ -197,14 +197,17 @@ async fn change(
     let before = store.relation(me.id, other.id).await?;
     let (hub2, ids) = (hub.clone(), [me.id, other.id]);
     let (mine_view, other_view, sides) = (me.public_view(), other.public_view(), (before.mine, before.theirs));
+    // Remarks are private: each side's frame carries only its own.
+    let (my_remark, their_remark) = (store.remark(me.id, other.id).await?, store.remark(other.id, me.id).await?);
+    let answer_remark = my_remark.clone();
     // In commit order with messages: a device sees a block before any message refused by it.
     let after = move |rel: &Relation, msg: Option<&Message>| {
         if let Some(m) = msg {
             hub2.send(&ids, &ServerFrame::Message { message: m.clone() });
         }
         if (rel.mine, rel.theirs) != sides {
-            hub2.send(&ids[..1], &ServerFrame::Contact { contact: contact_view(other_view, rel) });
-            hub2.send(&ids[1..], &ServerFrame::Contact { contact: contact_view(mine_view, &flip(rel)) });
+            hub2.send(&ids[..1], &ServerFrame::Contact { contact: contact_view(other_view, rel, my_remark) });
+            hub2.send(&ids[1..], &ServerFrame::Contact { contact: contact_view(mine_view, &flip(rel), their_remark) });
         }
     };
     let now = now_ms();
@@ -220,11 +223,12 @@ async fn change(
     if let Some(r) = &touched {
         hub.send(&[me.id, other.id], &ServerFrame::ContactRequest { request: r.clone() });
     }
-    Ok(Json(RelationAnswer { contact: contact_view(other.public_view(), &rel), request: touched }))
+    Ok(Json(RelationAnswer { contact: contact_view(other.public_view(), &rel, answer_remark), request: touched }))
 }
 
 #[utoipa::path(get, path = "/api/contacts", tag = "contacts", responses((status = 200, body = ContactList), (status = 401, body = ErrorBody)))]
 pub async fn list(auth: AuthUser, State(store): State<Store>) -> Result<Json<ContactList>, ApiError> {
+    let mut remarks = store.remarks_of(auth.user.id).await?;
     let mut contacts = Vec::new();
     for (other, mine, theirs) in store.contacts_of(auth.user.id).await? {
         let rel = Relation { mine, theirs, outgoing: None, incoming: None };
@@ -232,7 +236,7 @@ pub async fn list(auth: AuthUser, State(store): State<Store>) -> Result<Json<Con
             continue;
         }
         if let Some(u) = store.user(other).await? {
-            contacts.push(contact_view(u.public_view(), &rel));
+            contacts.push(contact_view(u.public_view(), &rel, remarks.remove(&other)));
         }
     }
     contacts.sort_by_key(|c| c.user.nickname.to_lowercase());
@@ -314,6 +318,54 @@ relation_route!(
 relation_route!(block_user, post, "/api/contacts/{user}/block", block, "Blocks `user`: they can no longer message you or send requests.");
 relation_route!(unblock_user, delete, "/api/contacts/{user}/block", unblock, "Unblocks `user`.");
 
+/// Longest remark, in characters.
+pub const MAX_REMARK_CHARS: usize = 32;
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RemarkRequest {
+    /// Your private name for the user, one line of at most 32 characters; empty clears it.
+    pub remark: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct RemarkAnswer {
+    pub user: UserId,
+    /// Null when cleared.
+    pub remark: Option<String>,
+}
+
+/// A remark as stored: trimmed, one line, at most [`MAX_REMARK_CHARS`]; empty means none.
+pub fn clean_remark(remark: &str) -> Result<String, Refusal> {
+    let r = remark.trim();
+    if r.chars().count() > MAX_REMARK_CHARS || r.chars().any(char::is_control) {
+        return Err(Refusal::Invalid("A remark is one line of at most 32 characters.".into()));
+    }
+    Ok(r.to_owned())
+}
+
+#[utoipa::path(put, path = "/api/contacts/{user}/remark", tag = "contacts", params(("user" = u64, Path)), request_body = RemarkRequest,
+    responses((status = 200, body = RemarkAnswer), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody, description = "not in your contacts")))]
+/// Sets your private name for a contact, shown only to you (on all your devices).
+pub async fn set_remark(
+    auth: AuthUser,
+    State(store): State<Store>,
+    State(hub): State<Arc<Hub>>,
+    ApiPath(user): ApiPath<u64>,
+    ApiJson(req): ApiJson<RemarkRequest>,
+) -> Result<Json<RemarkAnswer>, ApiError> {
+    let me = auth.user.id;
+    let other = UserId(user);
+    let remark = clean_remark(&req.remark)?;
+    if other == me {
+        return Err(ApiError::bad_request("invalid", "That is you."));
+    }
+    store.set_remark(me, other, remark.clone()).await??;
+    let remark = (!remark.is_empty()).then_some(remark);
+    hub.send(&[me], &ServerFrame::Remark { user: other, remark: remark.clone() });
+    Ok(Json(RemarkAnswer { user: other, remark }))
+}
+
 /// Whether `a` and `b` may see each other's presence: contacts, or partners in a 1:1 chat.
 pub async fn related(store: &Store, a: UserId, b: UserId) -> Result<bool, ApiError> {
     let rel = store.relation(a, b).await?;
@@ -351,6 +403,15 @@ mod tests {
             r.incoming = i;
         }
         r
+    }
+
+    #[test]
+    fn a_remark_is_one_trimmed_line_of_at_most_32_characters() {
+        assert_eq!(clean_remark("  Mum  ").unwrap(), "Mum");
+        assert_eq!(clean_remark("").unwrap(), "");
+        assert_eq!(clean_remark(&"妈".repeat(32)).unwrap().chars().count(), 32);
+        assert!(clean_remark(&"x".repeat(33)).is_err());
+        assert!(clean_remark("two\nlines").is_err());
     }
 
     #[test]

@@ -34,7 +34,7 @@ pub fn view(state: &GroupState, me: UserId) -> GroupView {
     }
 }
 
-fn limits(config: &Config) -> GroupLimits {
+pub(super) fn limits(config: &Config) -> GroupLimits {
     GroupLimits {
         max_members: config.groups.max_members,
         max_groups_per_user: config.groups.max_groups_per_user,
@@ -90,7 +90,7 @@ fn gone_reason(messages: &[Message], user: UserId) -> GoneReason {
     if left { GoneReason::Left } else { GoneReason::Removed }
 }
 
-fn announce(hub: &Hub, out: &GroupOutcome) {
+pub(super) fn announce(hub: &Hub, out: &GroupOutcome) {
     let members = out.after.member_ids();
     for m in &out.messages {
         hub.send(&members, &ServerFrame::Message { message: m.clone() });
@@ -249,7 +249,7 @@ async fn check_contacts(store: &Store, me: UserId, users: &[UserId]) -> Result<(
     Ok(())
 }
 
-async fn load(store: &Store, gid: u64) -> Result<Arc<GroupState>, ApiError> {
+pub(super) async fn load(store: &Store, gid: u64) -> Result<Arc<GroupState>, ApiError> {
     store.group(gid).await?.ok_or_else(|| ApiError::not_found("No such group."))
 }
 

@@ -4,5 +4,6 @@
 //! and return a change or a `Refusal`; they do no I/O, so they are tested without a server.
 
 pub mod contacts;
+pub mod group_invites;
 pub mod group_routes;
 pub mod groups;

@@ -11,7 +11,7 @@ use redb::{ReadableTable, WriteTransaction};
 
 use super::facts::{ConvFacts, facts_in_txn};
 use super::messages::{MessageRefusal, SendOutcome, UserConv, insert_in_txn};
-use super::tables::{CLIENT_IDS, MESSAGES, USER_CONVS, USERS};
+use super::tables::{CLIENT_IDS, HIDDEN_MESSAGES, MESSAGES, USER_CONVS, USERS};
 use super::users::load_user;
 use super::{Store, StoreError};
 use crate::ids::{ConvId, UserId};
@@ -87,9 +87,11 @@ pub(super) fn readable_sources(
         .transpose()?
         .map_or(1, |c| c.first_seq.max(1));
     let msgs = txn.open_table(MESSAGES)?;
+    let hidden = txn.open_table(HIDDEN_MESSAGES)?;
     let mut out = Vec::with_capacity(seqs.len());
     for &seq in seqs {
-        if seq < first_seq {
+        // Before the user joined, or deleted by them for themselves: not theirs to pass on.
+        if seq < first_seq || hidden.get((user.0, key.0, key.1, seq))?.is_some() {
             return Ok(Err(MessageRefusal::NoSuchMessage));
         }
         let Some(m) = msgs.get((key.0, key.1, seq))?.map(|v| serde_json::from_slice::<Message>(v.value())).transpose()? else {

@@ -9,11 +9,17 @@ use serde::{Deserialize, Serialize};
 
 use super::facts::ConvFacts;
 use super::search::{self, QueryToken};
-use super::tables::{CLIENT_IDS, CONV_HEADS, DAILY_MESSAGES, FILE_MSGS, MENTIONS, MESSAGES, READS, REVS, SEARCH, USER_CONVS};
+use super::tables::{
+    CLIENT_IDS, CONV_HEADS, DAILY_MESSAGES, FILE_MSGS, HIDDEN_MESSAGES, MENTIONS, MESSAGES, READS, REVS, SEARCH, USER_CONVS,
+};
 use super::{Store, StoreError, now_ms};
 use crate::ids::{ConvId, UserId};
 use crate::outcome::Refusal;
 use crate::protocol::{Content, Message, ReplyRef, SystemEvent};
+
+/// How many messages a user deleted for themselves the list's preview looks past before it
+/// shows none.
+const MAX_PREVIEW_SKIP: usize = 200;
 
 /// The result of a send: the stored message, and whether it was stored by an earlier send with
 /// the same client id.
@@ -575,6 +581,7 @@ impl Store {
             let msgs = txn.open_table(MESSAGES)?;
             let reads = txn.open_table(READS)?;
             let mentions = txn.open_table(MENTIONS)?;
+            let hidden = txn.open_table(HIDDEN_MESSAGES)?;
             let mut out = Vec::new();
             let range = match only {
                 Some(c) => {
@@ -589,11 +596,18 @@ impl Store {
                 let state: UserConv = serde_json::from_slice(v.value())?;
                 let conv = ConvId::from_key((a, b));
                 let (last_seq, _, all_seq) = heads.get((a, b))?.map_or((0, 0, 0), |v| v.value());
-                let last_message = if last_seq >= state.first_seq.max(1) {
-                    msgs.get((a, b, last_seq))?.map(|m| decode(m.value())).transpose()?
-                } else {
-                    None
-                };
+                // The preview is the newest message the user has not deleted for themselves.
+                let mut last_message = None;
+                let floor = state.first_seq.max(1);
+                if last_seq >= floor {
+                    for e in msgs.range((a, b, floor)..=(a, b, last_seq))?.rev().take(MAX_PREVIEW_SKIP) {
+                        let (k, v) = e?;
+                        if hidden.get((user.0, a, b, k.value().2))?.is_none() {
+                            last_message = Some(decode(v.value())?);
+                            break;
+                        }
+                    }
+                }
                 let read_seq = reads.get((a, b, user.0))?.map_or(0, |v| v.value()).max(state.first_seq.saturating_sub(1));
                 let mentioned =
                     all_seq > read_seq || mentions.range((user.0, a, b, read_seq + 1)..=(user.0, a, b, u64::MAX))?.next().is_some();
@@ -640,9 +654,11 @@ impl Store {
     }
 
     /// Messages matching every token of `query`, newest first, within `convs` (each with the
-    /// first seq the user may see). At most `limit` after skipping `offset`.
+    /// first seq the user may see), leaving out those `user` deleted for themselves. At most
+    /// `limit` after skipping `offset`.
     pub async fn search_messages(
         &self,
+        user: UserId,
         query: String,
         convs: HashMap<ConvId, u64>,
         offset: usize,
@@ -684,8 +700,12 @@ impl Store {
                 });
             }
             let msgs = txn.open_table(MESSAGES)?;
+            let hidden = txn.open_table(HIDDEN_MESSAGES)?;
             let mut out = Vec::new();
             for k in hits.unwrap_or_default() {
+                if hidden.get((user.0, k.0, k.1, k.2))?.is_some() {
+                    continue;
+                }
                 if let Some(v) = msgs.get(k)? {
                     let m = decode(v.value())?;
                     if m.recalled.is_none() {

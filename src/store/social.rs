@@ -11,7 +11,9 @@ use redb::{ReadTransaction, ReadableTable, WriteTransaction};
 use serde::{Deserialize, Serialize};
 
 use super::messages::{UserConv, append_system_in_txn};
-use super::tables::{APPLICATIONS, CONTACTS, CONV_HEADS, GROUPS, MEMBERS, META, REQUESTS, REQUESTS_OUT, USER_CONVS};
+use super::tables::{
+    APPLICATIONS, CONTACTS, CONV_HEADS, GROUP_INVITE_TOKENS, GROUP_TOKENS, GROUPS, MEMBERS, META, REQUESTS, REQUESTS_OUT, USER_CONVS,
+};
 use super::{Store, StoreError, now_ms};
 use crate::ids::{ConvId, UserId};
 use crate::outcome::Refusal;
@@ -449,9 +451,40 @@ impl Store {
         rule: impl FnOnce(&GroupState) -> Result<GroupChange, Refusal> + Send + 'static,
         after: impl FnOnce(&GroupOutcome) + Send + 'static,
     ) -> Result<Result<GroupOutcome, Refusal>, StoreError> {
+        self.change_group_where(gid, actor, limits, None, rule, after).await
+    }
+
+    /// Like [`Store::change_group`], for the group whose invite token is `token` as the write
+    /// transaction sees it: a token reset that commits first refuses the change.
+    pub async fn change_group_by_token(
+        &self,
+        token: String,
+        actor: UserId,
+        limits: GroupLimits,
+        rule: impl FnOnce(&GroupState) -> Result<GroupChange, Refusal> + Send + 'static,
+        after: impl FnOnce(&GroupOutcome) + Send + 'static,
+    ) -> Result<Result<GroupOutcome, Refusal>, StoreError> {
+        let Some(gid) = self.group_of_token(token.clone()).await? else { return Ok(Err(Refusal::NotFound("No such invite."))) };
+        self.change_group_where(gid, actor, limits, Some(token), rule, after).await
+    }
+
+    async fn change_group_where(
+        &self,
+        gid: u64,
+        actor: UserId,
+        limits: GroupLimits,
+        token: Option<String>,
+        rule: impl FnOnce(&GroupState) -> Result<GroupChange, Refusal> + Send + 'static,
+        after: impl FnOnce(&GroupOutcome) + Send + 'static,
+    ) -> Result<Result<GroupOutcome, Refusal>, StoreError> {
         let cache = self.groups.clone();
         self.write_then(
             move |txn| {
+                if let Some(t) = token
+                    && txn.open_table(GROUP_TOKENS)?.get(t.as_str())?.map(|v| v.value()) != Some(gid)
+                {
+                    return Ok(Err(Refusal::NotFound("No such invite.")));
+                }
                 let Some(state) = load_group_write(txn, gid)? else { return Ok(Err(Refusal::NotFound("No such group."))) };
                 let change = match rule(&state) {
                     Ok(c) => c,
@@ -469,6 +502,46 @@ impl Store {
         .await
     }
 
+    /// Group `gid`'s invite token, if `check` (given the group as the write transaction sees
+    /// it) allows the caller: the current one, or a new one when there is none or `reset`
+    /// (which makes the old one worthless).
+    pub async fn group_invite_token(
+        &self,
+        gid: u64,
+        reset: bool,
+        check: impl FnOnce(&GroupState) -> Result<(), Refusal> + Send + 'static,
+    ) -> Result<Result<String, Refusal>, StoreError> {
+        self.write(move |txn| {
+            let Some(state) = load_group_write(txn, gid)? else { return Ok(Err(Refusal::NotFound("No such group."))) };
+            if let Err(r) = check(&state) {
+                return Ok(Err(r));
+            }
+            let mut by_group = txn.open_table(GROUP_INVITE_TOKENS)?;
+            let old = by_group.get(gid)?.map(|v| v.value().to_owned());
+            if let Some(t) = &old
+                && !reset
+            {
+                return Ok(Ok(t.clone()));
+            }
+            let mut raw = [0u8; 16];
+            rand::fill(&mut raw);
+            let token = hex::encode(raw);
+            let mut tokens = txn.open_table(GROUP_TOKENS)?;
+            if let Some(t) = &old {
+                tokens.remove(t.as_str())?;
+            }
+            tokens.insert(token.as_str(), gid)?;
+            by_group.insert(gid, token.as_str())?;
+            Ok(Ok(token))
+        })
+        .await
+    }
+
+    /// The group an invite token opens, if it is current.
+    pub async fn group_of_token(&self, token: String) -> Result<Option<u64>, StoreError> {
+        self.read(move |txn| Ok(txn.open_table(GROUP_TOKENS)?.get(token.as_str())?.map(|v| v.value()))).await
+    }
+
     /// Every group (for search by name), newest first.
     pub async fn all_groups(&self) -> Result<Vec<GroupRecord>, StoreError> {
         self.read(|txn| {
@@ -480,5 +553,44 @@ impl Store {
             Ok(out)
         })
         .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::StoreOptions;
+
+    const LIMITS: GroupLimits = GroupLimits { max_members: 10, max_groups_per_user: 10, history_for_new_members: true };
+
+    /// A join whose token was looked up before a reset committed is refused by the write
+    /// itself: the token is checked again inside the joining transaction.
+    #[tokio::test]
+    async fn a_reset_committed_after_the_lookup_refuses_the_join() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), &StoreOptions::default()).unwrap();
+        let (owner, joiner) = (UserId(1), UserId(2));
+        let record = GroupRecord {
+            id: 0,
+            name: "g".into(),
+            notice: String::new(),
+            avatar: None,
+            join_mode: JoinMode::Open,
+            owner,
+            created_at: 0,
+            status: GroupStatus::Active,
+        };
+        let gid = store.create_group(owner, record, vec![owner], LIMITS, |_| {}).await.unwrap().unwrap().after.group.id;
+        let old = store.group_invite_token(gid, false, |_| Ok(())).await.unwrap().unwrap();
+        assert_eq!(store.group_invite_token(gid, false, |_| Ok(())).await.unwrap().unwrap(), old, "the token stays until reset");
+        // The route looked `old` up and found `gid`; then a reset commits.
+        let new = store.group_invite_token(gid, true, |_| Ok(())).await.unwrap().unwrap();
+        assert_ne!(new, old);
+        let join = move |s: &GroupState| crate::social::groups::join(s, joiner, "", 0);
+        let refused = store.change_group_where(gid, joiner, LIMITS, Some(old.clone()), join, |_| {}).await.unwrap();
+        assert!(matches!(refused, Err(Refusal::NotFound(_))), "{refused:?}");
+        assert_eq!(store.group_of_token(old).await.unwrap(), None);
+        let joined = store.change_group_by_token(new, joiner, LIMITS, join, |_| {}).await.unwrap().unwrap();
+        assert!(joined.after.members.contains_key(&joiner));
     }
 }

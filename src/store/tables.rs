@@ -79,6 +79,14 @@ pub const FAVORITE_MSGS: TableDefinition<(u64, u64, u64, u64), u64> = TableDefin
 pub const FAVORITE_SEARCH: TableDefinition<(u64, &str, u64), ()> = TableDefinition::new("userid_token_favid");
 /// (file id, user id, favourite id) -> (): files in a user's favourites, which that user may download
 pub const FILE_FAVS: TableDefinition<(&str, u64, u64), ()> = TableDefinition::new("fileid_userid_favid");
+/// (user id, conversation key, seq) -> (): messages the user deleted for themselves only
+pub const HIDDEN_MESSAGES: TableDefinition<(u64, u64, u64, u64), ()> = TableDefinition::new("userid_conv_seq_hidden");
+/// (user id, other user id) -> the user's private name (remark) for the other user
+pub const REMARKS: TableDefinition<(u64, u64), &str> = TableDefinition::new("userid_otherid_remark");
+/// group invite token (32 hex digits) -> group id
+pub const GROUP_TOKENS: TableDefinition<&str, u64> = TableDefinition::new("invitetoken_groupid");
+/// group id -> its current invite token (the reverse of `GROUP_TOKENS`)
+pub const GROUP_INVITE_TOKENS: TableDefinition<u64, &str> = TableDefinition::new("groupid_invitetoken");
 /// day number (days since the Unix epoch) -> messages sent that day
 pub const DAILY_MESSAGES: TableDefinition<u64, u64> = TableDefinition::new("day_messagecount");
 
@@ -121,6 +129,10 @@ macro_rules! each_table {
         $m!(FAVORITE_MSGS);
         $m!(FAVORITE_SEARCH);
         $m!(FILE_FAVS);
+        $m!(HIDDEN_MESSAGES);
+        $m!(REMARKS);
+        $m!(GROUP_TOKENS);
+        $m!(GROUP_INVITE_TOKENS);
     };
 }
 pub(crate) use each_table;

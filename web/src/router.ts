@@ -17,6 +17,9 @@ export const router = createRouter({
         { path: 'contacts', name: 'contacts', component: () => import('./views/ContactsView.vue') },
         { path: 'saved', name: 'saved', component: () => import('./views/SavedView.vue') },
         { path: 'settings', name: 'settings', component: () => import('./views/SettingsView.vue') },
+        // Shared links (QR codes): a profile, a group invite.
+        { path: 'u/:username', name: 'user-link', component: () => import('./views/LinkView.vue'), props: true },
+        { path: 'join/:token', name: 'group-link', component: () => import('./views/LinkView.vue'), props: true },
         {
           path: 'admin/:tab(dashboard|users|groups|stickers|settings|audit)?',
           name: 'admin',

@@ -5,7 +5,8 @@
 // Rules:
 // - A log is sorted by seq with no duplicates: every message (a sync answer, a live frame, an ack,
 //   a history page, the cache) goes in through `insert`, keyed by (conv, seq); a message already
-//   known is left as it is, so the same message delivered twice appears once.
+//   known is left as it is, so the same message delivered twice appears once; only a placeholder
+//   of a message I deleted for myself (lib/hidden.ts) replaces the known copy.
 // - An `update` frame replaces a known message by seq and never adds one: an edit of a message
 //   this device never loaded stays unknown until its page is fetched.
 // - A `synced` frame that names chats to reload drops their logs (the server says too much was
@@ -45,7 +46,12 @@ export function insert(logs: Logs, m: Message): boolean {
     return true
   }
   const i = indexOf(log, m.seq)
-  if (log[i]?.seq === m.seq) return false
+  if (log[i]?.seq === m.seq) {
+    // A message I deleted for myself elsewhere (a history page's placeholder) replaces the copy
+    // this device kept, but is no new message.
+    if (m.hidden && !log[i]!.hidden) log.splice(i, 1, m)
+    return false
+  }
   log.splice(i, 0, m)
   return true
 }
@@ -110,7 +116,7 @@ export function gapBelow(logs: Logs, conv: ConvId, seq: number): Gap | null {
 /** How many messages from others come after `seen` (the unread count). */
 export function unreadCount(log: readonly Message[] | undefined, seen: number, me: UserId | undefined): number {
   let n = 0
-  if (log) for (let i = log.length - 1; i >= 0 && log[i]!.seq > seen; i--) if (log[i]!.sender !== me) n++
+  if (log) for (let i = log.length - 1; i >= 0 && log[i]!.seq > seen; i--) if (log[i]!.sender !== me && !log[i]!.hidden) n++
   return n
 }
 

@@ -31,6 +31,7 @@ import type {
   User,
   UserId,
 } from './types'
+import { withHiddenPlaceholders } from '@/lib/hidden'
 
 /** An error answer of the server, or `network` when no answer came at all. */
 export class ApiError extends Error {
@@ -239,8 +240,23 @@ export const api = {
     if (opts.after !== undefined) q.set('after', String(opts.after))
     if (opts.limit !== undefined) q.set('limit', String(opts.limit))
     const qs = q.toString()
-    return request<HistoryPage>('GET', `/api/conversations/${convPath(conv)}/messages${qs ? `?${qs}` : ''}`)
+    return request<HistoryPage>('GET', `/api/conversations/${convPath(conv)}/messages${qs ? `?${qs}` : ''}`).then((p) =>
+      withHiddenPlaceholders(conv, p),
+    )
   },
+  /** Deletes a message for me only, on all my devices (they get a `hidden` frame). */
+  hideMessage: (conv: ConvId, seq: number) => request<void>('POST', `/api/conversations/${convPath(conv)}/messages/${seq}/hide`, {}),
+  /** Sets my private name for a contact; an empty string clears it. */
+  setRemark: (user: UserId, remark: string) =>
+    request<{ user: UserId; remark: string | null }>('PUT', `/api/contacts/${user}/remark`, { remark }),
+  /** Messages of one conversation matching `q`, newest first. */
+  searchIn: (conv: ConvId, q: string, limit = 50) =>
+    request<{ messages: Message[] }>('GET', `/api/search?q=${encodeURIComponent(q)}&conv=${encodeURIComponent(conv)}&limit=${limit}`),
+  /** A group's invite token (owners and admins); `reset` replaces it. */
+  groupInviteLink: (id: number, reset = false) => request<{ token: string }>(reset ? 'POST' : 'GET', `/api/groups/${id}/invite-link`, reset ? {} : undefined),
+  groupByInvite: (token: string) => request<GroupView>('GET', `/api/group-invites/${encodeURIComponent(token)}`),
+  joinByInvite: (token: string, message?: string) =>
+    request<{ joined: boolean; group?: GroupView }>('POST', `/api/group-invites/${encodeURIComponent(token)}/join`, message ? { message } : {}),
   reads: (conv: ConvId, seq: number) => request<ReadList>('GET', `/api/conversations/${convPath(conv)}/messages/${seq}/reads`),
 
   // ---- groups ----

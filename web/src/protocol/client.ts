@@ -84,6 +84,10 @@ export interface ClientEvents {
   favorite: (f: Favorite) => void
   /** I removed a favourite on some device. */
   favoriteRemoved: (id: number) => void
+  /** I deleted message `seq` of `conv` for myself (here or on another device). */
+  hidden: (conv: ConvId, seq: number) => void
+  /** My private name for `user` changed (null: cleared). */
+  remark: (user: UserId, remark: string | null) => void
   /** Close code 4001: the session is gone; the app should go to the login screen. */
   revoked: () => void
   /**
@@ -189,6 +193,8 @@ export class ChatClient {
     contactRequest: new Set(),
     favorite: new Set(),
     favoriteRemoved: new Set(),
+    hidden: new Set(),
+    remark: new Set(),
     call: new Set(),
     revoked: new Set(),
     wrongUser: new Set(),
@@ -555,6 +561,12 @@ export class ChatClient {
         break
       case 'favorite_removed':
         this.emit('favoriteRemoved', f.id)
+        break
+      case 'hidden':
+        this.emit('hidden', f.conv, f.seq)
+        break
+      case 'remark':
+        this.emit('remark', f.user, f.remark)
         break
       case 'error':
         if (f.client_id && this.outboxMap.has(f.client_id) && TRANSIENT_SEND_ERRORS.has(f.code)) {

@@ -111,6 +111,11 @@ export interface Message {
   content: Content
   /** The conversation's change counter at this message's last edit, recall or reaction. */
   rev?: number
+  /**
+   * Client-only: I deleted this message for myself (`hidden` frame, or a history page's
+   * `hidden` list). It stays in the log as a placeholder, so the log has no hole, and is never shown.
+   */
+  hidden?: boolean
   reply_to?: { seq: number; sender: UserId; preview: string } | null
   mentions?: UserId[]
   mention_all?: boolean
@@ -260,6 +265,8 @@ export interface ContactView {
   user: User
   state: ContactState
   since: number
+  /** My private name for this user, if I gave one. */
+  remark?: string
 }
 
 export interface RequestView {
@@ -306,6 +313,8 @@ export interface AuthAnswer {
 export interface HistoryPage {
   messages: Message[]
   has_more: boolean
+  /** Seqs of this page I deleted for myself, left out of `messages`. */
+  hidden?: number[]
 }
 
 // ---- WebSocket frames ----
@@ -374,6 +383,8 @@ export type ServerFrame =
   | { type: 'contact'; contact: ContactView }
   | { type: 'contact_request'; request: RequestView }
   | { type: 'group_gone'; group: number; reason: string }
+  | { type: 'hidden'; conv: ConvId; seq: number }
+  | { type: 'remark'; user: UserId; remark: string | null }
   | { type: 'error'; client_id?: string; code: string; message: string }
   | { type: 'pong' }
   | { type: 'favorite'; favorite: Favorite }
@@ -429,6 +440,8 @@ export function parseServerFrame(data: unknown): ServerFrame | null {
     case 'contact_request':
     case 'favorite':
     case 'favorite_removed':
+    case 'hidden':
+    case 'remark':
       return f as ServerFrame
     case 'call_started':
     case 'call_incoming':

@@ -22,6 +22,7 @@ import * as cache from '@/lib/chatCache'
 import * as conversation from '@/lib/conversation'
 import type { ConvMeta } from '@/lib/conversation'
 import * as log from '@/lib/messageLog'
+import { hide, shown } from '@/lib/hidden'
 import { loadJson, saveJson, userKey } from '@/lib/persist'
 import {
   peerIdOf,
@@ -88,7 +89,7 @@ export const useChat = defineStore('chat', () => {
     const g = convs.value[conv]?.group
     if (g) return g.name
     const p = peerOf(conv)
-    if (p) return p.nickname || p.username
+    if (p) return useUsers().display(p)
     const id = me.value ? peerIdOf(conv, me.value.id) : null
     return id === null ? conv : `#${id}`
   }
@@ -125,7 +126,7 @@ export const useChat = defineStore('chat', () => {
 
   /** The contiguous run of messages ending at the newest known one. */
   function visibleMessages(conv: ConvId): Message[] {
-    return log.visibleRun(messages.value[conv])
+    return shown(log.visibleRun(messages.value[conv]))
   }
 
   function pendingOf(conv: ConvId): OutboxEntry[] {
@@ -476,6 +477,23 @@ export const useChat = defineStore('chat', () => {
     replace(await api.editMessage(conv, seq, text))
   }
 
+  /** A `hidden` frame: I deleted this message for myself; it stays as a placeholder, unshown. */
+  function applyHidden(conv: ConvId, seq: number) {
+    const m = log.find(messages.value, conv, seq)
+    if (m && !m.hidden) {
+      log.replace(messages.value, hide(m))
+      scheduleCacheSave()
+      // The list's preview may have been this message; the server knows the one before it.
+      if (convs.value[conv]?.last_message?.seq === seq) void loadConversations()
+    }
+  }
+
+  /** Deletes a message for me only (on all my devices). */
+  async function hideMessage(conv: ConvId, seq: number) {
+    await api.hideMessage(conv, seq)
+    applyHidden(conv, seq)
+  }
+
   async function recallMessage(conv: ConvId, seq: number) {
     replace(await api.recall(conv, seq))
   }
@@ -556,6 +574,7 @@ export const useChat = defineStore('chat', () => {
     applyRead,
     applySummary,
     applyGroup,
+    applyHidden,
     groupGone,
     // actions
     merge,
@@ -576,6 +595,7 @@ export const useChat = defineStore('chat', () => {
     clearCaches,
     setConvFlags,
     recallMessage,
+    hideMessage,
     toggleReaction,
     editMessage,
   }

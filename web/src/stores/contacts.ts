@@ -4,6 +4,7 @@ import { defineStore } from 'pinia'
 import { computed, ref } from 'vue'
 import { api } from '@/protocol/api'
 import type { ContactView, RequestView, UserId } from '@/protocol/types'
+import { useUsers } from './users'
 
 export const useContacts = defineStore('contacts', () => {
   const contacts = ref<Record<UserId, ContactView>>({})
@@ -13,10 +14,11 @@ export const useContacts = defineStore('contacts', () => {
   const error = ref<unknown>(null)
   let myId: UserId | null = null
 
+  const users = useUsers()
   const friends = computed(() =>
     Object.values(contacts.value)
       .filter((c) => c.state === 'normal')
-      .sort((a, b) => (a.user.nickname || a.user.username).localeCompare(b.user.nickname || b.user.username)),
+      .sort((a, b) => users.display(a.user).localeCompare(users.display(b.user))),
   )
   const blocked = computed(() => Object.values(contacts.value).filter((c) => c.state === 'blocked'))
   const pendingIncoming = computed(() => incoming.value.filter((r) => r.status === 'pending'))
@@ -39,6 +41,7 @@ export const useContacts = defineStore('contacts', () => {
     try {
       const [c, r] = await Promise.all([api.contacts(), api.contactRequests()])
       contacts.value = Object.fromEntries(c.contacts.map((x) => [x.user.id, x]))
+      for (const x of c.contacts) users.setRemark(x.user.id, x.remark)
       incoming.value = r.incoming
       outgoing.value = r.outgoing
       error.value = null
@@ -62,6 +65,7 @@ export const useContacts = defineStore('contacts', () => {
   /** A `contact` frame or an API answer. */
   function applyContact(c: ContactView) {
     contacts.value[c.user.id] = c
+    users.setRemark(c.user.id, c.remark)
     // Becoming contacts settles any request between us.
     if (c.state === 'normal') {
       for (const list of [incoming, outgoing]) {
@@ -78,6 +82,18 @@ export const useContacts = defineStore('contacts', () => {
     const i = list.value.findIndex((x) => x.from.id === r.from.id && x.to.id === r.to.id)
     if (i >= 0) list.value.splice(i, 1, r)
     else list.value.unshift(r)
+  }
+
+  /** A `remark` frame or an API answer: my private name for `user`. */
+  function applyRemark(user: UserId, remark: string | null) {
+    const c = contacts.value[user]
+    if (c) contacts.value[user] = { ...c, remark: remark ?? undefined }
+    users.setRemark(user, remark)
+  }
+
+  async function saveRemark(user: UserId, remark: string) {
+    const r = await api.setRemark(user, remark)
+    applyRemark(r.user, r.remark)
   }
 
   async function request(user: UserId, message: string) {
@@ -121,6 +137,8 @@ export const useContacts = defineStore('contacts', () => {
     reset,
     applyContact,
     applyRequest,
+    applyRemark,
+    saveRemark,
     request,
     answer,
     remove,

@@ -95,6 +95,8 @@ export const useSocket = defineStore('socket', () => {
       c.on('conversation', (v) => chat.applySummary(v)),
       c.on('contact', (x) => contacts.applyContact(x)),
       c.on('contactRequest', (r) => contacts.applyRequest(r)),
+      c.on('hidden', (conv, seq) => chat.applyHidden(conv, seq)),
+      c.on('remark', (user, remark) => contacts.applyRemark(user, remark)),
       c.on('group', (g) => {
         chat.applyGroup(g)
         hooks.onGroupChanged?.(g.id)
