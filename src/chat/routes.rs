@@ -252,7 +252,12 @@ async fn change(
     rule: impl FnOnce(Option<Role>, &Message) -> Result<MessageChange, &'static str> + Send + 'static,
 ) -> Result<Json<Message>, ApiError> {
     let hub2 = hub.clone();
-    let after = move |m: &Message| hub2.send(&members, &ServerFrame::Update { message: m.clone() });
+    // A recall also changes the replies that quoted the message: each is an update of its own.
+    let after = move |changed: &[Message]| {
+        for m in changed {
+            hub2.send(&members, &ServerFrame::Update { message: m.clone() });
+        }
+    };
     let policy = config.chat.direct_policy;
     let checked = move |facts: &ConvFacts, m: &Message| {
         let role = rules::may(want, facts, policy, now_ms()).map_err(MessageRefusal::Denied)?;

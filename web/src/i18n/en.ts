@@ -198,6 +198,7 @@ export default {
     videoCall: '[Video call]',
     recalled: 'A message was recalled',
     recalledBy: '{user} recalled a message',
+    quoteRecalled: 'Recalled message',
     image: '[Photo]',
     file: '[File]',
     call: '[Call]',

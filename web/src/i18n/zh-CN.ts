@@ -198,6 +198,7 @@ export default {
     videoCall: '[视频通话]',
     recalled: '一条消息已撤回',
     recalledBy: '{user} 撤回了一条消息',
+    quoteRecalled: '该消息已撤回',
     image: '[图片]',
     file: '[文件]',
     call: '[通话]',

@@ -80,7 +80,8 @@ export interface Message {
   content: Content
   /** The conversation's change counter at this message's last edit, recall or reaction. */
   rev?: number
-  reply_to?: { seq: number; sender: UserId; preview: string } | null
+  /** `recalled`: the quoted message was recalled since; `preview` is then empty. */
+  reply_to?: { seq: number; sender: UserId; preview: string; recalled?: boolean } | null
   mentions?: UserId[]
   mention_all?: boolean
   edited_at?: number | null
