@@ -109,6 +109,9 @@ pub enum SystemEvent {
     },
     NoticeChanged {
         by: UserId,
+        /// The new notice (empty: cleared). Events stored before it was carried read as empty.
+        #[serde(default)]
+        notice: String,
     },
     OwnerChanged {
         user: UserId,

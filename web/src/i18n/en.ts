@@ -214,6 +214,7 @@ export default {
     removed: '{by} removed {user}',
     renamed: '{by} renamed the group to “{name}”',
     notice_changed: '{by} changed the group notice',
+    notice_set: '{by} changed the group notice: {notice}',
     owner_changed: '{user} is now the group owner',
     admin_added: '{by} made {user} an admin',
     admin_removed: '{by} removed {user} as admin',

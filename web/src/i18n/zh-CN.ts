@@ -214,6 +214,7 @@ export default {
     removed: '{by} 将 {user} 移出了群聊',
     renamed: '{by} 将群名修改为“{name}”',
     notice_changed: '{by} 修改了群公告',
+    notice_set: '{by} 修改了群公告：{notice}',
     owner_changed: '{user} 已成为新群主',
     admin_added: '{by} 将 {user} 设为管理员',
     admin_removed: '{by} 取消了 {user} 的管理员身份',

@@ -39,7 +39,7 @@ export type SystemEvent =
   | { type: 'left'; user: UserId }
   | { type: 'removed'; user: UserId; by: UserId }
   | { type: 'renamed'; name: string; by: UserId }
-  | { type: 'notice_changed'; by: UserId }
+  | { type: 'notice_changed'; by: UserId; notice?: string }
   | { type: 'owner_changed'; user: UserId; by: UserId }
   | { type: 'admin_added'; user: UserId; by: UserId }
   | { type: 'admin_removed'; user: UserId; by: UserId }
