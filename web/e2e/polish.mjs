@@ -176,3 +176,53 @@ test('recall: a reply that quoted the recalled message shows "Recalled message",
   assert.equal(await a.getByTestId('message-list').getByText('the secret plan').count(), 0)
   await shots(a, 'recalled-quote', `/chat/${gconv}`, () => quote.first().waitFor({ timeout: T }))
 })
+
+test('small ones: mentions of me and bare www links in messages, search hits, the phone header, the row button, typing', async () => {
+  await a.setViewportSize({ width: 1280, height: 800 })
+  await a.goto(`${base}/chat/${gconv}`)
+  await a.getByTestId('message-list').waitFor({ timeout: T })
+  await sendRaw(b, gconv, `@${alice.nickname} the map is at www.example.org, ask @${carol.nickname}`)
+  const mark = a.getByTestId('mention-me')
+  await mark.waitFor({ timeout: T })
+  assert.deepEqual(await mark.allTextContents(), [`@${alice.nickname}`], 'only the mention of me is highlighted')
+  assert.equal(await a.getByTestId('message-list').getByRole('link', { name: 'www.example.org' }).getAttribute('href'), 'https://www.example.org')
+
+  // Search: the hit's words are marked.
+  await a.getByTestId('conversation-filter').fill('map')
+  await a.getByTestId('search-hit').first().waitFor({ timeout: T })
+  assert.deepEqual(await a.getByTestId('search-mark').allTextContents(), ['map'])
+  await a.getByTestId('conversation-filter').fill('')
+
+  // The row's hover button leaves the mute icon visible.
+  await api(A.token, 'PATCH', `/api/conversations/${gconv}`, { muted: true })
+  const row = a.locator(`li:has([data-testid="row-more-${gconv}"])`)
+  await row.getByTestId('muted-icon').waitFor({ timeout: T })
+  await row.hover()
+  const [icon, more] = await Promise.all([row.getByTestId('muted-icon').boundingBox(), row.getByTestId(`row-more-${gconv}`).boundingBox()])
+  assert.ok(icon.x + icon.width <= more.x, `the mute icon (${JSON.stringify(icon)}) is not under the button (${JSON.stringify(more)})`)
+  await api(A.token, 'PATCH', `/api/conversations/${gconv}`, { muted: false })
+
+  // On a phone the group's name is not squeezed by the header's icons: the calls are in the menu.
+  await a.setViewportSize({ width: 390, height: 844 })
+  await a.getByTestId('chat-title').waitFor({ timeout: T })
+  const title = await a.getByTestId('chat-title').evaluate((el) => ({ sw: el.scrollWidth, cw: el.clientWidth }))
+  assert.ok(title.sw <= title.cw, `the group name fits: ${JSON.stringify(title)}`)
+  assert.equal(await a.getByTestId('call-audio').isVisible(), false)
+  await a.getByTestId('chat-menu').click()
+  await a.getByTestId('chat-menu-call-video').waitFor({ timeout: T })
+  await a.getByTestId('chat-menu').click()
+  await a.setViewportSize({ width: 1280, height: 800 })
+
+  // Typing ends when the typist's message arrives (no lingering "typing…").
+  const synced = lib.frameReceived(b, 'synced')
+  await b.goto(`${base}/chat/${gconv}`)
+  await synced
+  await b.getByTestId('composer-input').fill('on my w')
+  await a.getByTestId('chat-subtitle').filter({ hasText: /typing/i }).waitFor({ timeout: T })
+  await b.getByTestId('composer-input').fill('on my way')
+  await b.getByTestId('composer-input').press('Enter')
+  await a.getByTestId('message-text').filter({ hasText: 'on my way' }).waitFor({ timeout: T })
+  const after = Date.now()
+  await lib.poll(() => a.getByTestId('chat-subtitle').textContent(), (s) => !/typing/i.test(s), 'typing cleared', 1000)
+  assert.ok(Date.now() - after < 1000)
+})
