@@ -226,3 +226,48 @@ test('small ones: mentions of me and bare www links in messages, search hits, th
   await lib.poll(() => a.getByTestId('chat-subtitle').textContent(), (s) => !/typing/i.test(s), 'typing cleared', 1000)
   assert.ok(Date.now() - after < 1000)
 })
+
+test('calls: minimised to a corner window, the chat goes on; restored; hung up', async () => {
+  await a.setViewportSize({ width: 1280, height: 800 })
+  await a.goto(`${base}/chat/${dconv}`)
+  await b.goto(`${base}/`)
+  await b.getByTestId('conversation-list').waitFor({ timeout: T })
+  await a.getByTestId('call-video').click()
+  await b.getByTestId('call-incoming').waitFor({ timeout: T })
+  await b.getByTestId('call-accept').click()
+  const connected = (p) => p.waitForFunction(() => document.querySelector('[data-testid="call-screen"]')?.dataset.phase === 'connected', null, { timeout: 20_000 })
+  await connected(a)
+  await connected(b)
+  await a.getByTestId('call-status').getByText(/^\d+:\d\d$/).waitFor({ timeout: T })
+
+  await a.getByTestId('call-minimise').click()
+  await a.locator('[data-testid="call-screen"][data-mini="true"]').waitFor({ timeout: T })
+  const box = await a.getByTestId('call-screen').boundingBox()
+  assert.ok(box.width <= 260 && box.height <= 200, `a small window: ${JSON.stringify(box)}`)
+  // The window shows the duration and a hang-up button; the composer is usable beside it.
+  await a.getByTestId('call-status').getByText(/^\d+:\d\d$/).waitFor({ timeout: T })
+  assert.equal(await a.getByTestId('call-hangup').isVisible(), true)
+  await lib.send(a, 'talking while we call')
+  await waitForCount(lib.storedMessages(a, 'talking while we call'), 1)
+  // The call went on meanwhile, on both sides.
+  assert.equal(await a.getByTestId('call-screen').getAttribute('data-phase'), 'connected')
+  assert.equal(await b.getByTestId('call-screen').getAttribute('data-phase'), 'connected')
+  if (SHOTS) {
+    mkdirSync(SHOTS, { recursive: true })
+    for (const [size, viewport] of [
+      ['desktop', { width: 1280, height: 800 }],
+      ['phone', { width: 390, height: 844 }],
+    ]) {
+      await a.setViewportSize(viewport)
+      await lib.settled(a)
+      await a.screenshot({ path: join(SHOTS, `call-minimised-${size}-en.png`) })
+    }
+    await a.setViewportSize({ width: 1280, height: 800 })
+  }
+  await a.getByTestId('call-restore').click()
+  await a.locator('[data-testid="call-screen"][data-mini="false"]').waitFor({ timeout: T })
+  const full = await a.getByTestId('call-screen').boundingBox()
+  assert.ok(full.width >= 1200, `the full call view again: ${JSON.stringify(full)}`)
+  await a.getByTestId('call-hangup').click()
+  await waitForCount(a.getByTestId('call-screen'), 0)
+})

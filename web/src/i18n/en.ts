@@ -375,6 +375,8 @@ export default {
     cameraOn: 'Turn camera on',
     cameraOff: 'Turn camera off',
     hangup: 'Hang up',
+    minimise: 'Minimise the call and keep chatting',
+    restore: 'Back to the call',
     leave: 'Leave call',
     groupAudio: 'Group voice call',
     groupVideo: 'Group video call',

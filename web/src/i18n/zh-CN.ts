@@ -375,6 +375,8 @@ export default {
     cameraOn: '打开摄像头',
     cameraOff: '关闭摄像头',
     hangup: '挂断',
+    minimise: '最小化通话，继续聊天',
+    restore: '返回通话',
     leave: '退出通话',
     groupAudio: '群语音通话',
     groupVideo: '群视频通话',
