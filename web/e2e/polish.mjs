@@ -245,7 +245,9 @@ test('calls: minimised to a corner window, the chat goes on; restored; hung up',
   const box = await a.getByTestId('call-screen').boundingBox()
   assert.ok(box.width <= 260 && box.height <= 200, `a small window: ${JSON.stringify(box)}`)
   // The window shows the duration and a hang-up button; the composer is usable beside it.
-  await a.getByTestId('call-status').getByText(/^\d+:\d\d$/).waitFor({ timeout: T })
+  const d0 = await a.getByTestId('call-status').textContent()
+  assert.match(d0, /^\d+:\d\d$/)
+  await lib.poll(() => a.getByTestId('call-status').textContent(), (d) => d !== d0, 'the duration ticks in the small window', 3000)
   assert.equal(await a.getByTestId('call-hangup').isVisible(), true)
   await lib.send(a, 'talking while we call')
   await waitForCount(lib.storedMessages(a, 'talking while we call'), 1)
@@ -254,15 +256,26 @@ test('calls: minimised to a corner window, the chat goes on; restored; hung up',
   assert.equal(await b.getByTestId('call-screen').getAttribute('data-phase'), 'connected')
   if (SHOTS) {
     mkdirSync(SHOTS, { recursive: true })
-    for (const [size, viewport] of [
-      ['desktop', { width: 1280, height: 800 }],
-      ['phone', { width: 390, height: 844 }],
-    ]) {
-      await a.setViewportSize(viewport)
-      await lib.settled(a)
-      await a.screenshot({ path: join(SHOTS, `call-minimised-${size}-en.png`) })
+    for (const locale of ['en', 'zh-CN']) {
+      if (locale !== 'en') {
+        // Chosen in Settings and back, inside the app: a reload would end the call.
+        await a.setViewportSize({ width: 1280, height: 800 })
+        await a.getByTestId('nav-settings').click()
+        await a.getByTestId('settings-language').selectOption(locale)
+        await a.goBack()
+        await a.getByTestId('message-list').waitFor({ timeout: T })
+      }
+      for (const [size, viewport] of [
+        ['desktop', { width: 1280, height: 800 }],
+        ['phone', { width: 390, height: 844 }],
+      ]) {
+        await a.setViewportSize(viewport)
+        await lib.settled(a)
+        await a.screenshot({ path: join(SHOTS, `call-minimised-${size}-${locale}.png`) })
+      }
     }
     await a.setViewportSize({ width: 1280, height: 800 })
+    assert.equal(await a.getByTestId('call-screen').getAttribute('data-phase'), 'connected', 'the call went on through the navigation')
   }
   await a.getByTestId('call-restore').click()
   await a.locator('[data-testid="call-screen"][data-mini="false"]').waitFor({ timeout: T })
