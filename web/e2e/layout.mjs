@@ -1,7 +1,8 @@
-// Layout check of every main screen, at 1280x800 and 390x844, in English and Chinese: it fails
-// when interactive elements (buttons, inputs, links, switches) overlap one another, when text is
-// clipped or spills out of its box (or is wrapped into a column narrower than 40 px), or when
-// anything visible lies outside the viewport. The rules run in the page (`audit` below) over
+// Layout check of every main screen, at 1280x800 and 390x844, in English and Chinese (the login
+// and registration forms in the dark theme too): it fails when interactive elements (buttons,
+// inputs, links, switches) overlap one another, when text is clipped or spills out of its box
+// (or is wrapped into a column narrower than 40 px), or when anything visible lies outside the
+// viewport. The rules run in the page (`audit` below) over
 // what is actually drawn: an element counts only where it is the topmost thing at one of its
 // points, and its box is cut by every ancestor that clips (a scrolled-away list row is fine).
 //
@@ -189,12 +190,13 @@ async function check(page, where) {
   return found.map((p) => `${where}: ${p}`)
 }
 
-async function setLocale(page, locale) {
-  await page.evaluate((l) => {
+async function setPref(page, pref) {
+  await page.evaluate((p) => {
     const s = JSON.parse(localStorage.getItem('chinwag:settings') ?? '{}')
-    localStorage.setItem('chinwag:settings', JSON.stringify({ ...s, locale: l }))
-  }, locale)
+    localStorage.setItem('chinwag:settings', JSON.stringify({ ...s, ...p }))
+  }, pref)
 }
+const setLocale = (page, locale) => setPref(page, { locale })
 
 const SIZES = [
   ['desktop', { width: 1280, height: 800 }],
@@ -276,6 +278,14 @@ test('every main screen: no overlapping controls, no clipped text, nothing outsi
         await ready(p)
         problems.push(...(await check(p, `${screen} ${size} ${locale}`)))
       }
+      // The first screens anyone sees, in the dark theme too.
+      await setPref(visitor.page, { theme: 'dark' })
+      for (const [screen, p, path, ready] of screens.filter(([, p]) => p === visitor.page)) {
+        await p.goto(base + path)
+        await ready(p)
+        problems.push(...(await check(p, `${screen} ${size} ${locale} dark`)))
+      }
+      await setPref(visitor.page, { theme: 'light' })
     }
   }
   assert.deepEqual(problems, [], `layout problems:\n${problems.join('\n')}`)
