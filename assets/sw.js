@@ -124,6 +124,11 @@ function pushAction(payload, lang) {
 			kind: "close",
 			tag: `call:${p.call}`
 		} : null;
+		// The chat's notification may show the recalled text: it goes.
+		case "recall": return present(p.conv) ? {
+			kind: "close",
+			tag: `conv:${p.conv}`
+		} : null;
 		case "contact_request": {
 			if (typeof p.user !== "number") return null;
 			const title = present(p.from_name) ? p.from_name : t.app;
