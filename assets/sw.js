@@ -2,49 +2,49 @@
 // sw/push-logic.ts, without its types, where the marker is).
 // It caches the app shell so the app opens offline, and shows Web Push notifications. It never
 // touches /api/: messages, the socket and the session always go to the network.
-const VERSION = '422aa6359d0a'
+const VERSION = '91ea404f3a0d'
 const PRECACHE = [
   "/",
   "/assets/AdminView-B6cGd2eQ.css",
-  "/assets/AdminView-CVP6QuDN.js",
-  "/assets/AuthView-BZXHJuWZ.css",
-  "/assets/AuthView-Bgp5Fq3U.js",
-  "/assets/ChatView-BRoMXgfE.js",
-  "/assets/ChatView-CHg2TYsN.css",
-  "/assets/ContactsView-DJsSCbRt.js",
+  "/assets/AdminView-B7UYZmUl.js",
+  "/assets/AuthView-DcbEVhrS.css",
+  "/assets/AuthView-DcwPEqpS.js",
+  "/assets/ChatView-CR29_uQc.js",
+  "/assets/ChatView-D5TIwTpI.css",
+  "/assets/ContactsView-C8eL4B0N.js",
   "/assets/ContactsView-DkDagn1O.css",
-  "/assets/ForwardDialog-CnIo0w2k.js",
   "/assets/ForwardDialog-Cu0yFn1W.css",
-  "/assets/GroupPanel-CeEjBj96.js",
+  "/assets/ForwardDialog-DRWfZkNZ.js",
   "/assets/GroupPanel-DzpuIFGg.css",
+  "/assets/GroupPanel-cDXs6Pwu.js",
   "/assets/HistoryCard-BG0gNKhe.css",
-  "/assets/HistoryCard-TNFawPzf.js",
-  "/assets/HistoryViewer-Bmv4i1in.js",
+  "/assets/HistoryCard-lFmOts61.js",
+  "/assets/HistoryViewer-B97zLzbc.js",
   "/assets/HistoryViewer-CmNnPQqj.css",
   "/assets/Lightbox-BZdkFr4A.css",
-  "/assets/Lightbox-DXczjeTh.js",
+  "/assets/Lightbox-CDAUUapA.js",
   "/assets/LinkView-BE0plZCJ.css",
-  "/assets/LinkView-CTt_wCwS.js",
+  "/assets/LinkView-h3ug6Pup.js",
   "/assets/QrDialog-BLeCWKiu.css",
-  "/assets/QrDialog-UHM-wyKA.js",
-  "/assets/ReadersDialog-B2A8rUkJ.js",
+  "/assets/QrDialog-COuuZNYB.js",
+  "/assets/ReadersDialog-B6-YYje9.js",
   "/assets/ReadersDialog-CTKKJY0k.css",
+  "/assets/SavedView-BNUI_3Xo.js",
   "/assets/SavedView-Bc-zGQsK.css",
-  "/assets/SavedView-Dwnqz71h.js",
   "/assets/ScanDialog-DBrSTbXh.css",
-  "/assets/ScanDialog-EvK2huUH.js",
+  "/assets/ScanDialog-jjV40wcz.js",
   "/assets/SelectBar-CHHIHRTu.css",
   "/assets/SelectBar-DsCMoMX0.js",
-  "/assets/SettingsView-BIrOn-2d.js",
+  "/assets/SettingsView-BtOyi1kr.js",
   "/assets/SettingsView-Qh_xJ_0o.css",
   "/assets/_plugin-vue_export-helper-BDNMzG2s.js",
   "/assets/browser-DfYHeeW3.js",
-  "/assets/core-ESF4790G.js",
-  "/assets/index-Cdl7UQF5.js",
-  "/assets/index-_-faiVlS.css",
+  "/assets/core-CLGOXnX0.js",
+  "/assets/index-BYcsLeOJ.js",
+  "/assets/index-CCyrOGwv.css",
   "/assets/jsQR-DMfxOdIb.js",
   "/assets/rolldown-runtime-XKyaHtl9.js",
-  "/assets/users-Dqy_0AYo.js",
+  "/assets/users-BIP-qvY3.js",
   "/assets/vendor-DSOECoJX.js",
   "/icons/apple-touch-icon.png",
   "/icons/icon-192.png",
@@ -144,6 +144,11 @@ function pushAction(payload, lang) {
 		case "call_end": return present(p.call) ? {
 			kind: "close",
 			tag: `call:${p.call}`
+		} : null;
+		// The chat's notification may show the recalled text: it goes.
+		case "recall": return present(p.conv) ? {
+			kind: "close",
+			tag: `conv:${p.conv}`
 		} : null;
 		case "contact_request": {
 			if (typeof p.user !== "number") return null;

@@ -316,3 +316,72 @@ async fn search_finds_english_and_chinese_only_where_you_may_read() {
 fn urlencode(s: &str) -> String {
     s.bytes().map(|b| format!("%{b:02X}")).collect()
 }
+
+#[tokio::test]
+async fn a_recall_takes_the_quoted_text_out_of_every_reply_live_in_history_and_in_sync() {
+    let s = TestServer::start().await;
+    let (ann, bob) = (s.register("ann").await, s.register("bob").await);
+    let http = s.http();
+    let dm = ann.dm(&bob);
+    let mut ann_ws = s.ws(&ann).await;
+    let mut bob_ws = s.ws(&bob).await;
+    let secret = ann_ws.send_text("a1", &dm, "the secret plan 秘密").await["message"]["seq"].as_u64().unwrap();
+    bob_ws.next_of("message").await;
+    let mut replies = Vec::new();
+    for (i, text) in ["got it", "me too"].iter().enumerate() {
+        let cid = format!("b{i}");
+        bob_ws.send_json(json!({"type":"send","client_id":cid,"conv":dm,"content":{"kind":"text","text":text},"reply_to":secret})).await;
+        let ack = bob_ws.until_client_id(&cid).await;
+        assert_eq!(ack["message"]["reply_to"]["preview"], "the secret plan 秘密", "{ack}");
+        replies.push(ack["message"]["seq"].as_u64().unwrap());
+    }
+    let unrelated = ann_ws.send_text("a2", &dm, "unrelated").await["message"]["seq"].as_u64().unwrap();
+    // A device of bob's that saw everything so far, then went offline.
+    let cursor = json!({ dm.clone(): {"seq": unrelated, "rev": 0} });
+
+    let (st, _) = http.post(&format!("/api/conversations/{dm}/messages/{secret}/recall"), Some(&ann.token), json!({})).await;
+    assert_eq!(st, 200);
+    let quote = json!({"seq": secret, "sender": ann.id, "preview": "", "recalled": true});
+
+    // Live: the tombstone and each reply as an update.
+    let mut live = Vec::new();
+    while live.len() < 3 {
+        live.push(bob_ws.next_of("update").await);
+    }
+    assert!(!json!(live).to_string().contains("secret"), "{live:?}");
+    for r in &replies {
+        let u = live.iter().find(|u| u["message"]["seq"] == *r).expect("an update for each reply");
+        assert_eq!(u["message"]["reply_to"], quote);
+    }
+
+    // History.
+    let (_, page) = http.get(&format!("/api/conversations/{dm}/messages"), Some(&bob.token)).await;
+    assert!(!page.to_string().contains("secret"), "{page}");
+    for r in &replies {
+        let m = page["messages"].as_array().unwrap().iter().find(|m| m["seq"] == *r).unwrap();
+        assert_eq!(m["reply_to"], quote);
+    }
+
+    // Sync of the device that was offline: the changed replies come with the tombstone.
+    let mut phone = s.ws(&bob).await;
+    let frames = phone.sync(cursor).await;
+    assert!(!json!(frames).to_string().contains("secret"), "{frames:?}");
+    for r in &replies {
+        let synced = frames.iter().any(|f| f["message"]["seq"] == *r && f["message"]["reply_to"] == quote)
+            || frames
+                .iter()
+                .any(|f| f["messages"].as_array().is_some_and(|ms| ms.iter().any(|m| m["seq"] == *r && m["reply_to"] == quote)));
+        assert!(synced, "reply {r} is synced with the quote taken back: {frames:?}");
+    }
+
+    // Nor the conversation list, nor search.
+    let (_, list) = http.get("/api/conversations", Some(&bob.token)).await;
+    assert!(!list.to_string().contains("secret"), "{list}");
+    let (_, found) = http.get("/api/search?q=secret", Some(&bob.token)).await;
+    assert_eq!(found["messages"], json!([]), "{found}");
+
+    // A reply to the recalled message is refused.
+    bob_ws.send_json(json!({"type":"send","client_id":"b9","conv":dm,"content":{"kind":"text","text":"?"},"reply_to":secret})).await;
+    assert_eq!(bob_ws.until_client_id("b9").await["type"], "error");
+    s.stop().await;
+}

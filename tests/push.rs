@@ -275,13 +275,20 @@ async fn messages_mentions_calls_and_requests_reach_closed_devices_as_the_user_a
     let (st, body) =
         s.http().send(reqwest::Method::PUT, "/api/push/settings", Some(&bob.token), json!({"preview":"none","dnd":null})).await;
     assert_eq!(st, 200, "{body}");
-    ann_ws.send_text("m4", &dm, "secret").await;
+    let secret = ann_ws.send_text("m4", &dm, "secret").await["message"]["seq"].as_u64().unwrap();
     let p = phone.open(&svc.next().await, &key);
     for k in ["text", "sender_name", "group_name"] {
         assert!(p.get(k).is_none(), "{k} must not be in {p}");
     }
     assert_eq!(p["type"], "message");
     assert_eq!((p["unread"].as_u64(), p["total_unread"].as_u64()), (Some(4), Some(4)));
+
+    // A recall takes the chat's notification down (it may show the text), under the chat's topic.
+    let (st, _) = s.http().post(&format!("/api/conversations/{dm}/messages/{secret}/recall"), Some(&ann.token), json!({})).await;
+    assert_eq!(st, 200);
+    let got = svc.next().await;
+    assert!(got.headers.contains_key("topic"), "{:?}", got.headers);
+    assert_eq!(phone.open(&got, &key), json!({"type":"recall","conv":dm,"seq":secret}));
     s.http().send(reqwest::Method::PUT, "/api/push/settings", Some(&bob.token), json!({"preview":"full","dnd":null})).await;
 
     // A call rings his phone urgently, and is withdrawn when it ends unanswered.

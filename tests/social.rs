@@ -147,6 +147,9 @@ async fn groups_from_creation_to_dissolution() {
     let (st, _) =
         http.patch(&format!("/api/groups/{gid}"), Some(&owner.token), json!({"join_mode": "approval", "notice": "Be nice"})).await;
     assert_eq!(st, 200);
+    // The system line carries the notice itself, so members read it where they chat.
+    let changed = owner_ws.next_of("message").await;
+    assert_eq!(changed["message"]["content"]["event"], json!({"type":"notice_changed","by":owner.id,"notice":"Be nice"}));
     let (st, _) = http.post(&format!("/api/groups/{gid}/admins/{}", adam.id), Some(&owner.token), json!({})).await;
     assert_eq!(st, 200);
     let (st, body) = http.post(&format!("/api/groups/{gid}/join"), Some(&ned.token), json!({"message": "let me in"})).await;

@@ -17,6 +17,7 @@ use crate::hub::Hub;
 use crate::ids::{ConvId, UserId};
 use crate::outcome::Refusal;
 use crate::protocol::{ConversationView, GroupView, MAX_TEXT_CHARS, Message, Role, ServerFrame, UserView};
+use crate::push::Push;
 use crate::social::group_routes::view as group_view;
 use crate::store::facts::ConvFacts;
 use crate::store::messages::{ConvRow, MessageChange, MessageRefusal};
@@ -265,7 +266,12 @@ async fn change(
     rule: impl FnOnce(Option<Role>, &Message) -> Result<MessageChange, &'static str> + Send + 'static,
 ) -> Result<Json<Message>, ApiError> {
     let hub2 = hub.clone();
-    let after = move |m: &Message| hub2.send(&members, &ServerFrame::Update { message: m.clone() });
+    // A recall also changes the replies that quoted the message: each is an update of its own.
+    let after = move |changed: &[Message]| {
+        for m in changed {
+            hub2.send(&members, &ServerFrame::Update { message: m.clone() });
+        }
+    };
     let policy = config.chat.direct_policy;
     let checked = move |facts: &ConvFacts, m: &Message| {
         let role = rules::may(want, facts, policy, now_ms()).map_err(MessageRefusal::Denied)?;
@@ -289,6 +295,7 @@ pub async fn recall(
     auth: AuthUser,
     State(store): State<Store>,
     State(hub): State<Arc<Hub>>,
+    State(push): State<Arc<Push>>,
     State(config): State<Arc<Config>>,
     ApiPath((id, seq)): ApiPath<(String, u64)>,
 ) -> Result<Json<Message>, ApiError> {
@@ -299,7 +306,13 @@ pub async fn recall(
     visible(seq, acc.first_seq)?;
     let window_ms = config.chat.recall_window_secs * 1000;
     let now = now_ms();
-    change(&store, &hub, &config, me, conv, seq, Want::Read, acc.members, move |role, m| rules::recall(me, role, m, now, window_ms)).await
+    let members = acc.members.clone();
+    let answer =
+        change(&store, &hub, &config, me, conv, seq, Want::Read, acc.members, move |role, m| rules::recall(me, role, m, now, window_ms))
+            .await?;
+    // A notification of the message may still show its text on a closed device.
+    push.recalled(&members, me, conv, seq);
+    Ok(answer)
 }
 
 #[utoipa::path(patch, path = "/api/conversations/{id}/messages/{seq}", tag = "chat", params(("id" = String, Path), ("seq" = u64, Path)), request_body = EditRequest,

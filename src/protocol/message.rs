@@ -151,6 +151,9 @@ pub enum SystemEvent {
     },
     NoticeChanged {
         by: UserId,
+        /// The new notice (empty: cleared). Events stored before it was carried read as empty.
+        #[serde(default)]
+        notice: String,
     },
     OwnerChanged {
         user: UserId,
@@ -324,12 +327,15 @@ impl Message {
     }
 }
 
-/// The message a reply quotes, as it was when the reply was sent.
+/// The message a reply quotes, as it was when the reply was sent. A recall of the quoted
+/// message empties `preview` and sets `recalled` (the reply gets a new `rev`, so sync sends it).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct ReplyRef {
     pub seq: u64,
     pub sender: UserId,
     pub preview: String,
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub recalled: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]

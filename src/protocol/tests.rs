@@ -210,3 +210,11 @@ fn call_frames_have_the_documented_shape() {
         assert!(serde_json::from_str::<ClientFrame>(bad).is_err(), "{bad}");
     }
 }
+
+#[test]
+fn a_notice_change_carries_the_notice_and_old_events_still_read() {
+    let new = SystemEvent::NoticeChanged { by: UserId(3), notice: "Meet at 8".into() };
+    assert_eq!(serde_json::to_string(&new).unwrap(), r#"{"type":"notice_changed","by":3,"notice":"Meet at 8"}"#);
+    let old: SystemEvent = serde_json::from_str(r#"{"type":"notice_changed","by":3}"#).unwrap();
+    assert_eq!(old, SystemEvent::NoticeChanged { by: UserId(3), notice: String::new() });
+}

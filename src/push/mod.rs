@@ -51,10 +51,33 @@ const TOKEN_REUSE_SECS: u64 = 3600;
 /// What one push is about, for one user.
 #[derive(Debug)]
 enum Job {
-    Message { user: UserId, message: Arc<MessageEvent> },
-    Call { user: UserId, call: String, conv: ConvId, video: bool, caller: UserId },
-    CallEnd { user: UserId, call: String, conv: ConvId },
-    Request { user: UserId, from: UserId },
+    Message {
+        user: UserId,
+        message: Arc<MessageEvent>,
+    },
+    Call {
+        user: UserId,
+        call: String,
+        conv: ConvId,
+        video: bool,
+        caller: UserId,
+    },
+    CallEnd {
+        user: UserId,
+        call: String,
+        conv: ConvId,
+    },
+    Request {
+        user: UserId,
+        from: UserId,
+    },
+    /// A message was recalled: its notification goes (the push service replaces an undelivered
+    /// message push of the same chat, which shares the topic).
+    Recall {
+        user: UserId,
+        conv: ConvId,
+        seq: u64,
+    },
 }
 
 /// A committed message, shared by the pushes to all its recipients: the names it shows are read
@@ -77,7 +100,11 @@ impl Job {
 
     fn user(&self) -> UserId {
         match self {
-            Job::Message { user, .. } | Job::Call { user, .. } | Job::CallEnd { user, .. } | Job::Request { user, .. } => *user,
+            Job::Message { user, .. }
+            | Job::Call { user, .. }
+            | Job::CallEnd { user, .. }
+            | Job::Request { user, .. }
+            | Job::Recall { user, .. } => *user,
         }
     }
 }
@@ -248,6 +275,17 @@ impl Push {
         }
     }
 
+    /// Message `seq` of `conv` was recalled: the devices of `recipients` that may show its
+    /// notification (everyone with a subscription but `by`) are told to take it down.
+    pub fn recalled(&self, recipients: &[UserId], by: UserId, conv: ConvId, seq: u64) {
+        if !self.enabled {
+            return;
+        }
+        for user in recipients.iter().copied().filter(|u| *u != by && self.has_subscription(*u)) {
+            self.enqueue(Job::Recall { user, conv, seq });
+        }
+    }
+
     /// `from` sent `to` a contact request.
     pub fn contact_request(&self, to: UserId, from: UserId) {
         if self.has_subscription(to) {
@@ -337,6 +375,12 @@ impl Push {
                 urgent: true,
                 ttl: CALL_TTL,
                 topic: None,
+            },
+            Job::Recall { conv, seq, .. } => Outgoing {
+                body: serde_json::json!({"type":"recall","conv":conv.to_string(),"seq":seq}),
+                urgent: false,
+                ttl: MESSAGE_TTL,
+                topic: Some(topic(conv)),
             },
             Job::Request { from, .. } => {
                 if !rules::wants_other(prefs, now) {

@@ -186,7 +186,7 @@ pub fn edit(state: &GroupState, actor: UserId, e: InfoEdit) -> Result<GroupChang
         g.name = name;
     }
     if let Some(notice) = e.notice.filter(|n| *n != g.notice) {
-        events.push(SystemEvent::NoticeChanged { by: actor });
+        events.push(SystemEvent::NoticeChanged { by: actor, notice: notice.clone() });
         g.notice = notice;
     }
     if let Some(a) = e.avatar {

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use super::facts::ConvFacts;
 use super::search::{self, QueryToken};
 use super::tables::{
-    CLIENT_IDS, CONV_HEADS, DAILY_MESSAGES, FILE_MSGS, HIDDEN_MESSAGES, MENTIONS, MESSAGES, READS, REVS, SEARCH, USER_CONVS,
+    CLIENT_IDS, CONV_HEADS, DAILY_MESSAGES, FILE_MSGS, HIDDEN_MESSAGES, MENTIONS, MESSAGES, READS, REPLIES, REVS, SEARCH, USER_CONVS,
 };
 use super::{Store, StoreError, now_ms};
 use crate::ids::{ConvId, UserId};
@@ -193,7 +193,7 @@ pub(super) fn append_in_txn(
                 if m.recalled.is_some() {
                     return Ok(Err(MessageRefusal::NoSuchMessage));
                 }
-                Some(ReplyRef { seq: s, sender: m.sender, preview: m.content.preview() })
+                Some(ReplyRef { seq: s, sender: m.sender, preview: m.content.preview(), recalled: false })
             }
             None => return Ok(Err(MessageRefusal::NoSuchMessage)),
         },
@@ -239,6 +239,9 @@ pub(super) fn insert_in_txn(txn: &WriteTransaction, mut message: Message, direct
     txn.open_table(CLIENT_IDS)?.insert((message.sender.0, message.client_id.as_str()), (key.0, key.1, seq))?;
     // Sending is reading: your own message never counts as unread.
     txn.open_table(READS)?.insert((key.0, key.1, message.sender.0), seq)?;
+    if let Some(r) = &message.reply_to {
+        txn.open_table(REPLIES)?.insert((key.0, key.1, r.seq, seq), ())?;
+    }
     if !message.mentions.is_empty() {
         let mut mentions = txn.open_table(MENTIONS)?;
         for u in &message.mentions {
@@ -262,6 +265,32 @@ pub(super) fn insert_in_txn(txn: &WriteTransaction, mut message: Message, direct
     let n = daily.get(day)?.map_or(0, |v| v.value());
     daily.insert(day, n + 1)?;
     Ok(message)
+}
+
+/// The replies that quote message `seq`, with the quote's text taken out (`recalled` set), for
+/// a recall to store with new revs; their index entries go, since the quote cannot change again.
+fn unquote_in_txn(
+    txn: &WriteTransaction,
+    msgs: &redb::Table<(u64, u64, u64), &[u8]>,
+    key: (u64, u64),
+    seq: u64,
+) -> Result<Vec<Message>, StoreError> {
+    let mut index = txn.open_table(REPLIES)?;
+    let replies: Vec<u64> = index
+        .range((key.0, key.1, seq, 0)..=(key.0, key.1, seq, u64::MAX))?
+        .map(|e| e.map(|(k, _)| k.value().3))
+        .collect::<Result<_, _>>()?;
+    let mut out = Vec::with_capacity(replies.len());
+    for r in replies {
+        index.remove((key.0, key.1, seq, r))?;
+        let Some(mut m) = msgs.get((key.0, key.1, r))?.map(|v| decode(v.value())).transpose()? else { continue };
+        if let Some(q) = m.reply_to.as_mut().filter(|q| q.seq == seq) {
+            q.preview.clear();
+            q.recalled = true;
+            out.push(m);
+        }
+    }
+    Ok(out)
 }
 
 /// A change to an existing message, decided by the caller's rule (`chat::rules`).
@@ -358,62 +387,72 @@ impl Store {
         conv: ConvId,
         seq: u64,
         rule: impl FnOnce(&ConvFacts, &Message) -> Result<MessageChange, MessageRefusal> + Send + 'static,
-        after: impl FnOnce(&Message) + Send + 'static,
+        after: impl FnOnce(&[Message]) + Send + 'static,
     ) -> Result<Result<Message, MessageRefusal>, StoreError> {
-        self.write_then(
-            move |txn| {
-                let key = conv.key();
-                let facts = super::facts::facts_in_txn(txn, user, conv)?;
-                let mut msgs = txn.open_table(MESSAGES)?;
-                let Some(mut m) = msgs.get((key.0, key.1, seq))?.map(|v| decode(v.value())).transpose()? else {
-                    return Ok(Err(MessageRefusal::NoSuchMessage));
-                };
-                let change = match rule(&facts, &m) {
-                    Ok(c) => c,
-                    Err(r) => return Ok(Err(r)),
-                };
-                let now = now_ms();
-                match change {
-                    MessageChange::Unchanged => return Ok(Ok(m)),
-                    MessageChange::Recall { by } => {
-                        if let Some(text) = text_of(&m.content) {
-                            index_text(txn, key, seq, &text, false)?;
+        let out = self
+            .write_then(
+                move |txn| {
+                    let key = conv.key();
+                    let facts = super::facts::facts_in_txn(txn, user, conv)?;
+                    let mut msgs = txn.open_table(MESSAGES)?;
+                    let Some(mut m) = msgs.get((key.0, key.1, seq))?.map(|v| decode(v.value())).transpose()? else {
+                        return Ok(Err(MessageRefusal::NoSuchMessage));
+                    };
+                    let change = match rule(&facts, &m) {
+                        Ok(c) => c,
+                        Err(r) => return Ok(Err(r)),
+                    };
+                    let now = now_ms();
+                    let recall = matches!(change, MessageChange::Recall { .. });
+                    match change {
+                        MessageChange::Unchanged => return Ok(Ok(vec![m])),
+                        MessageChange::Recall { by } => {
+                            if let Some(text) = text_of(&m.content) {
+                                index_text(txn, key, seq, &text, false)?;
+                            }
+                            super::media::unshare_in_txn(txn, &m.content, key, seq)?;
+                            m.content = Content::Recalled {};
+                            m.recalled = Some(crate::protocol::Recall { by, at: now });
+                            m.reactions.clear();
+                            m.edited_at = None;
                         }
-                        super::media::unshare_in_txn(txn, &m.content, key, seq)?;
-                        m.content = Content::Recalled {};
-                        m.recalled = Some(crate::protocol::Recall { by, at: now });
-                        m.reactions.clear();
-                        m.edited_at = None;
-                    }
-                    MessageChange::Edit { text } => {
-                        if let Some(old) = text_of(&m.content) {
-                            index_text(txn, key, seq, &old, false)?;
+                        MessageChange::Edit { text } => {
+                            if let Some(old) = text_of(&m.content) {
+                                index_text(txn, key, seq, &old, false)?;
+                            }
+                            index_text(txn, key, seq, &text, true)?;
+                            m.content = Content::Text { text };
+                            m.edited_at = Some(now);
                         }
-                        index_text(txn, key, seq, &text, true)?;
-                        m.content = Content::Text { text };
-                        m.edited_at = Some(now);
+                        MessageChange::Reactions(reactions) => m.reactions = reactions,
                     }
-                    MessageChange::Reactions(reactions) => m.reactions = reactions,
-                }
-                let (last, rev, all_seq) = head(txn, key)?;
-                let rev = rev + 1;
-                if let Some(prev) = (m.rev > 0).then_some(m.rev) {
-                    txn.open_table(REVS)?.remove((key.0, key.1, prev))?;
-                }
-                m.rev = rev;
-                let bytes = serde_json::to_vec(&m)?;
-                msgs.insert((key.0, key.1, seq), bytes.as_slice())?;
-                txn.open_table(REVS)?.insert((key.0, key.1, rev), seq)?;
-                txn.open_table(CONV_HEADS)?.insert(key, (last, rev, all_seq))?;
-                Ok(Ok(m))
-            },
-            move |out: &Result<Message, MessageRefusal>| {
-                if let Ok(m) = out {
-                    after(m);
-                }
-            },
-        )
-        .await
+                    let (last, mut rev, all_seq) = head(txn, key)?;
+                    let mut changed = vec![m];
+                    if recall {
+                        changed.extend(unquote_in_txn(txn, &msgs, key, seq)?);
+                    }
+                    let mut revs = txn.open_table(REVS)?;
+                    for m in &mut changed {
+                        rev += 1;
+                        if m.rev > 0 {
+                            revs.remove((key.0, key.1, m.rev))?;
+                        }
+                        m.rev = rev;
+                        let bytes = serde_json::to_vec(&*m)?;
+                        msgs.insert((key.0, key.1, m.seq), bytes.as_slice())?;
+                        revs.insert((key.0, key.1, rev), m.seq)?;
+                    }
+                    txn.open_table(CONV_HEADS)?.insert(key, (last, rev, all_seq))?;
+                    Ok(Ok(changed))
+                },
+                move |out: &Result<Vec<Message>, MessageRefusal>| {
+                    if let Ok(changed) = out {
+                        after(changed);
+                    }
+                },
+            )
+            .await?;
+        Ok(out.map(|mut changed| changed.swap_remove(0)))
     }
 
     pub async fn message(&self, conv: ConvId, seq: u64) -> Result<Option<Message>, StoreError> {

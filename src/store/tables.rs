@@ -21,6 +21,8 @@ pub const MESSAGES: TableDefinition<(u64, u64, u64), &[u8]> = TableDefinition::n
 pub const CONV_HEADS: TableDefinition<(u64, u64), (u64, u64, u64)> = TableDefinition::new("conv_head");
 /// (conversation key, rev) -> seq of the message that change touched
 pub const REVS: TableDefinition<(u64, u64, u64), u64> = TableDefinition::new("conv_rev_seq");
+/// (conversation key, quoted seq, reply seq) -> (): replies that quote a message (a recall rewrites them)
+pub const REPLIES: TableDefinition<(u64, u64, u64, u64), ()> = TableDefinition::new("conv_quotedseq_replyseq");
 /// (sender id, client id) -> (conversation key, seq) of the message it created
 pub const CLIENT_IDS: TableDefinition<(u64, &str), (u64, u64, u64)> = TableDefinition::new("sender_clientid_msgkey");
 /// (user id, conversation key) -> JSON `UserConv`: the user's view of a conversation they are in
@@ -102,6 +104,7 @@ macro_rules! each_table {
         $m!(MESSAGES);
         $m!(CONV_HEADS);
         $m!(REVS);
+        $m!(REPLIES);
         $m!(CLIENT_IDS);
         $m!(USER_CONVS);
         $m!(READS);

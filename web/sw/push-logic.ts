@@ -21,6 +21,7 @@ export type PushPayload =
   | { type: 'call'; call: string; conv: string; media: 'audio' | 'video'; caller_name?: string }
   | { type: 'call_end'; call: string; conv: string }
   | { type: 'contact_request'; user: number; from_name?: string }
+  | { type: 'recall'; conv: string; seq: number }
 
 /** What the click handler needs; kept in `Notification.data`. */
 export interface NotificationData {
@@ -130,6 +131,9 @@ export function pushAction(payload: unknown, lang: PushLang): PushAction | null 
     }
     case 'call_end':
       return present(p.call) ? { kind: 'close', tag: `call:${p.call}` } : null
+    // The chat's notification may show the recalled text: it goes.
+    case 'recall':
+      return present(p.conv) ? { kind: 'close', tag: `conv:${p.conv}` } : null
     case 'contact_request': {
       if (typeof p.user !== 'number') return null
       const title = present(p.from_name) ? p.from_name : t.app

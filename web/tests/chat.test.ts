@@ -291,6 +291,17 @@ describe('chat store', () => {
     expect(usePresence().isTyping('d:3:7')).toBe(false)
   })
 
+  it('a typing frame just behind the message it belonged to does not show typing again', async () => {
+    const p = usePresence()
+    p.applyTyping('d:3:7', 7)
+    p.messageFrom('d:3:7', 7, true)
+    p.applyTyping('d:3:7', 7)
+    expect(p.isTyping('d:3:7')).toBe(false)
+    // Someone else typing is still shown.
+    p.applyTyping('d:3:7', 3)
+    expect(p.isTyping('d:3:7')).toBe(true)
+  })
+
   it('calls onRevoked when the socket closes with 4001', async () => {
     vi.stubGlobal('fetch', fakeFetch({ conversations: [], history: {} }))
     const onRevoked = vi.fn()

@@ -70,6 +70,7 @@ describe('call pushes', () => {
 
   it('close the call notification when the call ends unanswered', () => {
     expect(pushAction({ type: 'call_end', call: 'c9', conv: 'g:5' }, 'en')).toEqual({ kind: 'close', tag: 'call:c9' })
+    expect(pushAction({ type: 'recall', conv: 'g:5', seq: 3 }, 'en')).toEqual({ kind: 'close', tag: 'conv:g:5' })
   })
 })
 

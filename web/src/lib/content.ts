@@ -37,7 +37,7 @@ export function systemText(e: SystemEvent | undefined, t: T, nameOf: NameOf, obj
     case 'renamed':
       return t('system.renamed', { by: n(e.by), name: e.name })
     case 'notice_changed':
-      return t('system.notice_changed', { by: n(e.by) })
+      return e.notice ? t('system.notice_set', { by: n(e.by), notice: e.notice }) : t('system.notice_changed', { by: n(e.by) })
     case 'owner_changed':
       return t('system.owner_changed', { user: n(e.user), by: n(e.by) })
     case 'admin_added':

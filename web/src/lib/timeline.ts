@@ -41,7 +41,8 @@ export interface MessageItem {
   receipt: 'read' | 'sent' | null
   seq: number | null
   ts: number
-  quote: { seq: number; name: string; preview: string } | null
+  /** The quoted message; `recalled` when it was recalled after the reply (its text is gone). */
+  quote: { seq: number; name: string; preview: string; recalled: boolean } | null
   avatar: string | null
   readBy: { n: number; total: number } | null
   upload: { url: string | null; progress: number; failed: boolean } | null
@@ -121,7 +122,7 @@ interface Entry {
   clientId?: string
   error?: string
   m?: Message
-  replyTo?: { seq: number; sender: UserId; preview: string } | null
+  replyTo?: { seq: number; sender: UserId; preview: string; recalled?: boolean } | null
   up?: PendingUpload
 }
 
@@ -167,7 +168,9 @@ export function buildTimeline(input: TimelineInput, text: TimelineText): Timelin
       receipt: mine && m && !isGroup && input.peerRead > 0 ? (m.seq <= input.peerRead ? 'read' : 'sent') : null,
       seq: m?.seq ?? null,
       ts,
-      quote: e.replyTo ? { seq: e.replyTo.seq, name: text.name(e.replyTo.sender), preview: e.replyTo.preview } : null,
+      quote: e.replyTo
+        ? { seq: e.replyTo.seq, name: text.name(e.replyTo.sender), preview: e.replyTo.preview, recalled: !!e.replyTo.recalled }
+        : null,
       avatar: isGroup ? text.avatar(sender) : input.peer.avatar,
       readBy: r ? { n: r.read_by.length, total: r.read_by.length + r.unread_by.length } : null,
       upload: e.up ? { url: e.up.url, progress: e.up.progress, failed: !!e.up.error } : null,

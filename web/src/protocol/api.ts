@@ -204,6 +204,8 @@ export const api = {
   changePassword: (old_password: string, new_password: string) =>
     request<void>('POST', '/api/me/password', { old_password, new_password }, { quiet401: true }),
   user: (id: UserId) => request<User>('GET', `/api/users/${id}`),
+  /** Whether `id` is online now, or when last seen (403 when hidden or not related). */
+  presence: (id: UserId) => request<{ online: boolean; last_seen: number | null }>('GET', `/api/users/${id}/presence`),
   searchUsers: (q: string) => request<{ users: User[] }>('GET', `/api/users?q=${encodeURIComponent(q)}`),
   /** Every conversation, hidden ones too (with `hidden: true`), so the app knows what to leave out. */
   conversations: () => request<{ conversations: ConversationSummary[] }>('GET', '/api/conversations?hidden=true'),

@@ -46,7 +46,7 @@ export interface OutboxEntry {
   status: 'sending' | 'failed'
   error?: { code: string; message: string }
   /** The message this one answers: its seq, and sender and preview to show the quote meanwhile. */
-  reply_to?: { seq: number; sender: UserId; preview: string }
+  reply_to?: { seq: number; sender: UserId; preview: string; recalled?: boolean }
   /** Members named with `@` (group chats), and `@all` (owners and admins only). */
   mentions?: UserId[]
   mention_all?: boolean

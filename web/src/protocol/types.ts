@@ -39,7 +39,7 @@ export type SystemEvent =
   | { type: 'left'; user: UserId }
   | { type: 'removed'; user: UserId; by: UserId }
   | { type: 'renamed'; name: string; by: UserId }
-  | { type: 'notice_changed'; by: UserId }
+  | { type: 'notice_changed'; by: UserId; notice?: string }
   | { type: 'owner_changed'; user: UserId; by: UserId }
   | { type: 'admin_added'; user: UserId; by: UserId }
   | { type: 'admin_removed'; user: UserId; by: UserId }
@@ -116,7 +116,8 @@ export interface Message {
    * `hidden` list). It stays in the log as a placeholder, so the log has no hole, and is never shown.
    */
   hidden?: boolean
-  reply_to?: { seq: number; sender: UserId; preview: string } | null
+  /** `recalled`: the quoted message was recalled since; `preview` is then empty. */
+  reply_to?: { seq: number; sender: UserId; preview: string; recalled?: boolean } | null
   mentions?: UserId[]
   mention_all?: boolean
   edited_at?: number | null

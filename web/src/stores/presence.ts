@@ -1,11 +1,15 @@
 // Who is online and who is typing, from the socket's `presence` and `typing` frames (routed here
-// by the socket store). Nothing is persisted: a reconnect's frames bring it back.
+// by the socket store), and for a chat partner from `GET /api/users/{id}/presence` when the chat
+// is first shown (frames only tell changes). Nothing is persisted.
 import { defineStore } from 'pinia'
 import { ref } from 'vue'
+import { api } from '@/protocol/api'
 import type { ConvId, UserId } from '@/protocol/types'
 
 /** How long a `typing` frame shows "typing…" (the sender repeats it while typing). */
 const TYPING_MS = 6000
+/** A typing frame this soon after the same person's message belongs to that message. */
+const TAIL_MS = 1500
 
 export interface PresenceState {
   online: boolean
@@ -18,6 +22,12 @@ export const usePresence = defineStore('presence', () => {
   /** Until when (ms) someone was seen typing, per chat, and who. */
   const typingUntil = ref<Record<ConvId, number>>({})
   const typingWho = ref<Record<ConvId, UserId>>({})
+  /** When each user's last message arrived, per chat (`conv user` -> ms): a typing frame that
+   * arrives just after it is the tail of that message, not new typing. */
+  const lastMessageAt = new Map<string, number>()
+  /** Users whose presence was asked for, and frames seen per user (a frame beats an older answer). */
+  const asked = new Set<UserId>()
+  const frames = new Map<UserId, number>()
 
   /** Someone is typing in `conv` (entries are deleted when they expire, which re-renders). */
   function isTyping(conv: ConvId): boolean {
@@ -25,6 +35,7 @@ export const usePresence = defineStore('presence', () => {
   }
 
   function applyTyping(conv: ConvId, user: UserId) {
+    if (Date.now() - (lastMessageAt.get(`${conv} ${user}`) ?? -Infinity) < TAIL_MS) return
     typingUntil.value[conv] = Date.now() + TYPING_MS
     typingWho.value[conv] = user
     // Re-render once it expires.
@@ -34,19 +45,37 @@ export const usePresence = defineStore('presence', () => {
   }
 
   /** A message from `user` ends their typing in `conv`. */
-  function messageFrom(conv: ConvId, user: UserId) {
+  function messageFrom(conv: ConvId, user: UserId, live = true) {
+    if (live) lastMessageAt.set(`${conv} ${user}`, Date.now())
     if (typingWho.value[conv] === user) delete typingUntil.value[conv]
   }
 
   function applyPresence(user: UserId, online: boolean, lastSeen: number | null) {
+    frames.set(user, (frames.get(user) ?? 0) + 1)
     presence.value[user] = { online, last_seen: lastSeen }
+  }
+
+  /** Asks the server once per page load for `user`'s presence, unless a frame told it already. */
+  async function ensure(user: UserId) {
+    if (asked.has(user) || presence.value[user]) return
+    asked.add(user)
+    const seen = frames.get(user) ?? 0
+    try {
+      const p = await api.presence(user)
+      if ((frames.get(user) ?? 0) === seen) presence.value[user] = { online: p.online, last_seen: p.last_seen ?? null }
+    } catch {
+      // Hidden or not related (403): the header shows the username instead.
+    }
   }
 
   function reset() {
     presence.value = {}
     typingUntil.value = {}
     typingWho.value = {}
+    lastMessageAt.clear()
+    asked.clear()
+    frames.clear()
   }
 
-  return { presence, typingUntil, typingWho, isTyping, applyTyping, messageFrom, applyPresence, reset }
+  return { presence, typingUntil, typingWho, isTyping, applyTyping, messageFrom, applyPresence, ensure, reset }
 })

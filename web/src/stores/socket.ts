@@ -118,8 +118,8 @@ export const useSocket = defineStore('socket', () => {
   function onMessage(m: Message, live: boolean) {
     const chat = useChat()
     const o = chat.applyMessage(m, live)
+    usePresence().messageFrom(m.conv, m.sender, live)
     if (!o.added) return
-    usePresence().messageFrom(m.conv, m.sender)
     if (m.conv.startsWith('g:')) useReceipts().noteMessage(m.conv, m.sender, m.seq)
     if (o.groupChanged !== null) hooks.onGroupChanged?.(o.groupChanged)
     if (o.notify) hooks.onIncoming?.(m, chat.convs[m.conv]!)
