@@ -372,7 +372,8 @@ test('profile edits are saved', async () => {
   await a.getByTestId('nav-settings').click()
   await a.getByTestId('settings-signature').fill('Tea, not coffee.')
   await a.getByTestId('settings-save-profile').click()
-  await a.getByText('Saved').waitFor({ timeout: T })
+  // The form's own status line ("Saved" is also the favourites' place in the navigation).
+  await a.getByTestId('settings-view').getByRole('status').getByText('Saved').waitFor({ timeout: T })
   const me = await a.evaluate(async () => (await fetch('/api/me')).json())
   assert.equal(me.signature, 'Tea, not coffee.')
   // Bob sees it on Alice's profile card.
@@ -641,6 +642,8 @@ test('media: a photo arrives as a thumbnail and opens full size; files, drops, s
   await a.getByTestId('chat-view').waitFor()
   const photo = await makePhoto(a)
   await a.getByTestId('attach-input').setInputFiles({ name: 'sunset.png', mimeType: 'image/png', buffer: photo })
+  // Picked, pasted and dropped files are shown for a last look (with a caption field) first.
+  await a.getByTestId('attach-send').click()
   const img = b.getByTestId('message').getByTestId('message-image').last()
   await img.waitFor({ timeout: T })
   await b.waitForFunction(
@@ -661,6 +664,7 @@ test('media: a photo arrives as a thumbnail and opens full size; files, drops, s
   await waitForCount(b.getByTestId('lightbox'), 0)
   // Any other file is a file message with its name, size and a download link.
   await a.getByTestId('attach-input').setInputFiles({ name: 'notes.txt', mimeType: 'text/plain', buffer: Buffer.from('packing list\n'.repeat(100)) })
+  await a.getByTestId('attach-send').click()
   const file = b.getByTestId('message').getByTestId('message-file').filter({ hasText: 'notes.txt' })
   await file.waitFor({ timeout: T })
   assert.match(await file.getByTestId('file-download').getAttribute('href'), /^\/api\/files\/[0-9a-f]{32}$/)
@@ -671,9 +675,11 @@ test('media: a photo arrives as a thumbnail and opens full size; files, drops, s
     const target = document.querySelector('[data-testid="chat-view"]')
     for (const type of ['dragenter', 'dragover', 'drop']) target.dispatchEvent(new DragEvent(type, { dataTransfer: dt, bubbles: true, cancelable: true }))
   })
+  await a.getByTestId('attach-send').click()
   await b.getByTestId('message-file').filter({ hasText: 'dropped.txt' }).waitFor({ timeout: T })
   // Past the server's upload limit (25 MiB) the upload fails with a clear reason.
   await a.getByTestId('attach-input').setInputFiles({ name: 'huge.bin', mimeType: 'application/octet-stream', buffer: Buffer.alloc(26 * 1024 * 1024, 7) })
+  await a.getByTestId('attach-send').click()
   const failed = a.getByTestId('message-failed').filter({ hasText: 'huge.bin' })
   await failed.getByText(/too large/).waitFor({ timeout: 30_000 })
   await failed.getByRole('button', { name: 'Delete' }).click()
@@ -970,6 +976,7 @@ test('screenshots', { skip: !SHOTS }, async () => {
   await send(b, "I'll bring the snacks 🍫")
   await waitForCount(storedMessages(c, "I'll bring the snacks 🍫"), 1)
   await c.getByTestId('attach-input').setInputFiles({ name: 'view.png', mimeType: 'image/png', buffer: await makePhoto(c) })
+  await c.getByTestId('attach-send').click()
   await a.getByTestId('message').getByTestId('message-image').last().waitFor({ timeout: T })
   await send(c, 'The view from the top last time ⛰️')
   await waitForCount(storedMessages(a, 'The view from the top last time ⛰️'), 1)
