@@ -99,6 +99,40 @@ pub(super) fn migrate_file_shares(txn: &WriteTransaction) -> Result<(), StoreErr
     Ok(())
 }
 
+/// Schema 3 to 4: replies written before the reply index existed join it, so that a later
+/// recall reaches them; replies quoting a message that was recalled already lose the quoted text
+/// now (history and new syncs show "recalled"; a device that cached the reply earlier keeps its
+/// copy until it reloads the conversation).
+pub(super) fn migrate_reply_index(txn: &WriteTransaction) -> Result<(), StoreError> {
+    let mut msgs = txn.open_table(MESSAGES)?;
+    let mut index = txn.open_table(REPLIES)?;
+    let mut unquoted = Vec::new();
+    for entry in msgs.iter()? {
+        let (k, v) = entry?;
+        let (a, b, seq) = k.value();
+        let mut m = decode(v.value())?;
+        let Some(q) = m.reply_to.as_mut() else { continue };
+        if q.recalled {
+            continue;
+        }
+        let quoted_recalled = match msgs.get((a, b, q.seq))? {
+            Some(v) => decode(v.value())?.recalled.is_some(),
+            None => false,
+        };
+        if quoted_recalled {
+            q.preview.clear();
+            q.recalled = true;
+            unquoted.push(((a, b, seq), serde_json::to_vec(&m)?));
+        } else {
+            index.insert((a, b, q.seq, seq), ())?;
+        }
+    }
+    for (k, bytes) in unquoted {
+        msgs.insert(k, bytes.as_slice())?;
+    }
+    Ok(())
+}
+
 fn decode(v: &[u8]) -> Result<Message, StoreError> {
     Ok(serde_json::from_slice(v)?)
 }

@@ -32,7 +32,11 @@ pub(super) fn migrate(db: &Database) -> Result<(), StoreError> {
                     // version 4 the tables of favourites, hidden messages, contact remarks and
                     // link previews: create every table that is missing, so that readers never
                     // meet one.
-                    0 | 2 | 3 => tables::create_all(&txn)?,
+                    0 | 2 => tables::create_all(&txn)?,
+                    3 => {
+                        tables::create_all(&txn)?;
+                        messages::migrate_reply_index(&txn)?;
+                    }
                     1 => messages::migrate_file_shares(&txn)?,
                     _ => unreachable!("no migration from schema {v}"),
                 }
@@ -121,6 +125,46 @@ mod tests {
         assert_eq!(s.file_audience(recalled).await.unwrap(), (false, vec![]), "its message was recalled before the upgrade");
         let old_table = s.read(|txn| Ok(txn.open_table(tables::FILE_CONVS).is_ok())).await.unwrap();
         assert!(!old_table, "the schema 1 table is gone");
+        s.close().await;
+    }
+
+    #[tokio::test]
+    async fn schema_3_replies_join_the_reply_index_and_quotes_of_recalled_messages_lose_their_text() {
+        use crate::ids::{ConvId, UserId};
+        use crate::protocol::{Content, Message, Recall, ReplyRef};
+        let dir = tempfile::tempdir().unwrap();
+        let conv: ConvId = "d:1:2".parse().unwrap();
+        let key = conv.key();
+        {
+            let db = Database::create(dir.path().join(DB_FILE)).unwrap();
+            let txn = db.begin_write().unwrap();
+            tables::create_all(&txn).unwrap();
+            txn.delete_table(tables::REPLIES).unwrap();
+            let mut msgs = txn.open_table(tables::MESSAGES).unwrap();
+            let text = |seq: u64, t: &str| Message::new(conv, seq, UserId(1), format!("c{seq}"), 1, Content::Text { text: t.into() });
+            let reply = |seq: u64, to: u64, preview: &str| {
+                let mut m = text(seq, "a reply");
+                m.reply_to = Some(ReplyRef { seq: to, sender: UserId(1), preview: preview.into(), recalled: false });
+                m
+            };
+            let mut gone = text(3, "");
+            gone.content = Content::Recalled {};
+            gone.recalled = Some(Recall { by: UserId(1), at: 2 });
+            for m in [text(1, "kept"), reply(2, 1, "kept"), gone, reply(4, 3, "the secret")] {
+                msgs.insert((key.0, key.1, m.seq), serde_json::to_vec(&m).unwrap().as_slice()).unwrap();
+            }
+            drop(msgs);
+            txn.open_table(META).unwrap().insert("schema_version", 3).unwrap();
+            txn.commit().unwrap();
+        }
+        let s = Store::open(dir.path(), &StoreOptions::default()).unwrap();
+        assert_eq!(s.schema_version().await.unwrap(), SCHEMA_VERSION);
+        let index: Vec<(u64, u64, u64, u64)> =
+            s.read(|txn| Ok(txn.open_table(tables::REPLIES)?.iter()?.map(|e| e.unwrap().0.value()).collect())).await.unwrap();
+        assert_eq!(index, vec![(key.0, key.1, 1, 2)], "the reply to a live message is indexed for a later recall");
+        let quote = s.message(conv, 4).await.unwrap().unwrap().reply_to.unwrap();
+        assert_eq!((quote.preview.as_str(), quote.recalled), ("", true), "the recalled text is out of the old quote");
+        assert_eq!(s.message(conv, 2).await.unwrap().unwrap().reply_to.unwrap().preview, "kept");
         s.close().await;
     }
 }
