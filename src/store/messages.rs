@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use super::facts::ConvFacts;
 use super::search::{self, QueryToken};
 use super::tables::{
-    CLIENT_IDS, CONV_HEADS, DAILY_MESSAGES, FILE_MSGS, HIDDEN_MESSAGES, MENTIONS, MESSAGES, READS, REPLIES, REVS, SEARCH, USER_CONVS,
+    CLIENT_IDS, CONV_HEADS, DAILY_MESSAGES, FILE_MSGS, HIDDEN_MESSAGES, MENTIONS, MESSAGES, READS, REVS, SEARCH, USER_CONVS,
 };
 use super::{Store, StoreError, now_ms};
 use crate::ids::{ConvId, UserId};
@@ -96,40 +96,6 @@ pub(super) fn migrate_file_shares(txn: &WriteTransaction) -> Result<(), StoreErr
     }
     drop(shares);
     txn.delete_table(super::tables::FILE_CONVS)?;
-    Ok(())
-}
-
-/// Schema 3 to 4: replies written before the reply index existed join it, so that a later
-/// recall reaches them; replies quoting a message that was recalled already lose the quoted text
-/// now (history and new syncs show "recalled"; a device that cached the reply earlier keeps its
-/// copy until it reloads the conversation).
-pub(super) fn migrate_reply_index(txn: &WriteTransaction) -> Result<(), StoreError> {
-    let mut msgs = txn.open_table(MESSAGES)?;
-    let mut index = txn.open_table(REPLIES)?;
-    let mut unquoted = Vec::new();
-    for entry in msgs.iter()? {
-        let (k, v) = entry?;
-        let (a, b, seq) = k.value();
-        let mut m = decode(v.value())?;
-        let Some(q) = m.reply_to.as_mut() else { continue };
-        if q.recalled {
-            continue;
-        }
-        let quoted_recalled = match msgs.get((a, b, q.seq))? {
-            Some(v) => decode(v.value())?.recalled.is_some(),
-            None => false,
-        };
-        if quoted_recalled {
-            q.preview.clear();
-            q.recalled = true;
-            unquoted.push(((a, b, seq), serde_json::to_vec(&m)?));
-        } else {
-            index.insert((a, b, q.seq, seq), ())?;
-        }
-    }
-    for (k, bytes) in unquoted {
-        msgs.insert(k, bytes.as_slice())?;
-    }
     Ok(())
 }
 
@@ -274,7 +240,7 @@ pub(super) fn insert_in_txn(txn: &WriteTransaction, mut message: Message, direct
     // Sending is reading: your own message never counts as unread.
     txn.open_table(READS)?.insert((key.0, key.1, message.sender.0), seq)?;
     if let Some(r) = &message.reply_to {
-        txn.open_table(REPLIES)?.insert((key.0, key.1, r.seq, seq), ())?;
+        super::replies::record_in_txn(txn, key, r.seq, seq)?;
     }
     if !message.mentions.is_empty() {
         let mut mentions = txn.open_table(MENTIONS)?;
@@ -299,32 +265,6 @@ pub(super) fn insert_in_txn(txn: &WriteTransaction, mut message: Message, direct
     let n = daily.get(day)?.map_or(0, |v| v.value());
     daily.insert(day, n + 1)?;
     Ok(message)
-}
-
-/// The replies that quote message `seq`, with the quote's text taken out (`recalled` set), for
-/// a recall to store with new revs; their index entries go, since the quote cannot change again.
-fn unquote_in_txn(
-    txn: &WriteTransaction,
-    msgs: &redb::Table<(u64, u64, u64), &[u8]>,
-    key: (u64, u64),
-    seq: u64,
-) -> Result<Vec<Message>, StoreError> {
-    let mut index = txn.open_table(REPLIES)?;
-    let replies: Vec<u64> = index
-        .range((key.0, key.1, seq, 0)..=(key.0, key.1, seq, u64::MAX))?
-        .map(|e| e.map(|(k, _)| k.value().3))
-        .collect::<Result<_, _>>()?;
-    let mut out = Vec::with_capacity(replies.len());
-    for r in replies {
-        index.remove((key.0, key.1, seq, r))?;
-        let Some(mut m) = msgs.get((key.0, key.1, r))?.map(|v| decode(v.value())).transpose()? else { continue };
-        if let Some(q) = m.reply_to.as_mut().filter(|q| q.seq == seq) {
-            q.preview.clear();
-            q.recalled = true;
-            out.push(m);
-        }
-    }
-    Ok(out)
 }
 
 /// A change to an existing message, decided by the caller's rule (`chat::rules`).
@@ -463,7 +403,7 @@ impl Store {
                     let (last, mut rev, all_seq) = head(txn, key)?;
                     let mut changed = vec![m];
                     if recall {
-                        changed.extend(unquote_in_txn(txn, &msgs, key, seq)?);
+                        changed.extend(super::replies::unquote_in_txn(txn, &msgs, key, seq)?);
                     }
                     let mut revs = txn.open_table(REVS)?;
                     for m in &mut changed {

@@ -4,7 +4,7 @@
 use redb::{Database, ReadableTable};
 
 use super::tables::{self, META};
-use super::{StoreError, messages};
+use super::{StoreError, messages, replies};
 
 /// The schema this build writes. Opening a newer one is refused; older ones are migrated.
 pub const SCHEMA_VERSION: u64 = 4;
@@ -35,7 +35,7 @@ pub(super) fn migrate(db: &Database) -> Result<(), StoreError> {
                     0 | 2 => tables::create_all(&txn)?,
                     3 => {
                         tables::create_all(&txn)?;
-                        messages::migrate_reply_index(&txn)?;
+                        replies::migrate_reply_index(&txn)?;
                     }
                     1 => messages::migrate_file_shares(&txn)?,
                     _ => unreachable!("no migration from schema {v}"),

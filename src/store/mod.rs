@@ -35,6 +35,7 @@ pub mod messages;
 mod migrate;
 pub mod personal;
 pub mod push;
+mod replies;
 pub mod search;
 pub mod sessions;
 pub mod snapshot;
