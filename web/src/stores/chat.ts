@@ -209,10 +209,10 @@ export const useChat = defineStore('chat', () => {
     mergeFrame({ type: 'update', message: m })
     const c = convs.value[m.conv]
     if (c?.last_message?.seq === m.seq) c.last_message = m
-    // A recalled text leaves this browser's cache now, not a second later (a reload in between
-    // would show it again).
-    if (m.content.kind === 'recalled') saveCacheNow()
-    else scheduleCacheSave()
+    // Saved now, not a second later: a cached copy is not replaced by the server's after a reload,
+    // so a reload in between would show the message as it was (a recalled text, the quote of a
+    // reply to it, an edit undone).
+    saveCacheNow()
   }
 
   /** Inserts a message keyed by (conv, seq); returns false if it was already known. */
