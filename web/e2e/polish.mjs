@@ -192,6 +192,8 @@ test('small ones: mentions of me and bare www links in messages, search hits, th
   await a.getByTestId('search-hit').first().waitFor({ timeout: T })
   assert.deepEqual(await a.getByTestId('search-mark').allTextContents(), ['map'])
   await a.getByTestId('conversation-filter').fill('')
+  // The results go with the text, so the rows below them are where they stay for the hover.
+  await waitForCount(a.getByTestId('search-results'), 0)
 
   // The row's hover button leaves the mute icon visible.
   await api(A.token, 'PATCH', `/api/conversations/${gconv}`, { muted: true })
@@ -219,12 +221,27 @@ test('small ones: mentions of me and bare www links in messages, search hits, th
   await synced
   await b.getByTestId('composer-input').fill('on my w')
   await a.getByTestId('chat-subtitle').filter({ hasText: /typing/i }).waitFor({ timeout: T })
+  // Watches a's page from now on: the header as it was drawn just before the message appeared,
+  // and in the same update that drew it. "typing…" would otherwise last its own few seconds.
+  await a.evaluate(() => {
+    const subtitle = () => document.querySelector('[data-testid="chat-subtitle"]')?.textContent ?? ''
+    const arrived = () => [...document.querySelectorAll('[data-testid="message-text"]')].some((e) => e.textContent.includes('on my way'))
+    window.__typingAtMessage = new Promise((resolve) => {
+      let before = subtitle()
+      const obs = new MutationObserver(() => {
+        if (!arrived()) return void (before = subtitle())
+        obs.disconnect()
+        resolve({ before, with: subtitle() })
+      })
+      obs.observe(document.body, { subtree: true, childList: true, characterData: true })
+    })
+  })
   await b.getByTestId('composer-input').fill('on my way')
   await b.getByTestId('composer-input').press('Enter')
   await a.getByTestId('message-text').filter({ hasText: 'on my way' }).waitFor({ timeout: T })
-  const after = Date.now()
-  await lib.poll(() => a.getByTestId('chat-subtitle').textContent(), (s) => !/typing/i.test(s), 'typing cleared', 1000)
-  assert.ok(Date.now() - after < 1000)
+  const seen = await a.evaluate(() => window.__typingAtMessage)
+  assert.match(seen.before, /typing/i, 'still typing until the message came')
+  assert.doesNotMatch(seen.with, /typing/i, 'the message ended the typing')
 })
 
 test('calls: minimised to a corner window, the chat goes on; restored; hung up', async () => {

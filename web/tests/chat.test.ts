@@ -3,7 +3,7 @@ import { createPinia, setActivePinia } from 'pinia'
 import { useChat } from '@/stores/chat'
 import { usePresence } from '@/stores/presence'
 import { useSocket } from '@/stores/socket'
-import type { ConversationSummary, Message, User } from '@/protocol/types'
+import type { ConversationSummary, GroupView, Message, User } from '@/protocol/types'
 import { FakeSocket, msg } from './fakes'
 
 const me: User = { id: 3, username: 'ann', nickname: 'Ann', signature: '', gender: 'unknown', birthday: null, is_admin: false, created_at: 0 }
@@ -62,6 +62,31 @@ afterEach(() => {
 })
 
 describe('chat store', () => {
+  it('keeps a group notice from a live frame when an older list answer lands after it', async () => {
+    const group = (notice: string): GroupView => ({ id: 5, name: 'Hiking', notice, avatar: null, join_mode: 'open', owner: 7, member_count: 3, created_at: 0, my_role: 'member' })
+    const summary = (notice: string): ConversationSummary => ({ id: 'g:5', last_seq: 1, last_message: msg('g:5', 1, 7), group: group(notice) })
+    const chat = await startStore({ conversations: [summary('north gate')], history: {} })
+    expect(chat.convs['g:5']!.group!.notice).toBe('north gate')
+    // The list asked for after `synced` is answered only after the notice changed.
+    let answer: (r: Response) => void = () => {}
+    vi.stubGlobal('fetch', vi.fn(() => new Promise<Response>((r) => (answer = r))))
+    const ws = FakeSocket.last
+    ws.open()
+    ws.receive({ type: 'synced' })
+    const notice = { kind: 'system', event: { type: 'notice_changed', by: 7, notice: 'south gate' } } as const
+    ws.receive({ type: 'message', message: { ...msg('g:5', 2, 7), content: notice } })
+    expect(chat.convs['g:5']!.group!.notice).toBe('south gate')
+    ws.receive({ type: 'group', group: group('south gate') })
+    answer(new Response(JSON.stringify({ conversations: [summary('north gate')] }), { headers: { 'Content-Type': 'application/json' } }))
+    await vi.waitFor(() => expect(chat.listLoaded).toBe(true))
+    await new Promise((r) => setTimeout(r, 0))
+    expect(chat.convs['g:5']!.group!.notice).toBe('south gate')
+    // A list asked for after the change is taken.
+    vi.stubGlobal('fetch', fakeFetch({ conversations: [{ ...summary('west gate'), last_seq: 2 }], history: {} }))
+    await chat.loadConversations()
+    expect(chat.convs['g:5']!.group!.notice).toBe('west gate')
+  })
+
   it('treats existing history as read on a new browser, then counts new messages from others', async () => {
     const h = history('d:3:7', 10)
     const chat = await startStore({
@@ -291,14 +316,16 @@ describe('chat store', () => {
     expect(usePresence().isTyping('d:3:7')).toBe(false)
   })
 
-  it('a typing frame just behind the message it belonged to does not show typing again', async () => {
+  it('a message ends only the typing of its sender; typing right after one is shown', async () => {
     const p = usePresence()
     p.applyTyping('d:3:7', 7)
-    p.messageFrom('d:3:7', 7, true)
-    p.applyTyping('d:3:7', 7)
+    p.messageFrom('d:3:7', 3)
+    expect(p.isTyping('d:3:7')).toBe(true)
+    p.messageFrom('d:3:7', 7)
     expect(p.isTyping('d:3:7')).toBe(false)
-    // Someone else typing is still shown.
-    p.applyTyping('d:3:7', 3)
+    // The next message being typed at once (frames of one connection come in order: this one
+    // was sent after the message).
+    p.applyTyping('d:3:7', 7)
     expect(p.isTyping('d:3:7')).toBe(true)
   })
 

@@ -27,6 +27,18 @@ const synced = (...reload: string[]): LogFrame => ({ type: 'synced', reload })
 
 const seqs = (logs: Logs) => Object.fromEntries(Object.entries(logs).map(([k, v]) => [k, v.map((m) => m.seq)]))
 
+describe('insert', () => {
+  it('a recalled copy replaces one kept from before the recall, and is no new message', () => {
+    const logs: Logs = {}
+    insert(logs, msg(A, 1, 7, 'the secret plan'))
+    expect(insert(logs, { ...msg(A, 1, 7), content: { kind: 'recalled' } })).toBe(false)
+    expect(logs[A]!.map((m) => m.content)).toEqual([{ kind: 'recalled' }])
+    // An older copy does not bring the text back.
+    expect(insert(logs, msg(A, 1, 7, 'the secret plan'))).toBe(false)
+    expect(logs[A]![0]!.content).toEqual({ kind: 'recalled' })
+  })
+})
+
 describe('applyFrame', () => {
   const cases: {
     name: string

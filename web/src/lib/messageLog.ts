@@ -47,9 +47,11 @@ export function insert(logs: Logs, m: Message): boolean {
   }
   const i = indexOf(log, m.seq)
   if (log[i]?.seq === m.seq) {
-    // A message I deleted for myself elsewhere (a history page's placeholder) replaces the copy
-    // this device kept, but is no new message.
-    if (m.hidden && !log[i]!.hidden) log.splice(i, 1, m)
+    // A message I deleted for myself elsewhere (a history page's placeholder), or one recalled
+    // since this device kept its copy (the copy cached before a reload), replaces that copy, but
+    // is no new message: a recalled text must not stay on screen.
+    const kept = log[i]!
+    if ((m.hidden && !kept.hidden) || (m.content.kind === 'recalled' && kept.content.kind !== 'recalled')) log.splice(i, 1, m)
     return false
   }
   log.splice(i, 0, m)

@@ -160,8 +160,36 @@ export const useChat = defineStore('chat', () => {
     return c
   }
 
-  /** Applies a `ConversationView` from the list or a `conversation` frame. */
-  function applySummary(s: ConversationSummary) {
+  // ---- group news ----
+  // A group's view comes live (a `group` frame, a `notice_changed` message) and in answers to
+  // requests (the list, `GET /api/groups/{id}`). An answer to a request made before live news of
+  // that group arrived may carry the older view: it must not put it back (a notice set right
+  // after a reload would vanish again until the next change).
+
+  /** Counts live group news; `groupNewsAt` says when each chat's latest came. */
+  let groupNews = 0
+  const groupNewsAt = new Map<ConvId, number>()
+
+  function noteGroupNews(conv: ConvId) {
+    groupNewsAt.set(conv, ++groupNews)
+  }
+
+  /** A mark to take before a request whose answer carries a group view. */
+  function groupMark(): number {
+    return groupNews
+  }
+
+  /** Live news of `conv`'s group came after `mark` (the answer taken then is older). */
+  function groupNewerThan(conv: ConvId, mark: number): boolean {
+    return (groupNewsAt.get(conv) ?? 0) > mark
+  }
+
+  /**
+   * Applies a `ConversationView` from the list or a `conversation` frame. `mark` (from
+   * `groupMark()` before the request) leaves out a group view older than live news.
+   */
+  function applySummary(s: ConversationSummary, mark?: number) {
+    if (s.group && mark !== undefined && groupNewerThan(s.id, mark)) s = { ...s, group: undefined }
     conversation.applySummary(ensureConv(s.id, s.peer ?? null), s)
     if (s.last_message) merge(s.last_message)
     if (typeof s.read_seq === 'number') {
@@ -181,7 +209,10 @@ export const useChat = defineStore('chat', () => {
     mergeFrame({ type: 'update', message: m })
     const c = convs.value[m.conv]
     if (c?.last_message?.seq === m.seq) c.last_message = m
-    scheduleCacheSave()
+    // Saved now, not a second later: a cached copy is not replaced by the server's after a reload,
+    // so a reload in between would show the message as it was (a recalled text, the quote of a
+    // reply to it, an edit undone).
+    saveCacheNow()
   }
 
   /** Inserts a message keyed by (conv, seq); returns false if it was already known. */
@@ -224,6 +255,7 @@ export const useChat = defineStore('chat', () => {
     if (cacheTimer !== null) clearTimeout(cacheTimer)
     cacheTimer = null
     port = null
+    groupNewsAt.clear()
     me.value = null
     convs.value = {}
     messages.value = {}
@@ -249,7 +281,14 @@ export const useChat = defineStore('chat', () => {
     // A new message brings a hidden chat back.
     if (c.hidden && m.seq > c.hidden_at) c.hidden = false
     if (m.conv.startsWith('g:') && m.content.kind === 'system') {
-      if (m.content.event?.type === 'dissolved') c.gone = 'dissolved'
+      const ev = m.content.event
+      if (ev?.type === 'dissolved') c.gone = 'dissolved'
+      // The newest notice change carries the text (the `group` frame follows; a sync brings only
+      // the message, the list is fetched after it): the banner shows it at once either way.
+      if (ev?.type === 'notice_changed' && typeof ev.notice === 'string' && c.group && m.seq >= c.last_seq) {
+        c.group = { ...c.group, notice: ev.notice }
+        noteGroupNews(m.conv)
+      }
       out.groupChanged = Number(m.conv.slice(2))
     }
     if (activeConv.value === m.conv && attentive.value) markViewed(m.conv)
@@ -295,6 +334,7 @@ export const useChat = defineStore('chat', () => {
 
   /** A `group` frame: its view changed, or I was added to it. */
   function applyGroup(g: GroupView) {
+    noteGroupNews(`g:${g.id}`)
     const cm = convs.value[`g:${g.id}`]
     if (cm) conversation.applyGroup(cm, g)
     else if (g.my_role) {
@@ -312,6 +352,7 @@ export const useChat = defineStore('chat', () => {
   async function loadConversations() {
     if (!me.value) return
     const forUser = me.value.id
+    const mark = groupMark()
     let list: ConversationSummary[]
     try {
       list = (await api.conversations()).conversations
@@ -333,7 +374,7 @@ export const useChat = defineStore('chat', () => {
       }
     }
     for (const s of list) {
-      applySummary(s)
+      applySummary(s, mark)
       if (firstRun) {
         // A new browser treats the existing history as read instead of flooding the badges.
         viewed.value[s.id] = s.last_seq
@@ -359,16 +400,19 @@ export const useChat = defineStore('chat', () => {
   /** The newest messages of the busiest chats, for an instant (and offline) first paint. */
   function scheduleCacheSave() {
     if (cacheTimer !== null || !me.value) return
-    cacheTimer = setTimeout(() => {
-      cacheTimer = null
-      if (!me.value) return
-      const out: log.Logs = {}
-      for (const c of sortedConvs.value.slice(0, cache.CACHE_CONVS)) {
-        const vis = visibleMessages(c.id)
-        if (vis.length) out[c.id] = vis.slice(-cache.CACHE_MESSAGES)
-      }
-      cache.saveMessages(me.value.id, out)
-    }, 1000)
+    cacheTimer = setTimeout(saveCacheNow, 1000)
+  }
+
+  function saveCacheNow() {
+    if (cacheTimer !== null) clearTimeout(cacheTimer)
+    cacheTimer = null
+    if (!me.value) return
+    const out: log.Logs = {}
+    for (const c of sortedConvs.value.slice(0, cache.CACHE_CONVS)) {
+      const vis = visibleMessages(c.id)
+      if (vis.length) out[c.id] = vis.slice(-cache.CACHE_MESSAGES)
+    }
+    cache.saveMessages(me.value.id, out)
   }
 
   /** Forgets the cached chats on an explicit log-out (a shared computer); the outbox stays. */
@@ -507,7 +551,8 @@ export const useChat = defineStore('chat', () => {
 
   /** Pins, mutes or hides a chat on the server; the answer (and other devices) update the list. */
   async function setConvFlags(conv: ConvId, flags: { pinned?: boolean; muted?: boolean; hidden?: boolean }) {
-    applySummary(await api.patchConversation(conv, flags))
+    const mark = groupMark()
+    applySummary(await api.patchConversation(conv, flags), mark)
   }
 
   /** The server says I am no longer in group `id` (I left, was removed, or it was dissolved). */
@@ -574,6 +619,9 @@ export const useChat = defineStore('chat', () => {
     applyRead,
     applySummary,
     applyGroup,
+    noteGroupNews,
+    groupMark,
+    groupNewerThan,
     applyHidden,
     groupGone,
     // actions

@@ -49,8 +49,11 @@ export const useGroups = defineStore('groups', () => {
     return applications.value[id]?.length ?? 0
   }
 
-  function setGroup(g: GroupView) {
+  /** Takes a group view from an answer; `mark` (`chat.groupMark()` before the request) leaves
+   * it out if a live `group` frame or notice change came since (the answer is older). */
+  function setGroup(g: GroupView, mark?: number) {
     const chat = useChat()
+    if (mark !== undefined && chat.groupNewerThan(`g:${g.id}`, mark)) return
     const c = chat.ensureConv(`g:${g.id}`)
     c.group = { ...g, my_role: g.my_role === undefined ? c.group?.my_role : g.my_role }
   }
@@ -81,7 +84,8 @@ export const useGroups = defineStore('groups', () => {
 
   async function refreshGroup(id: number) {
     try {
-      setGroup(await api.group(id))
+      const mark = useChat().groupMark()
+      setGroup(await api.group(id), mark)
     } catch {
       // Gone or offline.
     }

@@ -8,8 +8,6 @@ import type { ConvId, UserId } from '@/protocol/types'
 
 /** How long a `typing` frame shows "typing…" (the sender repeats it while typing). */
 const TYPING_MS = 6000
-/** A typing frame this soon after the same person's message belongs to that message. */
-const TAIL_MS = 1500
 
 export interface PresenceState {
   online: boolean
@@ -22,9 +20,6 @@ export const usePresence = defineStore('presence', () => {
   /** Until when (ms) someone was seen typing, per chat, and who. */
   const typingUntil = ref<Record<ConvId, number>>({})
   const typingWho = ref<Record<ConvId, UserId>>({})
-  /** When each user's last message arrived, per chat (`conv user` -> ms): a typing frame that
-   * arrives just after it is the tail of that message, not new typing. */
-  const lastMessageAt = new Map<string, number>()
   /** Users whose presence was asked for, and frames seen per user (a frame beats an older answer). */
   const asked = new Set<UserId>()
   const frames = new Map<UserId, number>()
@@ -34,8 +29,13 @@ export const usePresence = defineStore('presence', () => {
     return typingUntil.value[conv] !== undefined
   }
 
+  /**
+   * A `typing` frame. One that arrives after the same person's message is new typing, never the
+   * tail of that message: the server reads a connection's frames in order and passes typing on at
+   * once, while a message goes out only once stored, so typing sent before a message always
+   * arrives before it. (The sender repeats it every 2 s at most: dropping one hides the typing.)
+   */
   function applyTyping(conv: ConvId, user: UserId) {
-    if (Date.now() - (lastMessageAt.get(`${conv} ${user}`) ?? -Infinity) < TAIL_MS) return
     typingUntil.value[conv] = Date.now() + TYPING_MS
     typingWho.value[conv] = user
     // Re-render once it expires.
@@ -45,8 +45,7 @@ export const usePresence = defineStore('presence', () => {
   }
 
   /** A message from `user` ends their typing in `conv`. */
-  function messageFrom(conv: ConvId, user: UserId, live = true) {
-    if (live) lastMessageAt.set(`${conv} ${user}`, Date.now())
+  function messageFrom(conv: ConvId, user: UserId) {
     if (typingWho.value[conv] === user) delete typingUntil.value[conv]
   }
 
@@ -72,7 +71,6 @@ export const usePresence = defineStore('presence', () => {
     presence.value = {}
     typingUntil.value = {}
     typingWho.value = {}
-    lastMessageAt.clear()
     asked.clear()
     frames.clear()
   }

@@ -92,7 +92,10 @@ export const useSocket = defineStore('socket', () => {
       c.on('read', (conv, user, seq) => chat.applyRead(conv, user, seq)),
       c.on('typing', (conv, user) => presence.applyTyping(conv, user)),
       c.on('presence', (user, online, lastSeen) => presence.applyPresence(user, online, lastSeen)),
-      c.on('conversation', (v) => chat.applySummary(v)),
+      c.on('conversation', (v) => {
+        if (v.group) chat.noteGroupNews(v.id)
+        chat.applySummary(v)
+      }),
       c.on('contact', (x) => contacts.applyContact(x)),
       c.on('contactRequest', (r) => contacts.applyRequest(r)),
       c.on('hidden', (conv, seq) => chat.applyHidden(conv, seq)),
@@ -118,7 +121,7 @@ export const useSocket = defineStore('socket', () => {
   function onMessage(m: Message, live: boolean) {
     const chat = useChat()
     const o = chat.applyMessage(m, live)
-    usePresence().messageFrom(m.conv, m.sender, live)
+    usePresence().messageFrom(m.conv, m.sender)
     if (!o.added) return
     if (m.conv.startsWith('g:')) useReceipts().noteMessage(m.conv, m.sender, m.seq)
     if (o.groupChanged !== null) hooks.onGroupChanged?.(o.groupChanged)
