@@ -100,7 +100,8 @@ test('a remark shows in the list and the header, on every device', async () => {
 })
 
 test('search inside a chat jumps to an old message, loading its page', async () => {
-  // Sixty newer messages from Bob push "walrus early" out of the newest page.
+  // Two hundred newer messages from Bob push "walrus early" out of what a new page loads first
+  // (a sync brings at most the newest 100 of a chat, a history page 50 more).
   const b = await lib.sessionPage(browser, base, 'bob', bob.token)
   await b.page.goto(`${base}/chat/${conv}`)
   await b.page.getByTestId('composer-input').waitFor({ timeout: T })
@@ -110,19 +111,26 @@ test('search inside a chat jumps to an old message, loading its page', async () 
     await new Promise((ok, fail) => {
       ws.onmessage = (e) => {
         const f = JSON.parse(e.data)
-        if (f.type === 'hello') for (let i = 0; i < 60; i++) ws.send(JSON.stringify({ type: 'send', client_id: `fill-${i}`, conv, content: { kind: 'text', text: `filler ${i}` } }))
-        if (f.type === 'ack' && ++n === 60) ok()
+        if (f.type === 'hello') for (let i = 0; i < 200; i++) ws.send(JSON.stringify({ type: 'send', client_id: `fill-${i}`, conv, content: { kind: 'text', text: `filler ${i}` } }))
+        if (f.type === 'ack' && ++n === 200) ok()
       }
       ws.onerror = fail
     })
     ws.close()
     return n
   }, conv)
-  assert.equal(acks, 60)
+  assert.equal(acks, 200)
   await b.ctx.close()
-  const { page } = A
-  await lib.reloadLoaded(page)
-  await storedMessages(page, 'filler 59').waitFor({ timeout: T })
+  // Ann opens the chat on a new page (a page load, no cache of this chat). Not a reload of her
+  // first page: that reload, right after sixty live messages (the test's earlier form), left Chromium's renderer spinning
+  // in about one run of five under load (every request pending, the page unresponsive to the
+  // debugger); it is being investigated on its own (see the issue notes), and this test is
+  // about the search.
+  const fresh = await lib.sessionPage(browser, base, 'ann-3', ann.token)
+  const { page } = fresh
+  await page.goto(`${base}/chat/${conv}`)
+  await page.getByTestId('composer-input').waitFor({ timeout: T })
+  await storedMessages(page, 'filler 199').waitFor({ timeout: T })
   assert.equal(await storedMessages(page, 'walrus early').count(), 0, 'the old message is not loaded yet')
   await page.getByTestId('chat-menu').click()
   await page.getByTestId('chat-search-open').click()
@@ -133,6 +141,7 @@ test('search inside a chat jumps to an old message, loading its page', async () 
   await hits.first().click()
   await storedMessages(page, 'walrus early').waitFor({ timeout: T })
   await page.locator('.flash').filter({ hasText: 'walrus early' }).first().waitFor({ timeout: T })
+  await fresh.ctx.close()
 })
 
 test("a group's invite QR code decodes to its link, which joins another user", async () => {
