@@ -24,20 +24,9 @@ const users = {
 const s = {} // name -> { token, user }
 const dm = (a, b) => `d:${Math.min(s[a].user.id, s[b].user.id)}:${Math.max(s[a].user.id, s[b].user.id)}`
 
-async function api(who, method, path, body) {
-  const r = await fetch(base + path, {
-    method,
-    headers: { 'content-type': 'application/json', authorization: `Bearer ${s[who].token}` },
-    body: body === undefined ? undefined : JSON.stringify(body),
-  })
-  const text = await r.text()
-  return { status: r.status, body: text ? JSON.parse(text) : null }
-}
+const api = (who, method, path, body) => lib.apiCall(base, s[who].token, method, path, body)
 
-async function befriend(a, b) {
-  assert.equal((await api(a, 'POST', '/api/contacts/requests', { user: s[b].user.id, message: 'hi' })).status, 200)
-  assert.equal((await api(b, 'POST', `/api/contacts/requests/${s[a].user.id}/accept`, {})).status, 200)
-}
+const befriend = (a, b) => lib.befriendApi(base, s[a], s[b])
 
 async function shot(page, name) {
   if (!SHOTS) return

@@ -40,16 +40,7 @@ after(async () => {
   }
 })
 
-async function api(token, method, path, body) {
-  const r = await fetch(base + path, {
-    method,
-    headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
-    body: body === undefined ? undefined : JSON.stringify(body),
-  })
-  const text = await r.text()
-  assert.ok(r.ok, `${method} ${path}: ${r.status} ${text}`)
-  return text ? JSON.parse(text) : null
-}
+const api = (token, method, path, body) => lib.apiOk(base, token, method, path, body)
 
 /**
  * Runs in the page: returns a list of layout problems, each a short sentence naming the
@@ -211,8 +202,7 @@ test('every main screen: no overlapping controls, no clipped text, nothing outsi
     [b, bob],
     [c, carol],
   ]) {
-    await api(a.token, 'POST', '/api/contacts/requests', { user: other.user.id, message: 'hi' })
-    await api(other.token, 'POST', `/api/contacts/requests/${a.user.id}/accept`, {})
+    await lib.befriendApi(base, a, other)
     assert.ok(who)
   }
   const group = await api(a.token, 'POST', '/api/groups', {

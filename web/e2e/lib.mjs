@@ -229,6 +229,30 @@ export async function loginApi(base, u) {
   return body.token
 }
 
+/** Calls the API with `token`'s session: `{ status, body }`, the body parsed (null when empty). */
+export async function apiCall(base, token, method, path, body) {
+  const r = await fetch(base + path, {
+    method,
+    headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  })
+  const text = await r.text()
+  return { status: r.status, body: text ? JSON.parse(text) : null }
+}
+
+/** Like `apiCall`, but fails unless the answer is a 2xx; returns the body. */
+export async function apiOk(base, token, method, path, body) {
+  const r = await apiCall(base, token, method, path, body)
+  assert.ok(r.status >= 200 && r.status < 300, `${method} ${path}: ${r.status} ${JSON.stringify(r.body)}`)
+  return r.body
+}
+
+/** Makes `a` and `b` ({ token, user }, from `registerApi`) contacts: a request, accepted. */
+export async function befriendApi(base, a, b) {
+  assert.equal((await apiCall(base, a.token, 'POST', '/api/contacts/requests', { user: b.user.id, message: 'hi' })).status, 200)
+  assert.equal((await apiCall(base, b.token, 'POST', `/api/contacts/requests/${a.user.id}/accept`, {})).status, 200)
+}
+
 /**
  * State that a scenario takes from an earlier one: returns `value`, or fails at once naming the
  * scenario that should have made it (which failed or did not run), instead of a timeout later.

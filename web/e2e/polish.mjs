@@ -36,16 +36,7 @@ after(async () => {
   }
 })
 
-async function api(token, method, path, body) {
-  const r = await fetch(base + path, {
-    method,
-    headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
-    body: body === undefined ? undefined : JSON.stringify(body),
-  })
-  const text = await r.text()
-  assert.ok(r.ok, `${method} ${path}: ${r.status} ${text}`)
-  return text ? JSON.parse(text) : null
-}
+const api = (token, method, path, body) => lib.apiOk(base, token, method, path, body)
 
 /** Sends over a raw socket of `page` (same origin, the page's session), returns the stored message. */
 function sendRaw(page, conv, text, replyTo) {
@@ -104,8 +95,7 @@ test('setup: three users, contacts, a group', async () => {
   B = await lib.registerApi(base, bob)
   C = await lib.registerApi(base, carol)
   for (const o of [B, C]) {
-    await api(A.token, 'POST', '/api/contacts/requests', { user: o.user.id, message: 'hi' })
-    await api(o.token, 'POST', `/api/contacts/requests/${A.user.id}/accept`, {})
+    await lib.befriendApi(base, A, o)
   }
   const g = await api(A.token, 'POST', '/api/groups', { name: 'Hiking', members: [B.user.id, C.user.id] })
   gid = g.id

@@ -25,23 +25,14 @@ let A // ann's first page
 let A2 // ann's second device
 let conv
 
-async function api(token, method, path, body) {
-  const r = await fetch(base + path, {
-    method,
-    headers: { 'content-type': 'application/json', authorization: `Bearer ${token}` },
-    body: body === undefined ? undefined : JSON.stringify(body),
-  })
-  const text = await r.text()
-  return { status: r.status, body: text ? JSON.parse(text) : null }
-}
+const api = (token, method, path, body) => lib.apiCall(base, token, method, path, body)
 
 before(async () => {
   srv = await lib.startServer()
   base = srv.base
   browser = await lib.launchBrowser()
   for (const u of [ann, bob, cat]) Object.assign(u, await lib.registerApi(base, u))
-  assert.equal((await api(ann.token, 'POST', '/api/contacts/requests', { user: bob.user.id, message: 'hi' })).status, 200)
-  assert.equal((await api(bob.token, 'POST', `/api/contacts/requests/${ann.user.id}/accept`, {})).status, 200)
+  await lib.befriendApi(base, ann, bob)
   conv = `d:${Math.min(ann.user.id, bob.user.id)}:${Math.max(ann.user.id, bob.user.id)}`
   if (SHOTS) mkdirSync(SHOTS, { recursive: true })
 })
