@@ -3,7 +3,8 @@
 //!
 //! ```text
 //! cargo build --release
-//! cargo run --release --example load -- throughput --senders 1000 --messages 50000 [--compare]
+//! cargo run --release --example load -- throughput --senders 1000 --messages 50000 [--compare] [--ceiling]
+//! cargo run --release --example load -- ceiling --senders 1000 --messages 50000
 //! cargo run --release --example load -- latency --clients 10000 --active 1000 --rate 5000 --seconds 20
 //! cargo run --release --example load -- idle --connections 5000,10000
 //! cargo run --release --example load -- crash --runs 20 --double-runs 10 --clients 50 --rate 0
@@ -22,6 +23,8 @@
 //! in count and time, and each scenario prints a short report followed by one JSON line.
 //! The exit code is 0 when no errors were counted, 1 when some were, 2 when a run failed.
 
+#[path = "load/ceiling.rs"]
+mod ceiling;
 #[path = "load/client.rs"]
 mod client;
 #[path = "load/crash.rs"]
@@ -109,6 +112,9 @@ struct Common {
 enum Scenario {
     /// Closed-loop senders in pairs: durable (acked) messages per second.
     Throughput(throughput::ThroughputArgs),
+    /// The throughput scenario's messages straight through the store's append path in this
+    /// process (no server, no sockets): the most the message path can reach here.
+    Ceiling(ceiling::CeilingArgs),
     /// Open-loop sends at a fixed rate among many idle sockets: delivery latency.
     Latency(latency::LatencyArgs),
     /// Server memory per idle authenticated WebSocket.
@@ -170,6 +176,7 @@ async fn run(cli: Cli, fd_limit: u64) -> anyhow::Result<u64> {
     );
     let (report, errors) = match &cli.scenario {
         Scenario::Throughput(a) => throughput::throughput(&cli.common, a).await?,
+        Scenario::Ceiling(a) => ceiling::ceiling(&cli.common, a).await?,
         Scenario::Latency(a) => latency::latency(&cli.common, a, budget).await?,
         Scenario::Idle(a) => idle::idle(&cli.common, a, budget).await?,
         Scenario::Crash(a) => crash::crash(&cli.common, a).await?,

@@ -7,6 +7,10 @@ use chinwag::config::{Config, LogFormat, Overrides};
 use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 
+#[cfg(feature = "mimalloc")]
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(name = "chinwag", version, about = "A self-hosted chat server in one binary")]
 struct Cli {

@@ -44,6 +44,10 @@ pub struct ThroughputArgs {
     /// Longest the sending phase may take, in seconds.
     #[arg(long, default_value_t = 300)]
     timeout: u64,
+    /// Afterwards, writes the same messages straight through the store in this process (the
+    /// ceiling scenario) and prints the end-to-end rate as a fraction of it.
+    #[arg(long)]
+    ceiling: bool,
 }
 
 #[derive(Default)]
@@ -68,6 +72,30 @@ struct SenderOut {
 pub(crate) async fn throughput(common: &Common, a: &ThroughputArgs) -> anyhow::Result<(Value, u64)> {
     if a.senders < 2 || !a.senders.is_multiple_of(2) {
         bail!("--senders must be an even number of at least 2");
+    }
+    if a.ceiling {
+        let (e2e, e1) = throughput_once(common, a, a.max_batch).await?;
+        eprintln!("load: the same messages straight through the store");
+        let args = super::ceiling::CeilingArgs {
+            senders: a.senders,
+            messages: a.messages,
+            text_bytes: a.text_bytes,
+            max_batch: a.max_batch.unwrap_or(2048),
+        };
+        let (store, e2) = super::ceiling::ceiling(common, &args).await?;
+        let (e, s) = (e2e["acked_per_sec"].as_f64().unwrap_or(0.0), store["stored_per_sec"].as_f64().unwrap_or(0.0));
+        let fraction = if s > 0.0 { e / s } else { 0.0 };
+        println!("== end to end {e:.0}/s is {:.0}% of the store alone ({s:.0}/s) on this machine in this run", fraction * 100.0);
+        return Ok((
+            json!({
+                "scenario": "throughput_vs_ceiling",
+                "end_to_end": e2e,
+                "ceiling": store,
+                "fraction_of_ceiling": (fraction * 1000.0).round() / 1000.0,
+                "errors_total": e1 + e2,
+            }),
+            e1 + e2,
+        ));
     }
     if !a.compare {
         return throughput_once(common, a, a.max_batch).await;

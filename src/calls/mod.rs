@@ -271,7 +271,7 @@ async fn log_call(store: &Store, hub: &Arc<Hub>, push: &Arc<Push>, config: &Conf
     let client_id = format!("call-{}", new_call_id());
     let (fanout, push) = (hub.clone(), push.clone());
     let deliver = move |m: &Message| {
-        let frame: Frame = Arc::from(ServerFrame::Message { message: m.clone() }.to_json());
+        let frame: Frame = Arc::from(ServerFrame::message_json(m));
         fanout.deliver(&members, &frame, None);
         push.message(&members, m);
     };

@@ -148,7 +148,7 @@ pub async fn forward(
         for (conv, out) in results {
             let (Ok(sent), Some(to)) = (out, recipients.get(conv)) else { continue };
             for s in sent.iter().filter(|s| !s.duplicate) {
-                let frame: Frame = Arc::from(ServerFrame::Message { message: s.message.clone() }.to_json());
+                let frame: Frame = Arc::from(ServerFrame::message_json(&s.message));
                 hub2.deliver(to, &frame, None);
                 push2.message(to, &s.message);
             }

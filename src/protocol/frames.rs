@@ -306,6 +306,21 @@ impl ServerFrame {
         ServerFrame::Error { client_id, code: code.into(), message: message.into() }
     }
 
+    /// `ServerFrame::Message { message }` as JSON text, serialized from a borrowed message:
+    /// the fan-out makes one of these per message and shares it among all recipients, without
+    /// a copy of the message first.
+    pub fn message_json(message: &Message) -> String {
+        #[derive(Serialize)]
+        #[serde(tag = "type", rename = "message")]
+        struct MessageFrame<'a> {
+            message: &'a Message,
+        }
+        serde_json::to_string(&MessageFrame { message }).unwrap_or_else(|e| {
+            tracing::error!(error = %e, "message frame failed to serialize");
+            r#"{"type":"error","code":"internal","message":"internal error"}"#.into()
+        })
+    }
+
     /// The frame as JSON text. Serializing these types cannot fail (string keys, no maps with
     /// non-string keys), so a failure is a programming error worth a loud log, not a panic.
     pub fn to_json(&self) -> String {

@@ -218,3 +218,10 @@ fn a_notice_change_carries_the_notice_and_old_events_still_read() {
     let old: SystemEvent = serde_json::from_str(r#"{"type":"notice_changed","by":3}"#).unwrap();
     assert_eq!(old, SystemEvent::NoticeChanged { by: UserId(3), notice: String::new() });
 }
+
+#[test]
+fn the_fan_outs_message_frame_is_the_message_variant() {
+    let mut m = msg();
+    m.mentions = vec![UserId(7)];
+    assert_eq!(ServerFrame::message_json(&m), ServerFrame::Message { message: m.clone() }.to_json());
+}

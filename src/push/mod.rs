@@ -232,7 +232,7 @@ impl Push {
     }
 
     /// A message was committed: everyone in `recipients` but its sender may get a push.
-    /// Never blocks (it runs on the store's writer thread).
+    /// Never blocks (it runs on the store's completer thread).
     pub fn message(&self, recipients: &[UserId], m: &Message) {
         if matches!(m.content, Content::System { .. }) {
             return;

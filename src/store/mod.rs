@@ -3,7 +3,9 @@
 //! Architecture invariants:
 //! - Every write goes through [`Store::write`]: one writer thread takes requests from a bounded
 //!   queue, applies as many as are waiting inside one `Durability::Immediate` transaction, and
-//!   answers each request only after that transaction's commit has returned.
+//!   answers each request only after that transaction's commit has returned. The answers (and
+//!   the fan-out that `write_then` attaches) run on one completer thread, batch after batch in
+//!   commit order, while the writer applies and commits the next batch.
 //! - A write closure that returns `Err` must not have written anything: it checks before it
 //!   writes, because it shares its transaction with other callers' writes.
 //! - Reads run in `spawn_blocking` on their own read transaction, never on the async workers.
@@ -137,7 +139,12 @@ impl Store {
         slot.set(Some(db.clone()));
         let (jobs, rx) = mpsc::channel(opts.write_queue);
         let stats = Arc::new(StoreStats::default());
-        let mut writer = Writer::new(slot.clone(), db, opener);
+        let (answers_tx, answers_rx) = std::sync::mpsc::sync_channel(writer::COMPLETION_QUEUE);
+        let completer = std::thread::Builder::new()
+            .name("chinwag-complete".into())
+            .spawn(move || writer::run_completer(&answers_rx))
+            .map_err(|e| StoreError::Db(format!("cannot start the completer thread: {e}")))?;
+        let mut writer = Writer::new(slot.clone(), db, opener, answers_tx);
         let (wstats, max_batch) = (stats.clone(), opts.max_batch);
         let (done_tx, done) = tokio::sync::watch::channel(false);
         std::thread::Builder::new()
@@ -147,6 +154,8 @@ impl Store {
                 // Let go of the file: readers' handles are gone with the `Store`s.
                 writer.slot.set(None);
                 drop(writer);
+                // Every answer is given before `close` returns.
+                let _ = completer.join();
                 let _ = done_tx.send(true);
             })
             .map_err(|e| StoreError::Db(format!("cannot start the writer thread: {e}")))?;
@@ -171,7 +180,7 @@ impl Store {
         self.write_then(f, |_| {}).await
     }
 
-    /// Like [`Store::write`], and `after` runs on the writer thread right after a successful
+    /// Like [`Store::write`], and `after` runs on the completer thread right after a successful
     /// commit, in commit order. Fan-out that must keep commit order (message delivery) goes here;
     /// it must not block.
     pub async fn write_then<T, F, A>(&self, f: F, after: A) -> Result<T, StoreError>

@@ -1,6 +1,7 @@
 //! The group-commit writer thread: it takes write jobs from a bounded queue, applies as many as
-//! are waiting in one transaction, answers each after the commit returned, and after a storage
-//! failure closes the database and opens it again with backoff.
+//! are waiting in one transaction, hands the batch's answers to the completer thread once the
+//! commit returned (which answers them in commit order), and after a storage failure closes the
+//! database and opens it again with backoff.
 
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::Ordering;
@@ -53,9 +54,36 @@ const MAX_REOPEN_BACKOFF: Duration = Duration::from_secs(2);
 /// How often a writer with a closed database looks for new writes to refuse.
 const BROKEN_POLL: Duration = Duration::from_millis(20);
 
+/// A committed (or failed) batch's answers, for the completer thread.
+pub(super) type Answers = (Vec<Completion>, Result<(), StoreError>);
+
+/// Batches whose answers may wait for the completer thread before the writer waits for it: a
+/// bound, so that a completer that falls behind slows the writer instead of growing a queue.
+pub(super) const COMPLETION_QUEUE: usize = 64;
+
+/// Runs each batch's answers in commit order: the callers' replies and the work they do right
+/// after a commit (message fan-out, cache updates), off the writer thread so that the next batch
+/// is applied and committed meanwhile. Returns when the writer has gone.
+pub(super) fn run_completer(rx: &std::sync::mpsc::Receiver<Answers>) {
+    while let Ok((done, result)) = rx.recv() {
+        complete(done, &result);
+    }
+}
+
+fn complete(done: Vec<Completion>, result: &Result<(), StoreError>) {
+    for c in done {
+        // A panicking answer (a bug in a fan-out) must not stop the answers after it.
+        if std::panic::catch_unwind(AssertUnwindSafe(|| c(result.clone()))).is_err() {
+            tracing::error!("a write's completion panicked");
+        }
+    }
+}
+
 /// The writer thread's state.
 pub(super) struct Writer {
     pub(super) slot: Arc<DbSlot>,
+    /// Where committed batches' answers go, in commit order.
+    completions: std::sync::mpsc::SyncSender<Answers>,
     /// The database the next batch commits to; `None` after a storage failure until reopened.
     db: Option<Arc<Database>>,
     opener: Opener,
@@ -66,8 +94,8 @@ pub(super) struct Writer {
 }
 
 impl Writer {
-    pub(super) fn new(slot: Arc<DbSlot>, db: Arc<Database>, opener: Opener) -> Writer {
-        Writer { slot, db: Some(db), opener, failure: None, retry_at: Instant::now(), backoff: Duration::ZERO }
+    pub(super) fn new(slot: Arc<DbSlot>, db: Arc<Database>, opener: Opener, completions: std::sync::mpsc::SyncSender<Answers>) -> Writer {
+        Writer { slot, completions, db: Some(db), opener, failure: None, retry_at: Instant::now(), backoff: Duration::ZERO }
     }
 
     pub(super) fn run(&mut self, mut rx: mpsc::Receiver<Job>, max_batch: usize, stats: &StoreStats) {
@@ -112,8 +140,9 @@ impl Writer {
         let mut done: Vec<Completion> = Vec::with_capacity(batch.len());
         let Some(db) = self.db.clone() else {
             let failure = self.failure.clone().unwrap_or(StoreError::Unavailable);
-            for job in batch.drain(..) {
-                job(None)(Err(failure.clone()));
+            let done: Vec<Completion> = batch.drain(..).map(|job| job(None)).collect();
+            if let Err(std::sync::mpsc::SendError((done, result))) = self.completions.send((done, Err(failure))) {
+                complete(done, &result);
             }
             return;
         };
@@ -164,9 +193,12 @@ impl Writer {
                 self.backoff = (self.backoff * 2).clamp(Duration::from_millis(50), MAX_REOPEN_BACKOFF);
             }
         }
-        // Answered before any reopen, so that nobody waits on it.
-        for c in done {
-            c(result.clone());
+        // Answered before any reopen, so that nobody waits on it: handed to the completer thread,
+        // which runs the answers (and the fan-out they carry) in commit order while this thread
+        // goes on with the next batch.
+        if let Err(std::sync::mpsc::SendError((done, result))) = self.completions.send((done, result)) {
+            // The completer is gone (it only stops after the writer): answer here.
+            complete(done, &result);
         }
     }
 
