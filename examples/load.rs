@@ -5,6 +5,7 @@
 //! cargo build --release
 //! cargo run --release --example load -- throughput --senders 1000 --messages 50000 [--compare] [--ceiling]
 //! cargo run --release --example load -- ceiling --senders 1000 --messages 50000
+//! cargo run --release --example load -- scale --messages 1000000
 //! cargo run --release --example load -- latency --clients 10000 --active 1000 --rate 5000 --seconds 20
 //! cargo run --release --example load -- idle --connections 5000,10000
 //! cargo run --release --example load -- crash --runs 20 --double-runs 10 --clients 50 --rate 0
@@ -37,6 +38,8 @@ mod frames;
 mod idle;
 #[path = "load/latency.rs"]
 mod latency;
+#[path = "load/scale.rs"]
+mod scale;
 #[path = "load/server.rs"]
 mod server;
 #[path = "load/slow.rs"]
@@ -115,6 +118,9 @@ enum Scenario {
     /// The throughput scenario's messages straight through the store's append path in this
     /// process (no server, no sockets): the most the message path can reach here.
     Ceiling(ceiling::CeilingArgs),
+    /// A database with many messages (1,000,000 by default): bytes on disk per message and per
+    /// table, cold start to /healthz, history page latency over HTTP.
+    Scale(scale::ScaleArgs),
     /// Open-loop sends at a fixed rate among many idle sockets: delivery latency.
     Latency(latency::LatencyArgs),
     /// Server memory per idle authenticated WebSocket.
@@ -177,6 +183,7 @@ async fn run(cli: Cli, fd_limit: u64) -> anyhow::Result<u64> {
     let (report, errors) = match &cli.scenario {
         Scenario::Throughput(a) => throughput::throughput(&cli.common, a).await?,
         Scenario::Ceiling(a) => ceiling::ceiling(&cli.common, a).await?,
+        Scenario::Scale(a) => scale::scale(&cli.common, a).await?,
         Scenario::Latency(a) => latency::latency(&cli.common, a, budget).await?,
         Scenario::Idle(a) => idle::idle(&cli.common, a, budget).await?,
         Scenario::Crash(a) => crash::crash(&cli.common, a).await?,

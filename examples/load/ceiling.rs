@@ -10,7 +10,7 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use chinwag::chat::{Want, gate};
 use chinwag::config::DirectPolicy;
-use chinwag::ids::ConvId;
+use chinwag::ids::{ConvId, UserId};
 use chinwag::protocol::Content;
 use chinwag::store::messages::Extras;
 use chinwag::store::users::Admission;
@@ -63,15 +63,77 @@ pub(crate) async fn ceiling(common: &Common, a: &CeilingArgs) -> anyhow::Result<
         let user = store.create_user(new, |_, _| Ok(Admission::Admit)).await?.map_err(|r| anyhow::anyhow!("{r:?}"))?;
         users.push(user.id);
     }
-    let per = a.messages / a.senders;
-    let extra = a.messages % a.senders;
+    let quiet_for = Duration::from_secs(common.wait_quiet);
+    // The store runs in this process: the window's "load tool" CPU is the store's.
+    let nobody = Server::attach(SocketAddr::from(([127, 0, 0, 1], 1)), None);
+    let mut window = None;
+    let (slot, srv) = (&mut window, &nobody);
+    let written = write_through(&store, &users, a.messages, a.text_bytes, move || async move {
+        let quiet = wait_quiet(quiet_for).await;
+        *slot = Some(CpuWindow::start(srv));
+        quiet
+    })
+    .await?;
+    let (lat, errors, elapsed, quiet) = (written.lat_us, written.errors, written.seconds, written.quiet);
+    let cpu = window.context("the window was started")?.end(&nobody);
+    let stored = lat.len() as u64;
+    let rate = stored as f64 / elapsed;
+    let commits = store.stats.commits.load(std::sync::atomic::Ordering::Relaxed);
+    let lat = Percentiles::of(lat);
+    store.close().await;
+    let disk = std::fs::metadata(dir.path().join("chinwag.redb")).map_or(0, |m| m.len());
+    println!("== store ceiling: {} senders in {} pairs, {} messages, straight through the store", a.senders, a.senders / 2, a.messages);
+    println!("  stored {stored} in {elapsed:.2} s: {rate:.0} durable messages/s in {commits} commits; {errors} refused or failed");
+    println!("  append latency (closed loop): {}", lat.line_ms());
+    println!("  store CPU {:.1} s ({:.1} µs per message); database file {} bytes", cpu.me, cpu.me * 1e6 / stored.max(1) as f64, disk);
+    println!("  {}", cpu.line());
+    let report = json!({
+        "scenario": "ceiling",
+        "senders": a.senders,
+        "messages": a.messages,
+        "stored": stored,
+        "stored_per_sec": rate.round(),
+        "commits": commits,
+        "append_latency": lat.json_ms(),
+        "store_cpu_secs": cpu.me,
+        "store_cpu_us_per_msg": (cpu.me * 1e6 / stored.max(1) as f64 * 10.0).round() / 10.0,
+        "others_cpu_secs": cpu.others,
+        "waited_for_quiet_secs": quiet.0,
+        "machine": machine_note(),
+        "errors": errors,
+    });
+    Ok((report, errors + (a.messages as u64).saturating_sub(stored)))
+}
+
+/// What [`write_through`] did.
+pub struct Written {
+    /// Each stored message's append latency, µs.
+    pub lat_us: Vec<u64>,
+    /// Appends refused or failed.
+    pub errors: u64,
+    /// From the start to the last stored message.
+    pub seconds: f64,
+    /// What the `ready` callback returned (the quiet wait).
+    pub quiet: (f64, bool),
+}
+
+/// Appends `messages` text messages of `text_bytes` through `store`, the users in pairs, each
+/// with one message in flight, as `chat::send` does (same gate, same append). `ready` runs once
+/// every sender waits at the start line, right before the clock starts.
+pub async fn write_through<R, F>(store: &Store, users: &[UserId], messages: usize, text_bytes: usize, ready: R) -> anyhow::Result<Written>
+where
+    R: FnOnce() -> F,
+    F: std::future::Future<Output = (f64, bool)>,
+{
+    let per = messages / users.len();
+    let extra = messages % users.len();
     let (go_tx, go_rx) = watch::channel(false);
-    let mut tasks = Vec::with_capacity(a.senders);
+    let mut tasks = Vec::with_capacity(users.len());
     for (i, &me) in users.iter().enumerate() {
         let peer = users[i ^ 1];
         let conv = ConvId::direct(me, peer).context("a 1:1 chat")?;
         let n = per + usize::from(i < extra);
-        let (store, mut go, text_bytes) = (store.clone(), go_rx.clone(), a.text_bytes);
+        let (store, mut go) = (store.clone(), go_rx.clone());
         tasks.push(tokio::spawn(async move {
             let _ = go.wait_for(|g| *g).await;
             let mut lat_us = Vec::with_capacity(n);
@@ -101,46 +163,15 @@ pub(crate) async fn ceiling(common: &Common, a: &CeilingArgs) -> anyhow::Result<
         }));
     }
     tokio::time::sleep(Duration::from_millis(100)).await;
-    let quiet = wait_quiet(Duration::from_secs(common.wait_quiet)).await;
-    // The store runs in this process: the window's "load tool" CPU is the store's.
-    let nobody = Server::attach(SocketAddr::from(([127, 0, 0, 1], 1)), None);
-    let cpu = CpuWindow::start(&nobody);
+    let quiet = ready().await;
     let t0 = Instant::now();
     go_tx.send_replace(true);
-    let (mut lat, mut errors, mut last) = (Vec::with_capacity(a.messages), 0u64, t0);
+    let (mut lat_us, mut errors, mut last) = (Vec::with_capacity(messages), 0u64, t0);
     for t in tasks {
         let (l, e, done) = t.await?;
-        lat.extend(l);
+        lat_us.extend(l);
         errors += e;
         last = last.max(done);
     }
-    let cpu = cpu.end(&nobody);
-    let elapsed = last.duration_since(t0).as_secs_f64().max(1e-9);
-    let stored = lat.len() as u64;
-    let rate = stored as f64 / elapsed;
-    let commits = store.stats.commits.load(std::sync::atomic::Ordering::Relaxed);
-    let lat = Percentiles::of(lat);
-    store.close().await;
-    let disk = std::fs::metadata(dir.path().join("chinwag.redb")).map_or(0, |m| m.len());
-    println!("== store ceiling: {} senders in {} pairs, {} messages, straight through the store", a.senders, a.senders / 2, a.messages);
-    println!("  stored {stored} in {elapsed:.2} s: {rate:.0} durable messages/s in {commits} commits; {errors} refused or failed");
-    println!("  append latency (closed loop): {}", lat.line_ms());
-    println!("  store CPU {:.1} s ({:.1} µs per message); database file {} bytes", cpu.me, cpu.me * 1e6 / stored.max(1) as f64, disk);
-    println!("  {}", cpu.line());
-    let report = json!({
-        "scenario": "ceiling",
-        "senders": a.senders,
-        "messages": a.messages,
-        "stored": stored,
-        "stored_per_sec": rate.round(),
-        "commits": commits,
-        "append_latency": lat.json_ms(),
-        "store_cpu_secs": cpu.me,
-        "store_cpu_us_per_msg": (cpu.me * 1e6 / stored.max(1) as f64 * 10.0).round() / 10.0,
-        "others_cpu_secs": cpu.others,
-        "waited_for_quiet_secs": quiet.0,
-        "machine": machine_note(),
-        "errors": errors,
-    });
-    Ok((report, errors + (a.messages as u64).saturating_sub(stored)))
+    Ok(Written { lat_us, errors, seconds: last.duration_since(t0).as_secs_f64().max(1e-9), quiet })
 }

@@ -159,6 +159,11 @@ impl Server {
         Server { addr, pid, child: None, dir: None, data_dir: None, env: Vec::new(), binary: None }
     }
 
+    /// The data dir of a spawned server.
+    pub fn data_path(&self) -> Option<PathBuf> {
+        self.data_dir.clone().or_else(|| self.dir.as_ref().map(|d| d.path().join("data")))
+    }
+
     pub fn is_spawned(&self) -> bool {
         self.child.is_some()
     }

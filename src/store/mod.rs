@@ -18,12 +18,13 @@
 //!
 //! # Layout
 //! - `mod.rs`: the `Store` handle: open, close, `write`, `read`.
-//! - `error.rs`: `StoreError`. `writer.rs`: the group-commit writer, its reopen and backoff.
+//! - `error.rs`: `StoreError`. `writer.rs`: the group-commit writer, its reopen and backoff, and
+//!   the completer thread that answers each batch in commit order.
 //! - `migrate.rs`: schema versions and the steps between them. `tables.rs`: every table.
 //! - One `impl Store` block per domain: `users.rs`, `sessions.rs`, `messages.rs`, `social.rs`,
 //!   `media.rs`, `links.rs`, `calls.rs`, `push.rs`, `admin.rs`; `facts.rs` (a user's place in a
 //!   conversation, loaded inside a write), `search.rs` (the tokenizer), `snapshot.rs` (copies for
-//!   backups).
+//!   backups), `sizes.rs` (how much room each table takes).
 
 pub mod admin;
 pub mod calls;
@@ -40,6 +41,7 @@ pub mod push;
 mod replies;
 pub mod search;
 pub mod sessions;
+pub mod sizes;
 pub mod snapshot;
 pub mod social;
 mod tables;
