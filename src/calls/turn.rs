@@ -9,43 +9,40 @@
 //! - [`stream`] serves TURN over TCP (same port) and over TLS: one task per connection cuts
 //!   the byte stream into STUN and `ChannelData` messages and hands each to the same handler,
 //!   with a per-connection `Conn` that writes the answers and the relayed data back to it;
-//! - every message, whatever it came over, is screened first ([`handle_message`]):
+//! - every message, whatever it came over, is screened first ([`screen::handle_message`]):
 //!   permissions, channel binds and Send indications towards a peer the [`PeerFilter`] refuses
 //!   are answered 403 (or dropped), failed credentials get a proper 401, and an Allocate past
 //!   the user's or the server's quota gets 486;
-//! - relay sockets are [`FilteredConn`]s that refuse to send to, and drop packets from, refused
-//!   peers, so nothing reaches a private address even if a check above were bypassed.
+//! - relay sockets are [`FilteredConn`]s (in [`relay`]) that refuse to send to, and drop
+//!   packets from, refused peers, so nothing reaches a private address even if a check above were bypassed.
 
+mod relay;
+mod screen;
 mod stream;
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
-use async_trait::async_trait;
-use stun::attributes::{ATTR_MESSAGE_INTEGRITY, ATTR_REALM, ATTR_USERNAME, ATTR_XOR_PEER_ADDRESS};
-use stun::error_code::{CODE_ALLOC_QUOTA_REACHED, CODE_FORBIDDEN, CODE_UNAUTHORIZED, ErrorCode, ErrorCodeAttribute};
-use stun::integrity::MessageIntegrity;
-use stun::message::{
-    CLASS_ERROR_RESPONSE, CLASS_INDICATION, CLASS_REQUEST, METHOD_ALLOCATE, METHOD_BINDING, METHOD_CHANNEL_BIND, METHOD_CREATE_PERMISSION,
-    METHOD_SEND, Message, MessageType, Setter,
-};
-use stun::textattrs::{Nonce, Realm, Username};
+use stun::message::Message;
 use tokio::net::{TcpListener, UdpSocket};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use turn::allocation::allocation_manager::{Manager, ManagerConfig};
-use turn::relay::RelayAddressGenerator;
-use turn::server::request::Request;
 use webrtc_util::Conn;
 
-use super::credentials::{self, RestAuth};
+use super::credentials::RestAuth;
 use super::filter::PeerFilter;
 use crate::config;
 
+use self::relay::{RelayGen, Relays};
+use self::screen::{DecodeFrom, MAGIC_COOKIE, count_allocations, handle_message};
+
+pub use self::relay::FilteredConn;
+pub use self::screen::{decode_xor_address, xor_peer_addresses};
 pub use self::stream::tls_acceptor;
 pub use tokio_rustls::TlsAcceptor;
 
@@ -316,342 +313,5 @@ async fn read_loop(socket: Arc<UdpSocket>, manager: Arc<Manager>, shared: Arc<Sh
             },
         };
         handle_message(&shared, &manager, &conn, src, &buf[..n]).await;
-    }
-}
-
-/// Screens one message (a datagram, or one framed off a TCP or TLS stream) from `src` and hands
-/// it to the crate with `manager`; answers and relayed data go back through `conn`.
-async fn handle_message(shared: &Shared, manager: &Arc<Manager>, conn: &Arc<dyn Conn + Send + Sync>, src: SocketAddr, data: &[u8]) {
-    let allocate = match screen(shared, data, src).await {
-        Screened::Pass { allocate } => allocate,
-        Screened::Reply(bytes) => {
-            let _ = conn.send_to(&bytes, src).await;
-            return;
-        }
-        Screened::Drop => return,
-    };
-    // Allocations are rare: counting them under one lock makes the quota exact.
-    let _held = match &allocate {
-        Some(username) => {
-            let held = shared.allocating.lock().await;
-            if let Some(code) = over_quota(shared, username).await {
-                shared.stats.quota_refusals.fetch_add(1, Ordering::Relaxed);
-                if let Some(reply) = Message::decode_from(data).and_then(|m| error_response(&m, code, "Allocation quota reached", None)) {
-                    let _ = conn.send_to(&reply, src).await;
-                }
-                return;
-            }
-            Some(held)
-        }
-        None => None,
-    };
-    let mut request = Request {
-        conn: conn.clone(),
-        src_addr: src,
-        buff: data.to_vec(),
-        allocation_manager: manager.clone(),
-        nonces: shared.nonces.clone(),
-        auth_handler: shared.auth.clone(),
-        realm: REALM.into(),
-        channel_bind_timeout: Duration::from_secs(600),
-    };
-    if let Err(e) = request.handle_request().await {
-        tracing::trace!(%src, error = %e, "TURN request not handled");
-    }
-}
-
-/// Allocations open now (all, and those of `user` when given).
-async fn count_allocations(managers: &[Arc<Manager>], user: Option<u64>) -> (usize, usize) {
-    let (mut all, mut mine) = (0, 0);
-    for m in managers {
-        for info in m.get_allocations_info(None).await.values() {
-            all += 1;
-            if user.is_some() && credentials::parse_username(&info.username).map(|(_, u)| u.0) == user {
-                mine += 1;
-            }
-        }
-    }
-    (all, mine)
-}
-
-async fn over_quota(shared: &Shared, username: &str) -> Option<ErrorCode> {
-    let user = credentials::parse_username(username).map(|(_, u)| u.0);
-    let (all, mine) = count_allocations(&shared.managers, user).await;
-    (mine >= shared.user_quota || all >= shared.total_quota).then_some(CODE_ALLOC_QUOTA_REACHED)
-}
-
-/// What to do with a datagram before the crate sees it.
-enum Screened {
-    /// Hand it to the crate; `allocate` is the username of an authenticated Allocate.
-    Pass {
-        allocate: Option<String>,
-    },
-    Reply(Vec<u8>),
-    Drop,
-}
-
-trait DecodeFrom: Sized {
-    fn decode_from(data: &[u8]) -> Option<Self>;
-}
-
-impl DecodeFrom for Message {
-    fn decode_from(data: &[u8]) -> Option<Message> {
-        let mut m = Message { raw: data.to_vec(), ..Message::default() };
-        m.decode().ok().map(|()| m)
-    }
-}
-
-async fn screen(shared: &Shared, data: &[u8], src: SocketAddr) -> Screened {
-    // ChannelData (the bulk of relayed media) goes to channels that were screened when bound.
-    if data.first().is_some_and(|b| (0x40..=0x7f).contains(b)) {
-        return Screened::Pass { allocate: None };
-    }
-    let Some(m) = Message::decode_from(data) else { return Screened::Drop };
-    let (class, method) = (m.typ.class, m.typ.method);
-    let peer_carrying = method == METHOD_CREATE_PERMISSION || method == METHOD_CHANNEL_BIND || method == METHOD_SEND;
-    if peer_carrying && (class == CLASS_REQUEST || class == CLASS_INDICATION) {
-        let peers = xor_peer_addresses(&m);
-        if peers.iter().any(|p| !p.is_some_and(|p| shared.filter.allows(p))) {
-            shared.stats.refused_peers.fetch_add(1, Ordering::Relaxed);
-            tracing::debug!(%src, ?peers, "TURN peer refused");
-            if class == CLASS_INDICATION {
-                return Screened::Drop;
-            }
-            return error_response(&m, CODE_FORBIDDEN, "Peer address not allowed", None).map_or(Screened::Drop, Screened::Reply);
-        }
-    }
-    if class == CLASS_REQUEST && method != METHOD_BINDING && m.contains(ATTR_MESSAGE_INTEGRITY) {
-        let username = text_attr(&m, ATTR_USERNAME);
-        let realm = text_attr(&m, ATTR_REALM);
-        let verified = match (&username, &realm) {
-            (Some(u), Some(r)) => credentials::key_for(&shared.auth.secret, REALM, u, r, credentials::now_secs())
-                .ok()
-                .is_some_and(|key| MessageIntegrity(key).check(&mut m.clone()).is_ok()),
-            _ => false,
-        };
-        if !verified {
-            shared.stats.auth_failures.fetch_add(1, Ordering::Relaxed);
-            tracing::debug!(%src, username = username.as_deref().unwrap_or(""), "TURN credentials refused");
-            let nonce = new_nonce(&shared.nonces).await;
-            return error_response(&m, CODE_UNAUTHORIZED, "Unauthorized", Some(nonce)).map_or(Screened::Drop, Screened::Reply);
-        }
-        if method == METHOD_ALLOCATE {
-            return Screened::Pass { allocate: username };
-        }
-    }
-    Screened::Pass { allocate: None }
-}
-
-fn text_attr(m: &Message, attr: stun::attributes::AttrType) -> Option<String> {
-    let mut a = Username::new(attr, String::new());
-    stun::message::Getter::get_from(&mut a, m).ok().map(|()| a.text)
-}
-
-async fn new_nonce(nonces: &Nonces) -> String {
-    let mut raw = [0u8; 16];
-    rand::fill(&mut raw);
-    let nonce = hex::encode(raw);
-    nonces.lock().await.insert(nonce.clone(), Instant::now());
-    nonce
-}
-
-/// An error response to `m` with `code`, and a fresh nonce and the realm for a 401.
-fn error_response(m: &Message, code: ErrorCode, reason: &str, nonce: Option<String>) -> Option<Vec<u8>> {
-    let mut attrs: Vec<Box<dyn Setter>> = vec![
-        Box::new(m.transaction_id),
-        Box::new(MessageType::new(m.typ.method, CLASS_ERROR_RESPONSE)),
-        Box::new(ErrorCodeAttribute { code, reason: reason.as_bytes().to_vec() }),
-    ];
-    if let Some(n) = nonce {
-        attrs.push(Box::new(Nonce::new(stun::attributes::ATTR_NONCE, n)));
-        attrs.push(Box::new(Realm::new(ATTR_REALM, REALM.into())));
-    }
-    let mut out = Message::new();
-    out.build(&attrs).ok()?;
-    Some(out.raw)
-}
-
-/// Every XOR-PEER-ADDRESS of a message, decoded (`None` for one that does not decode). The
-/// crate reads only the first; all of them are checked here.
-pub fn xor_peer_addresses(m: &Message) -> Vec<Option<SocketAddr>> {
-    m.attributes.0.iter().filter(|a| a.typ == ATTR_XOR_PEER_ADDRESS).map(|a| decode_xor_address(&a.value, &m.transaction_id.0)).collect()
-}
-
-const MAGIC_COOKIE: u32 = 0x2112_A442;
-
-/// RFC 5389 section 15.2: port and address are XOR-ed with the magic cookie (and, for IPv6,
-/// the transaction id).
-pub fn decode_xor_address(v: &[u8], transaction_id: &[u8; 12]) -> Option<SocketAddr> {
-    if v.len() < 4 {
-        return None;
-    }
-    let cookie = MAGIC_COOKIE.to_be_bytes();
-    let port = u16::from_be_bytes([v[2], v[3]]) ^ (MAGIC_COOKIE >> 16) as u16;
-    match (v[1], v.len()) {
-        (1, 8) => {
-            let ip: [u8; 4] = std::array::from_fn(|i| v[4 + i] ^ cookie[i]);
-            Some(SocketAddr::new(IpAddr::from(ip), port))
-        }
-        (2, 20) => {
-            let mut key = [0u8; 16];
-            key[..4].copy_from_slice(&cookie);
-            key[4..].copy_from_slice(transaction_id);
-            let ip: [u8; 16] = std::array::from_fn(|i| v[4 + i] ^ key[i]);
-            Some(SocketAddr::new(IpAddr::from(ip), port))
-        }
-        _ => None,
-    }
-}
-
-/// Opens relay sockets in the configured port range, wrapped in [`FilteredConn`].
-struct Relays {
-    bind_ip: IpAddr,
-    relay_ip: IpAddr,
-    min: u16,
-    max: u16,
-    filter: Arc<PeerFilter>,
-    stats: Arc<TurnStats>,
-}
-
-struct RelayGen(Arc<Relays>);
-
-#[async_trait]
-impl RelayAddressGenerator for RelayGen {
-    fn validate(&self) -> Result<(), turn::Error> {
-        if self.0.min == 0 || self.0.max < self.0.min { Err(turn::Error::ErrMaxPortLessThanMinPort) } else { Ok(()) }
-    }
-
-    async fn allocate_conn(&self, use_ipv4: bool, requested_port: u16) -> Result<(Arc<dyn Conn + Send + Sync>, SocketAddr), turn::Error> {
-        let r = &self.0;
-        if use_ipv4 != r.bind_ip.is_ipv4() {
-            return Err(turn::Error::Other("this server relays only one address family".into()));
-        }
-        let span = u32::from(r.max - r.min) + 1;
-        for attempt in 0..64u32 {
-            let port = if requested_port != 0 && attempt == 0 {
-                requested_port
-            } else {
-                let pick: u32 = rand::random();
-                r.min + u16::try_from(pick % span).unwrap_or(0)
-            };
-            let Ok(socket) = bind_udp(SocketAddr::new(r.bind_ip, port), false) else { continue };
-            let local = socket.local_addr().map_err(|e| turn::Error::Other(e.to_string()))?;
-            let conn = FilteredConn { socket, filter: r.filter.clone(), stats: r.stats.clone(), closed: CancellationToken::new() };
-            r.stats.allocations.fetch_add(1, Ordering::Relaxed);
-            return Ok((Arc::new(conn), SocketAddr::new(r.relay_ip, local.port())));
-        }
-        Err(turn::Error::ErrMaxRetriesExceeded)
-    }
-}
-
-/// A relay socket that only talks to peers the filter allows.
-pub struct FilteredConn {
-    socket: UdpSocket,
-    filter: Arc<PeerFilter>,
-    stats: Arc<TurnStats>,
-    closed: CancellationToken,
-}
-
-impl Drop for FilteredConn {
-    fn drop(&mut self) {
-        self.stats.allocations.fetch_sub(1, Ordering::Relaxed);
-    }
-}
-
-fn refused(peer: SocketAddr) -> webrtc_util::Error {
-    webrtc_util::Error::Other(format!("relaying to {peer} is not allowed"))
-}
-
-#[async_trait]
-impl Conn for FilteredConn {
-    async fn connect(&self, addr: SocketAddr) -> webrtc_util::Result<()> {
-        if !self.filter.allows(addr) {
-            return Err(refused(addr));
-        }
-        Ok(self.socket.connect(addr).await?)
-    }
-
-    async fn recv(&self, buf: &mut [u8]) -> webrtc_util::Result<usize> {
-        Ok(self.recv_from(buf).await?.0)
-    }
-
-    async fn recv_from(&self, buf: &mut [u8]) -> webrtc_util::Result<(usize, SocketAddr)> {
-        loop {
-            let (n, from) = tokio::select! {
-                () = self.closed.cancelled() => return Err(webrtc_util::Error::Other("relay closed".into())),
-                r = self.socket.recv_from(buf) => r?,
-            };
-            if self.filter.allows(from) {
-                self.stats.bytes_from_peers.fetch_add(n as u64, Ordering::Relaxed);
-                return Ok((n, from));
-            }
-            self.stats.filtered_packets.fetch_add(1, Ordering::Relaxed);
-        }
-    }
-
-    async fn send(&self, _buf: &[u8]) -> webrtc_util::Result<usize> {
-        Err(webrtc_util::Error::Other("relay sockets send to a peer address".into()))
-    }
-
-    async fn send_to(&self, buf: &[u8], target: SocketAddr) -> webrtc_util::Result<usize> {
-        if !self.filter.allows(target) {
-            self.stats.filtered_packets.fetch_add(1, Ordering::Relaxed);
-            return Err(refused(target));
-        }
-        let n = self.socket.send_to(buf, target).await?;
-        self.stats.bytes_to_peers.fetch_add(n as u64, Ordering::Relaxed);
-        Ok(n)
-    }
-
-    fn local_addr(&self) -> webrtc_util::Result<SocketAddr> {
-        Ok(self.socket.local_addr()?)
-    }
-
-    fn remote_addr(&self) -> Option<SocketAddr> {
-        None
-    }
-
-    async fn close(&self) -> webrtc_util::Result<()> {
-        self.closed.cancel();
-        Ok(())
-    }
-
-    fn as_any(&self) -> &(dyn std::any::Any + Send + Sync) {
-        self
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use stun::agent::TransactionId;
-    use stun::message::BINDING_REQUEST;
-    use stun::xoraddr::XorMappedAddress;
-
-    /// Our decoder agrees with the stun crate's encoder for both families.
-    #[test]
-    fn xor_peer_addresses_decode_every_attribute() {
-        let tid = TransactionId::new();
-        let mut m = Message::new();
-        let peers: [SocketAddr; 3] =
-            ["8.8.8.8:3000".parse().unwrap(), "[2606:4700::1111]:443".parse().unwrap(), "127.0.0.1:9".parse().unwrap()];
-        let mut setters: Vec<Box<dyn Setter>> = vec![Box::new(tid), Box::new(BINDING_REQUEST)];
-        for p in peers {
-            setters.push(Box::new(PeerAddr(XorMappedAddress { ip: p.ip(), port: p.port() })));
-        }
-        m.build(&setters).unwrap();
-        let decoded = Message::decode_from(&m.raw).unwrap();
-        assert_eq!(xor_peer_addresses(&decoded), peers.iter().map(|p| Some(*p)).collect::<Vec<_>>());
-        assert_eq!(decode_xor_address(&[0, 1, 0], &[0; 12]), None);
-        assert_eq!(decode_xor_address(&[0, 3, 0, 0, 1, 2, 3, 4], &[0; 12]), None);
-    }
-
-    /// XOR-MAPPED-ADDRESS written under the XOR-PEER-ADDRESS type (the same encoding).
-    struct PeerAddr(XorMappedAddress);
-
-    impl Setter for PeerAddr {
-        fn add_to(&self, m: &mut Message) -> Result<(), stun::Error> {
-            self.0.add_to_as(m, ATTR_XOR_PEER_ADDRESS)
-        }
     }
 }

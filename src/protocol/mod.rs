@@ -10,6 +10,8 @@
 //! - `frames.rs`: `ClientFrame` and `ServerFrame`, the frames of the WebSocket.
 //! - `call.rs`: the values call frames carry.
 //! - `close.rs`: the WebSocket close codes.
+//! - `examples.rs` (tests): the example frames of `tests/fixtures/frames.json`, which the web
+//!   client's tests check against its TypeScript types too.
 
 mod call;
 pub mod close;
@@ -25,5 +27,7 @@ pub use views::{
     RequestView, Role, SyncGap, UserView,
 };
 
+#[cfg(test)]
+mod examples;
 #[cfg(test)]
 mod tests;

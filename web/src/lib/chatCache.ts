@@ -42,3 +42,36 @@ export function clear(userId: UserId) {
     // Storage unavailable: nothing was cached either.
   }
 }
+
+/** The newest messages of the first chats of `convs` (the list's order), as `saveMessages` keeps them. */
+export function saveNewest(userId: UserId, convs: { id: ConvId }[], visible: (conv: ConvId) => Message[]) {
+  const out: Record<ConvId, Message[]> = {}
+  for (const c of convs.slice(0, CACHE_CONVS)) {
+    const vis = visible(c.id)
+    if (vis.length) out[c.id] = vis.slice(-CACHE_MESSAGES)
+  }
+  saveMessages(userId, out)
+}
+
+/** Runs `save` a second after the first change of a burst (one write per burst), or at once. */
+export class DelayedSave {
+  private timer: ReturnType<typeof setTimeout> | null = null
+  constructor(
+    private readonly save: () => void,
+    private readonly delayMs = 1000,
+  ) {}
+
+  schedule() {
+    if (this.timer === null) this.timer = setTimeout(() => this.now(), this.delayMs)
+  }
+
+  now() {
+    this.cancel()
+    this.save()
+  }
+
+  cancel() {
+    if (this.timer !== null) clearTimeout(this.timer)
+    this.timer = null
+  }
+}

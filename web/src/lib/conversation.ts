@@ -115,3 +115,23 @@ export function sortConvs(convs: readonly ConvMeta[], outbox: readonly OutboxEnt
     .filter((c) => !isHidden(c, outbox) || c.id === active)
     .sort((a, b) => Number(b.pinned) - Number(a.pinned) || activityOf(b, outbox) - activityOf(a, outbox))
 }
+
+/** One chat as the list shows it: names, preview and marks already worked out. */
+export interface ConvRow {
+  id: string
+  name: string
+  seed: number | string
+  file: string | null
+  isGroup: boolean
+  preview: string
+  pending: 'sending' | 'failed' | null
+  draft: string
+  time: string
+  unread: number
+  unreadLabel: string
+  muted: boolean
+  pinned: boolean
+  mentioned: boolean
+  typing: boolean
+}
+

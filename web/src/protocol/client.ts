@@ -23,125 +23,35 @@ import {
   type CallClientFrame,
   type CallServerFrame,
   type ClientFrame,
-  type ContactView,
-  type ConversationSummary,
   type ConvId,
-  type Favorite,
-  type GroupView,
-  type HelloUser,
   type Message,
-  type RequestView,
   type SendableContent,
   type SyncCursor,
-  type UserId,
 } from './types'
 
-export type ConnState = 'connecting' | 'syncing' | 'online' | 'offline' | 'stopped'
+import {
+  noListeners,
+  type ClientEvents,
+  type ClientOptions,
+  type ConnState,
+  type Listeners,
+  type OutboxEntry,
+  type SendOptions,
+  type WebSocketLike,
+} from './clientTypes'
+import { ClientStorage } from './clientStorage'
 
-export interface OutboxEntry {
-  client_id: string
-  conv: ConvId
-  content: SendableContent
-  created_at: number
-  status: 'sending' | 'failed'
-  error?: { code: string; message: string }
-  /** The message this one answers: its seq, and sender and preview to show the quote meanwhile. */
-  reply_to?: { seq: number; sender: UserId; preview: string; recalled?: boolean }
-  /** Members named with `@` (group chats), and `@all` (owners and admins only). */
-  mentions?: UserId[]
-  mention_all?: boolean
-}
+export type {
+  ClientEvents,
+  ClientOptions,
+  ConnState,
+  KeyValueStorage,
+  OutboxEntry,
+  SendOptions,
+  WebSocketCtor,
+  WebSocketLike,
+} from './clientTypes'
 
-export interface SendOptions {
-  replyTo?: OutboxEntry['reply_to']
-  mentions?: UserId[]
-  mentionAll?: boolean
-}
-
-export interface ClientEvents {
-  /** A message of one of my conversations; `live` is false while answering a `sync`. */
-  message: (m: Message, live: boolean) => void
-  /** One of my sends was stored (by an `ack`, or seen coming back with its client_id). */
-  ack: (clientId: string, m: Message) => void
-  /** A known message was edited, recalled or reacted to: replace it by (conv, seq). */
-  update: (m: Message) => void
-  outbox: (entries: OutboxEntry[]) => void
-  state: (s: ConnState) => void
-  hello: (u: HelloUser) => void
-  /** The answer to `sync` is complete; `reload` names chats whose history should be fetched anew. */
-  synced: (reload: ConvId[]) => void
-  /** `user` (me on another device, or the peer of a 1:1 chat) has read `conv` up to `seq`. */
-  read: (conv: ConvId, user: UserId, seq: number) => void
-  typing: (conv: ConvId, user: UserId) => void
-  presence: (user: UserId, online: boolean, lastSeen: number | null) => void
-  /** My view of a conversation changed (pinned, muted, hidden, read) on some device. */
-  conversation: (c: ConversationSummary) => void
-  group: (g: GroupView) => void
-  groupGone: (id: number, reason: string) => void
-  contact: (c: ContactView) => void
-  contactRequest: (r: RequestView) => void
-  /** I saved a message on some device. */
-  favorite: (f: Favorite) => void
-  /** I removed a favourite on some device. */
-  favoriteRemoved: (id: number) => void
-  /** I deleted message `seq` of `conv` for myself (here or on another device). */
-  hidden: (conv: ConvId, seq: number) => void
-  /** My private name for `user` changed (null: cleared). */
-  remark: (user: UserId, remark: string | null) => void
-  /** Close code 4001: the session is gone; the app should go to the login screen. */
-  revoked: () => void
-  /**
-   * The socket belongs to another user than this client was made for (another tab logged in
-   * as someone else, replacing the shared cookie). Nothing was sent; the app should reload.
-   */
-  wrongUser: (u: HelloUser) => void
-  /** An `error` frame that did not name a client_id. */
-  error: (code: string, message: string) => void
-  /** Call signalling (`call_*` frames). */
-  call: (f: CallServerFrame) => void
-}
-
-type Listener<K extends keyof ClientEvents> = ClientEvents[K]
-
-export interface KeyValueStorage {
-  getItem(key: string): string | null
-  setItem(key: string, value: string): void
-  removeItem(key: string): void
-}
-
-export interface WebSocketLike {
-  readonly readyState: number
-  onopen: ((ev: unknown) => void) | null
-  onmessage: ((ev: { data: unknown }) => void) | null
-  onclose: ((ev: { code: number; reason?: string }) => void) | null
-  onerror: ((ev: unknown) => void) | null
-  send(data: string): void
-  close(code?: number, reason?: string): void
-}
-
-export type WebSocketCtor = new (url: string) => WebSocketLike
-
-export interface ClientOptions {
-  url: string
-  /** My user id: an echoed `message` with my sender id and an outbox client_id counts as an ack. */
-  userId: UserId
-  /** Prefix of the localStorage keys, per user (`chinwag:u7`). */
-  storageKey: string
-  storage: KeyValueStorage
-  WebSocket: WebSocketCtor
-  random?: () => number
-  now?: () => number
-  setTimeout?: (fn: () => void, ms: number) => unknown
-  clearTimeout?: (id: unknown) => void
-  /** Whether the browser believes it is online. */
-  isOnline?: () => boolean
-  /** Whether the page is shown now (read once at construction; `setVisible` reports changes). */
-  isVisible?: () => boolean
-  /** Where to listen for `online`/`offline`; null to not listen. */
-  eventTarget?: Pick<EventTarget, 'addEventListener' | 'removeEventListener'> | null
-  backoff?: { baseMs: number; maxMs: number }
-  heartbeat?: { intervalMs: number; timeoutMs: number }
-}
 
 const OPEN = 1
 
@@ -155,6 +65,7 @@ const TRANSIENT_SEND_ERRORS = new Set(['unavailable', 'busy', 'rate_limited', 's
 export class ChatClient {
   private readonly o: Required<Omit<ClientOptions, 'eventTarget'>> & { eventTarget: ClientOptions['eventTarget'] }
   private ws: WebSocketLike | null = null
+  private readonly saved: ClientStorage
   private _state: ConnState = 'offline'
   private stopped = true
   private syncing = false
@@ -175,31 +86,7 @@ export class ChatClient {
   private pendingReads = new Map<ConvId, number>()
   private lastTyping = new Map<ConvId, number>()
   private visible: boolean
-  private listeners: { [K in keyof ClientEvents]: Set<Listener<K>> } = {
-    message: new Set(),
-    ack: new Set(),
-    update: new Set(),
-    outbox: new Set(),
-    state: new Set(),
-    hello: new Set(),
-    synced: new Set(),
-    read: new Set(),
-    typing: new Set(),
-    presence: new Set(),
-    conversation: new Set(),
-    group: new Set(),
-    groupGone: new Set(),
-    contact: new Set(),
-    contactRequest: new Set(),
-    favorite: new Set(),
-    favoriteRemoved: new Set(),
-    hidden: new Set(),
-    remark: new Set(),
-    call: new Set(),
-    revoked: new Set(),
-    wrongUser: new Set(),
-    error: new Set(),
-  }
+  private listeners: Listeners = noListeners()
 
   constructor(opts: ClientOptions) {
     this.o = {
@@ -215,7 +102,11 @@ export class ChatClient {
       ...opts,
     }
     this.visible = this.o.isVisible()
-    this.loadPersisted()
+    this.saved = new ClientStorage(this.o.storage, this.o.storageKey)
+    const saved = this.saved.load()
+    for (const e of saved.outbox) this.outboxMap.set(e.client_id, e)
+    Object.assign(this.cursorMap, saved.cursors)
+    Object.assign(this.revMap, saved.revs)
   }
 
   // ---- public API ----
@@ -276,7 +167,7 @@ export class ChatClient {
       ...(opts.mentionAll ? { mention_all: true } : {}),
     }
     this.outboxMap.set(entry.client_id, entry)
-    this.persistOutbox({ put: entry })
+    this.saved.outbox({ put: entry })
     this.emit('outbox', this.outbox)
     this.transmit(entry)
     return entry
@@ -289,7 +180,7 @@ export class ChatClient {
     const again: OutboxEntry = { ...e, status: 'sending' }
     delete again.error
     this.outboxMap.set(clientId, again)
-    this.persistOutbox({ put: again })
+    this.saved.outbox({ put: again })
     this.emit('outbox', this.outbox)
     this.transmit(again)
   }
@@ -298,7 +189,7 @@ export class ChatClient {
   discard(clientId: string) {
     this.forgetRetry(clientId)
     if (!this.outboxMap.delete(clientId)) return
-    this.persistOutbox({ remove: clientId })
+    this.saved.outbox({ remove: clientId })
     this.emit('outbox', this.outbox)
   }
 
@@ -345,7 +236,7 @@ export class ChatClient {
   noteSeen(conv: ConvId, seq: number) {
     if ((this.cursorMap[conv] ?? 0) >= seq) return
     this.cursorMap[conv] = seq
-    this.persistCursors()
+    this.saved.mergeCursors(this.cursorMap)
   }
 
   // ---- connection ----
@@ -575,7 +466,7 @@ export class ChatClient {
           const e = this.outboxMap.get(f.client_id)!
           const failed: OutboxEntry = { ...e, status: 'failed', error: { code: f.code, message: f.message } }
           this.outboxMap.set(f.client_id, failed)
-          this.persistOutbox({ put: failed })
+          this.saved.outbox({ put: failed })
           this.emit('outbox', this.outbox)
         } else {
           this.emit('error', f.code, f.message)
@@ -620,7 +511,7 @@ export class ChatClient {
     this.noteSeen(m.conv, m.seq)
     if (typeof m.rev === 'number' && m.rev > (this.revMap[m.conv] ?? 0)) {
       this.revMap[m.conv] = m.rev
-      this.persistRevs()
+      this.saved.mergeRevs(this.revMap)
     }
   }
 
@@ -638,7 +529,7 @@ export class ChatClient {
     if (!clientId || m.sender !== this.o.userId) return
     if (!this.outboxMap.delete(clientId)) return
     this.forgetRetry(clientId)
-    this.persistOutbox({ remove: clientId })
+    this.saved.outbox({ remove: clientId })
     this.emit('ack', clientId, m)
     this.emit('outbox', this.outbox)
   }
@@ -666,69 +557,6 @@ export class ChatClient {
       // The close event follows and the outbox is re-sent after the reconnect.
       return false
     }
-  }
-
-  // ---- persistence ----
-  //
-  // Writes are read-modify-write so two tabs of the same user never erase each other's entries.
-
-  private key(name: string) {
-    return `${this.o.storageKey}:${name}`
-  }
-
-  private readJson<T>(name: string, fallback: T): T {
-    try {
-      const raw = this.o.storage.getItem(this.key(name))
-      return raw ? (JSON.parse(raw) as T) : fallback
-    } catch {
-      return fallback
-    }
-  }
-
-  private writeJson(name: string, value: unknown) {
-    try {
-      this.o.storage.setItem(this.key(name), JSON.stringify(value))
-    } catch {
-      // Quota or private mode: the in-memory outbox still works for this tab.
-    }
-  }
-
-  private loadPersisted() {
-    const entries = this.readJson<OutboxEntry[]>('outbox', [])
-    if (Array.isArray(entries)) {
-      for (const e of entries) if (e && typeof e.client_id === 'string') this.outboxMap.set(e.client_id, e)
-    }
-    const cursors = this.readJson<Record<string, number>>('cursors', {})
-    if (cursors && typeof cursors === 'object') {
-      for (const [k, v] of Object.entries(cursors)) if (typeof v === 'number') this.cursorMap[k] = v
-    }
-    const revs = this.readJson<Record<string, number>>('revs', {})
-    if (revs && typeof revs === 'object') {
-      for (const [k, v] of Object.entries(revs)) if (typeof v === 'number') this.revMap[k] = v
-    }
-  }
-
-  private persistOutbox(change: { put?: OutboxEntry; remove?: string }) {
-    const stored = this.readJson<OutboxEntry[]>('outbox', [])
-    const map = new Map((Array.isArray(stored) ? stored : []).map((e) => [e.client_id, e]))
-    if (change.put) map.set(change.put.client_id, change.put)
-    if (change.remove) map.delete(change.remove)
-    if (map.size === 0) this.o.storage.removeItem(this.key('outbox'))
-    else this.writeJson('outbox', [...map.values()])
-  }
-
-  private persistRevs() {
-    const stored = this.readJson<Record<string, number>>('revs', {})
-    const merged: Record<string, number> = { ...stored }
-    for (const [k, v] of Object.entries(this.revMap)) merged[k] = Math.max(v, merged[k] ?? 0)
-    this.writeJson('revs', merged)
-  }
-
-  private persistCursors() {
-    const stored = this.readJson<Record<string, number>>('cursors', {})
-    const merged: Record<string, number> = { ...stored }
-    for (const [k, v] of Object.entries(this.cursorMap)) merged[k] = Math.max(v, merged[k] ?? 0)
-    this.writeJson('cursors', merged)
   }
 
   // ---- helpers ----

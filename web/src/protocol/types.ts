@@ -1,5 +1,7 @@
 // Wire types of the Chinwag protocol, transcribed from docs/protocol.md (the Rust types in
-// src/protocol.rs are the definition). Nothing outside src/protocol/ builds or parses frames.
+// src/protocol/ are the definition). Nothing outside src/protocol/ builds or parses frames.
+// tests/frames.examples.ts checks these types against the example frames the Rust tests check
+// too (tests/fixtures/frames.json at the repository's root).
 
 export type UserId = number
 /** `d:<low>:<high>` for a 1:1 chat, `g:<group id>` for a group. */
@@ -320,6 +322,16 @@ export interface HistoryPage {
 
 // ---- WebSocket frames ----
 
+/**
+ * Messages a `sync` left out of conversation `conv` (seqs after `after` and before `before`)
+ * because it had more new ones than a sync carries; history pages fetch them.
+ */
+export interface SyncGap {
+  conv: ConvId
+  after: number
+  before: number
+}
+
 /** A sync position: the last seq seen, or that and the highest change counter seen. */
 export type SyncCursor = number | { seq: number; rev: number }
 
@@ -375,7 +387,7 @@ export type ServerFrame =
   | { type: 'message'; message: Message }
   | { type: 'update'; message: Message }
   | { type: 'ack'; client_id: string; message: Message }
-  | { type: 'synced'; reload?: ConvId[] }
+  | { type: 'synced'; reload?: ConvId[]; gaps?: SyncGap[] }
   | { type: 'read'; conv: ConvId; user: UserId; seq: number }
   | { type: 'typing'; conv: ConvId; user: UserId }
   | { type: 'presence'; user: UserId; online: boolean; last_seen: number | null }

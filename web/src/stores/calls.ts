@@ -13,91 +13,15 @@ import { defineStore } from 'pinia'
 import { computed, markRaw, ref, shallowRef, watch } from 'vue'
 import { api } from '@/protocol/api'
 import type { CallClientFrame, CallMedia, CallServerFrame, ConvId, IceServer, UserId } from '@/protocol/types'
+import { acceptAnswer, addCandidate, answerOffer, makeOffer, replaceVideoTrack, summarizeStats, type ActiveCall, type Incoming, type PeerLink, type PeerState } from '@/lib/calls'
 import { useChat } from './chat'
 import { useSocket } from './socket'
 
-export type CallPhase = 'starting' | 'ringing' | 'connecting' | 'connected'
-
-export interface Incoming {
-  call: string
-  conv: ConvId
-  from: UserId
-  media: CallMedia
-  participants: UserId[]
-}
-
-export interface PeerState {
-  user: UserId
-  stream: MediaStream | null
-  /** Video tracks in `stream` (a MediaStream is not reactive). */
-  videoTracks: number
-  muted: boolean
-  cameraOff: boolean
-  sharing: boolean
-  connected: boolean
-  /** Media bytes received from this peer so far (RTP, from getStats). */
-  bytesIn: number
-  /** How the connection runs: through the TURN relay or directly; null until known. */
-  route: 'relay' | 'direct' | null
-}
-
-export interface ActiveCall {
-  call: string | null
-  conv: ConvId
-  media: CallMedia
-  phase: CallPhase
-  /** I started it. */
-  outgoing: boolean
-  /** When it was answered (ms), for the duration. */
-  answeredAt: number | null
-  /** Who I am calling or who called me (the other person of a 1:1 call). */
-  other: UserId | null
-}
-
-interface PeerLink {
-  pc: RTCPeerConnection
-  /** Candidates that came before the remote description. */
-  pending: RTCIceCandidateInit[]
-  remoteSet: boolean
-  /** An offer of mine is being made; an offer arriving now collides with it. */
-  makingOffer: boolean
-  /** My change still has to be offered (I gave way in a collision). */
-  offerAgain: boolean
-}
+export type { ActiveCall, CallPhase, Incoming, PeerState } from '@/lib/calls'
+export { replaceVideoTrack, summarizeStats } from '@/lib/calls'
 
 const ENDED_SHOWN_MS = 2500
 const STATS_EVERY_MS = 1000
-
-/** Summary of one connection's getStats(): media bytes received and the selected route. */
-export function summarizeStats(report: RTCStatsReport): { bytesIn: number; route: 'relay' | 'direct' | null } {
-  let bytesIn = 0
-  let pairId: string | undefined
-  const byId = new Map<string, Record<string, unknown>>()
-  report.forEach((s: Record<string, unknown>) => {
-    byId.set(s.id as string, s)
-    if (s.type === 'inbound-rtp') bytesIn += Number(s.bytesReceived ?? 0)
-    if (s.type === 'transport' && typeof s.selectedCandidatePairId === 'string') pairId = s.selectedCandidatePairId
-  })
-  if (!pairId) {
-    // Browsers without transport stats mark the pair in use instead.
-    for (const s of byId.values()) if (s.type === 'candidate-pair' && (s.selected === true || (s.nominated === true && s.state === 'succeeded'))) pairId = s.id as string
-  }
-  const pair = pairId ? byId.get(pairId) : undefined
-  const local = pair ? byId.get(pair.localCandidateId as string) : undefined
-  const type = local?.candidateType
-  return { bytesIn, route: type === 'relay' ? 'relay' : type ? 'direct' : null }
-}
-
-/**
- * Puts `track` on the video sender of `pc` in place (`replaceTrack`, no renegotiation). Returns
- * false when the connection has no video sender yet: then the caller adds one and renegotiates.
- */
-export async function replaceVideoTrack(pc: RTCPeerConnection, track: MediaStreamTrack | null): Promise<boolean> {
-  const sender = pc.getTransceivers().find((t) => t.receiver.track?.kind === 'video' && (t.direction === 'sendrecv' || t.direction === 'sendonly'))?.sender
-  if (!sender) return false
-  await sender.replaceTrack(track)
-  return true
-}
 
 export const useCalls = defineStore('calls', () => {
   const supported = typeof window !== 'undefined' && typeof window.RTCPeerConnection === 'function' && !!navigator.mediaDevices?.getUserMedia
@@ -490,71 +414,24 @@ export const useCalls = defineStore('calls', () => {
 
   async function offer(user: UserId, link: PeerLink) {
     const call = active.value?.call
-    if (!call) return
-    try {
-      link.makingOffer = true
-      const o = await link.pc.createOffer()
-      await link.pc.setLocalDescription(o)
-      send({ type: 'call_offer', call, to: user, sdp: o.sdp ?? '' })
-    } finally {
-      link.makingOffer = false
-    }
+    if (call) await makeOffer(link, (sdp) => send({ type: 'call_offer', call, to: user, sdp }))
   }
 
   async function onOffer(from: UserId, sdp: string) {
     const link = await connectTo(from, false)
-    const collision = link.makingOffer || link.pc.signalingState === 'have-local-offer'
-    if (collision) {
-      // Both offered at once. The lower user id keeps its offer and ignores this one (its
-      // answer is coming); the higher one gives way and offers its change again afterwards.
-      const me = myId() ?? 0
-      if (me < from) return
-      if (link.pc.signalingState === 'have-local-offer') await link.pc.setLocalDescription({ type: 'rollback' })
-      link.offerAgain = true
-    }
-    await link.pc.setRemoteDescription({ type: 'offer', sdp })
-    await flushCandidates(link)
-    const ans = await link.pc.createAnswer()
-    await link.pc.setLocalDescription(ans)
-    const call = active.value?.call
-    if (call) send({ type: 'call_answer', call, to: from, sdp: ans.sdp ?? '' })
-    if (link.offerAgain) {
-      link.offerAgain = false
-      await offer(from, link)
-    }
+    await answerOffer(link, sdp, (myId() ?? 0) > from, (ans) => {
+      const call = active.value?.call
+      if (call) send({ type: 'call_answer', call, to: from, sdp: ans })
+    }, () => offer(from, link))
   }
 
   async function onAnswer(from: UserId, sdp: string) {
     const link = await linking.get(from)
-    if (!link || link.pc.signalingState !== 'have-local-offer') return
-    await link.pc.setRemoteDescription({ type: 'answer', sdp })
-    await flushCandidates(link)
+    if (link) await acceptAnswer(link, sdp)
   }
 
   async function onCandidate(from: UserId, c: RTCIceCandidateInit) {
-    const link = await connectTo(from, false)
-    if (!link.remoteSet) {
-      // Not yet: keep it for when the description arrives.
-      link.pending.push(c)
-      return
-    }
-    try {
-      await link.pc.addIceCandidate(c)
-    } catch {
-      // A candidate for a transport that is gone: harmless.
-    }
-  }
-
-  async function flushCandidates(link: PeerLink) {
-    link.remoteSet = true
-    const list = link.pending.splice(0)
-    for (const c of list) {
-      try {
-        await link.pc.addIceCandidate(c)
-      } catch {
-        // See above.
-      }
-    }
+    await addCandidate(await connectTo(from, false), c)
   }
 
   /** Reads each connection's stats every second: bytes received and the route in use. */

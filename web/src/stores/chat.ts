@@ -23,7 +23,8 @@ import * as conversation from '@/lib/conversation'
 import type { ConvMeta } from '@/lib/conversation'
 import * as log from '@/lib/messageLog'
 import { hide, shown } from '@/lib/hidden'
-import { loadJson, saveJson, userKey } from '@/lib/persist'
+import { GroupNews } from '@/lib/groupNews'
+import { loadViewed, raiseToStored, saveViewed } from '@/lib/viewed'
 import {
   peerIdOf,
   type ConvId,
@@ -160,29 +161,11 @@ export const useChat = defineStore('chat', () => {
     return c
   }
 
-  // ---- group news ----
-  // A group's view comes live (a `group` frame, a `notice_changed` message) and in answers to
-  // requests (the list, `GET /api/groups/{id}`). An answer to a request made before live news of
-  // that group arrived may carry the older view: it must not put it back (a notice set right
-  // after a reload would vanish again until the next change).
-
-  /** Counts live group news; `groupNewsAt` says when each chat's latest came. */
-  let groupNews = 0
-  const groupNewsAt = new Map<ConvId, number>()
-
-  function noteGroupNews(conv: ConvId) {
-    groupNewsAt.set(conv, ++groupNews)
-  }
-
-  /** A mark to take before a request whose answer carries a group view. */
-  function groupMark(): number {
-    return groupNews
-  }
-
-  /** Live news of `conv`'s group came after `mark` (the answer taken then is older). */
-  function groupNewerThan(conv: ConvId, mark: number): boolean {
-    return (groupNewsAt.get(conv) ?? 0) > mark
-  }
+  // ---- group news (lib/groupNews.ts: an answer older than live news keeps out of the view) ----
+  const news = new GroupNews()
+  const noteGroupNews = (conv: ConvId) => news.note(conv)
+  const groupMark = () => news.mark()
+  const groupNewerThan = (conv: ConvId, mark: number) => news.newerThan(conv, mark)
 
   /**
    * Applies a `ConversationView` from the list or a `conversation` frame. `mark` (from
@@ -241,7 +224,7 @@ export const useChat = defineStore('chat', () => {
     me.value = user
     port = p
     useUsers().put(user)
-    const stored = loadJson<Record<ConvId, number> | null>(`${userKey(user.id)}:viewed`, null)
+    const stored = loadViewed(user.id)
     firstRun = stored === null
     viewed.value = stored ?? {}
     outbox.value = p.outbox
@@ -252,10 +235,9 @@ export const useChat = defineStore('chat', () => {
 
   /** Forgets everything (log-out, or another user). */
   function reset() {
-    if (cacheTimer !== null) clearTimeout(cacheTimer)
-    cacheTimer = null
+    cacheSave.cancel()
     port = null
-    groupNewsAt.clear()
+    news.forget()
     me.value = null
     convs.value = {}
     messages.value = {}
@@ -395,31 +377,21 @@ export const useChat = defineStore('chat', () => {
     )
   }
 
-  let cacheTimer: ReturnType<typeof setTimeout> | null = null
-
   /** The newest messages of the busiest chats, for an instant (and offline) first paint. */
+  const cacheSave = new cache.DelayedSave(() => {
+    if (me.value) cache.saveNewest(me.value.id, sortedConvs.value, visibleMessages)
+  })
   function scheduleCacheSave() {
-    if (cacheTimer !== null || !me.value) return
-    cacheTimer = setTimeout(saveCacheNow, 1000)
+    if (me.value) cacheSave.schedule()
   }
-
   function saveCacheNow() {
-    if (cacheTimer !== null) clearTimeout(cacheTimer)
-    cacheTimer = null
-    if (!me.value) return
-    const out: log.Logs = {}
-    for (const c of sortedConvs.value.slice(0, cache.CACHE_CONVS)) {
-      const vis = visibleMessages(c.id)
-      if (vis.length) out[c.id] = vis.slice(-cache.CACHE_MESSAGES)
-    }
-    cache.saveMessages(me.value.id, out)
+    cacheSave.now()
   }
 
   /** Forgets the cached chats on an explicit log-out (a shared computer); the outbox stays. */
   function clearCaches() {
     if (!me.value) return
-    if (cacheTimer !== null) clearTimeout(cacheTimer)
-    cacheTimer = null
+    cacheSave.cancel()
     cache.clear(me.value.id)
   }
 
@@ -471,19 +443,12 @@ export const useChat = defineStore('chat', () => {
   }
 
   function persistViewed() {
-    if (!me.value) return
-    // Merge with other tabs' progress: the highest viewed seq wins.
-    const key = `${userKey(me.value.id)}:viewed`
-    const stored = loadJson<Record<ConvId, number>>(key, {})
-    for (const [k, v] of Object.entries(stored)) if (v > (viewed.value[k] ?? 0)) viewed.value[k] = v
-    saveJson(key, viewed.value)
+    if (me.value) saveViewed(me.value.id, viewed.value)
   }
 
   /** Re-reads the viewed positions another tab wrote. */
   function reloadViewed() {
-    if (!me.value) return
-    const stored = loadJson<Record<ConvId, number>>(`${userKey(me.value.id)}:viewed`, {})
-    for (const [k, v] of Object.entries(stored)) if (v > (viewed.value[k] ?? 0)) viewed.value[k] = v
+    if (me.value) raiseToStored(me.value.id, viewed.value)
   }
 
   /** Sends what the user typed; returns false when there is nothing to send. */
