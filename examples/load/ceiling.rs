@@ -40,6 +40,10 @@ pub struct CeilingArgs {
     /// Messages per commit at most (the server's limits.max_batch).
     #[arg(long, default_value_t = 2048)]
     pub max_batch: usize,
+    /// Commits with redb's single-fsync checksum strategy instead of two-phase commit, to
+    /// measure what two-phase commit costs (the server always uses two-phase commit).
+    #[arg(long)]
+    pub one_fsync: bool,
 }
 
 pub(crate) async fn ceiling(common: &Common, a: &CeilingArgs) -> anyhow::Result<(Value, u64)> {
@@ -47,7 +51,7 @@ pub(crate) async fn ceiling(common: &Common, a: &CeilingArgs) -> anyhow::Result<
         bail!("--senders must be an even number of at least 2");
     }
     let dir = tempfile::tempdir().context("temporary data dir")?;
-    let opts = StoreOptions { max_batch: a.max_batch, ..StoreOptions::default() };
+    let opts = StoreOptions { max_batch: a.max_batch, two_phase_commit: !a.one_fsync, ..StoreOptions::default() };
     let store = Store::open(dir.path(), &opts).context("opening the store")?;
     let mut users = Vec::with_capacity(a.senders);
     for i in 0..a.senders {
@@ -82,13 +86,20 @@ pub(crate) async fn ceiling(common: &Common, a: &CeilingArgs) -> anyhow::Result<
     let lat = Percentiles::of(lat);
     store.close().await;
     let disk = std::fs::metadata(dir.path().join("chinwag.redb")).map_or(0, |m| m.len());
-    println!("== store ceiling: {} senders in {} pairs, {} messages, straight through the store", a.senders, a.senders / 2, a.messages);
+    let commit = if a.one_fsync { "one fsync per commit" } else { "two-phase commit" };
+    println!(
+        "== store ceiling: {} senders in {} pairs, {} messages, straight through the store, {commit}",
+        a.senders,
+        a.senders / 2,
+        a.messages
+    );
     println!("  stored {stored} in {elapsed:.2} s: {rate:.0} durable messages/s in {commits} commits; {errors} refused or failed");
     println!("  append latency (closed loop): {}", lat.line_ms());
     println!("  store CPU {:.1} s ({:.1} µs per message); database file {} bytes", cpu.me, cpu.me * 1e6 / stored.max(1) as f64, disk);
     println!("  {}", cpu.line());
     let report = json!({
         "scenario": "ceiling",
+        "two_phase_commit": !a.one_fsync,
         "senders": a.senders,
         "messages": a.messages,
         "stored": stored,

@@ -81,6 +81,7 @@ pub(crate) async fn throughput(common: &Common, a: &ThroughputArgs) -> anyhow::R
             messages: a.messages,
             text_bytes: a.text_bytes,
             max_batch: a.max_batch.unwrap_or(2048),
+            one_fsync: false,
         };
         let (store, e2) = super::ceiling::ceiling(common, &args).await?;
         let (e, s) = (e2e["acked_per_sec"].as_f64().unwrap_or(0.0), store["stored_per_sec"].as_f64().unwrap_or(0.0));

@@ -111,11 +111,15 @@ pub struct StoreOptions {
     /// redb's page cache, bytes (its own default is 1 GiB, which a small server would fill
     /// with whatever it once read or wrote).
     pub cache_bytes: usize,
+    /// redb's two-phase commit (two fsyncs per commit). Always on in the server (see
+    /// ARCHITECTURE.md, "Two-phase commit stays on"); off only in the load tool's measurement
+    /// of what it costs.
+    pub two_phase_commit: bool,
 }
 
 impl Default for StoreOptions {
     fn default() -> Self {
-        StoreOptions { write_queue: 8192, max_batch: 2048, cache_bytes: 128 << 20 }
+        StoreOptions { write_queue: 8192, max_batch: 2048, cache_bytes: 128 << 20, two_phase_commit: true }
     }
 }
 
@@ -146,7 +150,7 @@ impl Store {
             .name("chinwag-complete".into())
             .spawn(move || writer::run_completer(&answers_rx))
             .map_err(|e| StoreError::Db(format!("cannot start the completer thread: {e}")))?;
-        let mut writer = Writer::new(slot.clone(), db, opener, answers_tx);
+        let mut writer = Writer::new(slot.clone(), db, opener, answers_tx, opts.two_phase_commit);
         let (wstats, max_batch) = (stats.clone(), opts.max_batch);
         let (done_tx, done) = tokio::sync::watch::channel(false);
         std::thread::Builder::new()

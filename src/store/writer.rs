@@ -91,11 +91,27 @@ pub(super) struct Writer {
     failure: Option<StoreError>,
     retry_at: Instant,
     backoff: Duration,
+    two_phase_commit: bool,
 }
 
 impl Writer {
-    pub(super) fn new(slot: Arc<DbSlot>, db: Arc<Database>, opener: Opener, completions: std::sync::mpsc::SyncSender<Answers>) -> Writer {
-        Writer { slot, completions, db: Some(db), opener, failure: None, retry_at: Instant::now(), backoff: Duration::ZERO }
+    pub(super) fn new(
+        slot: Arc<DbSlot>,
+        db: Arc<Database>,
+        opener: Opener,
+        completions: std::sync::mpsc::SyncSender<Answers>,
+        two_phase_commit: bool,
+    ) -> Writer {
+        Writer {
+            slot,
+            completions,
+            db: Some(db),
+            opener,
+            failure: None,
+            retry_at: Instant::now(),
+            backoff: Duration::ZERO,
+            two_phase_commit,
+        }
     }
 
     pub(super) fn run(&mut self, mut rx: mpsc::Receiver<Job>, max_batch: usize, stats: &StoreStats) {
@@ -150,7 +166,7 @@ impl Writer {
         let result = match db.begin_write() {
             Err(e) => Err(StoreError::from(e)),
             Ok(mut txn) => {
-                txn.set_two_phase_commit(true);
+                txn.set_two_phase_commit(self.two_phase_commit);
                 for job in batch.drain(..) {
                     // A panicking job leaves the transaction in an unknown state: the whole
                     // batch is abandoned rather than committing half of someone's write.
