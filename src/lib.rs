@@ -26,6 +26,7 @@ pub mod config;
 pub mod connection;
 pub mod console;
 pub mod emoji;
+pub mod healthcheck;
 pub mod http;
 pub mod hub;
 pub mod ids;

@@ -68,6 +68,15 @@ enum Command {
         #[command(flatten)]
         args: ServerArgs,
     },
+    /// Ask the running server's /healthz (on loopback when it listens on all addresses); exits
+    /// 0 when it answers "ok". For container health checks: no curl needed.
+    Healthcheck {
+        /// Seconds to wait for the connection and for the answer.
+        #[arg(long, default_value_t = 5)]
+        timeout: u64,
+        #[command(flatten)]
+        args: ServerArgs,
+    },
 }
 
 #[derive(Subcommand)]
@@ -261,6 +270,17 @@ fn main() -> ExitCode {
                     );
                     ExitCode::SUCCESS
                 }
+                Err(e) => fail(e),
+            }
+        }
+        Command::Healthcheck { timeout, args } => {
+            let config = match load(cli.config.as_deref(), &args) {
+                Ok(c) => c,
+                Err(e) => return fail(e),
+            };
+            let addr = chinwag::healthcheck::target(config.listen);
+            match chinwag::healthcheck::check(addr, std::time::Duration::from_secs(timeout)) {
+                Ok(()) => ExitCode::SUCCESS,
                 Err(e) => fail(e),
             }
         }

@@ -1,5 +1,5 @@
-//! The `chinwag` binary itself: `config` output and precedence, and a clear refusal when a
-//! second process opens a data dir that is in use.
+//! The `chinwag` binary itself: `config` output and precedence, a clear refusal when a
+//! second process opens a data dir that is in use, and `healthcheck` against a real server.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
@@ -65,4 +65,37 @@ fn a_second_server_on_the_same_data_dir_stops_with_a_clear_message() {
     assert!(!second.status.success());
     let err = String::from_utf8_lossy(&second.stderr);
     assert!(err.contains("in use by another Chinwag process"), "{err}");
+}
+
+#[test]
+fn healthcheck_passes_against_a_running_server_and_fails_without_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let mut server = Command::new(BIN)
+        .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--data-dir"])
+        .arg(dir.path())
+        .env("CHINWAG_LOG", "info")
+        .env("CHINWAG_TURN__ENABLED", "false")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(server.stdout.take().unwrap()).lines();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        assert!(Instant::now() < deadline, "the server did not start");
+        if lines.next().expect("server output").unwrap().contains("Chinwag is listening") {
+            break;
+        }
+    }
+    let check = |listen: &str| Command::new(BIN).args(["healthcheck", "--timeout", "5", "--listen", listen]).output().unwrap();
+    let ok = check(&format!("127.0.0.1:{port}"));
+    assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stderr));
+    // The container's setting: listening on all addresses, checked over loopback.
+    assert!(check(&format!("0.0.0.0:{port}")).status.success());
+    server.kill().unwrap();
+    server.wait().unwrap();
+    let down = check(&format!("127.0.0.1:{port}"));
+    assert!(!down.status.success());
+    assert!(String::from_utf8_lossy(&down.stderr).contains("cannot connect"), "{}", String::from_utf8_lossy(&down.stderr));
 }
