@@ -227,7 +227,9 @@ pub async fn login(
     if let Some(dir) = &accounts.ldap
         && user.as_ref().is_none_or(|u| u.ldap_id.is_some())
     {
-        return directory_login(&accounts, &store, dir, &key, &req, peer).await;
+        // A linked account found by its e-mail address signs in under its directory username.
+        let name = user.map_or_else(|| req.username.clone(), |u| u.username);
+        return directory_login(&accounts, &store, dir, &key, &name, &req.password, peer).await;
     }
     let ok = accounts.hasher.verify(req.password.clone(), user.as_ref().map(|u| u.password_hash.clone())).await?;
     match user {
@@ -270,7 +272,8 @@ async fn directory_login(
     store: &Store,
     dir: &Arc<Directory>,
     key: &str,
-    req: &LoginRequest,
+    username: &str,
+    password: &str,
     peer: SocketAddr,
 ) -> Result<Response, ApiError> {
     let refused = || {
@@ -280,7 +283,7 @@ async fn directory_login(
     if key.is_empty() || key.len() > 254 {
         return Err(refused());
     }
-    let found = match dir.authenticate(&req.username, &req.password).await {
+    let found = match dir.authenticate(username, password).await {
         Ok(Ok(found)) => found,
         Ok(Err(Refusal::BadCredentials)) => return Err(refused()),
         Ok(Err(Refusal::UnusableEntry(why))) => {
