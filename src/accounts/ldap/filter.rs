@@ -22,16 +22,9 @@ pub fn user_filter(template: &str, username: &str) -> String {
     template.replace("{username}", &escape_value(username.as_bytes()))
 }
 
-/// The login filter: the configured one, minus entries the disabled filter matches.
-pub fn login_filter(template: &str, disabled: &str, username: &str) -> String {
-    let base = user_filter(template, username);
-    if disabled.is_empty() { base } else { format!("(&{base}(!{disabled}))") }
-}
-
-/// Finds one linked entry again by its stable id (raw bytes), unless it is disabled.
-pub fn active_by_id(id_attribute: &str, id: &[u8], disabled: &str) -> String {
-    let by_id = format!("({id_attribute}={})", escape_value(id));
-    if disabled.is_empty() { by_id } else { format!("(&{by_id}(!{disabled}))") }
+/// Finds a linked entry again by its stable id (raw bytes).
+pub fn by_id(id_attribute: &str, id: &[u8]) -> String {
+    format!("({id_attribute}={})", escape_value(id))
 }
 
 /// Whether a group (read with a base search) lists a DN among its members, as `member`
@@ -83,11 +76,9 @@ mod tests {
     }
 
     #[test]
-    fn the_disabled_filter_is_subtracted_when_set() {
-        assert_eq!(login_filter("(uid={username})", "", "bob"), "(uid=bob)");
-        assert_eq!(login_filter("(uid={username})", "(pwdAccountLockedTime=*)", "bob"), "(&(uid=bob)(!(pwdAccountLockedTime=*)))");
-        assert_eq!(active_by_id("objectGUID", &[0x12, 0xab], ""), "(objectGUID=\\12\\ab)");
-        assert_eq!(active_by_id("entryUUID", b"5b1c-x", "(a=1)"), "(&(entryUUID=5b1c-x)(!(a=1)))");
+    fn ids_and_member_dns_are_escaped_too() {
+        assert_eq!(by_id("objectGUID", &[0x12, 0xab, b'(']), "(objectGUID=\\12\\ab\\28)");
+        assert_eq!(by_id("entryUUID", b"5b1c-x"), "(entryUUID=5b1c-x)");
         assert_eq!(member_of("uid=a(1),dc=x"), "(|(member=uid=a\\281\\29,dc=x)(uniqueMember=uid=a\\281\\29,dc=x))");
     }
 }

@@ -1,8 +1,8 @@
 //! Sign-in through an LDAP directory or Active Directory (the `ldap3` crate over rustls).
 //!
 //! A login: connect (`ldaps://`, or `ldap://` upgraded with `StartTLS`), bind as the service
-//! account, search `user_base` with `user_filter` (the typed name escaped, `filter.rs`; entries
-//! the disabled filter matches left out), accept exactly one entry, read the admin group with
+//! account, search `user_base` with `user_filter` (the typed name escaped, `filter.rs`), accept
+//! exactly one entry, refuse it if the disabled filter matches it, read the admin group with
 //! the service account, then bind as the entry with the typed password. An empty password is
 //! refused before any bind: to a directory it is an anonymous bind, which succeeds.
 //! `sync.rs` rechecks linked accounts and ends the sessions of those gone or disabled.
@@ -165,7 +165,7 @@ impl Directory {
 
     async fn login_exchange(&self, ldap: &mut Ldap, username: &str, password: &str) -> Result<Result<DirectoryUser, Refusal>, Unavailable> {
         let c = &self.config;
-        let filter = filter::login_filter(&c.user_filter, &c.disabled_filter, username);
+        let filter = filter::user_filter(&c.user_filter, username);
         let attrs = [&c.username_attribute, &c.display_name_attribute, &c.email_attribute, &c.id_attribute];
         let found = ldap
             .with_search_options(SearchOptions::new().sizelimit(2))
@@ -182,6 +182,9 @@ impl Directory {
             return Ok(Err(Refusal::BadCredentials));
         }
         let entry = entries.remove(0);
+        if self.is_disabled(ldap, &entry.dn).await? {
+            return Ok(Err(Refusal::BadCredentials));
+        }
         // Read with the service account, before the connection is bound as the user.
         let admin = match &c.admin_group {
             Some(group) => Some(self.is_member(ldap, group, &entry.dn).await?),
@@ -226,11 +229,30 @@ impl Directory {
     async fn is_active(&self, ldap: &mut Ldap, id_hex: &str) -> Result<bool, Unavailable> {
         let id = hex::decode(id_hex).map_err(|e| Unavailable(format!("a stored LDAP id is not hex: {e}")))?;
         let c = &self.config;
-        let filter = filter::active_by_id(&c.id_attribute, &id, &c.disabled_filter);
-        let found = ldap.with_timeout(self.op_timeout()).search(&c.user_base, Scope::Subtree, &filter, ["1.1"]).await?;
+        let found = ldap
+            .with_timeout(self.op_timeout())
+            .search(&c.user_base, Scope::Subtree, &filter::by_id(&c.id_attribute, &id), ["1.1"])
+            .await?;
+        if found.1.rc != 0 {
+            return Err(Unavailable(format!("the recheck search failed: {}", found.1)));
+        }
+        let Some(entry) = found.0.into_iter().find(|e| !e.is_ref()).map(SearchEntry::construct) else { return Ok(false) };
+        Ok(!self.is_disabled(ldap, &entry.dn).await?)
+    }
+
+    /// Whether the entry at `dn` matches the disabled filter. Asked as a filter of its own, on
+    /// the entry alone, so that a directory that does not know the filter's attribute (no
+    /// ppolicy, say) answers "not disabled" rather than hiding every entry, as `(!(...))`
+    /// over an undefined attribute would.
+    async fn is_disabled(&self, ldap: &mut Ldap, dn: &str) -> Result<bool, Unavailable> {
+        if self.config.disabled_filter.is_empty() {
+            return Ok(false);
+        }
+        let found = ldap.with_timeout(self.op_timeout()).search(dn, Scope::Base, &self.config.disabled_filter, ["1.1"]).await?;
         match found.1.rc {
             0 => Ok(found.0.iter().any(|e| !e.is_ref())),
-            _ => Err(Unavailable(format!("the recheck search failed: {}", found.1))),
+            NO_SUCH_OBJECT => Ok(true),
+            _ => Err(Unavailable(format!("the disabled check failed: {}", found.1))),
         }
     }
 }
