@@ -2,7 +2,8 @@
 // port with its own config and data; a directory user signs in through the ordinary login form
 // (the account is made at that first login) and Settings shows a note instead of the
 // change-password form, in English and Chinese, on desktop and phone; a local account still
-// gets the form.
+// gets the form. This slapd has no ppolicy: the default disabled filter
+// (`(pwdAccountLockedTime=*)`) must then refuse nobody.
 //
 //   CHINWAG_BIN=../target/debug/chinwag node e2e/ldap.mjs
 //   SCREENSHOTS=/tmp/shots node e2e/ldap.mjs     # also saves the settings block, en and zh-CN
@@ -125,12 +126,13 @@ for (const [locale, note] of [
   ['en-US', /organisation’s directory \(LDAP\)/],
   ['zh-CN', /目录服务（LDAP）/],
 ]) {
-  for (const [size, viewport] of [
-    ['desktop', { width: 1280, height: 800 }],
-    ['phone', { width: 390, height: 844 }],
+  // The phone runs in the dark theme (the app follows the system's by default).
+  for (const [size, viewport, colorScheme] of [
+    ['desktop', { width: 1280, height: 800 }, 'light'],
+    ['phone', { width: 390, height: 844 }, 'dark'],
   ]) {
     test(`a directory user signs in with the login form and Settings shows the directory note (${locale}, ${size})`, async () => {
-      const { ctx, page } = await lib.newUserPage(browser, `lin-${locale}-${size}`, { locale, viewport })
+      const { ctx, page } = await lib.newUserPage(browser, `lin-${locale}-${size}`, { locale, viewport, colorScheme })
       try {
         await lib.login(base, page, lin)
         const me = await page.evaluate(async () => (await fetch('/api/me')).json())
