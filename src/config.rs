@@ -320,6 +320,125 @@ pub struct Auth {
     pub registrations_per_ip_per_hour: u32,
     /// Password hashes computed at once; each takes about 19 MiB while it runs.
     pub hash_concurrency: usize,
+    /// Sign-in through an LDAP directory or Active Directory (off while `auth.ldap.url` is unset).
+    pub ldap: Ldap,
+}
+
+/// LDAP sign-in: `POST /api/auth/login` checks the directory for every name that is not a local
+/// account. Only in the file or the environment, not in the admin panel.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Ldap {
+    /// `ldap://host[:port]` (upgraded with `StartTLS`) or `ldaps://host[:port]`; unset turns LDAP off.
+    pub url: Option<String>,
+    /// Upgrade an `ldap://` connection with `StartTLS`. `false` is accepted only for a loopback
+    /// address (tests), and logged as a warning.
+    pub starttls: bool,
+    /// A PEM file of certificates to trust besides the system's roots (a company CA).
+    pub ca_file: Option<PathBuf>,
+    /// The service account that searches the directory; unset searches anonymously.
+    pub bind_dn: Option<String>,
+    pub bind_password: Option<String>,
+    /// Where users are searched (subtree), e.g. `ou=people,dc=example,dc=org`.
+    pub user_base: String,
+    /// The search filter; `{username}` is replaced by the typed name, escaped (RFC 4515).
+    /// Active Directory: `(&(objectClass=user)(sAMAccountName={username}))`.
+    pub user_filter: String,
+    /// Attributes that give the new account's username, display name and e-mail address.
+    pub username_attribute: String,
+    pub display_name_attribute: String,
+    pub email_attribute: String,
+    /// The attribute that identifies an entry for good, across renames: `entryUUID` (`OpenLDAP`),
+    /// `objectGUID` (Active Directory, binary), `nsUniqueId` (389 DS).
+    pub id_attribute: String,
+    /// DN of a group whose members (`member` or `uniqueMember`) are server administrators;
+    /// unset leaves the administrator role to Chinwag's own admin panel.
+    pub admin_group: Option<String>,
+    /// A filter matching accounts that are disabled in the directory: they cannot log in and lose
+    /// their sessions. `OpenLDAP` with ppolicy: `(pwdAccountLockedTime=*)`; Active Directory:
+    /// `(userAccountControl:1.2.840.113556.1.4.803:=2)`. Empty checks nothing.
+    pub disabled_filter: String,
+    /// Seconds between rechecks of every linked account (removed or disabled in the directory
+    /// means its sessions end).
+    pub sync_interval_secs: u64,
+    /// Seconds to connect (TCP and TLS) to the directory.
+    pub connect_timeout_secs: u64,
+    /// Seconds each directory operation (bind, search) may take.
+    pub timeout_secs: u64,
+}
+
+impl Default for Ldap {
+    fn default() -> Self {
+        Ldap {
+            url: None,
+            starttls: true,
+            ca_file: None,
+            bind_dn: None,
+            bind_password: None,
+            user_base: String::new(),
+            user_filter: "(uid={username})".into(),
+            username_attribute: "uid".into(),
+            display_name_attribute: "cn".into(),
+            email_attribute: "mail".into(),
+            id_attribute: "entryUUID".into(),
+            admin_group: None,
+            disabled_filter: "(pwdAccountLockedTime=*)".into(),
+            sync_interval_secs: 900,
+            connect_timeout_secs: 5,
+            timeout_secs: 10,
+        }
+    }
+}
+
+impl Ldap {
+    /// Checks the settings when LDAP is on; `Ok(true)` means `StartTLS` is off on loopback, which
+    /// the caller logs as a warning.
+    pub fn validate(&self) -> Result<bool, String> {
+        let Some(url) = &self.url else { return Ok(false) };
+        let parsed = url::Url::parse(url).map_err(|e| format!("auth.ldap.url: {e}"))?;
+        let host = match parsed.host() {
+            Some(url::Host::Domain(d)) => d.to_ascii_lowercase(),
+            Some(url::Host::Ipv4(a)) => a.to_string(),
+            Some(url::Host::Ipv6(a)) => a.to_string(),
+            None => return Err("auth.ldap.url needs a host".into()),
+        };
+        if !parsed.username().is_empty() || parsed.password().is_some() {
+            return Err("auth.ldap.url must not carry a user name or password (use auth.ldap.bind_dn and bind_password)".into());
+        }
+        let plain = match parsed.scheme() {
+            "ldap" => !self.starttls,
+            "ldaps" => false,
+            _ => return Err("auth.ldap.url must start with ldap:// or ldaps://".into()),
+        };
+        let loopback = host == "localhost" || host.parse::<std::net::IpAddr>().is_ok_and(|a| a.is_loopback());
+        if plain && !loopback {
+            return Err(
+                "auth.ldap.starttls = false sends passwords in clear text; it is allowed only for a loopback directory (tests)".into()
+            );
+        }
+        if self.user_base.trim().is_empty() {
+            return Err("auth.ldap.user_base must name where users are searched".into());
+        }
+        for (name, filter) in [("user_filter", &self.user_filter), ("disabled_filter", &self.disabled_filter)] {
+            if !(filter.is_empty() || (filter.starts_with('(') && filter.ends_with(')'))) {
+                return Err(format!("auth.ldap.{name} must be a filter in parentheses"));
+            }
+        }
+        if !self.user_filter.contains("{username}") {
+            return Err("auth.ldap.user_filter must contain {username}".into());
+        }
+        let attrs = [&self.username_attribute, &self.display_name_attribute, &self.email_attribute, &self.id_attribute];
+        if attrs.iter().any(|a| a.is_empty() || !a.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')) {
+            return Err("auth.ldap: attribute names are letters, digits and dashes".into());
+        }
+        if self.bind_dn.is_some() != self.bind_password.is_some() {
+            return Err("auth.ldap.bind_dn and auth.ldap.bind_password go together".into());
+        }
+        if self.sync_interval_secs == 0 || self.connect_timeout_secs == 0 || self.timeout_secs == 0 {
+            return Err("auth.ldap.sync_interval_secs, connect_timeout_secs and timeout_secs must be at least 1".into());
+        }
+        Ok(plain)
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -394,6 +513,7 @@ impl Default for Auth {
             failure_window_secs: 15 * 60,
             registrations_per_ip_per_hour: 30,
             hash_concurrency: 2,
+            ldap: Ldap::default(),
         }
     }
 }
@@ -506,6 +626,7 @@ impl Config {
         if self.push.queue == 0 || self.push.workers == 0 || self.push.timeout_secs == 0 {
             return bad("push.queue, push.workers and push.timeout_secs must be at least 1");
         }
+        self.auth.ldap.validate().map_err(ConfigError::Invalid)?;
         if let Err(e) = crate::address::AddressPolicy::parse("auth.otp_webhook_allow", &self.auth.otp_webhook_allow) {
             return bad(&e);
         }
@@ -557,6 +678,7 @@ impl Config {
         hide(&mut shown.auth.otp_webhook_token);
         // A webhook URL often carries an API key in its query string.
         hide(&mut shown.auth.otp_webhook_url);
+        hide(&mut shown.auth.ldap.bind_password);
         toml::to_string_pretty(&shown).unwrap_or_else(|e| format!("# cannot render config: {e}\n"))
     }
 }
@@ -603,7 +725,19 @@ fn set_path(tree: &mut toml::Table, path: &[String], value: toml::Value) -> Resu
     if !node.contains_key(last)
         && !matches!(
             last.as_str(),
-            "otp_webhook_url" | "otp_webhook_token" | "listen" | "public_ip" | "public_host" | "tls_listen" | "tls_cert" | "tls_key"
+            "otp_webhook_url"
+                | "otp_webhook_token"
+                | "listen"
+                | "public_ip"
+                | "public_host"
+                | "tls_listen"
+                | "tls_cert"
+                | "tls_key"
+                | "url"
+                | "ca_file"
+                | "bind_dn"
+                | "bind_password"
+                | "admin_group"
         )
     {
         return Err(format!("unknown setting `{}`", path.join(".")));
@@ -690,5 +824,31 @@ mod tests {
         let shown = Config::load(None, e, &Overrides::default()).unwrap().to_toml_redacted();
         assert!(!shown.contains("s3cret") && !shown.contains("t0ken"), "{shown}");
         assert!(shown.contains("otp_sender = \"webhook\""));
+        let e = env(&[
+            ("CHINWAG_AUTH__LDAP__URL", "ldaps://dir.example.org"),
+            ("CHINWAG_AUTH__LDAP__USER_BASE", "ou=people,dc=example,dc=org"),
+            ("CHINWAG_AUTH__LDAP__BIND_DN", "cn=chinwag,dc=example,dc=org"),
+            ("CHINWAG_AUTH__LDAP__BIND_PASSWORD", "b1ndpw"),
+        ]);
+        let shown = Config::load(None, e, &Overrides::default()).unwrap().to_toml_redacted();
+        assert!(!shown.contains("b1ndpw") && shown.contains("bind_dn = \"cn=chinwag,dc=example,dc=org\""), "{shown}");
+    }
+
+    #[test]
+    fn ldap_without_tls_is_refused_unless_the_directory_is_on_loopback() {
+        let ldap =
+            |url: &str, starttls: bool| Ldap { url: Some(url.into()), starttls, user_base: "dc=example,dc=org".into(), ..Ldap::default() };
+        assert_eq!(Ldap::default().validate(), Ok(false), "off by default");
+        assert_eq!(ldap("ldap://dir.example.org", true).validate(), Ok(false));
+        assert_eq!(ldap("ldaps://dir.example.org:636", false).validate(), Ok(false), "ldaps is TLS whatever starttls says");
+        assert!(ldap("ldap://dir.example.org", false).validate().unwrap_err().contains("loopback"));
+        assert!(ldap("ldap://10.0.0.5", false).validate().is_err());
+        assert_eq!(ldap("ldap://127.0.0.1:3890", false).validate(), Ok(true), "allowed, with a warning");
+        assert_eq!(ldap("ldap://[::1]:3890", false).validate(), Ok(true));
+        assert_eq!(ldap("ldap://localhost", false).validate(), Ok(true));
+        assert!(ldap("http://dir.example.org", true).validate().is_err());
+        assert!(Ldap { user_filter: "(uid=alice)".into(), ..ldap("ldaps://d", true) }.validate().is_err(), "no {{username}}");
+        assert!(Ldap { user_base: String::new(), ..ldap("ldaps://d", true) }.validate().is_err());
+        assert!(Ldap { bind_dn: Some("cn=x".into()), ..ldap("ldaps://d", true) }.validate().is_err(), "a bind DN without password");
     }
 }

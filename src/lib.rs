@@ -125,6 +125,8 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: CancellationTo
             }
         })
     };
+    let ldap_sync =
+        state.accounts.ldap.clone().map(|dir| accounts::ldap::spawn_sync(dir, store.clone(), state.hub.clone(), shutdown.clone()));
     let control = tokio::spawn(console::serve(started.data_dir.clone(), store.clone(), state.hub.clone(), shutdown.clone()));
     let app = app::router(state);
     tracing::info!(addr = %listener.local_addr()?, "Chinwag is listening");
@@ -133,6 +135,9 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: CancellationTo
         let _ = m.await;
     }
     let _ = sweeper.await;
+    if let Some(sync) = ldap_sync {
+        let _ = sync.await;
+    }
     match control.await {
         Ok(Err(e)) => tracing::warn!(error = %e, "the control socket failed"),
         Err(e) => tracing::warn!(error = %e, "the control socket task failed"),

@@ -3,6 +3,7 @@
 //! Architecture invariant: nothing outside this folder creates or revokes sessions; other
 //! features only read them through the `AuthUser` extractor.
 
+pub mod ldap;
 mod otp;
 mod password;
 pub mod registration;
@@ -24,6 +25,8 @@ pub struct Accounts {
     pub hasher: Hasher,
     pub otp: Otp,
     pub config: Auth,
+    /// The LDAP directory logins are checked against, when `auth.ldap.url` is set.
+    pub ldap: Option<Arc<ldap::Directory>>,
     login_failures_by_account: Limiter,
     login_failures_by_ip: Limiter,
     registrations_by_ip: Limiter,
@@ -38,6 +41,8 @@ impl Accounts {
             hasher: Hasher::new(config.hash_concurrency)?,
             otp: Otp::default(),
             config: config.clone(),
+            ldap: ldap::Directory::new(&config.ldap)
+                .map_err(|e| ApiError::new(axum::http::StatusCode::INTERNAL_SERVER_ERROR, "ldap_config", e))?,
             login_failures_by_account: Limiter::new(config.failures_per_account, window),
             login_failures_by_ip: Limiter::new(config.failures_per_ip, window),
             registrations_by_ip: Limiter::new(config.registrations_per_ip_per_hour, Duration::from_secs(3600)),

@@ -11,6 +11,7 @@ use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use super::ldap::{Directory, Refusal, Unavailable};
 use super::{Accounts, registration, validate};
 use crate::config::{Config, OtpSender, Registration};
 use crate::http::auth::{SESSION_COOKIE, new_token};
@@ -19,6 +20,7 @@ use crate::http::{ApiError, ApiJson, ApiPath, ApiQuery, AuthUser};
 use crate::hub::Hub;
 use crate::ids::{UserId, Username};
 use crate::protocol::{Gender, UserView, close};
+use crate::store::ldap::LinkRefusal;
 use crate::store::messages::ConvHead;
 use crate::store::sessions::SessionRecord;
 use crate::store::users::{CreateRefusal, NameTaken};
@@ -207,7 +209,10 @@ pub async fn register(
 }
 
 #[utoipa::path(post, path = "/api/auth/login", tag = "accounts", security(()), request_body = LoginRequest,
-    responses((status = 200, body = AuthResponse), (status = 401, body = ErrorBody), (status = 429, body = ErrorBody)))]
+    responses((status = 200, body = AuthResponse), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody, description = "account disabled, or a directory entry that cannot be an account"),
+        (status = 409, body = ErrorBody, description = "`local_account_exists`: the directory's username belongs to a local account"),
+        (status = 429, body = ErrorBody), (status = 503, body = ErrorBody, description = "`directory_unavailable`: the LDAP directory cannot be reached")))]
 pub async fn login(
     State(accounts): State<Arc<Accounts>>,
     State(store): State<Store>,
@@ -217,7 +222,16 @@ pub async fn login(
     let key = login_key(&req.username);
     accounts.check_login_allowed(&key, peer.ip())?;
     let user = if key.is_empty() || key.len() > 254 { None } else { store.user_by_login(key.clone()).await? };
-    let ok = accounts.hasher.verify(req.password, user.as_ref().map(|u| u.password_hash.clone())).await?;
+    // Names that are not local accounts are the directory's; local accounts (the first
+    // administrator, say) keep their own password, and keep working while the directory is down.
+    if let Some(dir) = &accounts.ldap
+        && user.as_ref().is_none_or(|u| u.ldap_id.is_some())
+    {
+        // A linked account found by its e-mail address signs in under its directory username.
+        let name = user.map_or_else(|| req.username.clone(), |u| u.username);
+        return directory_login(&accounts, &store, dir, &key, &name, &req.password, peer).await;
+    }
+    let ok = accounts.hasher.verify(req.password.clone(), user.as_ref().map(|u| u.password_hash.clone())).await?;
     match user {
         Some(user) if ok => {
             if user.disabled {
@@ -228,9 +242,71 @@ pub async fn login(
         }
         _ => {
             accounts.record_login_failure(&key, peer.ip());
-            Err(ApiError::new(StatusCode::UNAUTHORIZED, "bad_credentials", "Wrong username or password."))
+            // A directory password for a local account's name does not open the local account,
+            // but it earns a clearer answer than "wrong password".
+            if let Some(dir) = &accounts.ldap
+                && matches!(dir.authenticate(&req.username, &req.password).await, Ok(Ok(_)))
+            {
+                return Err(local_account_exists());
+            }
+            Err(bad_credentials())
         }
     }
+}
+
+fn bad_credentials() -> ApiError {
+    ApiError::new(StatusCode::UNAUTHORIZED, "bad_credentials", "Wrong username or password.")
+}
+
+fn local_account_exists() -> ApiError {
+    ApiError::conflict(
+        "local_account_exists",
+        "A local account already has this username, so your directory account cannot sign in with it. Ask an administrator.",
+    )
+}
+
+/// A login checked against the LDAP directory: first login makes the account, every login
+/// re-syncs it.
+async fn directory_login(
+    accounts: &Accounts,
+    store: &Store,
+    dir: &Arc<Directory>,
+    key: &str,
+    username: &str,
+    password: &str,
+    peer: SocketAddr,
+) -> Result<Response, ApiError> {
+    let refused = || {
+        accounts.record_login_failure(key, peer.ip());
+        bad_credentials()
+    };
+    if key.is_empty() || key.len() > 254 {
+        return Err(refused());
+    }
+    let found = match dir.authenticate(username, password).await {
+        Ok(Ok(found)) => found,
+        Ok(Err(Refusal::BadCredentials)) => return Err(refused()),
+        Ok(Err(Refusal::UnusableEntry(why))) => {
+            tracing::warn!(username = %key, reason = %why, "LDAP login: the entry cannot be an account");
+            return Err(ApiError::forbidden(format!("Your directory account cannot be used here: {why}. Ask an administrator."))
+                .with_code("directory_account_unusable"));
+        }
+        Err(Unavailable(e)) => {
+            tracing::warn!(error = %e, "LDAP login: the directory is unavailable");
+            return Err(ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "directory_unavailable",
+                "The sign-in directory cannot be reached right now. Try again in a moment.",
+            ));
+        }
+    };
+    let user = store.ldap_login(found).await?.map_err(|LinkRefusal::LocalAccountExists| local_account_exists())?;
+    if user.disabled {
+        return Err(ApiError::forbidden("This account has been disabled.").with_code("account_disabled"));
+    }
+    accounts.record_login_success(key);
+    tracing::info!(user = %user.id, username = %user.username, admin = user.is_admin, "signed in through LDAP");
+    start_session(accounts, store, &user, StatusCode::OK).await
 }
 
 #[utoipa::path(post, path = "/api/auth/logout", tag = "accounts", responses((status = 204), (status = 401, body = ErrorBody)))]
@@ -259,8 +335,10 @@ pub async fn otp_request(
     }
     let key = login_key(&req.username);
     accounts.take_otp_request(&key, peer.ip())?;
+    // Directory accounts sign in through the directory only, which may have disabled them.
     if let Some(user) = store.user_by_login(key).await?
         && !user.disabled
+        && user.ldap_id.is_none()
     {
         accounts.otp.issue(&config.auth, &user, Instant::now());
     }
@@ -280,7 +358,7 @@ pub async fn otp_login(
     accounts.check_login_allowed(&key, peer.ip())?;
     let user = store.user_by_login(key.clone()).await?;
     match user {
-        Some(user) if !user.disabled && accounts.otp.verify(user.id, &req.code, Instant::now()) => {
+        Some(user) if !user.disabled && user.ldap_id.is_none() && accounts.otp.verify(user.id, &req.code, Instant::now()) => {
             accounts.record_login_success(&key);
             start_session(&accounts, &store, &user, StatusCode::OK).await
         }
@@ -320,7 +398,8 @@ pub async fn update_me(
 }
 
 #[utoipa::path(post, path = "/api/me/password", tag = "accounts", request_body = PasswordChange,
-    responses((status = 204, description = "changed; every other session is revoked"), (status = 401, body = ErrorBody), (status = 400, body = ErrorBody)))]
+    responses((status = 204, description = "changed; every other session is revoked"), (status = 401, body = ErrorBody), (status = 400, body = ErrorBody),
+        (status = 403, body = ErrorBody, description = "`password_in_directory`: an LDAP account's password is changed in the directory")))]
 pub async fn change_password(
     auth: AuthUser,
     State(accounts): State<Arc<Accounts>>,
@@ -329,6 +408,10 @@ pub async fn change_password(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     ApiJson(req): ApiJson<PasswordChange>,
 ) -> Result<StatusCode, ApiError> {
+    if auth.user.ldap_id.is_some() {
+        return Err(ApiError::forbidden("Your password belongs to your organisation's directory (LDAP); change it there.")
+            .with_code("password_in_directory"));
+    }
     validate::password(&req.new_password)?;
     let key = auth.user.username.clone();
     accounts.check_login_allowed(&key, peer.ip())?;

@@ -30,6 +30,10 @@ pub struct UserView {
     /// Present only in the owner's own view.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub hide_presence: Option<bool>,
+    /// Present (true) only in the owner's own view of an account from the LDAP directory,
+    /// whose password is changed in the directory, not here.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ldap: Option<bool>,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]

@@ -32,6 +32,7 @@ mod error;
 pub mod facts;
 pub mod favorites;
 pub mod forward;
+pub mod ldap;
 pub mod links;
 pub mod media;
 pub mod messages;

@@ -89,6 +89,8 @@ pub const REMARKS: TableDefinition<(u64, u64), &str> = TableDefinition::new("use
 pub const GROUP_TOKENS: TableDefinition<&str, u64> = TableDefinition::new("invitetoken_groupid");
 /// group id -> its current invite token (the reverse of `GROUP_TOKENS`)
 pub const GROUP_INVITE_TOKENS: TableDefinition<u64, &str> = TableDefinition::new("groupid_invitetoken");
+/// stable id of an LDAP entry (hex of its `entryUUID` or `objectGUID` bytes) -> user id
+pub const LDAP_LINKS: TableDefinition<&str, u64> = TableDefinition::new("ldapid_userid");
 /// day number (days since the Unix epoch) -> messages sent that day
 pub const DAILY_MESSAGES: TableDefinition<u64, u64> = TableDefinition::new("day_messagecount");
 
@@ -136,6 +138,7 @@ macro_rules! each_table {
         $m!(REMARKS);
         $m!(GROUP_TOKENS);
         $m!(GROUP_INVITE_TOKENS);
+        $m!(LDAP_LINKS);
     };
 }
 pub(crate) use each_table;

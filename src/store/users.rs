@@ -42,6 +42,10 @@ pub struct UserRecord {
     /// File id of the avatar image.
     #[serde(default)]
     pub avatar: Option<String>,
+    /// The LDAP entry this account belongs to (its key in `LDAP_LINKS`); its password is the
+    /// directory's, and `password_hash` never matches.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ldap_id: Option<String>,
 }
 
 impl UserRecord {
@@ -60,12 +64,19 @@ impl UserRecord {
             phone: None,
             email: None,
             hide_presence: None,
+            ldap: None,
         }
     }
 
     /// What the user sees of themselves.
     pub fn own_view(&self) -> UserView {
-        UserView { phone: self.phone.clone(), email: self.email.clone(), hide_presence: Some(self.hide_presence), ..self.public_view() }
+        UserView {
+            phone: self.phone.clone(),
+            email: self.email.clone(),
+            hide_presence: Some(self.hide_presence),
+            ldap: self.ldap_id.is_some().then_some(true),
+            ..self.public_view()
+        }
     }
 }
 
@@ -123,7 +134,7 @@ pub(crate) fn load_user(t: &impl ReadableTable<u64, &'static [u8]>, id: u64) -> 
     })
 }
 
-fn put_user(txn: &WriteTransaction, u: &UserRecord) -> Result<(), StoreError> {
+pub(super) fn put_user(txn: &WriteTransaction, u: &UserRecord) -> Result<(), StoreError> {
     let bytes = serde_json::to_vec(u)?;
     txn.open_table(USERS)?.insert(u.id.0, bytes.as_slice())?;
     Ok(())
@@ -190,6 +201,7 @@ impl Store {
                 last_seen: None,
                 deleted: false,
                 avatar: None,
+                ldap_id: None,
             };
             let mut names = txn.open_table(LOGIN_NAMES)?;
             for name in [Some(&user.username), user.phone.as_ref(), user.email.as_ref()].into_iter().flatten() {

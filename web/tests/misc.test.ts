@@ -76,6 +76,12 @@ describe('error messages', () => {
     expect(errorText(t, new ApiError(400, 'bad_username', 'Usernames are 3 to 32 characters.'))).toBe('Usernames are 3 to 32 characters.')
     expect(errorText(t, new ApiError(500, 'internal', 'x'))).toBe('errors.generic:{"code":"internal"}')
   })
+  it('names the LDAP directory answers rather than a generic busy or forbidden', () => {
+    expect(errorText(t, new ApiError(503, 'directory_unavailable', 'x'))).toBe('errors.directory_unavailable')
+    expect(errorText(t, new ApiError(409, 'local_account_exists', 'x'))).toBe('errors.local_account_exists')
+    expect(errorText(t, new ApiError(403, 'password_in_directory', 'x'))).toBe('errors.password_in_directory')
+    expect(errorText(t, new ApiError(403, 'directory_account_unusable', 'x'))).toBe('errors.directory_account_unusable')
+  })
 })
 
 describe('translations', () => {

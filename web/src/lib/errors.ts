@@ -26,6 +26,10 @@ const known = new Set([
   'bad_image',
   'not_an_image',
   'last_admin',
+  'password_in_directory',
+  'directory_unavailable',
+  'local_account_exists',
+  'directory_account_unusable',
 ])
 
 /** Generic codes whose server message says more than a generic sentence could. */

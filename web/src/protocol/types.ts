@@ -24,6 +24,8 @@ export interface User {
   phone?: string | null
   email?: string | null
   hide_presence?: boolean | null
+  /** Own view only: true for an account from the LDAP directory (its password is changed there). */
+  ldap?: boolean
 }
 
 /** The `hello` frame carries a trimmed user. */
