@@ -3,6 +3,7 @@
 //! Architecture invariant: nothing outside this folder creates or revokes sessions; other
 //! features only read them through the `AuthUser` extractor.
 
+pub mod oidc;
 mod otp;
 mod password;
 pub mod registration;

@@ -89,6 +89,10 @@ pub const REMARKS: TableDefinition<(u64, u64), &str> = TableDefinition::new("use
 pub const GROUP_TOKENS: TableDefinition<&str, u64> = TableDefinition::new("invitetoken_groupid");
 /// group id -> its current invite token (the reverse of `GROUP_TOKENS`)
 pub const GROUP_INVITE_TOKENS: TableDefinition<u64, &str> = TableDefinition::new("groupid_invitetoken");
+/// (issuer URL, subject) -> user id: accounts signed in through OpenID Connect
+pub const OIDC_LINKS: TableDefinition<(&str, &str), u64> = TableDefinition::new("issuer_sub_userid");
+/// (user id, issuer URL) -> subject: the reverse of `OIDC_LINKS`, to show how a user signs in
+pub const OIDC_USER_LINKS: TableDefinition<(u64, &str), &str> = TableDefinition::new("userid_issuer_sub");
 /// day number (days since the Unix epoch) -> messages sent that day
 pub const DAILY_MESSAGES: TableDefinition<u64, u64> = TableDefinition::new("day_messagecount");
 
@@ -136,6 +140,8 @@ macro_rules! each_table {
         $m!(REMARKS);
         $m!(GROUP_TOKENS);
         $m!(GROUP_INVITE_TOKENS);
+        $m!(OIDC_LINKS);
+        $m!(OIDC_USER_LINKS);
     };
 }
 pub(crate) use each_table;

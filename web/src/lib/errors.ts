@@ -26,6 +26,8 @@ const known = new Set([
   'bad_image',
   'not_an_image',
   'last_admin',
+  'password_login_disabled',
+  'password_registration_disabled',
 ])
 
 /** Generic codes whose server message says more than a generic sentence could. */
