@@ -811,6 +811,33 @@ mod tests {
     }
 
     #[test]
+    fn password_sign_in_goes_off_only_with_sso_and_oidc_needs_a_public_url() {
+        let off = env(&[("CHINWAG_AUTH__PASSWORD_LOGIN", "false")]);
+        let err = Config::load(None, off, &Overrides::default()).unwrap_err();
+        assert!(err.to_string().contains("only when a single sign-on method"), "{err}");
+        let mut c = Config::default();
+        c.auth.oidc = vec![OidcProvider {
+            id: "corp".into(),
+            name: "Corp".into(),
+            issuer: "https://id.example.org".into(),
+            client_id: "c".into(),
+            client_secret: "s".into(),
+            scopes: default_oidc_scopes(),
+            admin_claim: None,
+            admin_value: None,
+            allow_hosts: Vec::new(),
+        }];
+        assert!(c.validate().unwrap_err().to_string().contains("needs public_url"));
+        c.public_url = Some("https://chat.example.org/".into());
+        assert!(c.validate().unwrap_err().to_string().contains("without a trailing slash"));
+        c.public_url = Some("https://chat.example.org".into());
+        c.auth.password_login = false;
+        assert!(c.validate().is_ok());
+        c.auth.oidc[0].id = "bad id".into();
+        assert!(c.validate().is_err());
+    }
+
+    #[test]
     fn secrets_are_hidden_when_printed() {
         let e = env(&[
             ("CHINWAG_AUTH__OTP_SENDER", "webhook"),

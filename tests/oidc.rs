@@ -395,3 +395,24 @@ async fn an_http_issuer_that_is_not_loopback_stops_the_server_at_start() {
     let err = chinwag::run(config, listener, tokio_util::sync::CancellationToken::new()).await.unwrap_err();
     assert!(format!("{err:#}").contains("must be an https:// URL"), "{err:#}");
 }
+
+#[tokio::test]
+async fn a_server_whose_sso_was_removed_turns_password_sign_in_back_on() {
+    let p = start_provider().await;
+    let dir = tempfile::tempdir().unwrap();
+    let issuer = p.issuer.clone();
+    let s = TestServer::start_in(dir.path(), move |c| {
+        c.public_url = Some("http://chat.test".into());
+        c.auth.oidc = vec![provider_config(&issuer)];
+    })
+    .await;
+    let admin = s.register("keeper").await;
+    let _member = s.register("member").await;
+    let (st, _) = s.http().patch("/api/admin/settings", Some(&admin.token), json!({"password_login": false})).await;
+    assert_eq!(st, 200);
+    s.stop().await;
+    let s = TestServer::start_in(dir.path(), |_| {}).await;
+    let (st, _) = s.http().post("/api/auth/login", None, json!({"username": "member", "password": "member-password"})).await;
+    assert_eq!(st, 200, "no single sign-on any more: passwords work again");
+    s.stop().await;
+}

@@ -115,7 +115,16 @@ impl LiveSettings {
 pub async fn load_live_settings(store: &Store, config: Config) -> anyhow::Result<Config> {
     let Some(v) = store.live_settings().await? else { return Ok(config) };
     let stored: LiveSettings = serde_json::from_value(v).map_err(|e| anyhow::anyhow!("stored settings are unreadable: {e}"))?;
-    let applied = stored.apply(config);
+    let mut applied = stored.apply(config);
+    // Single sign-on was removed from the file since password sign-in was turned off: turn it
+    // back on rather than refuse to start (or lock everyone out).
+    if !applied.auth.sso_configured() && !(applied.auth.password_login && applied.auth.password_registration) {
+        tracing::warn!(
+            "password login and registration were turned off in the admin panel, but no single sign-on is configured any more: both are on again"
+        );
+        applied.auth.password_login = true;
+        applied.auth.password_registration = true;
+    }
     applied.validate().map_err(|e| anyhow::anyhow!("stored settings: {e}"))?;
     Ok(applied)
 }
