@@ -118,7 +118,8 @@ pub async fn load_live_settings(store: &Store, config: Config) -> anyhow::Result
     let mut applied = stored.apply(config);
     // Single sign-on was removed from the file since password sign-in was turned off: turn it
     // back on rather than refuse to start (or lock everyone out).
-    if !applied.auth.sso_configured() && !(applied.auth.password_login && applied.auth.password_registration) {
+    let password_off = !applied.auth.password_login || !applied.auth.password_registration;
+    if password_off && !applied.auth.sso_configured() {
         tracing::warn!(
             "password login and registration were turned off in the admin panel, but no single sign-on is configured any more: both are on again"
         );
