@@ -181,6 +181,7 @@ struct Pending {
 pub struct Oidc {
     providers: Vec<Provider>,
     pending: Mutex<HashMap<String, Pending>>,
+    /// Logins started per client address in ten minutes (loopback, a reverse proxy, is exempt).
     starts_by_ip: Limiter,
     cookie_secure: bool,
 }
@@ -205,7 +206,7 @@ impl Oidc {
         Ok(Arc::new(Oidc {
             providers,
             pending: Mutex::new(HashMap::new()),
-            starts_by_ip: Limiter::new(60, Duration::from_secs(600)),
+            starts_by_ip: Limiter::new(120, Duration::from_secs(600)),
             cookie_secure: config.auth.cookie_secure,
         }))
     }
@@ -269,8 +270,10 @@ fn cookie_value<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     responses((status = 302, description = "to the provider's login page (PKCE S256, `state`, `nonce`); on an error, to `/login?sso_error=CODE`")))]
 pub async fn start(State(oidc): State<Arc<Oidc>>, ConnectInfo(peer): ConnectInfo<SocketAddr>, ApiPath(id): ApiPath<String>) -> Response {
     let Some((index, provider)) = oidc.provider(&id) else { return fail("unknown_provider") };
+    // Loopback is a reverse proxy, whose clients all share its address (the bounded number of
+    // logins in progress still holds there).
     let ip: IpAddr = peer.ip().to_canonical();
-    if oidc.starts_by_ip.take(&ip.to_string(), Instant::now()).is_err() {
+    if !ip.is_loopback() && oidc.starts_by_ip.take(&ip.to_string(), Instant::now()).is_err() {
         return fail("rate_limited");
     }
     let client = match provider.client(false).await {
