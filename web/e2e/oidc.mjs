@@ -116,6 +116,7 @@ test('a provider group makes an administrator, who sees how each person signs in
   await page.goto(base + '/admin/settings')
   await page.getByTestId('admin-sso-policy').waitFor({ timeout: T })
   await page.getByTestId('admin-password-login').uncheck()
+  if (SHOTS) await page.getByTestId('admin-sso-policy').screenshot({ path: join(SHOTS, 'oidc-admin-policy-en.png') })
   await page.getByTestId('admin-settings-save').click()
   await lib.poll(
     async () => (await fetch(base + '/api/auth/options')).json(),
@@ -143,7 +144,9 @@ test('with password login off, the login page offers the button and keeps the ad
   if (SHOTS) {
     for (const [locale, lang] of [['en-US', 'en'], ['zh-CN', 'zh-CN']]) {
       for (const [w, h, kind] of [[1280, 800, 'desktop'], [390, 844, 'phone']]) {
-        const shot = await lib.newUserPage(browser, 'shot', { viewport: { width: w, height: h }, locale })
+        // Phones in dark mode, desktops light.
+        const colorScheme = kind === 'phone' ? 'dark' : 'light'
+        const shot = await lib.newUserPage(browser, 'shot', { viewport: { width: w, height: h }, locale, colorScheme })
         await shot.page.goto(base + '/login')
         await shot.page.getByTestId('sso-corp').waitFor({ timeout: T })
         await shot.page.screenshot({ path: join(SHOTS, `oidc-login-${lang}-${kind}.png`) })
