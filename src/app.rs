@@ -43,6 +43,7 @@ pub struct AppState {
     pub calls: Arc<Calls>,
     pub push: Arc<Push>,
     pub links: Arc<Links>,
+    pub oidc: Arc<accounts::oidc::Oidc>,
 }
 
 impl AppState {
@@ -69,6 +70,7 @@ impl AppState {
             push: push.clone(),
         };
         let links = Links::new(&config);
+        let oidc = accounts::oidc::Oidc::new(&config)?;
         let metrics = Metrics::new(store.clone(), hub.clone(), turn.as_ref().map(|t| t.stats.clone()), push.clone(), links.clone());
         let calls = Calls::new(hub.clone(), store.clone(), live.clone(), sockets_shutdown, turn, push.clone());
         Ok(AppState {
@@ -83,6 +85,7 @@ impl AppState {
             calls,
             push,
             links,
+            oidc,
         })
     }
 }
@@ -150,6 +153,8 @@ pub fn router(state: AppState) -> Router {
         .routes(routes!(accounts::routes::login))
         .routes(routes!(accounts::routes::logout))
         .routes(routes!(accounts::routes::options))
+        .routes(routes!(accounts::oidc::start))
+        .routes(routes!(accounts::oidc::callback))
         .routes(routes!(accounts::routes::otp_request))
         .routes(routes!(accounts::routes::otp_login))
         .routes(routes!(accounts::routes::me, accounts::routes::update_me))

@@ -17,6 +17,10 @@ pub struct Config {
     pub listen: SocketAddr,
     /// Where the database and file blobs live.
     pub data_dir: PathBuf,
+    /// The address people reach this server at, e.g. `https://chat.example.org` (no trailing
+    /// slash). Sign-in providers send people back to URLs built on it (OpenID Connect needs it);
+    /// the server never takes that address from a request.
+    pub public_url: Option<String>,
     /// Origins besides the server's own that may open the WebSocket and post forms, e.g. a
     /// reverse proxy's public `https://chat.example.org`. The request's own Host is always allowed.
     pub allowed_origins: Vec<String>,
@@ -320,6 +324,19 @@ pub struct Auth {
     pub registrations_per_ip_per_hour: u32,
     /// Password hashes computed at once; each takes about 19 MiB while it runs.
     pub hash_concurrency: usize,
+    /// Accept `POST /api/auth/register` (accounts with a password). May be turned off only when
+    /// a single sign-on method is configured.
+    pub password_registration: bool,
+    /// Accept password login for people who are not server administrators (administrators
+    /// always may, so that the first one keeps a way in). May be turned off only when a single
+    /// sign-on method is configured.
+    pub password_login: bool,
+    /// Let an OpenID Connect login take over an existing local account whose e-mail matches the
+    /// provider's `email` claim, when the provider says `email_verified: true`. Off: such a
+    /// login gets a new account.
+    pub oidc_link_by_email: bool,
+    /// OpenID Connect providers (`[[auth.oidc]]`), each a "Sign in with ..." button.
+    pub oidc: Vec<OidcProvider>,
     /// Sign-in through an LDAP directory or Active Directory (off while `auth.ldap.url` is unset).
     pub ldap: Ldap,
 }
@@ -441,6 +458,67 @@ impl Ldap {
     }
 }
 
+/// One OpenID Connect provider. The server fetches its discovery document and keys from
+/// `issuer` (and only from its host, or hosts listed in `allow_hosts`).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OidcProvider {
+    /// Short name in URLs: `/api/auth/oidc/{id}/callback` (letters, digits, `-`, `_`).
+    pub id: String,
+    /// Shown on the button: "Sign in with {name}".
+    pub name: String,
+    /// The issuer URL exactly as the provider's discovery document states it. `https://` only,
+    /// except `http://` on a loopback address (tests).
+    pub issuer: String,
+    pub client_id: String,
+    pub client_secret: String,
+    /// Scopes asked for besides `openid`; default `["profile", "email"]`.
+    #[serde(default = "default_oidc_scopes")]
+    pub scopes: Vec<String>,
+    /// A claim of the ID token that makes a server administrator when it equals `admin_value`
+    /// (or is a list containing it), e.g. `groups` and `chinwag-admins`. Re-checked at each
+    /// login; without it, logins through this provider never change who is an administrator.
+    #[serde(default)]
+    pub admin_claim: Option<String>,
+    #[serde(default)]
+    pub admin_value: Option<String>,
+    /// Other `https` hosts the provider's discovery document may name for its token endpoint and
+    /// keys (Google: `oauth2.googleapis.com`, `www.googleapis.com`). Requests to other hosts are
+    /// refused.
+    #[serde(default)]
+    pub allow_hosts: Vec<String>,
+}
+
+fn default_oidc_scopes() -> Vec<String> {
+    vec!["profile".into(), "email".into()]
+}
+
+impl Auth {
+    /// Whether a single sign-on method is configured, so that password sign-in may be turned off.
+    pub fn sso_configured(&self) -> bool {
+        !self.oidc.is_empty() || self.ldap.url.is_some()
+    }
+}
+
+/// Why an OpenID Connect issuer URL is not accepted: only `https`, or `http` on loopback.
+pub fn check_issuer(issuer: &str) -> Result<url::Url, String> {
+    let u = url::Url::parse(issuer).map_err(|e| format!("`{issuer}` is not a URL: {e}"))?;
+    if !u.username().is_empty() || u.password().is_some() || u.query().is_some() || u.fragment().is_some() {
+        return Err(format!("`{issuer}` must not carry a user name, a query or a fragment"));
+    }
+    let loopback = match u.host() {
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+        None => return Err(format!("`{issuer}` has no host")),
+    };
+    match u.scheme() {
+        "https" => Ok(u),
+        "http" if loopback => Ok(u),
+        _ => Err(format!("`{issuer}` must be an https:// URL (http:// only on a loopback address)")),
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Registration {
@@ -465,6 +543,7 @@ impl Default for Config {
         Config {
             listen: SocketAddr::from(([0, 0, 0, 0], 8080)),
             data_dir: PathBuf::from("chinwag-data"),
+            public_url: None,
             allowed_origins: Vec::new(),
             log_format: LogFormat::Text,
             limits: Limits::default(),
@@ -514,6 +593,10 @@ impl Default for Auth {
             registrations_per_ip_per_hour: 30,
             hash_concurrency: 2,
             ldap: Ldap::default(),
+            password_registration: true,
+            password_login: true,
+            oidc_link_by_email: false,
+            oidc: Vec::new(),
         }
     }
 }
@@ -620,6 +703,7 @@ impl Config {
         if self.limits.voice_max_secs == 0 || self.limits.voice_max_secs > 3600 {
             return bad("limits.voice_max_secs must be 1 to 3600");
         }
+        self.validate_sso()?;
         if self.auth.hash_concurrency == 0 || self.auth.session_days == 0 {
             return bad("auth.hash_concurrency and auth.session_days must be at least 1");
         }
@@ -667,6 +751,41 @@ impl Config {
         Ok(())
     }
 
+    fn validate_sso(&self) -> Result<(), ConfigError> {
+        let bad = |m: String| Err(ConfigError::Invalid(m));
+        if (!self.auth.password_login || !self.auth.password_registration) && !self.auth.sso_configured() {
+            return bad("auth.password_login and auth.password_registration can be turned off only when a single sign-on method (auth.oidc) is configured".into());
+        }
+        if let Some(u) = &self.public_url {
+            let ok = url::Url::parse(u).is_ok_and(|p| matches!(p.scheme(), "http" | "https") && p.host().is_some() && p.query().is_none());
+            if !ok || u.ends_with('/') {
+                return bad(format!("public_url `{u}` must be an http:// or https:// URL without a trailing slash"));
+            }
+        }
+        let mut seen = std::collections::HashSet::new();
+        for p in &self.auth.oidc {
+            let id_ok = (1..=32).contains(&p.id.len()) && p.id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+            if !id_ok || !seen.insert(p.id.as_str()) {
+                return bad(format!("auth.oidc id `{}` must be unique, 1 to 32 letters, digits, - or _", p.id));
+            }
+            if p.name.trim().is_empty() || p.name.chars().count() > 64 || p.client_id.is_empty() {
+                return bad(format!("auth.oidc `{}`: name (1 to 64 characters) and client_id are required", p.id));
+            }
+            if let Err(e) = check_issuer(&p.issuer) {
+                return bad(format!("auth.oidc `{}` issuer: {e}", p.id));
+            }
+            if p.admin_claim.is_some() != p.admin_value.is_some() {
+                return bad(format!("auth.oidc `{}`: admin_claim and admin_value go together", p.id));
+            }
+            if self.public_url.is_none() {
+                return bad(
+                    "auth.oidc needs public_url, the address people reach this server at (the provider sends them back to it)".into()
+                );
+            }
+        }
+        Ok(())
+    }
+
     /// The effective configuration as TOML, with secrets replaced by `"<hidden>"`.
     pub fn to_toml_redacted(&self) -> String {
         let mut shown = self.clone();
@@ -679,6 +798,9 @@ impl Config {
         // A webhook URL often carries an API key in its query string.
         hide(&mut shown.auth.otp_webhook_url);
         hide(&mut shown.auth.ldap.bind_password);
+        for p in &mut shown.auth.oidc {
+            p.client_secret = "<hidden>".into();
+        }
         toml::to_string_pretty(&shown).unwrap_or_else(|e| format!("# cannot render config: {e}\n"))
     }
 }
@@ -727,6 +849,7 @@ fn set_path(tree: &mut toml::Table, path: &[String], value: toml::Value) -> Resu
             last.as_str(),
             "otp_webhook_url"
                 | "otp_webhook_token"
+                | "public_url"
                 | "listen"
                 | "public_ip"
                 | "public_host"
@@ -812,6 +935,33 @@ mod tests {
         assert!(err.to_string().contains("CHINWAG_LIMITS__NOPE"), "{err}");
         let err = Config::load(None, env(&[("CHINWAG_LIMITS__OUTBOUND_QUEUE", "many")]), &Overrides::default()).unwrap_err();
         assert!(matches!(err, ConfigError::Env { .. }), "{err}");
+    }
+
+    #[test]
+    fn password_sign_in_goes_off_only_with_sso_and_oidc_needs_a_public_url() {
+        let off = env(&[("CHINWAG_AUTH__PASSWORD_LOGIN", "false")]);
+        let err = Config::load(None, off, &Overrides::default()).unwrap_err();
+        assert!(err.to_string().contains("only when a single sign-on method"), "{err}");
+        let mut c = Config::default();
+        c.auth.oidc = vec![OidcProvider {
+            id: "corp".into(),
+            name: "Corp".into(),
+            issuer: "https://id.example.org".into(),
+            client_id: "c".into(),
+            client_secret: "s".into(),
+            scopes: default_oidc_scopes(),
+            admin_claim: None,
+            admin_value: None,
+            allow_hosts: Vec::new(),
+        }];
+        assert!(c.validate().unwrap_err().to_string().contains("needs public_url"));
+        c.public_url = Some("https://chat.example.org/".into());
+        assert!(c.validate().unwrap_err().to_string().contains("without a trailing slash"));
+        c.public_url = Some("https://chat.example.org".into());
+        c.auth.password_login = false;
+        assert!(c.validate().is_ok());
+        c.auth.oidc[0].id = "bad id".into();
+        assert!(c.validate().is_err());
     }
 
     #[test]

@@ -4,6 +4,7 @@
 //! features only read them through the `AuthUser` extractor.
 
 pub mod ldap;
+pub mod oidc;
 mod otp;
 mod password;
 pub mod registration;

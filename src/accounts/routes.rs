@@ -57,6 +57,13 @@ pub struct AuthResponse {
 pub struct AuthOptions {
     pub otp_login: bool,
     pub registration: Registration,
+    /// False when an administrator turned password registration off (single sign-on only).
+    pub password_registration: bool,
+    /// False when an administrator turned password login off; server administrators may still
+    /// use theirs.
+    pub password_login: bool,
+    /// OpenID Connect providers, one "Sign in with {name}" button each.
+    pub oidc: Vec<super::oidc::ProviderOption>,
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -142,16 +149,22 @@ fn taken(which: NameTaken) -> ApiError {
     }
 }
 
-/// Starts a session and answers with the user, the token and the cookie.
-async fn start_session(accounts: &Accounts, store: &Store, user: &UserRecord, status: StatusCode) -> Result<Response, ApiError> {
+/// Starts a session for `user`: its bearer token and the session cookie that carries it.
+pub(super) async fn new_session(accounts: &Accounts, store: &Store, user: &UserRecord) -> Result<(String, HeaderValue), ApiError> {
     let (token, hash) = new_token();
     let now = now_ms();
     let ttl_ms = accounts.config.session_days * 86_400_000;
     store.create_session(hash, SessionRecord { user: user.id, created_at: now, expires_at: now + ttl_ms }).await?;
     let secure = if accounts.config.cookie_secure { "; Secure" } else { "" };
     let cookie = format!("{SESSION_COOKIE}={token}; HttpOnly; SameSite=Lax; Path=/; Max-Age={}{secure}", ttl_ms / 1000);
+    Ok((token, HeaderValue::from_str(&cookie).map_err(|_| ApiError::internal())?))
+}
+
+/// Starts a session and answers with the user, the token and the cookie.
+async fn start_session(accounts: &Accounts, store: &Store, user: &UserRecord, status: StatusCode) -> Result<Response, ApiError> {
+    let (token, cookie) = new_session(accounts, store, user).await?;
     let mut headers = HeaderMap::new();
-    headers.insert(header::SET_COOKIE, HeaderValue::from_str(&cookie).map_err(|_| ApiError::internal())?);
+    headers.insert(header::SET_COOKIE, cookie);
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     Ok((status, headers, Json(AuthResponse { user: user.own_view(), token })).into_response())
 }
@@ -175,7 +188,7 @@ fn login_key(s: &str) -> String {
 }
 
 #[utoipa::path(post, path = "/api/auth/register", tag = "accounts", security(()), request_body = RegisterRequest,
-    responses((status = 201, body = AuthResponse), (status = 400, body = ErrorBody), (status = 409, body = ErrorBody), (status = 429, body = ErrorBody)))]
+    responses((status = 201, body = AuthResponse), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody, description = "`registration_closed`, `bad_invite` or `password_registration_disabled`"), (status = 409, body = ErrorBody), (status = 429, body = ErrorBody)))]
 pub async fn register(
     State(accounts): State<Arc<Accounts>>,
     State(store): State<Store>,
@@ -183,6 +196,10 @@ pub async fn register(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     ApiJson(req): ApiJson<RegisterRequest>,
 ) -> Result<Response, ApiError> {
+    if !config.auth.password_registration {
+        return Err(ApiError::forbidden("Accounts on this server are made by signing in with single sign-on.")
+            .with_code("password_registration_disabled"));
+    }
     let username = Username::parse(&req.username)
         .ok_or_else(|| ApiError::bad_request("invalid_username", "A username has 3 to 32 characters: letters, digits, _ . -"))?;
     validate::password(&req.password)?;
@@ -210,12 +227,13 @@ pub async fn register(
 
 #[utoipa::path(post, path = "/api/auth/login", tag = "accounts", security(()), request_body = LoginRequest,
     responses((status = 200, body = AuthResponse), (status = 401, body = ErrorBody),
-        (status = 403, body = ErrorBody, description = "account disabled, or a directory entry that cannot be an account"),
+        (status = 403, body = ErrorBody, description = "`account_disabled`, `password_login_disabled` (a local password, not an administrator), or a directory entry that cannot be an account"),
         (status = 409, body = ErrorBody, description = "`local_account_exists`: the directory's username belongs to a local account"),
         (status = 429, body = ErrorBody), (status = 503, body = ErrorBody, description = "`directory_unavailable`: the LDAP directory cannot be reached")))]
 pub async fn login(
     State(accounts): State<Arc<Accounts>>,
     State(store): State<Store>,
+    State(config): State<Arc<Config>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     ApiJson(req): ApiJson<LoginRequest>,
 ) -> Result<Response, ApiError> {
@@ -236,6 +254,11 @@ pub async fn login(
         Some(user) if ok => {
             if user.disabled {
                 return Err(ApiError::forbidden("This account has been disabled.").with_code("account_disabled"));
+            }
+            // Administrators keep their password, so that the server always has a way in.
+            if !config.auth.password_login && !user.is_admin {
+                return Err(ApiError::forbidden("Password login is turned off on this server: sign in with single sign-on.")
+                    .with_code("password_login_disabled"));
             }
             accounts.record_login_success(&key);
             start_session(&accounts, &store, &user, StatusCode::OK).await
@@ -317,8 +340,14 @@ pub async fn logout(auth: AuthUser, State(store): State<Store>, State(hub): Stat
 }
 
 #[utoipa::path(get, path = "/api/auth/options", tag = "accounts", security(()), responses((status = 200, body = AuthOptions)))]
-pub async fn options(State(config): State<Arc<Config>>) -> Json<AuthOptions> {
-    Json(AuthOptions { otp_login: config.auth.otp_sender != OtpSender::Off, registration: config.auth.registration })
+pub async fn options(State(config): State<Arc<Config>>, State(oidc): State<Arc<super::oidc::Oidc>>) -> Json<AuthOptions> {
+    Json(AuthOptions {
+        otp_login: config.auth.otp_sender != OtpSender::Off,
+        registration: config.auth.registration,
+        password_registration: config.auth.password_registration,
+        password_login: config.auth.password_login,
+        oidc: oidc.options(),
+    })
 }
 
 #[utoipa::path(post, path = "/api/auth/otp/request", tag = "accounts", security(()), request_body = OtpRequest,
@@ -351,6 +380,7 @@ pub async fn otp_request(
 pub async fn otp_login(
     State(accounts): State<Arc<Accounts>>,
     State(store): State<Store>,
+    State(config): State<Arc<Config>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     ApiJson(req): ApiJson<OtpLogin>,
 ) -> Result<Response, ApiError> {
@@ -359,6 +389,10 @@ pub async fn otp_login(
     let user = store.user_by_login(key.clone()).await?;
     match user {
         Some(user) if !user.disabled && user.ldap_id.is_none() && accounts.otp.verify(user.id, &req.code, Instant::now()) => {
+            if !config.auth.password_login && !user.is_admin {
+                return Err(ApiError::forbidden("Login with a code is turned off on this server: sign in with single sign-on.")
+                    .with_code("password_login_disabled"));
+            }
             accounts.record_login_success(&key);
             start_session(&accounts, &store, &user, StatusCode::OK).await
         }

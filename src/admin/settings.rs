@@ -30,6 +30,16 @@ pub struct LiveSettings {
     pub max_group_members: Option<usize>,
     pub max_groups_per_user: Option<usize>,
     pub history_for_new_members: Option<bool>,
+    /// False turns password registration off (only when single sign-on is configured).
+    pub password_registration: Option<bool>,
+    /// False turns password login off for everyone but administrators (only when single
+    /// sign-on is configured).
+    pub password_login: Option<bool>,
+    /// Let a single sign-on login take over the local account with the same verified e-mail.
+    pub oidc_link_by_email: Option<bool>,
+    /// Read-only: whether a single sign-on method is configured (in the file).
+    #[serde(default, skip_deserializing, skip_serializing_if = "Option::is_none")]
+    pub sso_configured: Option<bool>,
 }
 
 impl LiveSettings {
@@ -53,6 +63,9 @@ impl LiveSettings {
         set!(max_group_members => groups.max_members);
         set!(max_groups_per_user => groups.max_groups_per_user);
         set!(history_for_new_members => groups.history_for_new_members);
+        set!(password_registration => auth.password_registration);
+        set!(password_login => auth.password_login);
+        set!(oidc_link_by_email => auth.oidc_link_by_email);
         config
     }
 
@@ -68,6 +81,10 @@ impl LiveSettings {
             max_group_members: Some(config.groups.max_members),
             max_groups_per_user: Some(config.groups.max_groups_per_user),
             history_for_new_members: Some(config.groups.history_for_new_members),
+            password_registration: Some(config.auth.password_registration),
+            password_login: Some(config.auth.password_login),
+            oidc_link_by_email: Some(config.auth.oidc_link_by_email),
+            sso_configured: Some(config.auth.sso_configured()),
         }
     }
 
@@ -85,7 +102,10 @@ impl LiveSettings {
             edit_window_secs,
             max_group_members,
             max_groups_per_user,
-            history_for_new_members
+            history_for_new_members,
+            password_registration,
+            password_login,
+            oidc_link_by_email
         );
         self
     }
@@ -95,7 +115,17 @@ impl LiveSettings {
 pub async fn load_live_settings(store: &Store, config: Config) -> anyhow::Result<Config> {
     let Some(v) = store.live_settings().await? else { return Ok(config) };
     let stored: LiveSettings = serde_json::from_value(v).map_err(|e| anyhow::anyhow!("stored settings are unreadable: {e}"))?;
-    let applied = stored.apply(config);
+    let mut applied = stored.apply(config);
+    // Single sign-on was removed from the file since password sign-in was turned off: turn it
+    // back on rather than refuse to start (or lock everyone out).
+    let password_off = !applied.auth.password_login || !applied.auth.password_registration;
+    if password_off && !applied.auth.sso_configured() {
+        tracing::warn!(
+            "password login and registration were turned off in the admin panel, but no single sign-on is configured any more: both are on again"
+        );
+        applied.auth.password_login = true;
+        applied.auth.password_registration = true;
+    }
     applied.validate().map_err(|e| anyhow::anyhow!("stored settings: {e}"))?;
     Ok(applied)
 }

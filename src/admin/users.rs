@@ -11,12 +11,14 @@ use utoipa::ToSchema;
 
 use super::{AdminUser, Page};
 use crate::accounts::{Accounts, validate};
+use crate::config::Config;
 use crate::http::error::ErrorBody;
 use crate::http::{ApiError, ApiJson, ApiPath, ApiQuery};
 use crate::hub::Hub;
 use crate::ids::UserId;
 use crate::protocol::{UserView, close};
 use crate::store::admin::AdminRefusal;
+use crate::store::oidc::SignInSource;
 use crate::store::{Store, UserRecord};
 
 fn refusal(r: AdminRefusal) -> ApiError {
@@ -37,10 +39,40 @@ pub struct AdminUserView {
     pub deleted: bool,
     pub last_seen: Option<u64>,
     pub online: bool,
+    /// How the user signs in (listed in `GET /api/admin/users` only).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub sign_in: Vec<SignInView>,
+}
+
+/// One way a user signs in: `password`, `oidc` (with the provider's name) or `ldap`.
+#[derive(Serialize, ToSchema)]
+pub struct SignInView {
+    pub kind: &'static str,
+    /// The provider's name (`oidc`); its issuer URL when it is no longer configured.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub provider: Option<String>,
+}
+
+fn sign_in_view(s: &SignInSource, config: &Config) -> SignInView {
+    match s {
+        SignInSource::Password => SignInView { kind: "password", provider: None },
+        SignInSource::Ldap => SignInView { kind: "ldap", provider: Some("LDAP".into()) },
+        SignInSource::Oidc { issuer } => {
+            let name = config.auth.oidc.iter().find(|p| p.issuer == *issuer).map_or_else(|| issuer.clone(), |p| p.name.clone());
+            SignInView { kind: "oidc", provider: Some(name) }
+        }
+    }
 }
 
 fn admin_view(u: &UserRecord, hub: &Hub) -> AdminUserView {
-    AdminUserView { user: u.own_view(), disabled: u.disabled, deleted: u.deleted, last_seen: u.last_seen, online: hub.is_online(u.id) }
+    AdminUserView {
+        user: u.own_view(),
+        disabled: u.disabled,
+        deleted: u.deleted,
+        last_seen: u.last_seen,
+        online: hub.is_online(u.id),
+        sign_in: Vec::new(),
+    }
 }
 
 /// Ends every session and socket of `user` at once.
@@ -62,10 +94,17 @@ pub async fn users(
     _: AdminUser,
     State(store): State<Store>,
     State(hub): State<Arc<Hub>>,
+    State(config): State<Arc<Config>>,
     ApiQuery(p): ApiQuery<Page>,
 ) -> Result<Json<UserPage>, ApiError> {
     let (page, total) = store.list_users(p.q.clone(), p.offset as usize, p.limit()?).await?;
-    Ok(Json(UserPage { users: page.iter().map(|u| admin_view(u, &hub)).collect(), total }))
+    let sources = store.sign_in_sources(page.clone()).await?;
+    let users = page
+        .iter()
+        .zip(sources)
+        .map(|(u, s)| AdminUserView { sign_in: s.iter().map(|s| sign_in_view(s, &config)).collect(), ..admin_view(u, &hub) })
+        .collect();
+    Ok(Json(UserPage { users, total }))
 }
 
 async fn set_disabled(me: UserId, store: Store, hub: Arc<Hub>, id: u64, disabled: bool) -> Result<Json<AdminUserView>, ApiError> {

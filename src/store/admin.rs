@@ -43,7 +43,7 @@ fn json<T: serde::de::DeserializeOwned>(v: &[u8]) -> Result<T, StoreError> {
     Ok(serde_json::from_slice(v)?)
 }
 
-fn count_admins(t: &impl ReadableTable<u64, &'static [u8]>) -> Result<usize, StoreError> {
+pub(crate) fn count_admins(t: &impl ReadableTable<u64, &'static [u8]>) -> Result<usize, StoreError> {
     let mut n = 0;
     for e in t.iter()? {
         let (_, v) = e?;

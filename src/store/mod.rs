@@ -37,6 +37,7 @@ pub mod links;
 pub mod media;
 pub mod messages;
 mod migrate;
+pub mod oidc;
 pub mod personal;
 pub mod push;
 mod replies;

@@ -91,6 +91,10 @@ pub const GROUP_TOKENS: TableDefinition<&str, u64> = TableDefinition::new("invit
 pub const GROUP_INVITE_TOKENS: TableDefinition<u64, &str> = TableDefinition::new("groupid_invitetoken");
 /// stable id of an LDAP entry (hex of its `entryUUID` or `objectGUID` bytes) -> user id
 pub const LDAP_LINKS: TableDefinition<&str, u64> = TableDefinition::new("ldapid_userid");
+/// (issuer URL, subject) -> user id: accounts signed in through OpenID Connect
+pub const OIDC_LINKS: TableDefinition<(&str, &str), u64> = TableDefinition::new("issuer_sub_userid");
+/// (user id, issuer URL) -> subject: the reverse of `OIDC_LINKS`, to show how a user signs in
+pub const OIDC_USER_LINKS: TableDefinition<(u64, &str), &str> = TableDefinition::new("userid_issuer_sub");
 /// day number (days since the Unix epoch) -> messages sent that day
 pub const DAILY_MESSAGES: TableDefinition<u64, u64> = TableDefinition::new("day_messagecount");
 
@@ -139,6 +143,8 @@ macro_rules! each_table {
         $m!(GROUP_TOKENS);
         $m!(GROUP_INVITE_TOKENS);
         $m!(LDAP_LINKS);
+        $m!(OIDC_LINKS);
+        $m!(OIDC_USER_LINKS);
     };
 }
 pub(crate) use each_table;

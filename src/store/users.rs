@@ -134,7 +134,7 @@ pub(crate) fn load_user(t: &impl ReadableTable<u64, &'static [u8]>, id: u64) -> 
     })
 }
 
-pub(super) fn put_user(txn: &WriteTransaction, u: &UserRecord) -> Result<(), StoreError> {
+pub(crate) fn put_user(txn: &WriteTransaction, u: &UserRecord) -> Result<(), StoreError> {
     let bytes = serde_json::to_vec(u)?;
     txn.open_table(USERS)?.insert(u.id.0, bytes.as_slice())?;
     Ok(())

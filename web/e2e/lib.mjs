@@ -43,14 +43,15 @@ export function freePort() {
 }
 
 /**
- * Starts `chinwag serve` and waits for /healthz. `env` adds settings (`CHINWAG_SECTION__KEY`);
+ * Starts `chinwag serve` and waits for /healthz (on `port` when given, for settings that name
+ * the server's own address). `env` adds settings (`CHINWAG_SECTION__KEY`);
  * link previews are off unless `env` turns them on.
  * Returns { base, dataDir, log(), stop() }; stop() ends the server and removes its data dir
  * (kept when KEEP_DATA is set).
  */
-export async function startServer({ env = {} } = {}) {
+export async function startServer({ env = {}, port: chosen } = {}) {
   if (!existsSync(BIN)) throw new Error(`no chinwag binary at ${BIN} (set CHINWAG_BIN)`)
-  const port = await freePort()
+  const port = chosen ?? (await freePort())
   const dataDir = mkdtempSync(join(tmpdir(), 'chinwag-e2e-'))
   const logFile = createWriteStream(join(dataDir, 'server.log'))
   let text = ''

@@ -30,6 +30,8 @@ const known = new Set([
   'directory_unavailable',
   'local_account_exists',
   'directory_account_unusable',
+  'password_login_disabled',
+  'password_registration_disabled',
 ])
 
 /** Generic codes whose server message says more than a generic sentence could. */

@@ -208,6 +208,14 @@ export interface AdminUser extends User {
   deleted: boolean
   online: boolean
   last_seen?: number | null
+  /** How the user signs in (absent when unknown). */
+  sign_in?: SignIn[]
+}
+
+/** One way a user signs in: a password, an OpenID Connect provider (by name), or LDAP. */
+export interface SignIn {
+  kind: 'password' | 'oidc' | 'ldap' | string
+  provider?: string
 }
 
 export interface AdminGroup {
@@ -243,6 +251,11 @@ export interface LiveSettings {
   max_group_members?: number | null
   max_groups_per_user?: number | null
   history_for_new_members?: boolean | null
+  password_registration?: boolean | null
+  password_login?: boolean | null
+  oidc_link_by_email?: boolean | null
+  /** Read-only: a single sign-on method is configured. */
+  sso_configured?: boolean
 }
 
 export interface Invite {
@@ -308,6 +321,12 @@ export interface AuthOptions {
   otp_login: boolean
   /** `open`, `invite` (an invite code is needed) or `closed`. */
   registration: 'open' | 'invite' | 'closed' | string
+  /** False: password registration is off (single sign-on only). */
+  password_registration?: boolean
+  /** False: password login is off for everyone but administrators. */
+  password_login?: boolean
+  /** OpenID Connect providers, one button each (`/api/auth/oidc/{id}/start`). */
+  oidc?: { id: string; name: string }[]
 }
 
 export interface AuthAnswer {
