@@ -157,6 +157,7 @@ impl Store {
                 last_seen: None,
                 deleted: false,
                 avatar: None,
+                ldap_id: None,
             };
             for name in [Some(&user.username), user.email.as_ref()].into_iter().flatten() {
                 names.insert(name.as_str(), uid)?;
