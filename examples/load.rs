@@ -62,6 +62,12 @@ use tokio_tungstenite::tungstenite::Message as WsMessage;
 use client::{Ws, mib};
 use server::Server;
 
+// The server binary's allocator, so that the ceiling scenario's store (in this process) runs
+// as it does in the server.
+#[cfg(feature = "mimalloc")]
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Sockets one process may hold here (the hard limit on this machine is 20,000 files).
 const SOCKET_CEILING: u64 = 20_000;
 /// Files kept free for everything else (HTTP clients, the runtime, stdio).
