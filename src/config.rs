@@ -754,7 +754,7 @@ impl Config {
     fn validate_sso(&self) -> Result<(), ConfigError> {
         let bad = |m: String| Err(ConfigError::Invalid(m));
         if (!self.auth.password_login || !self.auth.password_registration) && !self.auth.sso_configured() {
-            return bad("auth.password_login and auth.password_registration can be turned off only when a single sign-on method (auth.oidc) is configured".into());
+            return bad("auth.password_login and auth.password_registration can be turned off only when a single sign-on method (auth.oidc or auth.ldap) is configured".into());
         }
         if let Some(u) = &self.public_url {
             let ok = url::Url::parse(u).is_ok_and(|p| matches!(p.scheme(), "http" | "https") && p.host().is_some() && p.query().is_none());
