@@ -3,7 +3,10 @@
 //!
 //! Architecture invariant: every read or write of a conversation goes through [`access`], and
 //! every write that depends on it applies the same rule ([`rules::may`], through [`gate`] or a
-//! rule closure) again inside its write transaction.
+//! rule closure) again inside its write transaction. The one shortcut: a 1:1 `send` checks only
+//! that the sender is one of the two people before it is queued (`send_access`), and leaves the
+//! rule to the gate inside the append's transaction, so that the busiest path makes no read
+//! before its write.
 
 pub mod favorites;
 pub mod forward;
