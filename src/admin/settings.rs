@@ -37,8 +37,10 @@ pub struct LiveSettings {
     pub password_login: Option<bool>,
     /// Let a single sign-on login take over the local account with the same verified e-mail.
     pub oidc_link_by_email: Option<bool>,
-    /// Read-only: whether a single sign-on method is configured (in the file).
-    #[serde(default, skip_deserializing, skip_serializing_if = "Option::is_none")]
+    /// Read-only: whether a single sign-on method is configured (in the file); ignored in a
+    /// `PATCH` (it is never merged or stored).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(read_only)]
     pub sso_configured: Option<bool>,
 }
 
