@@ -4,11 +4,10 @@
 
 use redb::ReadableTable;
 
-use super::tables::{LDAP_LINKS, LOGIN_NAMES, META, USERS};
-use super::users::{load_user, put_user};
-use super::{Store, StoreError, UserRecord, now_ms};
+use super::tables::{LDAP_LINKS, LOGIN_NAMES, USERS};
+use super::users::{load_user, put_user, take_user_id};
+use super::{Store, StoreError, UserRecord};
 use crate::ids::UserId;
-use crate::protocol::Gender;
 
 /// What the directory says of a person who just proved their password.
 #[derive(Clone, Debug)]
@@ -72,35 +71,17 @@ impl Store {
                 if names.get(d.username.as_str())?.is_some() {
                     return Ok(Err(LinkRefusal::LocalAccountExists));
                 }
-                let mut meta = txn.open_table(META)?;
-                let id = meta.get("next_user_id")?.map_or(1, |v| v.value());
-                meta.insert("next_user_id", id + 1)?;
-                drop(meta);
-                names.insert(d.username.as_str(), id)?;
+                let id = take_user_id(txn)?;
+                names.insert(d.username.as_str(), id.0)?;
                 if let Some(e) = &email {
-                    names.insert(e.as_str(), id)?;
+                    names.insert(e.as_str(), id.0)?;
                 }
-                txn.open_table(LDAP_LINKS)?.insert(d.id.as_str(), id)?;
-                UserRecord {
-                    id: UserId(id),
-                    username: d.username,
-                    password_hash: NO_LOCAL_PASSWORD.into(),
-                    nickname: d.nickname,
-                    signature: String::new(),
-                    gender: Gender::Unknown,
-                    birthday: None,
-                    phone: None,
-                    email,
-                    // Like a registration: the server's first account administers it.
-                    is_admin: d.admin.unwrap_or(id == 1),
-                    disabled: false,
-                    created_at: now_ms(),
-                    hide_presence: false,
-                    last_seen: None,
-                    deleted: false,
-                    avatar: None,
-                    ldap_id: Some(d.id),
-                }
+                txn.open_table(LDAP_LINKS)?.insert(d.id.as_str(), id.0)?;
+                // Like a registration: the server's first account administers it.
+                let is_admin = d.admin.unwrap_or(id.0 == 1);
+                let mut user = UserRecord::fresh(id, d.username, NO_LOCAL_PASSWORD.into(), d.nickname, email, is_admin);
+                user.ldap_id = Some(d.id);
+                user
             };
             drop(names);
             put_user(txn, &user)?;

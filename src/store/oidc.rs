@@ -5,11 +5,10 @@ use redb::{ReadableTable, WriteTransaction};
 use serde::Serialize;
 
 use super::admin::count_admins;
-use super::tables::{LOGIN_NAMES, META, OIDC_LINKS, OIDC_USER_LINKS, USERS};
-use super::users::{UserRecord, load_user, put_user};
-use super::{Store, StoreError, now_ms};
+use super::tables::{LOGIN_NAMES, OIDC_LINKS, OIDC_USER_LINKS, USERS};
+use super::users::{UserRecord, load_user, put_user, take_user_id};
+use super::{Store, StoreError};
 use crate::ids::{UserId, Username};
-use crate::protocol::Gender;
 
 /// What a provider said about the person, after the ID token was verified.
 #[derive(Clone, Debug, Default)]
@@ -133,34 +132,14 @@ impl Store {
                 Some(e) if names.get(e.as_str())?.is_none() => Some(e.clone()),
                 _ => None,
             };
-            let mut meta = txn.open_table(META)?;
-            let uid = meta.get("next_user_id")?.map_or(1, |v| v.value());
-            meta.insert("next_user_id", uid + 1)?;
-            drop(meta);
+            let uid = take_user_id(txn)?;
             let nickname: String =
                 id.name.as_deref().map(str::trim).filter(|n| !n.is_empty()).unwrap_or(&username).chars().take(64).collect();
-            let user = UserRecord {
-                id: UserId(uid),
-                username,
-                // No password: password login cannot succeed until one is set.
-                password_hash: String::new(),
-                nickname: nickname.chars().filter(|c| !c.is_control()).collect(),
-                signature: String::new(),
-                gender: Gender::Unknown,
-                birthday: None,
-                phone: None,
-                email,
-                is_admin: uid == 1 || id.admin == Some(true),
-                disabled: false,
-                created_at: now_ms(),
-                hide_presence: false,
-                last_seen: None,
-                deleted: false,
-                avatar: None,
-                ldap_id: None,
-            };
+            let nickname = nickname.chars().filter(|c| !c.is_control()).collect();
+            // No password: password login cannot succeed until one is set.
+            let user = UserRecord::fresh(uid, username, String::new(), nickname, email, uid.0 == 1 || id.admin == Some(true));
             for name in [Some(&user.username), user.email.as_ref()].into_iter().flatten() {
-                names.insert(name.as_str(), uid)?;
+                names.insert(name.as_str(), uid.0)?;
             }
             drop(names);
             put_user(txn, &user)?;

@@ -134,6 +134,46 @@ pub(crate) fn load_user(t: &impl ReadableTable<u64, &'static [u8]>, id: u64) -> 
     })
 }
 
+/// The next user id, taken (counted up) inside the account-creating write.
+pub(crate) fn take_user_id(txn: &WriteTransaction) -> Result<UserId, StoreError> {
+    let mut meta = txn.open_table(META)?;
+    let id = meta.get("next_user_id")?.map_or(1, |v| v.value());
+    meta.insert("next_user_id", id + 1)?;
+    Ok(UserId(id))
+}
+
+impl UserRecord {
+    /// A new account with nothing set but what it is made with.
+    pub(crate) fn fresh(
+        id: UserId,
+        username: String,
+        password_hash: String,
+        nickname: String,
+        email: Option<String>,
+        is_admin: bool,
+    ) -> UserRecord {
+        UserRecord {
+            id,
+            username,
+            password_hash,
+            nickname,
+            signature: String::new(),
+            gender: Gender::Unknown,
+            birthday: None,
+            phone: None,
+            email,
+            is_admin,
+            disabled: false,
+            created_at: now_ms(),
+            hide_presence: false,
+            last_seen: None,
+            deleted: false,
+            avatar: None,
+            ldap_id: None,
+        }
+    }
+}
+
 pub(crate) fn put_user(txn: &WriteTransaction, u: &UserRecord) -> Result<(), StoreError> {
     let bytes = serde_json::to_vec(u)?;
     txn.open_table(USERS)?.insert(u.id.0, bytes.as_slice())?;
@@ -180,32 +220,12 @@ impl Store {
                 }
             }
             drop(invites);
-            let mut meta = txn.open_table(META)?;
-            let id = meta.get("next_user_id")?.map_or(1, |v| v.value());
-            meta.insert("next_user_id", id + 1)?;
-            drop(meta);
-            let user = UserRecord {
-                id: UserId(id),
-                username: new.username,
-                password_hash: new.password_hash,
-                nickname: new.nickname,
-                signature: String::new(),
-                gender: Gender::Unknown,
-                birthday: None,
-                phone: new.phone,
-                email: new.email,
-                is_admin: id == 1,
-                disabled: false,
-                created_at: now_ms(),
-                hide_presence: false,
-                last_seen: None,
-                deleted: false,
-                avatar: None,
-                ldap_id: None,
-            };
+            let id = take_user_id(txn)?;
+            let mut user = UserRecord::fresh(id, new.username, new.password_hash, new.nickname, new.email, id.0 == 1);
+            user.phone = new.phone;
             let mut names = txn.open_table(LOGIN_NAMES)?;
             for name in [Some(&user.username), user.phone.as_ref(), user.email.as_ref()].into_iter().flatten() {
-                names.insert(name.as_str(), id)?;
+                names.insert(name.as_str(), id.0)?;
             }
             drop(names);
             put_user(txn, &user)?;
