@@ -192,13 +192,13 @@ impl Registry {
         if group && let Some((ongoing, c)) = self.calls.iter().find(|(_, c)| c.conv == conv) {
             // One call per group: calling a group whose call goes on joins that call, so the
             // app's call button works whether or not the member saw it ring.
-            let started = ServerFrame::CallStarted { call: ongoing.clone(), conv, media: c.media };
+            let started = ServerFrame::CallStarted { call: ongoing.clone(), conv, media: c.media, sfu: false };
             let ongoing = ongoing.clone();
             let joined = self.accept(&ongoing, caller, conn, true, now)?;
             return Ok(std::iter::once(Effect::ToConn { user: caller, conn, frame: started }).chain(joined).collect());
         }
         let callees: Vec<UserId> = members.iter().copied().filter(|u| *u != caller).collect();
-        let started = ServerFrame::CallStarted { call: id.clone(), conv, media };
+        let started = ServerFrame::CallStarted { call: id.clone(), conv, media, sfu: false };
         if !group && callees.iter().any(|u| self.busy(*u)) {
             let ended = ServerFrame::CallEnded { call: id, reason: CallEndReason::Busy, duration_secs: None };
             return Ok(vec![
@@ -219,7 +219,7 @@ impl Registry {
             participants: vec![Participant { user: caller, conn }],
             ringing: ringing.clone(),
         };
-        let incoming = ServerFrame::CallIncoming { call: id.clone(), conv, from: caller, media, participants: vec![caller] };
+        let incoming = ServerFrame::CallIncoming { call: id.clone(), conv, from: caller, media, participants: vec![caller], sfu: false };
         self.calls.insert(id.clone(), call);
         Ok(vec![
             Effect::ToConn { user: caller, conn, frame: started },
@@ -239,6 +239,7 @@ impl Registry {
                     from: c.caller,
                     media: c.media,
                     participants: c.participant_ids(),
+                    sfu: false,
                 };
                 out.push(Effect::ToConn { user, conn, frame });
                 if let Some(p) = c.participants.iter().find(|p| p.user == c.caller) {
@@ -272,7 +273,7 @@ impl Registry {
         c.participants.push(Participant { user, conn });
         c.answered_at.get_or_insert(now);
         let participants = c.participant_ids();
-        let accepted = ServerFrame::CallAccepted { call: id.to_owned(), user, participants };
+        let accepted = ServerFrame::CallAccepted { call: id.to_owned(), user, participants, sfu: false };
         let mut out = vec![Effect::ToUsers {
             users: vec![user],
             frame: ServerFrame::CallEnded { call: id.to_owned(), reason: CallEndReason::TakenElsewhere, duration_secs: None },

@@ -3,6 +3,8 @@
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use crate::ids::UserId;
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum CallMedia {
@@ -36,4 +38,41 @@ pub struct IceCandidate {
     pub sdp_mline_index: Option<u16>,
     #[serde(rename = "usernameFragment", default, skip_serializing_if = "Option::is_none")]
     pub username_fragment: Option<String>,
+}
+
+/// What one of a participant's tracks in an SFU call carries.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SfuSource {
+    Audio,
+    Camera,
+    Screen,
+}
+
+/// A simulcast layer a receiver asks for: a quarter, half or full resolution of the camera.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SfuLayer {
+    Low,
+    Medium,
+    High,
+}
+
+/// One video a receiver shows (`call_sfu_view`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SfuVideo {
+    pub user: UserId,
+    pub source: SfuSource,
+    pub layer: SfuLayer,
+}
+
+/// One track a device receives from the SFU: whose it is and what, by the `mid` of the
+/// device's connection.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SfuTrack {
+    pub mid: String,
+    pub user: UserId,
+    pub source: SfuSource,
 }

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{
     CallEndReason, CallMedia, ContactView, Content, ConversationView, GoneReason, GroupView, HelloUser, IceCandidate, Message, RequestView,
-    SyncGap,
+    SfuSource, SfuTrack, SfuVideo, SyncGap,
 };
 use crate::ids::{ConvId, UserId};
 
@@ -105,6 +105,23 @@ pub enum ClientFrame {
         call: String,
         to: UserId,
         candidate: IceCandidate,
+    },
+    /// A call through the SFU: this device's offer to the server (first or renegotiation), with
+    /// what each of its `mid`s carries.
+    CallSfuOffer {
+        call: String,
+        sdp: String,
+        sources: HashMap<String, SfuSource>,
+    },
+    /// The answer to the server's `call_sfu_offer`.
+    CallSfuAnswer {
+        call: String,
+        sdp: String,
+    },
+    /// The videos this device shows and at which layer; the others are paused.
+    CallSfuView {
+        call: String,
+        videos: Vec<SfuVideo>,
     },
 }
 
@@ -242,6 +259,9 @@ pub enum ServerFrame {
         call: String,
         conv: ConvId,
         media: CallMedia,
+        /// The call goes through the server's SFU (absent: a mesh or a 1:1 call).
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        sfu: bool,
     },
     /// Someone calls you: ring (every device of every callee).
     CallIncoming {
@@ -251,6 +271,8 @@ pub enum ServerFrame {
         media: CallMedia,
         /// Who is in the call now.
         participants: Vec<UserId>,
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        sfu: bool,
     },
     /// The call rings on at least one device of `user`.
     CallRinging {
@@ -263,6 +285,8 @@ pub enum ServerFrame {
         call: String,
         user: UserId,
         participants: Vec<UserId>,
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        sfu: bool,
     },
     /// `user` left a group call that goes on.
     CallLeft {
@@ -298,6 +322,22 @@ pub enum ServerFrame {
         call: String,
         from: UserId,
         candidate: IceCandidate,
+    },
+    /// The SFU's answer to this device's `call_sfu_offer`.
+    CallSfuAnswer {
+        call: String,
+        sdp: String,
+    },
+    /// The SFU's offer: what this device receives changed; `tracks` is the full list.
+    CallSfuOffer {
+        call: String,
+        sdp: String,
+        tracks: Vec<SfuTrack>,
+    },
+    /// Who speaks in an SFU call, loudest first.
+    CallSfuSpeakers {
+        call: String,
+        speakers: Vec<UserId>,
     },
 }
 

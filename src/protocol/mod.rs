@@ -19,7 +19,7 @@ mod frames;
 mod message;
 mod views;
 
-pub use call::{CallEndReason, CallMedia, IceCandidate};
+pub use call::{CallEndReason, CallMedia, IceCandidate, SfuLayer, SfuSource, SfuTrack, SfuVideo};
 pub use frames::{ClientFrame, MAX_CLIENT_ID, ServerFrame, SyncCursor};
 pub use message::{CallOutcome, Content, HistoryItem, MAX_HISTORY_ITEMS, MAX_TEXT_CHARS, Message, Recall, ReplyRef, SystemEvent};
 pub use views::{

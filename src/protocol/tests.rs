@@ -122,7 +122,7 @@ fn call_frames_have_the_documented_shape() {
     };
     let server = [
         (
-            ServerFrame::CallStarted { call: call(), conv: "d:3:7".parse().unwrap(), media: CallMedia::Video },
+            ServerFrame::CallStarted { call: call(), conv: "d:3:7".parse().unwrap(), media: CallMedia::Video, sfu: false },
             r#"{"type":"call_started","call":"5f2a9c1e7b3d4a60","conv":"d:3:7","media":"video"}"#,
         ),
         (
@@ -132,12 +132,13 @@ fn call_frames_have_the_documented_shape() {
                 from: UserId(3),
                 media: CallMedia::Video,
                 participants: vec![UserId(3)],
+                sfu: false,
             },
             r#"{"type":"call_incoming","call":"5f2a9c1e7b3d4a60","conv":"d:3:7","from":3,"media":"video","participants":[3]}"#,
         ),
         (ServerFrame::CallRinging { call: call(), user: UserId(7) }, r#"{"type":"call_ringing","call":"5f2a9c1e7b3d4a60","user":7}"#),
         (
-            ServerFrame::CallAccepted { call: call(), user: UserId(7), participants: vec![UserId(3), UserId(7)] },
+            ServerFrame::CallAccepted { call: call(), user: UserId(7), participants: vec![UserId(3), UserId(7)], sfu: false },
             r#"{"type":"call_accepted","call":"5f2a9c1e7b3d4a60","user":7,"participants":[3,7]}"#,
         ),
         (ServerFrame::CallLeft { call: call(), user: UserId(9) }, r#"{"type":"call_left","call":"5f2a9c1e7b3d4a60","user":9}"#),

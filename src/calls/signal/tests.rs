@@ -47,14 +47,18 @@ async fn a_1to1_call_rings_is_answered_on_one_device_and_logs_its_duration() {
     let fx = r.invite("c1".into(), A, 10, dm(), false, &[A, B], CallMedia::Video, t0).unwrap();
     assert_eq!(
         fx[0],
-        Effect::ToConn { user: A, conn: 10, frame: ServerFrame::CallStarted { call: "c1".into(), conv: dm(), media: CallMedia::Video } }
+        Effect::ToConn {
+            user: A,
+            conn: 10,
+            frame: ServerFrame::CallStarted { call: "c1".into(), conv: dm(), media: CallMedia::Video, sfu: false }
+        }
     );
     assert!(matches!(&fx[1], Effect::Ring { users, caller: (A, 10), .. } if users == &vec![B]));
     assert_eq!(fx[2], Effect::Timer { call: "c1".into(), at: t0 + Duration::from_secs(45) });
     // Device 21 of B answers: device 22 stops with "taken elsewhere", A learns who answered.
     let fx = r.accept("c1", B, 21, false, t0).unwrap();
     assert_eq!(fx[0], Effect::ToUsers { users: vec![B], frame: ended("c1", CallEndReason::TakenElsewhere, None), skip: Some(21) });
-    assert_eq!(to_conn(&fx, 10), vec![ServerFrame::CallAccepted { call: "c1".into(), user: B, participants: vec![A, B] }]);
+    assert_eq!(to_conn(&fx, 10), vec![ServerFrame::CallAccepted { call: "c1".into(), user: B, participants: vec![A, B], sfu: false }]);
     assert_eq!(r.accept("c1", B, 22, false, t0), Err(Refusal::Conflict("You are already in this call.")), "the second device loses");
     // Signalling goes to the one device in the call, and only from a device in it.
     let fx = r.signal("c1", B, 21, A, Signal::Offer("v=0".into())).unwrap();
@@ -157,15 +161,15 @@ async fn a_group_call_is_a_mesh_of_at_most_four_with_joins_leaves_and_media_stat
     assert!(matches!(&fx[1], Effect::Ring { users, .. } if users == &vec![B, C, D, E]));
     // B calls the group too: that joins the call going on (its id, its media), as an answer.
     let fx = r.invite("g2".into(), B, 20, g, true, &members, CallMedia::Audio, t0).unwrap();
-    assert_eq!(to_conn(&fx, 20)[0], ServerFrame::CallStarted { call: "g1".into(), conv: g, media: CallMedia::Video });
-    assert_eq!(to_conn(&fx, 20)[1], ServerFrame::CallAccepted { call: "g1".into(), user: B, participants: vec![A, B] });
-    assert_eq!(to_conn(&fx, 10), vec![ServerFrame::CallAccepted { call: "g1".into(), user: B, participants: vec![A, B] }]);
+    assert_eq!(to_conn(&fx, 20)[0], ServerFrame::CallStarted { call: "g1".into(), conv: g, media: CallMedia::Video, sfu: false });
+    assert_eq!(to_conn(&fx, 20)[1], ServerFrame::CallAccepted { call: "g1".into(), user: B, participants: vec![A, B], sfu: false });
+    assert_eq!(to_conn(&fx, 10), vec![ServerFrame::CallAccepted { call: "g1".into(), user: B, participants: vec![A, B], sfu: false }]);
     assert_eq!(r.len(), 1, "no second call");
     // C declines but may join later; the call goes on.
     let fx = r.reject("g1", C, t0).unwrap();
     assert_eq!(logs(&fx), vec![]);
     let fx = r.accept("g1", C, 30, true, t0).unwrap();
-    assert_eq!(to_conn(&fx, 30), vec![ServerFrame::CallAccepted { call: "g1".into(), user: C, participants: vec![A, B, C] }]);
+    assert_eq!(to_conn(&fx, 30), vec![ServerFrame::CallAccepted { call: "g1".into(), user: C, participants: vec![A, B, C], sfu: false }]);
     assert_eq!(to_conn(&fx, 10), to_conn(&fx, 30));
     r.accept("g1", D, 40, false, t0).unwrap();
     assert_eq!(r.accept("g1", E, 50, false, t0), Err(Refusal::TooMany("This call is full.")));
