@@ -64,6 +64,11 @@ test('admin users: pages of 20 forward and back, a search starts at page one, th
   await waitForCount(rows('admin-users'), 5)
   await pager.getByText('21–25 of 25').waitFor({ timeout: T })
   assert.ok(await page.getByTestId('admin-next').isDisabled())
+  await page.getByTestId('admin-prev').click()
+  await pager.getByText('1–20 of 25').waitFor({ timeout: T })
+  await waitForCount(rows('admin-users'), 20)
+  await page.getByTestId('admin-next').click()
+  await pager.getByText('21–25 of 25').waitFor({ timeout: T })
   // A search from page two starts again at the first page: 9 users match "…0" (01 to 09).
   await page.getByTestId('admin-user-search').fill(`u${run}0`)
   await waitForCount(rows('admin-users'), 9)
