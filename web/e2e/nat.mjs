@@ -230,6 +230,9 @@ test('with UDP blocked at one NAT the call goes through TURN over TCP and decode
  * blocked by now, so A reaches the SFU over TCP or through the relay; B behind NAT B), `base` the
  * server. Expected: both join a group call, the call runs through the SFU (not a mesh), and each
  * decodes the other's video (`callStats` reads frames from the recorded peer connections).
+ * This process runs in the host's namespace and cannot reach the server: API calls go through a
+ * page (`page.evaluate(() => fetch(...))`, as the contacts step above does), and the server's
+ * settings (e.g. its media port) are the CHINWAG_* variables in scripts/test-nat.
  */
 async function groupCallThroughSfu({ a, b }) {
   void a
