@@ -147,8 +147,13 @@ impl Model {
             2 => ClientFrame::CallReject { call },
             3 => ClientFrame::CallCancel { call },
             4 => ClientFrame::CallHangup { call },
-            5 if inp.byte().is_multiple_of(2) => ClientFrame::CallJoin { call },
-            5 => ClientFrame::CallConnected { call },
+            5 => {
+                if inp.byte().is_multiple_of(2) {
+                    ClientFrame::CallJoin { call }
+                } else {
+                    ClientFrame::CallConnected { call }
+                }
+            }
             6 => {
                 let b = inp.byte();
                 ClientFrame::CallMediaState { call, muted: b & 1 != 0, camera_off: b & 2 != 0, screen_sharing: b & 4 != 0 }
