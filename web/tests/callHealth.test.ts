@@ -29,7 +29,8 @@ describe('call connection health', () => {
     ['…and gives up when the restart does not connect either', [[20_000, 'timer'], [32_000, 'timer']], { kind: 'give_up' }],
     ['failed restarts ICE at once', [[100, 'connecting'], [3_000, 'failed']], { kind: 'restart' }],
     ['failed repeated by the ICE transport does not count twice', [[3_000, 'failed'], [3_001, 'failed']], { kind: 'wait', until: 15_000 }],
-    ['failing again after the restart gives up', [[3_000, 'failed'], [3_500, 'connecting'], [9_000, 'failed']], { kind: 'give_up' }],
+    ['failing again during the restart waits for its deadline (the old ICE generation may still fail)', [[3_000, 'failed'], [3_005, 'connecting'], [3_010, 'failed']], { kind: 'wait', until: 15_000 }],
+    ['…and gives up when it runs out', [[3_000, 'failed'], [3_005, 'connecting'], [3_010, 'failed'], [15_000, 'timer']], { kind: 'give_up' }],
     ['a restart that connects is a reconnection', [[3_000, 'failed'], [3_500, 'connecting'], [4_000, 'connected']], { kind: 'connected', first: true }],
     ['disconnected waits a moment for the network to come back', [[900, 'connected'], [60_000, 'disconnected']], { kind: 'wait', until: 64_000 }],
     ['…and coming back needs nothing more', [[900, 'connected'], [60_000, 'disconnected'], [61_000, 'connected']], { kind: 'connected', first: false }],
@@ -49,7 +50,7 @@ describe('call connection health', () => {
 
   it('gives up only after as many restarts as allowed', () => {
     const o = { ...O, maxRestarts: 2 }
-    const { actions } = play([[1, 'failed'], [2, 'connecting'], [3, 'failed'], [4, 'connecting'], [5, 'failed']], o)
+    const { actions } = play([[1, 'failed'], [2, 'connecting'], [12_001, 'timer'], [12_002, 'failed'], [24_001, 'timer']], o)
     expect(actions.map((a) => a.kind)).toEqual(['wait', 'restart', 'wait', 'restart', 'wait', 'give_up'])
   })
 

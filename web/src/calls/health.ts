@@ -7,7 +7,8 @@
 // The rules: a connection has `connectMs` to connect at first. `disconnected` (the network
 // hiccupped) gets `graceMs` to recover on its own; `failed`, or a wait that ran out, restarts ICE
 // (a new offer with fresh credentials), at most `maxRestarts` times in a row, each with
-// `restartMs` to connect; after that the connection gives up. Connecting again resets the count,
+// `restartMs` to connect (failures reported meanwhile do not cut it short); after that the
+// connection gives up. Connecting again resets the count,
 // so a later network change may restart again.
 
 /** What the browser says of a connection: `connectionState`, or `iceConnectionState` mapped. */
@@ -90,6 +91,9 @@ export function onState(h: Health, state: LinkState, now: number, o: HealthOptio
       return [{ ...next, waiting: 'grace', deadline }, { kind: 'wait', until: deadline }]
     }
     case 'failed':
+      // During a restart the old ICE generation may still report failing (Chromium does, within
+      // milliseconds, before the new offer is even answered): the restart's deadline decides.
+      if (h.waiting === 'restart') return [next, { kind: 'wait', until: h.deadline ?? now }]
       return restartOrGiveUp(next, now, o)
     default:
       return [next, h.deadline !== null ? { kind: 'wait', until: h.deadline } : { kind: 'none' }]

@@ -429,7 +429,9 @@ export const useCalls = defineStore('calls', () => {
         connected: () => mediaConnected(),
         restart: () => {
           pc.restartIce()
-          void offer(user, link)
+          // An offer that cannot be made now (a negotiation in progress) leaves the restart to
+          // that negotiation; the watch's deadline still bounds it.
+          offer(user, link).catch(() => undefined)
         },
         giveUp: (cause) => linkGaveUp(cause),
       }),
