@@ -115,6 +115,17 @@ test('a call the relay refuses restarts ICE, then says why, ends, and is recorde
     await p.getByTestId('message-call').getByText('Call failed').last().waitFor({ timeout: T })
     await waitForCount(p.getByTestId('message-call').getByText(/Call duration/), 0)
   }
+  // Hanging up by hand while it still says "Connecting…" is no call either: no duration on the
+  // hang-up toast, and the record says failed.
+  await call(a, b)
+  await a.getByTestId('call-status').getByText('Connecting…').waitFor({ timeout: T })
+  await a.getByTestId('call-hangup').click()
+  await a.getByTestId('call-toast').getByText('Call ended before it connected').waitFor({ timeout: T })
+  assert.doesNotMatch(await a.getByTestId('call-toast').textContent(), /\d:\d\d/)
+  for (const p of [a, b]) {
+    await waitForCount(p.getByTestId('call-screen'), 0)
+    await waitForCount(p.getByTestId('message-call').getByText('Call failed'), 2)
+  }
   // The operator sees why in the log: the refused peer range, at info, once per window.
   const lines = srv.log().split('\n').filter((l) => l.includes('TURN relay refused a peer'))
   assert.ok(lines.length >= 1, `a log line names the refused peers:\n${srv.log()}`)
