@@ -355,7 +355,7 @@ export const useCalls = defineStore('calls', () => {
         break
       case 'call_ended':
         incoming.value = incoming.value.filter((x) => x.call !== f.call)
-        if (a?.call === f.call) endedUnconnected(a) ?? cleanup(f.reason, f.duration_secs ?? null)
+        if (a?.call === f.call && !endedUnconnected(a)) cleanup(f.reason, f.duration_secs ?? null)
         break
     }
   }
@@ -491,10 +491,10 @@ export const useCalls = defineStore('calls', () => {
   /**
    * The call ended (the other side gave up or hung up) after an answer but before media ever
    * flowed. When this side's connection was in trouble too, that is a failed call: its likely
-   * cause is shown. Returns null when the ending is an ordinary one.
+   * cause is shown. Returns false when the ending is an ordinary one, for the caller to handle.
    */
-  function endedUnconnected(a: ActiveCall): true | null {
-    if (!a.answeredAt || a.connectedAt) return null
+  function endedUnconnected(a: ActiveCall): boolean {
+    if (!a.answeredAt || a.connectedAt) return false
     const troubled = [...watches.values()].find((w) => w.troubled)
     if (troubled) failure.value = { cause: troubled.cause(), conv: a.conv, other: a.other }
     cleanup(troubled ? 'failed' : 'not_connected')
