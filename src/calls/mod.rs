@@ -165,6 +165,7 @@ impl Calls {
             ClientFrame::CallReject { call } => self.run(|r| r.reject(&call, user, now)),
             ClientFrame::CallCancel { call } => self.run(|r| r.cancel(&call, user, conn, now)),
             ClientFrame::CallHangup { call } => self.run(|r| r.hangup(&call, user, conn, now)),
+            ClientFrame::CallConnected { call } => self.run(|r| r.media_connected(&call, user, conn, now)),
             ClientFrame::CallMediaState { call, muted, camera_off, screen_sharing } => {
                 self.run(|r| r.media_state(&call, user, conn, MediaState { muted, camera_off, screen_sharing }))
             }
