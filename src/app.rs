@@ -71,8 +71,10 @@ impl AppState {
         };
         let links = Links::new(&config);
         let oidc = accounts::oidc::Oidc::new(&config)?;
-        let metrics = Metrics::new(store.clone(), hub.clone(), turn.as_ref().map(|t| t.stats.clone()), push.clone(), links.clone());
+        let turn_stats = turn.as_ref().map(|t| t.stats.clone());
         let calls = Calls::new(hub.clone(), store.clone(), live.clone(), sockets_shutdown, turn, push.clone());
+        let sfu_stats = calls.sfu.as_ref().map(|s| s.stats.clone());
+        let metrics = Metrics::new(store.clone(), hub.clone(), turn_stats, push.clone(), links.clone(), sfu_stats);
         Ok(AppState {
             store,
             hub,

@@ -39,6 +39,7 @@ pub struct Metrics {
     turn: Option<(Arc<crate::calls::turn::TurnStats>, [Gauge; 6])>,
     push: (Arc<crate::push::Push>, [Gauge; 5]),
     links: (Arc<crate::links::Links>, [Gauge; 4]),
+    sfu: Option<(Arc<crate::calls::sfu::SfuStats>, [Gauge; 4])>,
 }
 
 impl Metrics {
@@ -48,6 +49,7 @@ impl Metrics {
         turn_stats: Option<Arc<crate::calls::turn::TurnStats>>,
         push: Arc<crate::push::Push>,
         links: Arc<crate::links::Links>,
+        sfu_stats: Option<Arc<crate::calls::sfu::SfuStats>>,
     ) -> Arc<Metrics> {
         let mut registry = Registry::with_prefix("chinwag");
         let messages = Gauge::default();
@@ -106,6 +108,19 @@ impl Metrics {
             registry.register(name, help, g.clone());
         }
         let links = (links, link_gauges);
+        let sfu = sfu_stats.map(|stats| {
+            let gauges: [Gauge; 4] = Default::default();
+            let names = [
+                ("sfu_participants", "Sessions with the group-call SFU open now"),
+                ("sfu_frames_forwarded", "Frames the SFU forwarded to receivers since start"),
+                ("sfu_dropped_sends", "Packets the SFU dropped because a socket or connection could not take them, since start"),
+                ("sfu_unmatched_datagrams", "Datagrams on the media port no session accepted, since start"),
+            ];
+            for ((name, help), g) in names.into_iter().zip(&gauges) {
+                registry.register(name, help, g.clone());
+            }
+            (stats, gauges)
+        });
         Arc::new(Metrics {
             registry,
             hub,
@@ -120,6 +135,7 @@ impl Metrics {
             turn,
             push,
             links,
+            sfu,
         })
     }
 
@@ -134,6 +150,11 @@ impl Metrics {
         let p = &self.push.0.stats;
         for (gauge, value) in self.push.1.iter().zip([&p.sent, &p.failed, &p.dropped, &p.gone, &p.considered]) {
             gauge.set(i64::try_from(value.load(Ordering::Relaxed)).unwrap_or(i64::MAX));
+        }
+        if let Some((s, gauges)) = &self.sfu {
+            for (gauge, value) in gauges.iter().zip([&s.participants, &s.frames_forwarded, &s.dropped_sends, &s.unmatched_datagrams]) {
+                gauge.set(i64::try_from(value.load(Ordering::Relaxed)).unwrap_or(i64::MAX));
+            }
         }
         let l = &self.links.0.stats;
         for (gauge, value) in self.links.1.iter().zip([&l.fetched, &l.refused, &l.failed, &l.cached]) {

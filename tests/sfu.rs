@@ -387,6 +387,13 @@ async fn sixteen_people_each_get_every_voice_and_camera_and_nothing_is_lost() {
     // The loud one speaks.
     let loud = bots[1].user.id;
     bots[0].wait("the loudest first among the speakers", |s| s.speakers.last().is_some_and(|l| l.first() == Some(&loud))).await;
+    // The metrics count the sessions and the forwarding.
+    let metrics = reqwest::get(s.url("/metrics")).await.unwrap().text().await.unwrap();
+    let gauge = |name: &str| -> u64 {
+        metrics.lines().find_map(|l| l.strip_prefix(&format!("chinwag_{name} "))).and_then(|v| v.trim().parse().ok()).unwrap_or(0)
+    };
+    assert_eq!(gauge("sfu_participants"), 16, "{metrics}");
+    assert!(gauge("sfu_frames_forwarded") > 16 * 15 * 20);
     s.stop().await;
 }
 
@@ -443,6 +450,8 @@ async fn someone_who_leaves_or_is_removed_is_cut_off_and_can_come_back_only_whil
     assert_eq!(call_frame(&mut ws, "call_accepted").await["sfu"], true);
     let c2 = Bot::start(&c.user, ws, &call, -110).await;
     c2.wait("b's camera again", |s| s.count_from(b.user.id, "camera") > 5).await;
+    // b is the loud one: c, back, is told so at once, although the list did not change.
+    c2.wait("who speaks, on arrival", |s| s.speakers.first().is_some_and(|l| l.first() == Some(&b.user.id))).await;
     owner.wait("c's audio again", |s| s.count_from(c.user.id, "audio") > n + 10).await;
     // The owner removes b from the group: b is out of the call at once.
     let (st, body) = s.http().delete(&format!("/api/groups/{g}/members/{}", b.user.id), Some(&owner.user.token)).await;

@@ -563,6 +563,11 @@ impl Engine {
                 peer.outs.push(TrackOut::new(q.id, t.mid, q.user, t.source));
             }
         }
+        // A newcomer learns who speaks now (the others heard it when it changed).
+        let speaking = self.speakers.get(call).map(|s| s.current(now)).unwrap_or_default();
+        if !speaking.is_empty() {
+            self.hub.send_to_conn(user, conn, &ServerFrame::CallSfuSpeakers { call: call.to_owned(), speakers: speaking });
+        }
         self.peers.push(peer);
         self.renegotiate = true;
         self.stats.participants.store(self.peers.len() as u64, Ordering::Relaxed);
