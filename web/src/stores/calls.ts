@@ -317,10 +317,10 @@ export const useCalls = defineStore('calls', () => {
         break
       case 'call_accepted':
         if (!a || a.call !== f.call) break
+        // I joined (or my call was first answered): the others learn my microphone, camera and screen state.
+        if (f.user === me || !a.answeredAt) sendMediaState()
         a.answeredAt ??= Date.now()
         if (a.phase !== 'connected') a.phase = 'connecting'
-        // I joined: the others learn my microphone, camera and screen state.
-        if (f.user === me) sendMediaState()
         if (f.sfu) sfu.accepted(f)
         else if (f.user === me) {
           // I joined: I offer to everyone already in the call.

@@ -1,0 +1,228 @@
+// End-to-end test of group calls through the server's SFU, in Chromium: five people (fake
+// camera and microphone at a low resolution) join one group video call through the web client;
+// each receives the other four's videos over its one connection to the server, with frames
+// decoded (getStats); one of them is forced to use only the TURN relay (the client's test hook,
+// see RELAY_ONLY_KEY in src/calls/sfuCall.ts) and still gets through, relayed. A newcomer learns
+// who is muted and who shares a screen; the screen is its own tile, uncropped; the view sent
+// to the server follows the tiles; a sixth member finds the call full.
+//
+//   CHINWAG_BIN=/tmp/chinwag-x node e2e/sfu.mjs
+//   SCREENSHOTS=/tmp/shots node e2e/sfu.mjs     # grid and speaker view, desktop and phone, en and zh-CN
+import { test, before, after } from 'node:test'
+import assert from 'node:assert/strict'
+import { mkdirSync } from 'node:fs'
+import { join } from 'node:path'
+import * as lib from './lib.mjs'
+import { SHOTS, T, apiOk, poll, waitForCount } from './lib.mjs'
+
+const run = Date.now().toString(36).slice(-5)
+const names = ['Ann', 'Bob', 'Cai', 'Dee', 'Eve', 'Fay']
+const people = names.map((n, i) => ({ username: `${n.toLowerCase()}${run}`, nickname: n, password: `sfu password ${i}`, zh: n === 'Bob' }))
+let srv
+let base
+let browser
+let conv
+/** By nickname: { user, token, page, ctx }. */
+const who = {}
+
+before(async () => {
+  srv = await lib.startServer({
+    env: {
+      ...(await lib.loopbackTurnEnv()),
+      // The SFU's one UDP port, on loopback and free (the default 0.0.0.0:3479 may be taken).
+      CHINWAG_CALLS__MEDIA_LISTEN: `127.0.0.1:${await lib.freePort()}`,
+      // Five may take part in a video call, so that the sixth finds it full.
+      CHINWAG_CALLS__SFU_MAX_VIDEO: '5',
+    },
+  })
+  base = srv.base
+  browser = await lib.launchBrowser()
+})
+
+after(async () => {
+  try {
+    await browser?.close()
+  } finally {
+    await srv?.stop()
+  }
+})
+
+/**
+ * A page for `p`, logged in, that keeps its RTCPeerConnections in `window.__pcs` (for getStats)
+ * and its camera and microphone streams in `window.__streams`, and asks the fake camera for 640×360 at 15 fps whatever the app asks, to spare the CPU.
+ * `relayOnly` sets the client's test hook that forces its SFU connection through the relay.
+ */
+async function open(p, { relayOnly = false } = {}) {
+  const up = await lib.sessionPage(browser, base, p.nickname, p.token, { locale: p.zh ? 'zh-CN' : 'en-US' })
+  await up.ctx.addInitScript((relay) => {
+    if (relay) localStorage.setItem('chinwag.test.relayOnly', '1')
+    const Pc = window.RTCPeerConnection
+    window.__pcs = []
+    window.RTCPeerConnection = class extends Pc {
+      constructor(...args) {
+        super(...args)
+        window.__pcs.push(this)
+      }
+    }
+    const md = navigator.mediaDevices
+    const gum = md.getUserMedia.bind(md)
+    window.__streams = []
+    md.getUserMedia = async (c) => {
+      const s = await gum(c?.video ? { ...c, video: { width: 640, height: 360, frameRate: 15 } } : c)
+      window.__streams.push(s)
+      return s
+    }
+  }, relayOnly)
+  await up.page.goto(`${base}/chat/${conv}`)
+  await up.page.getByTestId('chat-view').waitFor({ timeout: T })
+  Object.assign(p, up)
+  return up.page
+}
+
+/** Per received video track of the page's call connections: frames decoded so far. */
+function framesByTrack(page) {
+  return page.evaluate(async () => {
+    const out = {}
+    for (const pc of window.__pcs) {
+      if (pc.connectionState === 'closed') continue
+      const r = await pc.getStats()
+      r.forEach((s) => {
+        if (s.type === 'inbound-rtp' && s.kind === 'video') out[`${s.trackIdentifier ?? s.id}`] = s.framesDecoded ?? 0
+      })
+    }
+    return out
+  })
+}
+
+/** Waits until `n` received videos on `page` decode frames, and keep decoding. */
+async function decodes(page, n, what) {
+  const first = await poll(
+    () => framesByTrack(page),
+    (f) => Object.values(f).filter((x) => x > 0).length >= n,
+    `${what}: ${n} videos decoding`,
+    30_000,
+  )
+  await poll(
+    () => framesByTrack(page),
+    (f) => Object.entries(first).filter(([k, x]) => x > 0 && (f[k] ?? 0) > x).length >= n,
+    `${what}: ${n} videos still decoding`,
+  )
+}
+
+/** The remote videos drawn on `page` with a picture (videoWidth > 0). */
+const drawn = (page) => page.$$eval('[data-testid="call-peer"] video', (vs) => vs.filter((v) => v.videoWidth > 0).length)
+
+test('setup: six people, contacts of Ann, one group', async () => {
+  for (const p of people) Object.assign(p, await lib.registerApi(base, p))
+  for (const p of people.slice(1)) await lib.befriendApi(base, people[0], p)
+  const g = await apiOk(base, people[0].token, 'POST', '/api/groups', { name: 'SFU crew', members: people.slice(1).map((p) => p.user.id) })
+  conv = `g:${g.id}`
+  for (const p of people) who[p.nickname] = p
+})
+
+test('five join a group video call through the SFU; each decodes the four others; one is relay-only', async () => {
+  const [ann, bob, cai, dee] = await Promise.all([open(who.Ann), open(who.Bob), open(who.Cai), open(who.Dee, { relayOnly: true })])
+  // Ann's first offer goes to the server, not to a peer.
+  const offer = lib.wsFrame(ann, 'framesent', (p) => p.includes('"call_sfu_offer"'), 'call_sfu_offer sent')
+  await ann.getByTestId('call-video').click()
+  await ann.getByTestId('call-screen').waitFor({ timeout: T })
+  for (const p of [bob, cai, dee]) {
+    await p.getByTestId('call-incoming').waitFor({ timeout: T })
+    await p.getByTestId('call-accept').click()
+  }
+  const sent = JSON.parse(await offer)
+  assert.deepEqual(Object.values(sent.sources).sort(), ['audio', 'camera'])
+  assert.match(sent.sdp, /a=simulcast:send q;h;f/, 'the camera is offered with three simulcast layers')
+  for (const p of [ann, bob, cai, dee]) await decodes(p, 3, 'four in the call')
+  // Bob mutes and Cai shares a screen before Eve comes: she must learn both.
+  await bob.getByTestId('call-mute').click()
+  await cai.getByTestId('call-share').click()
+  await cai.getByTestId('call-sharing').waitFor({ timeout: T })
+  await ann.locator('[data-testid="call-peer"][data-source="screen"] video').waitFor({ timeout: T })
+  const eve = await open(who.Eve)
+  const noPeerOffers = []
+  eve.on('websocket', (ws) => ws.on('framesent', (f) => /"call_(offer|candidate)"/.test(f.payload) && noPeerOffers.push(f.payload)))
+  const view = lib.wsFrame(eve, 'framesent', (p) => p.includes('"call_sfu_view"') && (JSON.parse(p).videos ?? []).length >= 4, 'call_sfu_view with the videos shown', 30_000)
+  // Eve rings still (or joins with the call button if the ring timed out).
+  if (await eve.getByTestId('call-incoming').count()) await eve.getByTestId('call-accept').click()
+  else await eve.getByTestId('call-video').click()
+  await eve.getByTestId('call-screen').waitFor({ timeout: T })
+  // Four cameras and Cai's screen: five videos decode on every page but Cai's (four cameras).
+  for (const p of [ann, bob, dee, eve]) await decodes(p, 5, 'five in the call, a screen shared')
+  await decodes(cai, 4, 'five in the call (the sharer)')
+  for (const p of [ann, bob, cai, dee, eve]) await poll(() => drawn(p), (n) => n >= 4, 'four remote videos drawn')
+  // Eve, the newcomer, was told who is muted and who shares a screen.
+  await eve.locator(`[data-testid="call-peer"][data-user="${who.Bob.user.id}"][data-source="camera"][data-muted="true"]`).waitFor({ timeout: T })
+  await eve.locator(`[data-testid="call-peer"][data-user="${who.Cai.user.id}"][data-source="screen"][data-sharing="true"]`).waitFor({ timeout: T })
+  const fit = await eve.$eval('[data-testid="call-peer"][data-source="screen"] video', (v) => getComputedStyle(v).objectFit)
+  assert.equal(fit, 'contain', 'a shared screen is not cropped')
+  const v = JSON.parse(await view)
+  assert.ok(v.videos.some((x) => x.source === 'screen' && x.layer === 'high'), `the screen is asked for at high: ${JSON.stringify(v.videos)}`)
+  assert.deepEqual(noPeerOffers, [], 'no call_offer or call_candidate in an SFU call')
+  // Dee's connection goes through the TURN relay, and her media keeps coming.
+  await dee.waitForFunction(() => {
+    const tiles = [...document.querySelectorAll('[data-testid="call-peer"]')]
+    return tiles.length >= 4 && tiles.every((t) => t.dataset.route === 'relay')
+  }, null, { timeout: T })
+  await ann.waitForFunction(() => [...document.querySelectorAll('[data-testid="call-peer"]')].every((t) => t.dataset.route === 'direct'), null, { timeout: T })
+  if (SHOTS) await screenshots()
+})
+
+async function screenshots() {
+  mkdirSync(SHOTS, { recursive: true })
+  for (const p of [who.Ann, who.Bob]) {
+    const lang = p.zh ? 'zh-CN' : 'en'
+    const page = p.page
+    for (const [size, viewport] of [
+      ['desktop', { width: 1280, height: 800 }],
+      ['phone', { width: 390, height: 844 }],
+    ]) {
+      await page.setViewportSize(viewport)
+      for (const mode of ['grid', 'speaker']) {
+        const toggle = page.getByTestId('call-view-toggle')
+        if ((await toggle.getAttribute('data-mode')) !== mode) await toggle.click()
+        await page.locator(`[data-testid="call-grid"][data-mode="${mode}"]`).waitFor({ timeout: T })
+        await poll(() => drawn(page), (n) => n >= (mode === 'grid' ? 4 : 1), 'videos drawn')
+        await lib.settled(page)
+        await page.screenshot({ path: join(SHOTS, `sfu-${mode}-${size}-${lang}.png`) })
+      }
+    }
+    await page.setViewportSize({ width: 1280, height: 800 })
+  }
+}
+
+test('the speaker view shows one large video and a strip; the view asked of the server follows', async () => {
+  const ann = who.Ann.page
+  const toggle = ann.getByTestId('call-view-toggle')
+  if ((await toggle.getAttribute('data-mode')) !== 'grid') await toggle.click()
+  const view = lib.wsFrame(ann, 'framesent', (p) => p.includes('"call_sfu_view"'), 'a new view after the switch', T)
+  await toggle.click()
+  await ann.locator('[data-testid="call-grid"][data-mode="speaker"]').waitFor({ timeout: T })
+  // Cai shares a screen: it is the large tile, asked for at high; the strip's cameras at low.
+  const large = ann.locator('.speaker-main [data-testid="call-peer"]')
+  assert.equal(await large.getAttribute('data-source'), 'screen')
+  const v = JSON.parse(await view)
+  assert.ok(v.videos.some((x) => x.source === 'screen' && x.layer === 'high'), JSON.stringify(v.videos))
+  assert.ok(v.videos.filter((x) => x.source === 'camera').every((x) => x.layer === 'low'), JSON.stringify(v.videos))
+})
+
+test('a sixth member finds the call full: a clear message, and the camera is let go', async () => {
+  const fay = await open(who.Fay)
+  if (await fay.getByTestId('call-incoming').count()) await fay.getByTestId('call-accept').click()
+  else await fay.getByTestId('call-video').click()
+  await fay.getByTestId('call-toast').getByText('This call is full.').waitFor({ timeout: T })
+  await waitForCount(fay.getByTestId('call-screen'), 0)
+  // Her camera and microphone were started to answer, and are stopped again.
+  const tracks = await fay.evaluate(() => window.__streams.flatMap((s) => s.getTracks().map((t) => t.readyState)))
+  assert.ok(tracks.length >= 2, 'the camera and microphone were started')
+  assert.deepEqual([...new Set(tracks)], ['ended'])
+})
+
+test('leaving: the others see one tile fewer, and the call goes on', async () => {
+  const eve = who.Eve.page
+  await eve.getByTestId('call-hangup').click()
+  await waitForCount(eve.getByTestId('call-screen'), 0)
+  for (const p of [who.Ann, who.Bob, who.Dee]) await waitForCount(p.page.locator(`[data-testid="call-peer"][data-user="${who.Eve.user.id}"]`), 0)
+  await who.Ann.page.getByTestId('call-hangup').click()
+  await waitForCount(who.Ann.page.getByTestId('call-screen'), 0)
+})
