@@ -245,6 +245,25 @@ describe('the calls store in an SFU call', () => {
     expect(calls.speakers).toEqual([])
   })
 
+  it('sends the view once its session exists, and again only when it changes', async () => {
+    const { calls, sent, frame } = setup()
+    frame(ringing)
+    await calls.accept('k1')
+    frame({ type: 'call_accepted', call: 'k1', user: 3, participants: [7, 9, 3], sfu: true })
+    calls.setView([{ user: 7, source: 'camera', layer: 'low' }])
+    await vi.waitFor(() => expect(sent.some((f) => f.type === 'call_sfu_view')).toBe(true))
+    const types = sent.map((f) => f.type)
+    expect(types.indexOf('call_sfu_view')).toBeGreaterThan(types.indexOf('call_sfu_offer'))
+    calls.setView([{ user: 7, source: 'camera', layer: 'low' }])
+    calls.setView([{ user: 7, source: 'camera', layer: 'high' }])
+    await vi.waitFor(() => expect(sent.filter((f) => f.type === 'call_sfu_view')).toHaveLength(2))
+    expect(sent[sent.length - 1]).toEqual({ type: 'call_sfu_view', call: 'k1', videos: [{ user: 7, source: 'camera', layer: 'high' }] })
+    calls.setView([{ user: 7, source: 'camera', layer: 'high' }])
+    await new Promise((r) => setTimeout(r, 400))
+    expect(sent.filter((f) => f.type === 'call_sfu_view')).toHaveLength(2)
+    calls.hangup()
+  })
+
   it('ends the attempt when accepting a call that filled up, with the camera and microphone let go', async () => {
     const { calls, tracks, frame, error } = setup()
     frame(ringing)

@@ -36,6 +36,8 @@ export function sfuCall(deps: SfuDeps) {
   /** Who speaks, loudest first (`call_sfu_speakers`). */
   const speakers = ref<UserId[]>([])
   let link: Promise<SfuLink | null> | null = null
+  /** My first offer went out: the server has my session, so a view may follow. */
+  let ready = false
   let pcState: RTCPeerConnectionState = 'new'
   let received = new Map<UserId, RemoteMedia>()
   let wanted: SfuVideo[] | null = null
@@ -88,6 +90,7 @@ export function sfuCall(deps: SfuDeps) {
     })
     statsTimer = setInterval(() => void readStats(l), STATS_EVERY_MS)
     await l.send(outgoing())
+    ready = true
     flushView()
     return l
   }
@@ -153,7 +156,7 @@ export function sfuCall(deps: SfuDeps) {
   function flushView() {
     viewTimer = null
     const call = callId()
-    if (!on.value || !call || !wanted || (sent && sameView(sent, wanted))) return
+    if (!ready || !call || !wanted || (sent && sameView(sent, wanted))) return
     if (deps.send({ type: 'call_sfu_view', call, videos: wanted })) sent = wanted
   }
 
@@ -166,6 +169,7 @@ export function sfuCall(deps: SfuDeps) {
     if (viewTimer) clearTimeout(viewTimer)
     statsTimer = viewTimer = null
     on.value = false
+    ready = false
     speakers.value = []
     received = new Map()
     pcState = 'new'
