@@ -73,6 +73,13 @@ async function open(p, { relayOnly = false } = {}) {
       return s
     }
   }, relayOnly)
+  // The call frames the page sends, parsed, from its first socket on.
+  p.sent = []
+  up.page.on('websocket', (ws) =>
+    ws.on('framesent', (f) => {
+      if (typeof f.payload === 'string' && f.payload.startsWith('{"type":"call_')) p.sent.push(JSON.parse(f.payload))
+    }),
+  )
   await up.page.goto(`${base}/chat/${conv}`)
   await up.page.getByTestId('chat-view').waitFor({ timeout: T })
   Object.assign(p, up)
@@ -109,6 +116,16 @@ async function decodes(page, n, what) {
   )
 }
 
+/** Waits for a call frame of `type` that `p` sends from index `from` of its list on and `ok` accepts. */
+function sentFrame(p, type, ok = () => true, from = 0, timeout = T) {
+  return poll(
+    () => p.sent.slice(from).find((f) => f.type === type && ok(f)) ?? null,
+    (f) => f !== null,
+    `${p.nickname} sends ${type}`,
+    timeout,
+  )
+}
+
 /** The remote videos drawn on `page` with a picture (videoWidth > 0). */
 const drawn = (page) => page.$$eval('[data-testid="call-peer"] video', (vs) => vs.filter((v) => v.videoWidth > 0).length)
 
@@ -122,15 +139,14 @@ test('setup: six people, contacts of Ann, one group', async () => {
 
 test('five join a group video call through the SFU; each decodes the four others; one is relay-only', async () => {
   const [ann, bob, cai, dee] = await Promise.all([open(who.Ann), open(who.Bob), open(who.Cai), open(who.Dee, { relayOnly: true })])
-  // Ann's first offer goes to the server, not to a peer.
-  const offer = lib.wsFrame(ann, 'framesent', (p) => p.includes('"call_sfu_offer"'), 'call_sfu_offer sent')
   await ann.getByTestId('call-video').click()
   await ann.getByTestId('call-screen').waitFor({ timeout: T })
   for (const p of [bob, cai, dee]) {
     await p.getByTestId('call-incoming').waitFor({ timeout: T })
     await p.getByTestId('call-accept').click()
   }
-  const sent = JSON.parse(await offer)
+  // Ann's first offer goes to the server, not to a peer.
+  const sent = await sentFrame(who.Ann, 'call_sfu_offer')
   assert.deepEqual(Object.values(sent.sources).sort(), ['audio', 'camera'])
   assert.match(sent.sdp, /a=simulcast:send q;h;f/, 'the camera is offered with three simulcast layers')
   for (const p of [ann, bob, cai, dee]) await decodes(p, 3, 'four in the call')
@@ -140,9 +156,6 @@ test('five join a group video call through the SFU; each decodes the four others
   await cai.getByTestId('call-sharing').waitFor({ timeout: T })
   await ann.locator('[data-testid="call-peer"][data-source="screen"] video').waitFor({ timeout: T })
   const eve = await open(who.Eve)
-  const noPeerOffers = []
-  eve.on('websocket', (ws) => ws.on('framesent', (f) => /"call_(offer|candidate)"/.test(f.payload) && noPeerOffers.push(f.payload)))
-  const view = lib.wsFrame(eve, 'framesent', (p) => p.includes('"call_sfu_view"') && (JSON.parse(p).videos ?? []).length >= 4, 'call_sfu_view with the videos shown', 30_000)
   // Eve rings still (or joins with the call button if the ring timed out).
   if (await eve.getByTestId('call-incoming').count()) await eve.getByTestId('call-accept').click()
   else await eve.getByTestId('call-video').click()
@@ -156,9 +169,10 @@ test('five join a group video call through the SFU; each decodes the four others
   await eve.locator(`[data-testid="call-peer"][data-user="${who.Cai.user.id}"][data-source="screen"][data-sharing="true"]`).waitFor({ timeout: T })
   const fit = await eve.$eval('[data-testid="call-peer"][data-source="screen"] video', (v) => getComputedStyle(v).objectFit)
   assert.equal(fit, 'contain', 'a shared screen is not cropped')
-  const v = JSON.parse(await view)
+  // Eve asks for the four cameras and the screen she shows (the screen at high).
+  const v = await sentFrame(who.Eve, 'call_sfu_view', (f) => f.videos.length === 5)
   assert.ok(v.videos.some((x) => x.source === 'screen' && x.layer === 'high'), `the screen is asked for at high: ${JSON.stringify(v.videos)}`)
-  assert.deepEqual(noPeerOffers, [], 'no call_offer or call_candidate in an SFU call')
+  for (const p of people.slice(0, 5)) assert.deepEqual(p.sent.filter((f) => f.type === 'call_offer' || f.type === 'call_candidate'), [], `${p.nickname}: no per-peer signalling in an SFU call`)
   // Dee's connection goes through the TURN relay, and her media keeps coming.
   await dee.waitForFunction(() => {
     const tiles = [...document.querySelectorAll('[data-testid="call-peer"]')]
@@ -194,14 +208,19 @@ async function screenshots() {
 test('the speaker view shows one large video and a strip; the view asked of the server follows', async () => {
   const ann = who.Ann.page
   const toggle = ann.getByTestId('call-view-toggle')
-  if ((await toggle.getAttribute('data-mode')) !== 'grid') await toggle.click()
-  const view = lib.wsFrame(ann, 'framesent', (p) => p.includes('"call_sfu_view"'), 'a new view after the switch', T)
+  if ((await toggle.getAttribute('data-mode')) !== 'grid') {
+    // Back to the grid first, and wait until the server was told (larger tiles: larger layers).
+    const back = who.Ann.sent.length
+    await toggle.click()
+    await sentFrame(who.Ann, 'call_sfu_view', (f) => f.videos.some((x) => x.source === 'camera' && x.layer !== 'low'), back)
+  }
+  const from = who.Ann.sent.length
   await toggle.click()
   await ann.locator('[data-testid="call-grid"][data-mode="speaker"]').waitFor({ timeout: T })
   // Cai shares a screen: it is the large tile, asked for at high; the strip's cameras at low.
   const large = ann.locator('.speaker-main [data-testid="call-peer"]')
   assert.equal(await large.getAttribute('data-source'), 'screen')
-  const v = JSON.parse(await view)
+  const v = await sentFrame(who.Ann, 'call_sfu_view', () => true, from)
   assert.ok(v.videos.some((x) => x.source === 'screen' && x.layer === 'high'), JSON.stringify(v.videos))
   assert.ok(v.videos.filter((x) => x.source === 'camera').every((x) => x.layer === 'low'), JSON.stringify(v.videos))
 })

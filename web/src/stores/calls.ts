@@ -1,5 +1,6 @@
 // Audio and video calls (docs/protocol.md, "Calls"): the signalling state machine over the chat
-// socket and one RTCPeerConnection per other participant (a mesh in group calls), with the ICE
+// socket and one RTCPeerConnection per other participant (a mesh in group calls; through the
+// server's SFU, one connection to it: calls/sfuCall.ts), with the ICE
 // servers (STUN/TURN) and transport policy the server hands out. The server decides who rings,
 // who answered and when a call ends; this store follows its frames.
 //
