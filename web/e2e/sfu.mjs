@@ -31,8 +31,10 @@ before(async () => {
       ...(await lib.loopbackTurnEnv()),
       // The SFU's one UDP port, on loopback and free (the default 0.0.0.0:3479 may be taken).
       CHINWAG_CALLS__MEDIA_LISTEN: `127.0.0.1:${await lib.freePort()}`,
-      // Five may take part in a video call, so that the sixth finds it full.
+      // Five may take part in a video call, so that the sixth finds it full; she answers the
+      // ring late, so it rings long enough for a slow run.
       CHINWAG_CALLS__SFU_MAX_VIDEO: '5',
+      CHINWAG_CALLS__RING_TIMEOUT_SECS: '120',
     },
   })
   base = srv.base
@@ -143,11 +145,10 @@ test('five join a group video call through the SFU; each decodes the four others
   await ann.getByTestId('call-screen').waitFor({ timeout: T })
   for (const p of [bob, cai, dee, eve, fay]) await p.getByTestId('call-incoming').waitFor({ timeout: T })
   for (const p of [bob, cai, dee]) await p.getByTestId('call-accept').click()
-  // Eve and Fay decline for now; they come later with the group's call button.
-  for (const p of [eve, fay]) {
-    await p.getByTestId('call-decline').click()
-    await waitForCount(p.getByTestId('call-incoming'), 0)
-  }
+  // Eve declines for now and comes later with the group's call button; Fay lets it ring.
+  await eve.getByTestId('call-decline').click()
+  await waitForCount(eve.getByTestId('call-incoming'), 0)
+  assert.equal(await fay.getByTestId('call-incoming').count(), 1)
   // Ann's first offer goes to the server, not to a peer.
   const sent = await sentFrame(who.Ann, 'call_sfu_offer')
   assert.deepEqual(Object.values(sent.sources).sort(), ['audio', 'camera'])
@@ -225,6 +226,13 @@ async function screenshots() {
     }
     await page.setViewportSize({ width: 1280, height: 800 })
   }
+  // Minimised: the large tile only, in the corner window.
+  const page = who.Ann.page
+  await page.getByTestId('call-minimise').click()
+  await page.locator('[data-testid="call-grid"][data-mode="mini"]').waitFor({ timeout: T })
+  await lib.settled(page)
+  await page.screenshot({ path: join(SHOTS, 'sfu-mini-desktop-en.png') })
+  await page.getByTestId('call-restore').click()
 }
 
 test('the speaker view shows one large video and a strip; the view asked of the server follows', async () => {
@@ -247,9 +255,9 @@ test('the speaker view shows one large video and a strip; the view asked of the 
   assert.ok(v.videos.filter((x) => x.source === 'camera').every((x) => x.layer === 'low'), JSON.stringify(v.videos))
 })
 
-test('a sixth member finds the call full: a clear message, and the camera is let go', async () => {
+test('a sixth member answers the ring after the call filled up: a clear message, and the camera is let go', async () => {
   const fay = who.Fay.page
-  await fay.getByTestId('call-video').click()
+  await fay.getByTestId('call-accept').click()
   await fay.getByTestId('call-toast').getByText('This call is full.').waitFor({ timeout: T })
   await waitForCount(fay.getByTestId('call-screen'), 0)
   // Her camera and microphone were started to answer, and are stopped again.
