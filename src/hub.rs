@@ -62,6 +62,9 @@ pub struct Hub {
     pub connections: AtomicU64,
     /// Connections closed because their queue was full.
     pub dropped_slow: AtomicU64,
+    /// Where changes of who may write to a conversation go (the calls feature cuts off people
+    /// who may no longer take part in its call).
+    access: std::sync::OnceLock<mpsc::Sender<crate::ids::ConvId>>,
 }
 
 /// Removes its connection from the hub when dropped.
@@ -101,6 +104,21 @@ pub struct Registration {
 impl Hub {
     pub fn with_presence(tx: mpsc::Sender<PresenceChange>) -> Hub {
         Hub { presence: Some(tx), ..Hub::default() }
+    }
+
+    /// Sends changes of who may write to a conversation to `tx` (once; later calls are ignored).
+    pub fn watch_access(&self, tx: mpsc::Sender<crate::ids::ConvId>) {
+        let _ = self.access.set(tx);
+    }
+
+    /// Who may write to `conv` may have changed (a member removed or muted, a group disabled
+    /// or dissolved, a block). Best effort, never blocks: a full channel drops the note.
+    pub fn access_changed(&self, conv: crate::ids::ConvId) {
+        if let Some(tx) = self.access.get()
+            && tx.try_send(conv).is_err()
+        {
+            tracing::warn!(%conv, "access change not passed on: the calls feature is behind");
+        }
     }
 
     fn presence_changed(&self, user: UserId, online: bool) {

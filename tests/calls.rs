@@ -217,7 +217,8 @@ async fn blocked_users_non_contacts_under_the_contacts_policy_and_outsiders_cann
 
 #[tokio::test]
 async fn a_group_call_rings_members_and_people_join_leave_and_share_state() {
-    let s = TestServer::start().await;
+    // A mesh (with the SFU, see tests/sfu.rs).
+    let s = TestServer::start_with(|c| c.calls.sfu = false).await;
     let names = ["gia", "hal", "ivy", "jon"];
     let mut users = Vec::new();
     for n in names {
@@ -261,10 +262,14 @@ async fn a_group_call_rings_members_and_people_join_leave_and_share_state() {
         assert_eq!(call_frame(&mut ws[to], "call_left", &call).await["user"], users[1].id);
     }
     // Calling the group while its call goes on joins that call (one call per group), with its
-    // id and media.
+    // id and media; the newcomer learns who shares a screen (the state of those still there).
+    ws[0].send_json(json!({"type":"call_media_state","call":call,"muted":false,"camera_off":true,"screen_sharing":true})).await;
+    call_frame(&mut ws[2], "call_media_state", &call).await;
     ws[3].send_json(json!({"type":"call_invite","conv":conv,"media":"audio"})).await;
     let started = ws[3].next_of("call_started").await;
     assert_eq!((started["call"].as_str(), started["media"].as_str()), (Some(call.as_str()), Some("video")));
+    let state = call_frame(&mut ws[3], "call_media_state", &call).await;
+    assert_eq!((state["user"].as_u64(), &state["screen_sharing"], &state["camera_off"]), (Some(users[0].id), &json!(true), &json!(true)));
     let joined = call_frame(&mut ws[0], "call_accepted", &call).await;
     assert_eq!((joined["user"].as_u64(), &joined["participants"]), (Some(users[3].id), &json!([users[0].id, users[2].id, users[3].id])));
     ws[0].send_json(json!({"type":"call_hangup","call":call})).await;

@@ -252,6 +252,9 @@ impl Model {
                     assert!(self.open.contains(conn), "ringing for a closed connection");
                 }
                 Effect::ToUsers { .. } => {}
+                Effect::SfuAdmit { .. } | Effect::SfuLeave { .. } | Effect::SfuClose { .. } => {
+                    panic!("an SFU effect from a registry without an SFU: {effect:?}");
+                }
             }
         }
         // Every call that ends is recorded once; a busy 1:1 invite is recorded without starting.
@@ -272,7 +275,13 @@ pub fn call_signal(data: &[u8]) {
     let mut inp = Input(data);
     let start = tokio::time::Instant::now();
     let mut m = Model {
-        reg: Registry::new(Settings { ring_timeout: RING, max_participants: MAX_PARTICIPANTS }),
+        reg: Registry::new(Settings {
+            ring_timeout: RING,
+            max_participants: MAX_PARTICIPANTS,
+            sfu_from: None,
+            sfu_max_video: 16,
+            sfu_max_audio: 50,
+        }),
         convs: conversations(),
         owner: HashMap::new(),
         open: Vec::new(),

@@ -8,13 +8,17 @@
 //! - [`turn`]: the TURN server; [`filter`]: which peers it may relay to; [`credentials`]: the
 //!   time-limited TURN REST credentials; [`routes`]: `GET /api/calls/ice-servers`.
 //!
-//! Architecture invariant: media never passes through the chat server; it only relays
-//! signalling between the devices in a call, and the TURN relay never reaches a non-public
-//! address unless `turn.allow_peers` opens it.
+//! - [`sfu`]: the selective forwarding unit that carries group calls (one UDP media port).
+//!
+//! Architecture invariant: 1:1 and mesh calls never pass media through the chat server (it only
+//! relays their signalling); group calls through the SFU do, decrypted and encrypted again per
+//! receiver, on the one media port, and only for the current participants. The TURN relay never
+//! reaches a non-public address unless `turn.allow_peers` opens it.
 
 pub mod credentials;
 pub mod filter;
 pub mod routes;
+pub mod sfu;
 pub mod signal;
 pub mod turn;
 
@@ -34,6 +38,7 @@ use crate::protocol::{CallMedia, ClientFrame, Content, Message, ServerFrame};
 use crate::push::Push;
 use crate::store::Store;
 use crate::store::messages::Extras;
+use sfu::Sfu;
 use signal::{Effect, MediaState, Registry, Settings, Signal};
 
 pub use self::turn::TurnInfo;
@@ -73,10 +78,18 @@ pub struct Calls {
     me: Weak<Calls>,
     /// Rings pushed to closed devices, and withdrawn when the call is answered or over.
     push: Arc<Push>,
+    /// The SFU for group calls, unless `calls.sfu` is off or its port could not be opened.
+    pub sfu: Option<Sfu>,
 }
 
-fn settings(config: &Config) -> Settings {
-    Settings { ring_timeout: Duration::from_secs(config.calls.ring_timeout_secs), max_participants: config.calls.max_group_participants }
+fn settings(config: &Config, sfu_running: bool) -> Settings {
+    Settings {
+        ring_timeout: Duration::from_secs(config.calls.ring_timeout_secs),
+        max_participants: config.calls.max_group_participants,
+        sfu_from: (config.calls.sfu && sfu_running).then_some(config.calls.sfu_from_members),
+        sfu_max_video: config.calls.sfu_max_video,
+        sfu_max_audio: config.calls.sfu_max_audio,
+    }
 }
 
 fn refusal_frame(r: &Refusal) -> ServerFrame {
@@ -102,8 +115,19 @@ impl Calls {
     ) -> Arc<Calls> {
         let config = live.get();
         let per_10_min = config.calls.ice_servers_per_10_min.max(1);
-        Arc::new_cyclic(|me| Calls {
-            registry: Mutex::new(Registry::new(settings(&config))),
+        let sfu = if config.calls.sfu {
+            Sfu::start(&config, hub.clone(), shutdown.clone())
+                .inspect_err(
+                    |e| tracing::error!(error = %e, "the SFU is off; group calls are a mesh of at most calls.max_group_participants"),
+                )
+                .ok()
+        } else {
+            None
+        };
+        let (access_tx, access_rx) = tokio::sync::mpsc::channel(1024);
+        hub.watch_access(access_tx);
+        let calls = Arc::new_cyclic(|me| Calls {
+            registry: Mutex::new(Registry::new(settings(&config, sfu.is_some()))),
             hub,
             store,
             live,
@@ -112,7 +136,10 @@ impl Calls {
             ice_limiter: Limiter::new(per_10_min, Duration::from_secs(600)),
             me: me.clone(),
             push,
-        })
+            sfu,
+        });
+        tokio::spawn(cut_off_loop(Arc::downgrade(&calls), access_rx, calls.shutdown.clone()));
+        calls
     }
 
     fn registry(&self) -> std::sync::MutexGuard<'_, Registry> {
@@ -123,12 +150,12 @@ impl Calls {
     fn run<T>(&self, f: impl FnOnce(&mut Registry) -> T) -> T {
         let config = self.live.get();
         let mut reg = self.registry();
-        reg.set_settings(settings(&config));
+        reg.set_settings(settings(&config, self.sfu.is_some()));
         f(&mut reg)
     }
 
-    /// Handles one call frame from `user`'s connection `conn`; the answer is an error frame for
-    /// that connection, if any.
+    /// Handles one call frame from `user`'s connection `conn`; the answer is a frame for that
+    /// connection (an error, or the SFU's answer to an offer), if any.
     pub async fn handle(&self, user: UserId, conn: u64, frame: ClientFrame) -> Option<ServerFrame> {
         let now = Instant::now();
         let outcome = match frame {
@@ -146,6 +173,24 @@ impl Calls {
             ClientFrame::CallCandidate { call, to, candidate } => {
                 self.run(|r| r.signal(&call, user, conn, to, Signal::Candidate(candidate)))
             }
+            ClientFrame::CallSfuOffer { call, sdp, sources } => {
+                let sfu = match self.sfu_frame(&call, user, conn) {
+                    Ok(sfu) => sfu,
+                    Err(r) => return Some(refusal_frame(&r)),
+                };
+                return Some(match sfu.offer(call.clone(), user, conn, sdp, sources).await {
+                    Ok(sdp) => ServerFrame::CallSfuAnswer { call, sdp },
+                    Err(r) => refusal_frame(&r),
+                });
+            }
+            ClientFrame::CallSfuAnswer { call, sdp } => self.sfu_frame(&call, user, conn).map(|sfu| {
+                sfu.answer(call, user, conn, sdp);
+                Vec::new()
+            }),
+            ClientFrame::CallSfuView { call, videos } => self.sfu_frame(&call, user, conn).map(|sfu| {
+                sfu.view(call, user, conn, videos);
+                Vec::new()
+            }),
             other => {
                 tracing::error!(?other, "a non-call frame reached the calls feature");
                 return Some(ServerFrame::error(None, "internal", "internal error"));
@@ -157,6 +202,30 @@ impl Calls {
                 None
             }
             Err(r) => Some(refusal_frame(&r)),
+        }
+    }
+
+    /// The SFU, when `user`'s device `conn` takes part in SFU call `call`.
+    fn sfu_frame(&self, call: &str, user: UserId, conn: u64) -> Result<&Sfu, Refusal> {
+        self.registry().sfu_participant(call, user, conn)?;
+        self.sfu.as_ref().ok_or(Refusal::NotFound("No such call."))
+    }
+
+    /// Who may write to `conv` may have changed: participants of its call who may no longer
+    /// write there leave it at once (their SFU session ends with it).
+    async fn cut_off(&self, conv: ConvId) {
+        let participants = self.registry().participants_in(conv);
+        if participants.is_empty() {
+            return;
+        }
+        let config = self.live.get();
+        for (call, user, conn) in participants {
+            let may = matches!(chat::access(&self.store, &config, user, conv, Want::Write).await, Ok(Ok(_)));
+            if !may {
+                tracing::info!(%user, %conv, "cut off from a call: may no longer write to its conversation");
+                let effects = self.run(|r| r.hangup(&call, user, conn, Instant::now())).unwrap_or_default();
+                self.apply(effects);
+            }
         }
     }
 
@@ -234,6 +303,21 @@ impl Calls {
                     let (store, hub, config, push) = (self.store.clone(), self.hub.clone(), self.live.get(), self.push.clone());
                     tokio::spawn(async move { log_call(&store, &hub, &push, &config, conv, caller, content).await });
                 }
+                Effect::SfuAdmit { call, user, conn } => {
+                    if let Some(sfu) = &self.sfu {
+                        sfu.admit(&call, user, conn);
+                    }
+                }
+                Effect::SfuLeave { call, user } => {
+                    if let Some(sfu) = &self.sfu {
+                        sfu.leave(&call, user);
+                    }
+                }
+                Effect::SfuClose { call } => {
+                    if let Some(sfu) = &self.sfu {
+                        sfu.close(&call);
+                    }
+                }
                 Effect::Timer { call, at } => {
                     let (me, shutdown) = (self.me.clone(), self.shutdown.clone());
                     tokio::spawn(async move {
@@ -250,6 +334,18 @@ impl Calls {
                 }
             }
         }
+    }
+}
+
+/// Cuts people off from calls as changes of who may write where arrive.
+async fn cut_off_loop(me: Weak<Calls>, mut rx: tokio::sync::mpsc::Receiver<ConvId>, shutdown: CancellationToken) {
+    loop {
+        let conv = tokio::select! {
+            () = shutdown.cancelled() => return,
+            c = rx.recv() => match c { Some(c) => c, None => return },
+        };
+        let Some(calls) = me.upgrade() else { return };
+        calls.cut_off(conv).await;
     }
 }
 

@@ -30,7 +30,25 @@ use crate::protocol::{CallEndReason, CallMedia, CallOutcome, IceCandidate, Serve
 #[derive(Clone, Copy, Debug)]
 pub struct Settings {
     pub ring_timeout: Duration,
+    /// Most people in a mesh call.
     pub max_participants: usize,
+    /// Groups with at least this many members call through the SFU; `None`: no SFU.
+    pub sfu_from: Option<usize>,
+    /// Most people in a video and in an audio call through the SFU.
+    pub sfu_max_video: usize,
+    pub sfu_max_audio: usize,
+}
+
+impl Settings {
+    /// Most people in `c`.
+    fn max_in(&self, c: &Call) -> usize {
+        match (c.group, c.sfu, c.media) {
+            (false, _, _) => 2,
+            (true, false, _) => self.max_participants.max(1),
+            (true, true, CallMedia::Video) => self.sfu_max_video.max(1),
+            (true, true, CallMedia::Audio) => self.sfu_max_audio.max(1),
+        }
+    }
 }
 
 /// Something the transport must do.
@@ -47,6 +65,12 @@ pub enum Effect {
     Log { conv: ConvId, caller: UserId, media: CallMedia, outcome: CallOutcome, duration_secs: u64 },
     /// Call [`Registry::timeout`] for `call` at `at`.
     Timer { call: String, at: Instant },
+    /// `user` takes part in SFU call `call` from `conn`: the SFU accepts its offers.
+    SfuAdmit { call: String, user: UserId, conn: u64 },
+    /// `user` left SFU call `call`: its media session ends.
+    SfuLeave { call: String, user: UserId },
+    /// SFU call `call` ended.
+    SfuClose { call: String },
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -59,12 +83,16 @@ struct Participant {
 struct Call {
     conv: ConvId,
     group: bool,
+    /// Through the SFU rather than a mesh (decided when it starts).
+    sfu: bool,
     media: CallMedia,
     caller: UserId,
     ring_deadline: Instant,
     answered_at: Option<Instant>,
     participants: Vec<Participant>,
     ringing: Vec<UserId>,
+    /// The media state each participant last announced, for newcomers.
+    states: HashMap<UserId, MediaState>,
 }
 
 impl Call {
@@ -147,7 +175,7 @@ impl Registry {
                     return Err(format!("{id}: {} both rings and takes part", p.user));
                 }
             }
-            let max = if c.group { self.settings.max_participants.max(1) } else { 2 };
+            let max = self.settings.max_in(c);
             if c.participants.len() > max {
                 return Err(format!("{id}: {} participants, at most {max}", c.participants.len()));
             }
@@ -192,13 +220,14 @@ impl Registry {
         if group && let Some((ongoing, c)) = self.calls.iter().find(|(_, c)| c.conv == conv) {
             // One call per group: calling a group whose call goes on joins that call, so the
             // app's call button works whether or not the member saw it ring.
-            let started = ServerFrame::CallStarted { call: ongoing.clone(), conv, media: c.media, sfu: false };
+            let started = ServerFrame::CallStarted { call: ongoing.clone(), conv, media: c.media, sfu: c.sfu };
             let ongoing = ongoing.clone();
             let joined = self.accept(&ongoing, caller, conn, true, now)?;
             return Ok(std::iter::once(Effect::ToConn { user: caller, conn, frame: started }).chain(joined).collect());
         }
         let callees: Vec<UserId> = members.iter().copied().filter(|u| *u != caller).collect();
-        let started = ServerFrame::CallStarted { call: id.clone(), conv, media, sfu: false };
+        let sfu = group && self.settings.sfu_from.is_some_and(|n| members.len() >= n);
+        let started = ServerFrame::CallStarted { call: id.clone(), conv, media, sfu };
         if !group && callees.iter().any(|u| self.busy(*u)) {
             let ended = ServerFrame::CallEnded { call: id, reason: CallEndReason::Busy, duration_secs: None };
             return Ok(vec![
@@ -212,20 +241,24 @@ impl Registry {
         let call = Call {
             conv,
             group,
+            sfu,
             media,
             caller,
             ring_deadline: at,
             answered_at: None,
             participants: vec![Participant { user: caller, conn }],
             ringing: ringing.clone(),
+            states: HashMap::new(),
         };
-        let incoming = ServerFrame::CallIncoming { call: id.clone(), conv, from: caller, media, participants: vec![caller], sfu: false };
+        let incoming = ServerFrame::CallIncoming { call: id.clone(), conv, from: caller, media, participants: vec![caller], sfu };
         self.calls.insert(id.clone(), call);
-        Ok(vec![
-            Effect::ToConn { user: caller, conn, frame: started },
-            Effect::Ring { call: id.clone(), caller: (caller, conn), users: ringing, frame: incoming },
-            Effect::Timer { call: id, at },
-        ])
+        let mut out = vec![Effect::ToConn { user: caller, conn, frame: started }];
+        if sfu {
+            out.push(Effect::SfuAdmit { call: id.clone(), user: caller, conn });
+        }
+        out.push(Effect::Ring { call: id.clone(), caller: (caller, conn), users: ringing, frame: incoming });
+        out.push(Effect::Timer { call: id, at });
+        Ok(out)
     }
 
     /// A device of `user` connected: it rings for the calls that ring for `user`.
@@ -239,7 +272,7 @@ impl Registry {
                     from: c.caller,
                     media: c.media,
                     participants: c.participant_ids(),
-                    sfu: false,
+                    sfu: c.sfu,
                 };
                 out.push(Effect::ToConn { user, conn, frame });
                 if let Some(p) = c.participants.iter().find(|p| p.user == c.caller) {
@@ -254,7 +287,7 @@ impl Registry {
     /// came later) join: the transport sets it after its access check.
     pub fn accept(&mut self, id: &str, user: UserId, conn: u64, may_join: bool, now: Instant) -> Outcome {
         let in_other = self.calls.iter().any(|(cid, c)| cid != id && c.participants.iter().any(|p| p.user == user));
-        let max = self.settings.max_participants;
+        let max = self.calls.get(id).map_or(0, |c| self.settings.max_in(c));
         let c = self.calls.get_mut(id).ok_or(NO_SUCH_CALL)?;
         let was_ringing = c.ringing.contains(&user);
         if c.participants.iter().any(|p| p.user == user) {
@@ -273,13 +306,20 @@ impl Registry {
         c.participants.push(Participant { user, conn });
         c.answered_at.get_or_insert(now);
         let participants = c.participant_ids();
-        let accepted = ServerFrame::CallAccepted { call: id.to_owned(), user, participants, sfu: false };
+        let accepted = ServerFrame::CallAccepted { call: id.to_owned(), user, participants, sfu: c.sfu };
         let mut out = vec![Effect::ToUsers {
             users: vec![user],
             frame: ServerFrame::CallEnded { call: id.to_owned(), reason: CallEndReason::TakenElsewhere, duration_secs: None },
             skip: Some(conn),
         }];
+        if c.sfu {
+            out.push(Effect::SfuAdmit { call: id.to_owned(), user, conn });
+        }
         out.extend(c.participants.iter().map(|p| Effect::ToConn { user: p.user, conn: p.conn, frame: accepted.clone() }));
+        // The newcomer learns who is muted, has the camera off or shares a screen.
+        let mut known: Vec<(&UserId, &MediaState)> = c.states.iter().filter(|(u, _)| **u != user).collect();
+        known.sort_by_key(|(u, _)| **u);
+        out.extend(known.into_iter().map(|(u, s)| Effect::ToConn { user, conn, frame: media_state_frame(id, *u, *s) }));
         Ok(out)
     }
 
@@ -340,6 +380,7 @@ impl Registry {
             return Some(self.end(id, reason, now));
         }
         c.participants.retain(|q| *q != p);
+        c.states.remove(&p.user);
         if c.participants.is_empty() || (c.participants.len() == 1 && c.ringing.is_empty()) {
             let mut out = vec![Effect::ToConn {
                 user: p.user,
@@ -352,6 +393,9 @@ impl Registry {
         let left = ServerFrame::CallLeft { call: id.to_owned(), user: p.user };
         let mut out: Vec<Effect> =
             c.participants.iter().map(|q| Effect::ToConn { user: q.user, conn: q.conn, frame: left.clone() }).collect();
+        if c.sfu {
+            out.push(Effect::SfuLeave { call: id.to_owned(), user: p.user });
+        }
         out.push(Effect::ToConn {
             user: p.user,
             conn: p.conn,
@@ -390,6 +434,9 @@ impl Registry {
         if !c.participants.contains(&Participant { user, conn }) {
             return Err(NO_SUCH_CALL);
         }
+        if c.sfu {
+            return Err(Refusal::Invalid("This call goes through the server: send call_sfu_offer.".into()));
+        }
         let target =
             c.participants.iter().find(|p| p.user == to && p.user != user).ok_or(Refusal::NotFound("They are not in this call."))?;
         let call = id.to_owned();
@@ -402,23 +449,48 @@ impl Registry {
     }
 
     /// Tells the others in the call about `user`'s microphone, camera and screen.
-    pub fn media_state(&self, id: &str, user: UserId, conn: u64, state: MediaState) -> Outcome {
-        let c = self.calls.get(id).ok_or(NO_SUCH_CALL)?;
+    pub fn media_state(&mut self, id: &str, user: UserId, conn: u64, state: MediaState) -> Outcome {
+        let c = self.calls.get_mut(id).ok_or(NO_SUCH_CALL)?;
         if !c.participants.contains(&Participant { user, conn }) {
             return Err(NO_SUCH_CALL);
         }
-        let frame = ServerFrame::CallMediaState {
-            call: id.to_owned(),
-            user,
-            muted: state.muted,
-            camera_off: state.camera_off,
-            screen_sharing: state.screen_sharing,
-        };
+        c.states.insert(user, state);
+        let frame = media_state_frame(id, user, state);
         Ok(c.participants
             .iter()
             .filter(|p| p.user != user)
             .map(|p| Effect::ToConn { user: p.user, conn: p.conn, frame: frame.clone() })
             .collect())
+    }
+
+    /// Whether `user`'s device `conn` takes part in SFU call `id` (for its `call_sfu_*` frames).
+    pub fn sfu_participant(&self, id: &str, user: UserId, conn: u64) -> Result<(), Refusal> {
+        let c = self.calls.get(id).ok_or(NO_SUCH_CALL)?;
+        if !c.participants.contains(&Participant { user, conn }) {
+            return Err(NO_SUCH_CALL);
+        }
+        if !c.sfu {
+            return Err(Refusal::Invalid("This call does not go through the server.".into()));
+        }
+        Ok(())
+    }
+
+    /// The calls `user` takes part in, with their conversations, for the cut-off after a change
+    /// of who may write where.
+    pub fn calls_of(&self, user: UserId) -> Vec<(String, ConvId, u64)> {
+        self.calls
+            .iter()
+            .filter_map(|(id, c)| c.participants.iter().find(|p| p.user == user).map(|p| (id.clone(), c.conv, p.conn)))
+            .collect()
+    }
+
+    /// The participants of the calls in `conv`.
+    pub fn participants_in(&self, conv: ConvId) -> Vec<(String, UserId, u64)> {
+        self.calls
+            .iter()
+            .filter(|(_, c)| c.conv == conv)
+            .flat_map(|(id, c)| c.participants.iter().map(move |p| (id.clone(), p.user, p.conn)))
+            .collect()
     }
 
     /// Ends a call for everyone in it or ringing for it, and records it.
@@ -446,7 +518,20 @@ impl Registry {
             (None, _) => CallOutcome::Cancelled,
         };
         out.push(Effect::Log { conv: c.conv, caller: c.caller, media: c.media, outcome, duration_secs: duration.unwrap_or(0) });
+        if c.sfu {
+            out.push(Effect::SfuClose { call: id.to_owned() });
+        }
         out
+    }
+}
+
+fn media_state_frame(id: &str, user: UserId, state: MediaState) -> ServerFrame {
+    ServerFrame::CallMediaState {
+        call: id.to_owned(),
+        user,
+        muted: state.muted,
+        camera_off: state.camera_off,
+        screen_sharing: state.screen_sharing,
     }
 }
 

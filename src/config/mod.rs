@@ -110,11 +110,45 @@ pub struct Calls {
     /// `GET /api/calls/ice-servers`): people in a call never learn each other's IP addresses, at
     /// the cost of relay bandwidth and a little latency. Needs the relay (`turn.enabled`).
     pub relay_only: bool,
+    /// Group calls go through the server's selective forwarding unit: each participant sends
+    /// once, to the server, which forwards to the others (docs/protocol.md).
+    pub sfu: bool,
+    /// Groups with at least this many members call through the SFU (2: every group); smaller
+    /// ones call as a mesh.
+    pub sfu_from_members: usize,
+    /// Most people in one video call through the SFU.
+    pub sfu_max_video: usize,
+    /// Most people in one audio call through the SFU.
+    pub sfu_max_audio: usize,
+    /// Most kilobits per second one sender may send; past it, its largest layer is not forwarded.
+    pub sfu_max_kbps: u64,
+    /// Most people in all SFU calls of the server at once.
+    pub sfu_max_participants: usize,
+    /// Lower the simulcast layer a receiver gets when the bandwidth estimated towards it is too
+    /// small for what it asked for. Off: every receiver gets the layers it asks for (a LAN
+    /// where bandwidth is plentiful, or a test that needs exact layers).
+    pub sfu_adapt_to_bandwidth: bool,
+    /// The one UDP port (and address) of all SFU media. Clients are told `turn.public_ip`, else
+    /// this address, as the place to reach it.
+    pub media_listen: SocketAddr,
 }
 
 impl Default for Calls {
     fn default() -> Self {
-        Calls { ring_timeout_secs: 45, max_group_participants: 4, ice_servers_per_10_min: 100, relay_only: false }
+        Calls {
+            ring_timeout_secs: 45,
+            max_group_participants: 4,
+            ice_servers_per_10_min: 100,
+            relay_only: false,
+            sfu: true,
+            sfu_from_members: 2,
+            sfu_max_video: 16,
+            sfu_max_audio: 50,
+            sfu_max_kbps: 6000,
+            sfu_max_participants: 200,
+            sfu_adapt_to_bandwidth: true,
+            media_listen: SocketAddr::from(([0, 0, 0, 0], 3479)),
+        }
     }
 }
 
@@ -470,6 +504,15 @@ impl Config {
         }
         if self.calls.ring_timeout_secs == 0 || !(2..=16).contains(&self.calls.max_group_participants) {
             return bad("calls.ring_timeout_secs must be at least 1 and calls.max_group_participants 2 to 16");
+        }
+        if !(2..=64).contains(&self.calls.sfu_max_video)
+            || !(2..=500).contains(&self.calls.sfu_max_audio)
+            || self.calls.sfu_max_participants < 2
+            || self.calls.sfu_max_kbps < 200
+        {
+            return bad(
+                "calls.sfu_max_video must be 2 to 64, calls.sfu_max_audio 2 to 500, calls.sfu_max_participants at least 2 and calls.sfu_max_kbps at least 200",
+            );
         }
         if self.turn.relay_min_port == 0 || self.turn.relay_max_port < self.turn.relay_min_port {
             return bad("turn.relay_min_port must be at least 1 and at most turn.relay_max_port");

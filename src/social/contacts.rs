@@ -202,6 +202,9 @@ async fn change(
     let answer_remark = my_remark.clone();
     // In commit order with messages: a device sees a block before any message refused by it.
     let after = move |rel: &Relation, msg: Option<&Message>| {
+        if let Some(conv) = crate::ids::ConvId::direct(ids[0], ids[1]) {
+            hub2.access_changed(conv);
+        }
         if let Some(m) = msg {
             hub2.send(&ids, &ServerFrame::Message { message: m.clone() });
         }

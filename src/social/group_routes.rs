@@ -91,6 +91,7 @@ fn gone_reason(messages: &[Message], user: UserId) -> GoneReason {
 }
 
 pub(super) fn announce(hub: &Hub, out: &GroupOutcome) {
+    hub.access_changed(crate::ids::ConvId::Group(out.after.group.id));
     let members = out.after.member_ids();
     for m in &out.messages {
         hub.send(&members, &ServerFrame::Message { message: m.clone() });

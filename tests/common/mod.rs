@@ -34,6 +34,8 @@ pub fn test_config(data_dir: &Path) -> Config {
     // Many servers run at once: each gets its own TURN port, on loopback only.
     c.turn.listen = "127.0.0.1:0".parse().unwrap();
     c.turn.sockets = 1;
+    // And its own group-call media port.
+    c.calls.media_listen = "127.0.0.1:0".parse().unwrap();
     c
 }
 

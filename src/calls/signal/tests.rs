@@ -9,7 +9,13 @@ const D: UserId = UserId(4);
 const E: UserId = UserId(5);
 
 fn reg() -> Registry {
-    Registry::new(Settings { ring_timeout: Duration::from_secs(45), max_participants: 4 })
+    Registry::new(Settings {
+        ring_timeout: Duration::from_secs(45),
+        max_participants: 4,
+        sfu_from: None,
+        sfu_max_video: 16,
+        sfu_max_audio: 50,
+    })
 }
 
 fn dm() -> ConvId {
