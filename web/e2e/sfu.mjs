@@ -10,8 +10,10 @@
 //   SCREENSHOTS=/tmp/shots node e2e/sfu.mjs     # grid and speaker view, desktop and phone, en and zh-CN
 import { test, before, after } from 'node:test'
 import assert from 'node:assert/strict'
-import { mkdirSync } from 'node:fs'
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { chromium } from 'playwright-core'
 import * as lib from './lib.mjs'
 import { SHOTS, T, apiOk, poll, waitForCount } from './lib.mjs'
 
@@ -22,6 +24,7 @@ let srv
 let base
 let browser
 let conv
+let scratch
 /** By nickname: { user, token, page, ctx }. */
 const who = {}
 
@@ -38,7 +41,12 @@ before(async () => {
     },
   })
   base = srv.base
-  browser = await lib.launchBrowser()
+  // Chromium's fake microphone beeps once a second, too briefly to count as speaking: every
+  // microphone plays a steady tone instead, so that the server has speakers to report.
+  scratch = mkdtempSync(join(tmpdir(), 'chinwag-sfu-'))
+  const tone = join(scratch, 'tone.wav')
+  writeFileSync(tone, toneWav())
+  browser = await chromium.launch({ executablePath: lib.CHROMIUM, args: [...lib.HEADLESS_ARGS, `--use-file-for-fake-audio-capture=${tone}`] })
 })
 
 after(async () => {
@@ -46,8 +54,30 @@ after(async () => {
     await browser?.close()
   } finally {
     await srv?.stop()
+    if (scratch) rmSync(scratch, { recursive: true, force: true })
   }
 })
+
+/** Two seconds of a 440 Hz tone at half scale, 48 kHz 16-bit mono PCM, as a WAV file. */
+function toneWav() {
+  const rate = 48_000
+  const n = rate * 2
+  const b = Buffer.alloc(44 + n * 2)
+  b.write('RIFF', 0)
+  b.writeUInt32LE(36 + n * 2, 4)
+  b.write('WAVEfmt ', 8)
+  b.writeUInt32LE(16, 16)
+  b.writeUInt16LE(1, 20) // PCM
+  b.writeUInt16LE(1, 22) // mono
+  b.writeUInt32LE(rate, 24)
+  b.writeUInt32LE(rate * 2, 28)
+  b.writeUInt16LE(2, 32)
+  b.writeUInt16LE(16, 34)
+  b.write('data', 36)
+  b.writeUInt32LE(n * 2, 40)
+  for (let i = 0; i < n; i++) b.writeInt16LE(Math.round(16_000 * Math.sin((2 * Math.PI * 440 * i) / rate)), 44 + i * 2)
+  return b
+}
 
 /**
  * A page for `p`, logged in, that keeps its RTCPeerConnections in `window.__pcs` (for getStats)
@@ -75,13 +105,16 @@ async function open(p, { relayOnly = false } = {}) {
       return s
     }
   }, relayOnly)
-  // The call frames the page sends, parsed, from its first socket on.
+  // The call frames the page sends and gets, parsed, from its first socket on.
   p.sent = []
-  up.page.on('websocket', (ws) =>
-    ws.on('framesent', (f) => {
-      if (typeof f.payload === 'string' && f.payload.startsWith('{"type":"call_')) p.sent.push(JSON.parse(f.payload))
-    }),
-  )
+  p.got = []
+  const keep = (list) => (f) => {
+    if (typeof f.payload === 'string' && f.payload.startsWith('{"type":"call_')) list.push(JSON.parse(f.payload))
+  }
+  up.page.on('websocket', (ws) => {
+    ws.on('framesent', keep(p.sent))
+    ws.on('framereceived', keep(p.got))
+  })
   await up.page.goto(`${base}/chat/${conv}`)
   await up.page.getByTestId('chat-view').waitFor({ timeout: T })
   Object.assign(p, up)
@@ -181,10 +214,14 @@ test('five join a group video call through the SFU; each decodes the four others
     return tiles.length >= 4 && tiles.every((t) => t.dataset.route === 'relay')
   }, null, { timeout: T })
   await ann.waitForFunction(() => [...document.querySelectorAll('[data-testid="call-peer"]')].every((t) => t.dataset.route === 'direct'), null, { timeout: T })
-  // The server says who speaks (the fake microphones beep): someone's tile is ringed. (On Ann's
-  // page, in the call from the start: the server reports speakers when the list changes, and
-  // with beeps that never stop it may never change after Eve came.)
-  await ann.locator('[data-speaking="true"]').first().waitFor({ timeout: T })
+  // The server says who speaks (every microphone plays a tone): someone's tile is ringed. (On
+  // Ann's page, in the call from the start: the server reports speakers when the list changes,
+  // and with tones that never stop it may not change after Eve came.)
+  await ann
+    .locator('[data-speaking="true"]')
+    .first()
+    .waitFor({ timeout: T })
+    .catch((e) => assert.fail(`no speaker shown; Ann got ${JSON.stringify(who.Ann.got.filter((f) => f.type === 'call_sfu_speakers'))} (${e.message})`))
   if (SHOTS) await screenshots()
 })
 
