@@ -311,3 +311,29 @@ test('leaving: the others see one tile fewer, and the call goes on', async () =>
   await who.Ann.page.getByTestId('call-hangup').click()
   await waitForCount(who.Ann.page.getByTestId('call-screen'), 0)
 })
+
+test('an audio call: turning the camera on sends it through the SFU (a new offer), and the others see it', async () => {
+  // Everyone still in the video call leaves; it ends and is recorded.
+  for (const p of [who.Bob, who.Cai, who.Dee]) {
+    await p.page.getByTestId('call-hangup').click()
+    await waitForCount(p.page.getByTestId('call-screen'), 0)
+  }
+  const [bob, cai] = [who.Bob.page, who.Cai.page]
+  const from = who.Cai.sent.length
+  await bob.getByTestId('call-audio').click()
+  await cai.getByTestId('call-incoming').waitFor({ timeout: T })
+  await cai.getByTestId('call-accept').click()
+  const first = await sentFrame(who.Cai, 'call_sfu_offer', () => true, from)
+  assert.deepEqual(Object.values(first.sources), ['audio'])
+  await bob.locator(`[data-testid="call-peer"][data-user="${who.Cai.user.id}"][data-connected="true"]`).waitFor({ timeout: T })
+  await cai.getByTestId('call-camera').click()
+  const withCamera = await sentFrame(who.Cai, 'call_sfu_offer', (f) => Object.values(f.sources).includes('camera'), from)
+  assert.deepEqual(Object.values(withCamera.sources).sort(), ['audio', 'camera'])
+  await decodes(bob, 1, "Cai's camera in the audio call")
+  await bob.locator(`[data-testid="call-peer"][data-user="${who.Cai.user.id}"] video`).waitFor({ timeout: T })
+  // The others still ring, so the call would go on with Cai alone: both leave.
+  for (const p of [bob, cai]) {
+    await p.getByTestId('call-hangup').click()
+    await waitForCount(p.getByTestId('call-screen'), 0)
+  }
+})

@@ -6,6 +6,7 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest'
 import { createPinia, setActivePinia } from 'pinia'
 import { CAMERA_LAYERS, remoteMedia, SfuLink, summarizeSfuStats } from '@/calls/sfu'
+import { RELAY_ONLY_KEY } from '@/calls/sfuCall'
 import { api } from '@/protocol/api'
 import { useCalls } from '@/stores/calls'
 import { useChat } from '@/stores/chat'
@@ -243,6 +244,21 @@ describe('the calls store in an SFU call', () => {
     calls.hangup()
     expect(calls.sfu).toBe(false)
     expect(calls.speakers).toEqual([])
+  })
+
+  it('uses only the relay when the test hook says so, whatever the server hands out', async () => {
+    const { calls, frame } = setup()
+    localStorage.setItem(RELAY_ONLY_KEY, '1')
+    try {
+      frame(ringing)
+      await calls.accept('k1')
+      frame({ type: 'call_accepted', call: 'k1', user: 3, participants: [7, 3], sfu: true })
+      await vi.waitFor(() => expect(FakePc.all).toHaveLength(1))
+      expect(FakePc.all[0]!.config.iceTransportPolicy).toBe('relay')
+    } finally {
+      localStorage.removeItem(RELAY_ONLY_KEY)
+      calls.hangup()
+    }
   })
 
   it('sends the view once its session exists, and again only when it changes', async () => {
