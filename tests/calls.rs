@@ -97,6 +97,10 @@ async fn every_device_rings_the_first_answer_wins_and_hangup_records_the_duratio
     b1.send_json(json!({"type":"call_offer","call":call,"to":a.id,"sdp":"x"})).await;
     assert_eq!(b1.next_of("error").await["code"], "not_found");
 
+    // Media flows (the device says so), and the duration counts from here.
+    b2.send_json(json!({"type":"call_connected","call":call})).await;
+    b2.send_json(json!({"type":"call_media_state","call":call,"muted":false,"camera_off":false})).await;
+    call_frame(&mut a1, "call_media_state", &call).await;
     a1.send_json(json!({"type":"call_hangup","call":call})).await;
     let end = call_frame(&mut b2, "call_ended", &call).await;
     assert_eq!(end["reason"], "hangup");
@@ -118,6 +122,37 @@ async fn every_device_rings_the_first_answer_wins_and_hangup_records_the_duratio
     let mut b3 = s.ws(&b).await;
     let synced = b3.sync(json!({})).await;
     assert!(synced.iter().any(|f| f["message"]["content"]["outcome"] == "answered"), "{synced:?}");
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn an_answered_call_whose_media_never_connected_is_recorded_as_failed() {
+    let s = TestServer::start().await;
+    let (a, b) = pair(&s).await;
+    let (mut a1, mut b1, mut b2) = (s.ws(&a).await, s.ws(&b).await, s.ws(&b).await);
+    let call = invite(&mut a1, &a.dm(&b), "video").await;
+    call_frame(&mut b1, "call_incoming", &call).await;
+    b1.send_json(json!({"type":"call_accept","call":call})).await;
+    call_frame(&mut a1, "call_accepted", &call).await;
+    // Offers and answers go back and forth, but no device ever reports media flowing.
+    b1.send_json(json!({"type":"call_offer","call":call,"to":a.id,"sdp":"v=0 offer"})).await;
+    call_frame(&mut a1, "call_offer", &call).await;
+    a1.send_json(json!({"type":"call_answer","call":call,"to":b.id,"sdp":"v=0 answer"})).await;
+    call_frame(&mut b1, "call_answer", &call).await;
+    // Only a device in the call may say media flows: B's other device is refused.
+    b2.send_json(json!({"type":"call_connected","call":call})).await;
+    assert_eq!(b2.next_of("error").await["code"], "not_found");
+    b2.send_json(json!({"type":"call_connected","call":"no-such-call"})).await;
+    assert_eq!(b2.next_of("error").await["code"], "not_found");
+    // The caller gives up: the call ends without a duration, and both sides record it failed.
+    a1.send_json(json!({"type":"call_hangup","call":call})).await;
+    let end = call_frame(&mut b1, "call_ended", &call).await;
+    assert_eq!(end["reason"], "hangup");
+    assert!(end.get("duration_secs").is_none(), "no media, no duration: {end}");
+    for ws in [&mut a1, &mut b1] {
+        let rec = call_record(ws).await;
+        assert_eq!(rec["content"], json!({"kind":"call","media":"video","outcome":"failed","duration_secs":0}));
+    }
     s.stop().await;
 }
 
@@ -147,6 +182,7 @@ async fn declined_cancelled_and_busy_calls_end_with_their_reason_and_are_recorde
     call_frame(&mut c1, "call_incoming", &bc).await;
     c1.send_json(json!({"type":"call_accept","call":bc})).await;
     call_frame(&mut b1, "call_accepted", &bc).await;
+    b1.send_json(json!({"type":"call_connected","call":bc})).await;
     let call = invite(&mut a1, &a.dm(&b), "video").await;
     assert_eq!(call_frame(&mut a1, "call_ended", &call).await["reason"], "busy");
     assert_eq!(call_record_with(&mut a1, "busy").await["content"]["kind"], "call");
@@ -239,6 +275,7 @@ async fn a_group_call_rings_members_and_people_join_leave_and_share_state() {
     }
     ws[1].send_json(json!({"type":"call_accept","call":call})).await;
     assert_eq!(call_frame(&mut ws[0], "call_accepted", &call).await["participants"], json!([users[0].id, users[1].id]));
+    ws[1].send_json(json!({"type":"call_connected","call":call})).await;
     assert_eq!(call_frame(&mut ws[1], "call_accepted", &call).await["user"], users[1].id);
     ws[2].send_json(json!({"type":"call_reject","call":call})).await;
     assert_eq!(call_frame(&mut ws[2], "call_ended", &call).await["reason"], "declined");

@@ -288,7 +288,9 @@ async fn relay_only_peers_connect_through_the_embedded_turn_and_exchange_data() 
     assert!(metric(&s, "chinwag_turn_bytes_from_peers").await > 0);
     assert_eq!(metric(&s, "chinwag_turn_refused_peers").await, 0);
 
-    // Hanging up ends the call for both and records it as answered.
+    // Media flowed (as a client reports it), so hanging up ends the call for both and records
+    // it as answered.
+    wa.send_json(json!({"type":"call_connected","call":call})).await;
     wa.send_json(json!({"type":"call_hangup","call":call})).await;
     assert_eq!(call_frame(&mut wb, "call_ended", &call).await["reason"], "hangup");
     loop {

@@ -147,7 +147,13 @@ impl Model {
             2 => ClientFrame::CallReject { call },
             3 => ClientFrame::CallCancel { call },
             4 => ClientFrame::CallHangup { call },
-            5 => ClientFrame::CallJoin { call },
+            5 => {
+                if inp.byte().is_multiple_of(2) {
+                    ClientFrame::CallJoin { call }
+                } else {
+                    ClientFrame::CallConnected { call }
+                }
+            }
             6 => {
                 let b = inp.byte();
                 ClientFrame::CallMediaState { call, muted: b & 1 != 0, camera_off: b & 2 != 0, screen_sharing: b & 4 != 0 }
@@ -201,6 +207,7 @@ impl Model {
             ClientFrame::CallReject { call } => r.reject(&call, user, now),
             ClientFrame::CallCancel { call } => r.cancel(&call, user, conn, now),
             ClientFrame::CallHangup { call } => r.hangup(&call, user, conn, now),
+            ClientFrame::CallConnected { call } => r.media_connected(&call, user, conn, now),
             ClientFrame::CallMediaState { call, muted, camera_off, screen_sharing } => {
                 r.media_state(&call, user, conn, MediaState { muted, camera_off, screen_sharing })
             }

@@ -115,8 +115,9 @@ impl Calls {
     ) -> Arc<Calls> {
         let config = live.get();
         let per_10_min = config.calls.ice_servers_per_10_min.max(1);
+        let (connected_tx, connected_rx) = tokio::sync::mpsc::channel(1024);
         let sfu = if config.calls.sfu {
-            Sfu::start(&config, hub.clone(), shutdown.clone())
+            Sfu::start(&config, hub.clone(), connected_tx, shutdown.clone())
                 .inspect_err(
                     |e| tracing::error!(error = %e, "the SFU is off; group calls are a mesh of at most calls.max_group_participants"),
                 )
@@ -139,6 +140,7 @@ impl Calls {
             sfu,
         });
         tokio::spawn(cut_off_loop(Arc::downgrade(&calls), access_rx, calls.shutdown.clone()));
+        tokio::spawn(sfu_connected_loop(Arc::downgrade(&calls), connected_rx, calls.shutdown.clone()));
         calls
     }
 
@@ -165,6 +167,7 @@ impl Calls {
             ClientFrame::CallReject { call } => self.run(|r| r.reject(&call, user, now)),
             ClientFrame::CallCancel { call } => self.run(|r| r.cancel(&call, user, conn, now)),
             ClientFrame::CallHangup { call } => self.run(|r| r.hangup(&call, user, conn, now)),
+            ClientFrame::CallConnected { call } => self.run(|r| r.media_connected(&call, user, conn, now)),
             ClientFrame::CallMediaState { call, muted, camera_off, screen_sharing } => {
                 self.run(|r| r.media_state(&call, user, conn, MediaState { muted, camera_off, screen_sharing }))
             }
@@ -346,6 +349,20 @@ async fn cut_off_loop(me: Weak<Calls>, mut rx: tokio::sync::mpsc::Receiver<ConvI
         };
         let Some(calls) = me.upgrade() else { return };
         calls.cut_off(conv).await;
+    }
+}
+
+/// Media flows in an SFU call once a participant's session with the SFU connects: the server
+/// knows it first-hand, so SFU clients need not send `call_connected`.
+async fn sfu_connected_loop(me: Weak<Calls>, mut rx: tokio::sync::mpsc::Receiver<sfu::Connected>, shutdown: CancellationToken) {
+    loop {
+        let c = tokio::select! {
+            () = shutdown.cancelled() => return,
+            c = rx.recv() => match c { Some(c) => c, None => return },
+        };
+        let Some(calls) = me.upgrade() else { return };
+        // A session of someone who left meanwhile is no news.
+        let _ = calls.run(|r| r.media_connected(&c.call, c.user, c.conn, Instant::now()));
     }
 }
 

@@ -89,6 +89,9 @@ struct Call {
     caller: UserId,
     ring_deadline: Instant,
     answered_at: Option<Instant>,
+    /// When a participant first reported media flowing (`call_connected`): the call's duration
+    /// counts from here, and an answered call without it is recorded as failed.
+    connected_at: Option<Instant>,
     participants: Vec<Participant>,
     ringing: Vec<UserId>,
     /// The media state each participant last announced, for newcomers.
@@ -100,8 +103,9 @@ impl Call {
         self.participants.iter().map(|p| p.user).collect()
     }
 
+    /// How long media flowed; `None` while it never did.
     fn duration(&self, now: Instant) -> Option<u64> {
-        self.answered_at.map(|t| now.saturating_duration_since(t).as_secs())
+        self.connected_at.map(|t| now.saturating_duration_since(t).as_secs())
     }
 }
 
@@ -182,6 +186,9 @@ impl Registry {
             if c.answered_at.is_none() && (c.participants.len() != 1 || c.participants[0].user != c.caller) {
                 return Err(format!("{id}: before an answer only the caller takes part"));
             }
+            if c.connected_at.is_some() && c.answered_at.is_none() {
+                return Err(format!("{id}: media connected before anyone answered"));
+            }
             if c.ringing.contains(&c.caller) || c.ringing.iter().enumerate().any(|(i, u)| c.ringing[..i].contains(u)) {
                 return Err(format!("{id}: the ringing list repeats a user or holds the caller"));
             }
@@ -246,6 +253,7 @@ impl Registry {
             caller,
             ring_deadline: at,
             answered_at: None,
+            connected_at: None,
             participants: vec![Participant { user: caller, conn }],
             ringing: ringing.clone(),
             states: HashMap::new(),
@@ -358,6 +366,20 @@ impl Registry {
     /// `user` leaves the call from `conn`.
     pub fn hangup(&mut self, id: &str, user: UserId, conn: u64, now: Instant) -> Outcome {
         self.leave(id, Participant { user, conn }, CallEndReason::Hangup, now).ok_or(NO_SUCH_CALL)
+    }
+
+    /// `user`'s device in the call says media flows to another participant. Only the first
+    /// report counts (it starts the duration); later ones, and reports before an answer (no
+    /// other participant yet), change nothing.
+    pub fn media_connected(&mut self, id: &str, user: UserId, conn: u64, now: Instant) -> Outcome {
+        let c = self.calls.get_mut(id).ok_or(NO_SUCH_CALL)?;
+        if !c.participants.contains(&Participant { user, conn }) {
+            return Err(NO_SUCH_CALL);
+        }
+        if c.answered_at.is_some() {
+            c.connected_at.get_or_insert(now);
+        }
+        Ok(Vec::new())
     }
 
     /// A connection closed: it leaves every call it was in.
@@ -513,6 +535,7 @@ impl Registry {
         }
         let outcome = match (duration, reason) {
             (Some(_), _) => CallOutcome::Answered,
+            (None, _) if c.answered_at.is_some() => CallOutcome::Failed,
             (None, CallEndReason::Declined) => CallOutcome::Declined,
             (None, CallEndReason::NoAnswer) => CallOutcome::Missed,
             (None, _) => CallOutcome::Cancelled,

@@ -16,6 +16,7 @@
 //! - relay sockets are [`FilteredConn`]s (in [`relay`]) that refuse to send to, and drop
 //!   packets from, refused peers, so nothing reaches a private address even if a check above were bypassed.
 
+mod refusals;
 mod relay;
 mod screen;
 mod stream;
@@ -38,6 +39,7 @@ use super::credentials::RestAuth;
 use super::filter::PeerFilter;
 use crate::config;
 
+use self::refusals::RefusalLog;
 use self::relay::{RelayGen, Relays};
 use self::screen::{DecodeFrom, MAGIC_COOKIE, count_allocations, handle_message};
 
@@ -119,6 +121,8 @@ struct Shared {
     /// squeeze under the quota.
     allocating: tokio::sync::Mutex<()>,
     stats: Arc<TurnStats>,
+    /// Rate-limited log lines for refused peers.
+    refusals: RefusalLog,
 }
 
 impl TurnServer {
@@ -148,6 +152,9 @@ impl TurnServer {
         let relay_ip = advertised_ip(cfg, local_addr.ip());
         let own = [Some(local_addr), tls_addr, Some(http)].into_iter().flatten().collect();
         let filter = Arc::new(PeerFilter::new(&cfg.allow_peers, own).map_err(anyhow::Error::msg)?);
+        if let Some(warning) = refused_relay_ip(relay_ip, cfg.public_ip.is_some(), &filter, cfg.relay_min_port) {
+            tracing::warn!(%relay_ip, "{warning}");
+        }
         let stats = Arc::new(TurnStats::default());
         let relays = Arc::new(Relays {
             bind_ip: local_addr.ip(),
@@ -174,6 +181,7 @@ impl TurnServer {
             total_quota: cfg.total_quota,
             allocating: tokio::sync::Mutex::new(()),
             stats: stats.clone(),
+            refusals: RefusalLog::default(),
         });
         let shutdown = CancellationToken::new();
         let tasks = TaskTracker::new();
@@ -279,6 +287,20 @@ fn advertised_ip(cfg: &config::Turn, listen: IpAddr) -> IpAddr {
     guess
 }
 
+/// A warning when relays are advertised on an address the relay itself refuses as a peer: then
+/// two people who both go through the relay (relay-only calls, or two NATs that need it) cannot
+/// reach each other's relay address, and their calls fail. `set`: it came from `turn.public_ip`.
+fn refused_relay_ip(relay_ip: IpAddr, set: bool, filter: &PeerFilter, relay_port: u16) -> Option<String> {
+    if filter.allows(SocketAddr::new(relay_ip, relay_port)) {
+        return None;
+    }
+    let whence = if set { "turn.public_ip" } else { "the relay address (turn.public_ip is not set)" };
+    Some(format!(
+        "{whence} {relay_ip} is in a range the relay refuses as a peer: calls where both sides go through the relay will fail. \
+         Set turn.public_ip to the server's public address, or, for a LAN install, open the range with turn.allow_peers"
+    ))
+}
+
 /// Forgets stale nonces now and then (the crate only removes one when it is presented again).
 async fn sweep_nonces(nonces: Nonces, shutdown: CancellationToken) {
     let mut every = tokio::time::interval(Duration::from_secs(60));
@@ -313,5 +335,31 @@ async fn read_loop(socket: Arc<UdpSocket>, manager: Arc<Manager>, shared: Arc<Sh
             },
         };
         handle_message(&shared, &manager, &conn, src, &buf[..n]).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_relay_address_the_relay_refuses_is_warned_about() {
+        let own = vec![SocketAddr::from(([0, 0, 0, 0], 3478))];
+        let default = PeerFilter::new(&[], own.clone()).unwrap();
+        let public: IpAddr = "8.8.8.8".parse().unwrap();
+        assert_eq!(refused_relay_ip(public, true, &default, 49152), None, "a public address is fine");
+        for private in ["10.0.0.5", "192.168.1.2", "127.0.0.1", "203.0.113.7", "fd00::1"] {
+            let ip: IpAddr = private.parse().unwrap();
+            let w = refused_relay_ip(ip, true, &default, 49152).unwrap_or_else(|| panic!("{private} is refused: a warning"));
+            assert!(
+                w.starts_with(&format!("turn.public_ip {ip} is in a range the relay refuses")) && w.contains("turn.allow_peers"),
+                "{w}"
+            );
+        }
+        let guessed = refused_relay_ip("10.0.0.5".parse().unwrap(), false, &default, 49152).unwrap();
+        assert!(guessed.contains("turn.public_ip is not set"), "{guessed}");
+        // A LAN install that opens its range is fine.
+        let lan = PeerFilter::new(&["10.0.0.0/8".into()], own).unwrap();
+        assert_eq!(refused_relay_ip("10.0.0.5".parse().unwrap(), true, &lan, 49152), None);
     }
 }

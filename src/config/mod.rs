@@ -581,8 +581,75 @@ impl Config {
         for p in &mut shown.auth.oidc {
             p.client_secret = "<hidden>".into();
         }
-        toml::to_string_pretty(&shown).unwrap_or_else(|e| format!("# cannot render config: {e}\n"))
+        let text = match toml::to_string_pretty(&shown) {
+            Ok(t) => t,
+            Err(e) => return format!("# cannot render config: {e}\n"),
+        };
+        // TOML has no null: unset optional settings would vanish from the listing, and
+        // operators would not find them (`turn.public_ip`). They are listed as comments.
+        let unset = serde_json::to_value(&shown).map(|v| unset_settings(&v)).unwrap_or_default();
+        with_unset_comments(&text, &unset)
     }
+}
+
+/// Why some unset settings matter, said next to them in `chinwag config`.
+fn unset_hint(table: &str, key: &str) -> &'static str {
+    match (table, key) {
+        ("turn", "public_ip") => "the address clients reach the relay at; calls between people behind different NATs need it",
+        ("turn", "public_host") => "host name in the turn: URLs; defaults to public_ip, then to the host of each request",
+        ("turn", "tls_listen") => "TURN over TLS (turns:) is off",
+        ("", "public_url") => "the address people reach this server at; OpenID Connect needs it",
+        _ => "",
+    }
+}
+
+/// `(table, key)` of every optional setting that is unset (a JSON null), tables dotted, in the
+/// order they are declared; arrays (such as `auth.oidc`) are left out.
+fn unset_settings(v: &serde_json::Value) -> Vec<(String, String)> {
+    fn walk(table: &str, v: &serde_json::Value, out: &mut Vec<(String, String)>) {
+        let serde_json::Value::Object(map) = v else { return };
+        for (k, v) in map {
+            match v {
+                serde_json::Value::Null => out.push((table.to_owned(), k.clone())),
+                serde_json::Value::Object(_) => walk(&if table.is_empty() { k.clone() } else { format!("{table}.{k}") }, v, out),
+                _ => {}
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk("", v, &mut out);
+    out
+}
+
+/// `text` (TOML) with a comment line per unset setting under its table's header (a table
+/// that is missing gets its header added at the end).
+fn with_unset_comments(text: &str, unset: &[(String, String)]) -> String {
+    let comments = |table: &str| -> String {
+        unset
+            .iter()
+            .filter(|(t, _)| t == table)
+            .map(|(t, k)| match unset_hint(t, k) {
+                "" => format!("# {k} = \"\"  # unset\n"),
+                hint => format!("# {k} = \"\"  # unset: {hint}\n"),
+            })
+            .collect()
+    };
+    let mut out = comments("");
+    let mut seen = std::collections::HashSet::new();
+    for line in text.lines() {
+        out.push_str(line);
+        out.push('\n');
+        if let Some(table) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')).filter(|t| !t.starts_with('[')) {
+            out.push_str(&comments(table));
+            seen.insert(table.to_owned());
+        }
+    }
+    let mut missing: Vec<&str> = unset.iter().map(|(t, _)| t.as_str()).filter(|t| !t.is_empty() && !seen.contains(*t)).collect();
+    missing.dedup();
+    for table in missing {
+        out.push_str(&format!("\n[{table}]\n{}", comments(table)));
+    }
+    out
 }
 
 /// The configuration in force, which administrators can change while the server runs. Handlers

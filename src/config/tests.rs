@@ -120,3 +120,26 @@ fn ldap_without_tls_is_refused_unless_the_directory_is_on_loopback() {
     assert!(Ldap { user_base: String::new(), ..ldap("ldaps://d", true) }.validate().is_err());
     assert!(Ldap { bind_dn: Some("cn=x".into()), ..ldap("ldaps://d", true) }.validate().is_err(), "a bind DN without password");
 }
+
+#[test]
+fn the_printed_config_lists_unset_optional_settings_as_comments() {
+    let shown = Config::load(None, env(&[]), &Overrides::default()).unwrap().to_toml_redacted();
+    let turn = shown.split("\n[turn]\n").nth(1).unwrap_or_else(|| panic!("a [turn] table: {shown}"));
+    let turn = turn.split("\n[").next().unwrap();
+    assert!(
+        turn.contains("# public_ip = \"\"  # unset: the address clients reach the relay at"),
+        "turn.public_ip is listed, under [turn]: {turn}"
+    );
+    assert!(turn.contains("# public_host = \"\"  # unset"), "{turn}");
+    assert!(shown.starts_with("# public_url = \"\"  # unset"), "root settings come first: {shown}");
+    // The listing is still the configuration: it parses, and gives back what was loaded.
+    let back: Config = toml::from_str(&shown).unwrap();
+    assert_eq!(back.turn.public_ip, None);
+    // A set one is a setting, not a comment.
+    let set = Config::load(None, env(&[("CHINWAG_TURN__PUBLIC_IP", "203.0.113.5")]), &Overrides::default()).unwrap().to_toml_redacted();
+    assert!(set.contains("public_ip = \"203.0.113.5\"") && !set.contains("# public_ip"), "{set}");
+    // Every unset optional setting is somewhere in the listing.
+    for (table, key) in super::unset_settings(&serde_json::to_value(Config::default()).unwrap()) {
+        assert!(shown.contains(&format!("# {key} = ")), "{table}.{key} is missing: {shown}");
+    }
+}

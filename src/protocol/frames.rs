@@ -81,6 +81,12 @@ pub enum ClientFrame {
     CallJoin {
         call: String,
     },
+    /// Media flows: this device's connection to another participant connected. A call is
+    /// recorded as `answered` (and timed) only from the first of these; an answered call that
+    /// never got one is recorded as `failed`.
+    CallConnected {
+        call: String,
+    },
     /// Your microphone, camera and screen-share state, shown to the others.
     CallMediaState {
         call: String,

@@ -76,7 +76,7 @@ pub enum Content {
     Call {
         media: CallMedia,
         outcome: CallOutcome,
-        /// Seconds from the first answer to the end; 0 when nobody answered.
+        /// Seconds from the moment media first flowed to the end; 0 when it never did.
         duration_secs: u64,
     },
     /// Written by the server for events in a conversation; clients render them in their language.
@@ -123,6 +123,9 @@ pub enum CallOutcome {
     Cancelled,
     /// The callee was already in a call.
     Busy,
+    /// Answered, but media never connected (no route between the devices, or the relay
+    /// refused them).
+    Failed,
 }
 
 /// Events the server records in a conversation.

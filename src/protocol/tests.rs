@@ -180,6 +180,7 @@ fn call_frames_have_the_documented_shape() {
         (r#"{"type":"call_cancel","call":"5f2a9c1e7b3d4a60"}"#, ClientFrame::CallCancel { call: call() }),
         (r#"{"type":"call_hangup","call":"5f2a9c1e7b3d4a60"}"#, ClientFrame::CallHangup { call: call() }),
         (r#"{"type":"call_join","call":"5f2a9c1e7b3d4a60"}"#, ClientFrame::CallJoin { call: call() }),
+        (r#"{"type":"call_connected","call":"5f2a9c1e7b3d4a60"}"#, ClientFrame::CallConnected { call: call() }),
         (
             r#"{"type":"call_media_state","call":"5f2a9c1e7b3d4a60","muted":true,"camera_off":false,"screen_sharing":false}"#,
             ClientFrame::CallMediaState { call: call(), muted: true, camera_off: false, screen_sharing: false },

@@ -27,11 +27,27 @@ describe('call stats', () => {
 
   it('falls back to the selected pair without transport stats, and says direct for other types', () => {
     const r = report([
-      { id: 'P1', type: 'candidate-pair', localCandidateId: 'L1', state: 'succeeded', nominated: true },
+      { id: 'P1', type: 'candidate-pair', localCandidateId: 'L1', remoteCandidateId: 'R1', state: 'succeeded', nominated: true },
       { id: 'L1', type: 'local-candidate', candidateType: 'srflx' },
+      { id: 'R1', type: 'remote-candidate', candidateType: 'host' },
     ])
     expect(summarizeStats(r)).toEqual({ bytesIn: 0, route: 'direct' })
     expect(summarizeStats(report([{ id: 'T1', type: 'transport' }]))).toEqual({ bytesIn: 0, route: null })
+  })
+
+  it('says relayed when the other end of the pair is a relay, and direct only when both ends are known', () => {
+    const pair = (local: string, remote?: string) =>
+      report([
+        { id: 'T1', type: 'transport', selectedCandidatePairId: 'P1' },
+        { id: 'P1', type: 'candidate-pair', localCandidateId: 'L1', remoteCandidateId: 'R1' },
+        { id: 'L1', type: 'local-candidate', candidateType: local },
+        ...(remote ? [{ id: 'R1', type: 'remote-candidate', candidateType: remote }] : []),
+      ])
+    expect(summarizeStats(pair('srflx', 'relay')).route).toBe('relay')
+    expect(summarizeStats(pair('host', 'relay')).route).toBe('relay')
+    expect(summarizeStats(pair('relay', 'host')).route).toBe('relay')
+    expect(summarizeStats(pair('host', 'prflx')).route).toBe('direct')
+    expect(summarizeStats(pair('host')).route).toBeNull()
   })
 })
 

@@ -26,7 +26,15 @@ class FakePc {
   transceivers: RTCRtpTransceiver[] = []
   signalingState: RTCSignalingState = 'stable'
   connectionState: RTCPeerConnectionState = 'new'
+  iceConnectionState: RTCIceConnectionState = 'new'
   onconnectionstatechange: (() => void) | null = null
+  listeners: Record<string, (() => void)[]> = {}
+  addEventListener(type: string, fn: () => void) {
+    ;(this.listeners[type] ??= []).push(fn)
+  }
+  removeEventListener(type: string, fn: () => void) {
+    this.listeners[type] = (this.listeners[type] ?? []).filter((f) => f !== fn)
+  }
   offers: (RTCOfferOptions | undefined)[] = []
   closed = false
   private nextMid = 0
@@ -74,7 +82,9 @@ class FakePc {
   }
   setState(s: RTCPeerConnectionState) {
     this.connectionState = s
+    this.iceConnectionState = s === 'connecting' ? 'checking' : s === 'new' || s === 'closed' ? s : s === 'failed' ? 'failed' : s === 'disconnected' ? 'disconnected' : 'connected'
     this.onconnectionstatechange?.()
+    for (const fn of this.listeners.connectionstatechange ?? []) fn()
   }
 }
 
@@ -151,20 +161,20 @@ describe('the connection to the SFU', () => {
     expect(out.offers).toHaveLength(3)
   })
 
-  it('restarts ICE with a new offer when the connection fails', async () => {
+  it('restarts ICE with a new offer when the network changes', async () => {
     const { link, pc, out } = newLink()
     await link.send({ audio: track('audio'), camera: null, screen: null })
     await link.onAnswer('a')
-    pc.setState('failed')
+    window.dispatchEvent(new Event('online'))
     // The restart is queued; the answer to it comes after.
     await link.onAnswer('a')
     expect(pc.offers).toEqual([undefined, { iceRestart: true }])
     expect(out.offers).toHaveLength(2)
     expect(pc.signalingState).toBe('stable')
-    // Connected again: later offers are plain ones.
-    pc.setState('connected')
+    // Later offers are plain ones.
     await link.send({ audio: pc.transceivers[0]!.sender.track, camera: track('video'), screen: null })
     expect(pc.offers[2]).toBeUndefined()
+    link.close()
   })
 
   it('closes', () => {
@@ -257,6 +267,30 @@ describe('the calls store in an SFU call', () => {
       expect(FakePc.all[0]!.config.iceTransportPolicy).toBe('relay')
     } finally {
       localStorage.removeItem(RELAY_ONLY_KEY)
+      calls.hangup()
+    }
+  })
+
+  it('counts the call as connected once the server connection is, and restarts ICE through the watch when it fails', async () => {
+    const { calls, sent, frame } = setup()
+    localStorage.setItem('chinwag.callHealth', JSON.stringify({ connectMs: 60_000 }))
+    try {
+      frame(ringing)
+      await calls.accept('k1')
+      frame({ type: 'call_accepted', call: 'k1', user: 3, participants: [7, 3], sfu: true })
+      await vi.waitFor(() => expect(sent.some((f) => f.type === 'call_sfu_offer')).toBe(true))
+      frame({ type: 'call_sfu_answer', call: 'k1', sdp: 'answer' })
+      const pc = FakePc.all[0]!
+      await vi.waitFor(() => expect(pc.signalingState).toBe('stable'))
+      pc.setState('connected')
+      expect(calls.active?.connectedAt).not.toBeNull()
+      expect(calls.active?.phase).toBe('connected')
+      expect(sent.filter((f) => f.type === 'call_connected')).toHaveLength(1)
+      pc.setState('failed')
+      await vi.waitFor(() => expect(pc.offers.at(-1)).toEqual({ iceRestart: true }))
+      expect(sent.filter((f) => f.type === 'call_sfu_offer')).toHaveLength(2)
+    } finally {
+      localStorage.removeItem('chinwag.callHealth')
       calls.hangup()
     }
   })

@@ -81,6 +81,14 @@ pub enum Command {
     },
 }
 
+/// A participant's session with the SFU connected (ICE and DTLS done).
+#[derive(Debug)]
+pub struct Connected {
+    pub call: String,
+    pub user: UserId,
+    pub conn: u64,
+}
+
 #[derive(Clone, Copy, Debug)]
 pub struct Limits {
     pub max_participants: usize,
@@ -97,6 +105,8 @@ pub struct Engine {
     pub crypto: Arc<CryptoProvider>,
     pub limits: Limits,
     pub stats: Arc<SfuStats>,
+    /// Where a session's media connecting is told (the call then counts as answered).
+    connected: mpsc::Sender<Connected>,
     admitted: HashMap<String, HashMap<UserId, u64>>,
     peers: Vec<Peer>,
     by_addr: HashMap<SocketAddr, u64>,
@@ -114,6 +124,7 @@ impl Engine {
         crypto: Arc<CryptoProvider>,
         limits: Limits,
         stats: Arc<SfuStats>,
+        connected: mpsc::Sender<Connected>,
     ) -> Engine {
         Engine {
             socket,
@@ -122,6 +133,7 @@ impl Engine {
             crypto,
             limits,
             stats,
+            connected,
             admitted: HashMap::new(),
             peers: Vec::new(),
             by_addr: HashMap::new(),
@@ -277,6 +289,12 @@ impl Engine {
                 }
             }
             Event::MediaData(d) => self.forward(i, &d, now),
+            Event::Connected => {
+                let p = &self.peers[i];
+                if self.connected.try_send(Connected { call: p.call.clone(), user: p.user, conn: p.conn }).is_err() {
+                    tracing::warn!(user = %p.user, "SFU: a connected session could not be told to the calls feature");
+                }
+            }
             Event::KeyframeRequest(req) => {
                 let p = &self.peers[i];
                 if let Some(out) = p.outs.iter().find(|o| o.open_mid() == Some(req.mid))

@@ -28,6 +28,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
+pub use self::engine::Connected;
 use self::engine::{Command, Engine, Limits};
 use crate::config::Config;
 use crate::hub::Hub;
@@ -70,7 +71,8 @@ impl Sfu {
     /// Binds `calls.media_listen` and starts the loop; the candidate is `turn.public_ip`, else
     /// the bound address, else (bound to all addresses) the address this host would use to
     /// reach the internet, found without sending a packet.
-    pub fn start(config: &Config, hub: Arc<Hub>, shutdown: CancellationToken) -> anyhow::Result<Sfu> {
+    /// `connected` hears of each session whose media connected.
+    pub fn start(config: &Config, hub: Arc<Hub>, connected: mpsc::Sender<Connected>, shutdown: CancellationToken) -> anyhow::Result<Sfu> {
         let listen = config.calls.media_listen;
         let std_socket = bind(listen)?;
         let local_addr = std_socket.local_addr()?;
@@ -90,7 +92,7 @@ impl Sfu {
             adapt: config.calls.sfu_adapt_to_bandwidth,
         };
         let crypto = Arc::new(str0m::crypto::from_feature_flags());
-        let engine = Engine::new(socket, candidate, hub, crypto, limits, stats.clone());
+        let engine = Engine::new(socket, candidate, hub, crypto, limits, stats.clone(), connected);
         let (tx, rx) = mpsc::channel(QUEUE);
         tokio::spawn(engine.run(rx, shutdown));
         tracing::info!(%local_addr, %candidate, "group calls: SFU media port open");

@@ -75,6 +75,9 @@ async fn a_1to1_call_rings_is_answered_on_one_device_and_logs_its_duration() {
     assert_eq!(r.signal("c1", B, 22, A, Signal::Offer("x".into())), Err(NO_SUCH_CALL));
     assert_eq!(r.signal("c1", C, 30, A, Signal::Offer("x".into())), Err(NO_SUCH_CALL));
     assert!(r.signal("c1", A, 10, A, Signal::Answer("x".into())).is_err(), "not to oneself");
+    // Media flows: the duration counts from here. Only a device in the call may say so.
+    assert_eq!(r.media_connected("c1", B, 22, t0), Err(NO_SUCH_CALL));
+    assert_eq!(r.media_connected("c1", B, 21, t0), Ok(vec![]));
     // The timer firing after an answer changes nothing.
     tokio::time::advance(Duration::from_secs(45)).await;
     assert!(r.timeout("c1", Instant::now()).is_empty());
@@ -148,6 +151,7 @@ async fn a_dropped_connection_ends_the_call() {
     assert!(matches!(&to_conn(&fx, 23)[0], ServerFrame::CallIncoming { from: A, .. }));
     assert_eq!(to_conn(&fx, 10), vec![ServerFrame::CallRinging { call: "c1".into(), user: B }]);
     r.accept("c1", B, 23, false, t0).unwrap();
+    r.media_connected("c1", A, 10, t0).unwrap();
     tokio::time::advance(Duration::from_secs(5)).await;
     let fx = r.disconnected(A, 10, Instant::now());
     assert_eq!(to_conn(&fx, 23), vec![ended("c1", CallEndReason::ConnectionLost, Some(5))]);
@@ -178,6 +182,7 @@ async fn a_group_call_is_a_mesh_of_at_most_four_with_joins_leaves_and_media_stat
     assert_eq!(to_conn(&fx, 30), vec![ServerFrame::CallAccepted { call: "g1".into(), user: C, participants: vec![A, B, C], sfu: false }]);
     assert_eq!(to_conn(&fx, 10), to_conn(&fx, 30));
     r.accept("g1", D, 40, false, t0).unwrap();
+    r.media_connected("g1", D, 40, t0).unwrap();
     assert_eq!(r.accept("g1", E, 50, false, t0), Err(Refusal::TooMany("This call is full.")));
     assert_eq!(r.invite("g3".into(), E, 50, g, true, &members, CallMedia::Audio, t0), Err(Refusal::TooMany("This call is full.")));
     assert_eq!(r.accept("g1", UserId(6), 60, false, t0), Err(NO_SUCH_CALL), "not rung, no right to join");
@@ -199,6 +204,36 @@ async fn a_group_call_is_a_mesh_of_at_most_four_with_joins_leaves_and_media_stat
     assert_eq!(to_conn(&fx, 40), vec![ended("g1", CallEndReason::Hangup, Some(60))]);
     assert_eq!(logs(&fx), vec![(CallOutcome::Answered, 60)]);
     assert!(r.is_empty());
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_answered_call_whose_media_never_connected_is_recorded_as_failed() {
+    let t0 = Instant::now();
+    let mut r = reg();
+    r.invite("c1".into(), A, 10, dm(), false, &[A, B], CallMedia::Video, t0).unwrap();
+    assert_eq!(r.media_connected("c1", A, 10, t0), Ok(vec![]), "before an answer a report changes nothing");
+    r.accept("c1", B, 21, false, t0).unwrap();
+    tokio::time::advance(Duration::from_secs(46)).await;
+    let fx = r.hangup("c1", A, 10, Instant::now()).unwrap();
+    assert_eq!(to_conn(&fx, 21), vec![ended("c1", CallEndReason::Hangup, None)], "no duration: no call took place");
+    assert_eq!(logs(&fx), vec![(CallOutcome::Failed, 0)]);
+    // The same in a group: answered by two, media never flowed.
+    let g = ConvId::Group(9);
+    r.invite("g1".into(), A, 10, g, true, &[A, B, C], CallMedia::Audio, t0).unwrap();
+    r.accept("g1", B, 21, false, t0).unwrap();
+    r.reject("g1", C, t0).unwrap();
+    let fx = r.disconnected(B, 21, Instant::now());
+    assert_eq!(logs(&fx), vec![(CallOutcome::Failed, 0)]);
+    // Media that connected late counts from then on.
+    r.invite("c2".into(), A, 10, dm(), false, &[A, B], CallMedia::Audio, Instant::now()).unwrap();
+    r.accept("c2", B, 21, false, Instant::now()).unwrap();
+    tokio::time::advance(Duration::from_secs(10)).await;
+    r.media_connected("c2", B, 21, Instant::now()).unwrap();
+    tokio::time::advance(Duration::from_secs(3)).await;
+    r.media_connected("c2", A, 10, Instant::now()).unwrap();
+    tokio::time::advance(Duration::from_secs(4)).await;
+    let fx = r.hangup("c2", B, 21, Instant::now()).unwrap();
+    assert_eq!(logs(&fx), vec![(CallOutcome::Answered, 7)], "from the first report");
 }
 
 #[tokio::test(start_paused = true)]

@@ -121,9 +121,12 @@ async fn screen(shared: &Shared, data: &[u8], src: SocketAddr) -> Screened {
     let peer_carrying = method == METHOD_CREATE_PERMISSION || method == METHOD_CHANNEL_BIND || method == METHOD_SEND;
     if peer_carrying && (class == CLASS_REQUEST || class == CLASS_INDICATION) {
         let peers = xor_peer_addresses(&m);
-        if peers.iter().any(|p| !p.is_some_and(|p| shared.filter.allows(p))) {
+        if let Some(refused) = peers.iter().find(|p| !p.is_some_and(|p| shared.filter.allows(p))) {
             shared.stats.refused_peers.fetch_add(1, Ordering::Relaxed);
             tracing::debug!(%src, ?peers, "TURN peer refused");
+            if let Some(peer) = refused {
+                shared.refusals.refused(src, peer.ip());
+            }
             if class == CLASS_INDICATION {
                 return Screened::Drop;
             }

@@ -7,7 +7,8 @@
 // I send changes (and for an ICE restart); the server offers when what I receive changes. The
 // server gives way in a collision: while an offer of mine is out, its offer is ignored (it drops
 // it, answers mine and offers again). A change of mine made while any offer is out is offered
-// once that exchange is over.
+// once that exchange is over. ICE restarts: on a network change here, on a failure through the
+// calls store's link watch.
 import { summarizeStats } from '@/lib/calls'
 import type { SfuSource, SfuTrack, UserId } from '@/protocol/types'
 
@@ -19,8 +20,6 @@ export const CAMERA_LAYERS: RTCRtpEncodingParameters[] = [
 ]
 /** A shared screen: one layer at full resolution, favouring sharp text over frame rate. */
 export const SCREEN_ENCODING: RTCRtpEncodingParameters = { maxBitrate: 2_500_000 }
-/** ICE restarts tried in a row before the connection is left failed. */
-const MAX_RESTARTS = 3
 
 /** What I send: each source's track, or null for none. */
 export type Outgoing = Record<SfuSource, MediaStreamTrack | null>
@@ -54,22 +53,15 @@ export class SfuLink {
   private chain: Promise<void> = Promise.resolve()
   private again = false
   private restartNext = false
-  private restarts = 0
   private closed = false
   private readonly onNetwork = () => this.restartIce()
 
   constructor(config: RTCConfiguration, hooks: SfuHooks) {
     this.pc = new RTCPeerConnection(config)
     this.hooks = hooks
-    this.pc.onconnectionstatechange = () => {
-      const s = this.pc.connectionState
-      if (s === 'connected') this.restarts = 0
-      if (s === 'failed' && this.restarts < MAX_RESTARTS) {
-        this.restarts++
-        this.restartIce()
-      }
-      hooks.state(s)
-    }
+    // A failed connection is restarted by the calls store's watch (`calls/linkWatch.ts`), as
+    // in every call; here only a network change restarts at once.
+    this.pc.onconnectionstatechange = () => hooks.state(this.pc.connectionState)
     // A new network (Wi-Fi to mobile data, a VPN coming up): the old path may be gone.
     window.addEventListener('online', this.onNetwork)
     netInfo()?.addEventListener('change', this.onNetwork)

@@ -5,6 +5,7 @@
 // for. The store calls in from a handful of places; everything else about SFU calls is here.
 import { markRaw, ref, type Ref } from 'vue'
 import type { ActiveCall, PeerState } from '@/lib/calls'
+import type { LinkWatch, LinkWatchHooks } from './linkWatch'
 import type { CallClientFrame, CallServerFrame, SfuVideo, UserId } from '@/protocol/types'
 import { sameView } from './layers'
 import { SfuLink, type RemoteMedia } from './sfu'
@@ -28,6 +29,12 @@ export interface SfuDeps {
   me(): UserId | null
   /** My microphone and camera, and the screen I share. */
   local(): { stream: MediaStream | null; screen: MediaStream | null }
+  /** Watches the connection as every call's are (`calls/linkWatch.ts`): restart, give up. */
+  watch(pc: RTCPeerConnection, hooks: LinkWatchHooks): LinkWatch
+  /** Media flows: the call took place. */
+  connected(): void
+  /** The connection to the server is lost for good. */
+  gaveUp: LinkWatchHooks['giveUp']
 }
 
 export function sfuCall(deps: SfuDeps) {
@@ -44,6 +51,7 @@ export function sfuCall(deps: SfuDeps) {
   let sent: SfuVideo[] | null = null
   let viewTimer: ReturnType<typeof setTimeout> | null = null
   let statsTimer: ReturnType<typeof setInterval> | null = null
+  let watch: LinkWatch | null = null
   /** Bumped by `close`, so that a connection still being set up for an ended call is dropped. */
   let epoch = 0
 
@@ -88,6 +96,7 @@ export function sfuCall(deps: SfuDeps) {
         if (s === 'connected' && a) a.phase = 'connected'
       },
     })
+    watch = deps.watch(l.pc, { connected: () => deps.connected(), restart: () => void l.restartIce(), giveUp: (cause) => deps.gaveUp(cause) })
     statsTimer = setInterval(() => void readStats(l), STATS_EVERY_MS)
     await l.send(outgoing())
     ready = true
@@ -165,6 +174,8 @@ export function sfuCall(deps: SfuDeps) {
     const l = link
     link = null
     void l?.then((x) => x?.close())
+    watch?.stop()
+    watch = null
     if (statsTimer) clearInterval(statsTimer)
     if (viewTimer) clearTimeout(viewTimer)
     statsTimer = viewTimer = null

@@ -493,6 +493,24 @@ export default {
       no_answer: 'No answer',
       taken_elsewhere: 'Answered on another device',
       connection_lost: 'Connection lost',
+      not_connected: 'Call ended before it connected',
+    },
+    failed: {
+      title: 'The call could not connect',
+      lost: 'The connection was lost and could not be restored. One of you may have lost the network.',
+      relay_unreachable: 'The relay server that carries calls could not be reached from this device.',
+      relay_refused: 'The relay server refused to connect the two of you, so no sound or video could get through.',
+      no_relay: 'There is no direct route between your devices, and this server has no relay for calls.',
+      no_route: 'No route was found between your devices. A firewall may be blocking the call.',
+      adminTitle: 'For the server’s administrator',
+      admin: {
+        lost: 'If this happens often, check that the TURN port (turn.listen, UDP and TCP) is reachable.',
+        relay_unreachable: 'Check that the TURN port (turn.listen, UDP and TCP) is open and that turn.public_ip or turn.public_host is the address clients reach.',
+        relay_refused: 'Check turn.public_ip: it must be the server’s public address, not one the relay refuses. turn.allow_peers opens private ranges for LAN installs. The server log names the refused peers.',
+        no_relay: 'Enable the TURN relay (turn.enabled) and set turn.public_ip.',
+        no_route: 'Check turn.public_ip and turn.allow_peers; the server log names refused relay peers.',
+      },
+      close: 'OK',
     },
     errors: {
       media_denied: 'Allow the microphone (and camera) to make calls.',
@@ -512,6 +530,7 @@ export default {
       declined: 'Declined',
       cancelled: 'Cancelled',
       busy: 'Busy',
+      failed: 'Call failed',
     },
   },
   admin: {

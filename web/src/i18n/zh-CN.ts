@@ -493,6 +493,24 @@ export default {
       no_answer: '无人接听',
       taken_elsewhere: '已在其他设备接听',
       connection_lost: '连接已断开',
+      not_connected: '通话未接通即已结束',
+    },
+    failed: {
+      title: '通话无法接通',
+      lost: '连接已中断且无法恢复，可能是其中一方断网了。',
+      relay_unreachable: '此设备无法连接到负责转发通话的中继服务器。',
+      relay_refused: '中继服务器拒绝为你们转发，声音和画面都无法送达。',
+      no_relay: '你们的设备之间没有直连路径，而此服务器没有提供通话中继。',
+      no_route: '你们的设备之间找不到可用的连接路径，可能有防火墙拦截了通话。',
+      adminTitle: '给服务器管理员',
+      admin: {
+        lost: '如果经常发生，请检查 TURN 端口（turn.listen，UDP 和 TCP）是否可以访问。',
+        relay_unreachable: '请检查 TURN 端口（turn.listen，UDP 和 TCP）是否开放，以及 turn.public_ip 或 turn.public_host 是否为客户端可访问的地址。',
+        relay_refused: '请检查 turn.public_ip：它必须是服务器的公网地址，而不是中继会拒绝的地址。局域网部署可用 turn.allow_peers 放行私有网段。服务器日志会列出被拒绝的对端。',
+        no_relay: '请启用 TURN 中继（turn.enabled）并设置 turn.public_ip。',
+        no_route: '请检查 turn.public_ip 和 turn.allow_peers；服务器日志会列出被拒绝的中继对端。',
+      },
+      close: '好的',
     },
     errors: {
       media_denied: '请允许使用麦克风（和摄像头）以进行通话。',
@@ -512,6 +530,7 @@ export default {
       declined: '已拒绝',
       cancelled: '已取消',
       busy: '对方忙线中',
+      failed: '通话失败',
     },
   },
   admin: {

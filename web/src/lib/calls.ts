@@ -25,7 +25,7 @@ export interface PeerState {
   connected: boolean
   /** Media bytes received from this peer so far (RTP, from getStats). */
   bytesIn: number
-  /** How the connection runs: through the TURN relay or directly; null until known. */
+  /** How the connection runs: through a TURN relay (either side's) or directly; null until known. */
   route: 'relay' | 'direct' | null
   /** SFU calls: the screen they share, apart from `stream` (their audio and camera). */
   screen?: MediaStream | null
@@ -40,8 +40,10 @@ export interface ActiveCall {
   phase: CallPhase
   /** I started it. */
   outgoing: boolean
-  /** When it was answered (ms), for the duration. */
+  /** When it was answered (ms). */
   answeredAt: number | null
+  /** When media first flowed (ms), for the duration; null while it never did. */
+  connectedAt?: number | null
   /** Who I am calling or who called me (the other person of a 1:1 call). */
   other: UserId | null
 }
@@ -72,9 +74,13 @@ export function summarizeStats(report: RTCStatsReport): { bytesIn: number; route
     for (const s of byId.values()) if (s.type === 'candidate-pair' && (s.selected === true || (s.nominated === true && s.state === 'succeeded'))) pairId = s.id as string
   }
   const pair = pairId ? byId.get(pairId) : undefined
-  const local = pair ? byId.get(pair.localCandidateId as string) : undefined
-  const type = local?.candidateType
-  return { bytesIn, route: type === 'relay' ? 'relay' : type ? 'direct' : null }
+  // Relayed when either end of the pair is a relay address: a call relayed through the other
+  // side's allocation has a direct-looking local candidate. Direct only when both ends are known
+  // and neither is a relay.
+  const local = pair ? byId.get(pair.localCandidateId as string)?.candidateType : undefined
+  const remote = pair ? byId.get(pair.remoteCandidateId as string)?.candidateType : undefined
+  const route = local === 'relay' || remote === 'relay' ? 'relay' : local && remote ? 'direct' : null
+  return { bytesIn, route }
 }
 
 /**

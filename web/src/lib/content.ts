@@ -75,6 +75,8 @@ export function callText(c: Extract<Content, { kind: 'call' }>, mine: boolean, t
       return mine ? t('call.record.cancelled') : t('call.record.missed')
     case 'busy':
       return mine ? t('call.record.busy') : t('call.record.missed')
+    case 'failed':
+      return t('call.record.failed')
     default:
       return c.media === 'video' ? t('content.videoCall') : t('content.call')
   }

@@ -91,7 +91,7 @@ export interface ForwardResult {
 }
 
 export type CallMedia = 'audio' | 'video'
-export type CallOutcome = 'answered' | 'missed' | 'declined' | 'cancelled' | 'busy'
+export type CallOutcome = 'answered' | 'missed' | 'declined' | 'cancelled' | 'busy' | 'failed'
 
 /**
  * What a client may send: the server writes `call` and `system` itself. For images, files and
@@ -377,7 +377,7 @@ export type ClientFrame =
 /** Call signalling a client sends (docs/protocol.md, "Calls"). */
 export type CallClientFrame =
   | { type: 'call_invite'; conv: ConvId; media: CallMedia }
-  | { type: 'call_accept' | 'call_reject' | 'call_cancel' | 'call_hangup' | 'call_join'; call: string }
+  | { type: 'call_accept' | 'call_reject' | 'call_cancel' | 'call_hangup' | 'call_join' | 'call_connected'; call: string }
   | { type: 'call_media_state'; call: string; muted: boolean; camera_off: boolean; screen_sharing?: boolean }
   | { type: 'call_offer' | 'call_answer'; call: string; to: UserId; sdp: string }
   | { type: 'call_candidate'; call: string; to: UserId; candidate: RTCIceCandidateInitLike }

@@ -10,10 +10,16 @@
 // sender in place (`replaceTrack`, no renegotiation); a call that has no video sender yet gets
 // one and renegotiates (a new offer). When both sides offer at once, the peer with the higher
 // user id gives way (rolls back, answers, then offers again).
+//
+// A connection that does not connect, or drops, is watched by `calls/linkWatch.ts`: ICE restart
+// (a new offer, same glare rule), then giving up with the likely cause (`failure`), shown on the
+// call screen. The first connection sends `call_connected`: only then did the call take place.
 import { defineStore } from 'pinia'
 import { computed, markRaw, ref, shallowRef, watch } from 'vue'
 import { api } from '@/protocol/api'
 import type { CallClientFrame, CallMedia, CallServerFrame, ConvId, IceServer, UserId } from '@/protocol/types'
+import type { FailureCause } from '@/calls/health'
+import { watchLink, type LinkWatch } from '@/calls/linkWatch'
 import { acceptAnswer, addCandidate, answerOffer, makeOffer, replaceVideoTrack, summarizeStats, type ActiveCall, type Incoming, type PeerLink, type PeerState } from '@/lib/calls'
 import { sfuCall } from '@/calls/sfuCall'
 import { useChat } from './chat'
@@ -41,14 +47,28 @@ export const useCalls = defineStore('calls', () => {
   /** Why the last call ended, shown for a moment on the call screen. */
   const ended = ref<{ reason: string; duration: number | null } | null>(null)
   const error = ref<string | null>(null)
+  /** Why the last call could not connect, shown on the call screen until dismissed. */
+  const failure = ref<{ cause: FailureCause; conv: ConvId; other: UserId | null } | null>(null)
   const links = new Map<UserId, PeerLink>()
+  const watches = new Map<UserId, LinkWatch>()
   const linking = new Map<UserId, Promise<PeerLink>>()
   let ice: { servers: IceServer[]; policy: RTCIceTransportPolicy; until: number } | null = null
   let unsubs: (() => void)[] = []
   let endedTimer: ReturnType<typeof setTimeout> | null = null
   let statsTimer: ReturnType<typeof setInterval> | null = null
   // Group calls through the server's SFU (calls/sfuCall.ts): one connection, not a mesh.
-  const sfu = sfuCall({ send, iceConfig, active, peers, peerState, me: myId, local: () => ({ stream: localStream.value, screen: screenStream.value }) })
+  const sfu = sfuCall({
+    send,
+    iceConfig,
+    active,
+    peers,
+    peerState,
+    me: myId,
+    local: () => ({ stream: localStream.value, screen: screenStream.value }),
+    watch: (pc, hooks) => watchLink(pc, relayInfo(), hooks),
+    connected: mediaConnected,
+    gaveUp: linkGaveUp,
+  })
 
   const ringing = computed(() => incoming.value[0] ?? null)
   const sharing = computed(() => !!screenStream.value)
@@ -145,8 +165,9 @@ export const useCalls = defineStore('calls', () => {
     if (active.value || !supported) return
     error.value = null
     ended.value = null
+    failure.value = null
     const other = myId() !== null ? peerOf(conv) : null
-    active.value = { call: null, conv, media, phase: 'starting', outgoing: true, answeredAt: null, other }
+    active.value = { call: null, conv, media, phase: 'starting', outgoing: true, answeredAt: null, connectedAt: null, other }
     let stream: MediaStream | null
     try {
       stream = await mediaForThisCall(media === 'video')
@@ -170,9 +191,10 @@ export const useCalls = defineStore('calls', () => {
     if (!inc || active.value) return
     error.value = null
     ended.value = null
+    failure.value = null
     incoming.value = incoming.value.filter((x) => x.call !== call)
     const other = inc.conv.startsWith('g:') ? null : inc.from
-    active.value = { call, conv: inc.conv, media: inc.media, phase: 'connecting', outgoing: false, answeredAt: null, other }
+    active.value = { call, conv: inc.conv, media: inc.media, phase: 'connecting', outgoing: false, answeredAt: null, connectedAt: null, other }
     let stream: MediaStream | null
     try {
       stream = await mediaForThisCall(inc.media === 'video')
@@ -201,7 +223,9 @@ export const useCalls = defineStore('calls', () => {
     const a = active.value
     if (!a) return
     if (a.call) send({ type: 'call_hangup', call: a.call })
-    cleanup(a.answeredAt ? 'hangup' : 'cancelled', a.answeredAt ? Math.round((Date.now() - a.answeredAt) / 1000) : null)
+    // An answered call that never connected did not take place: no duration to show.
+    if (a.connectedAt) cleanup('hangup', Math.round((Date.now() - a.connectedAt) / 1000))
+    else cleanup(a.answeredAt ? 'not_connected' : 'cancelled')
   }
 
   function toggleMute() {
@@ -335,7 +359,10 @@ export const useCalls = defineStore('calls', () => {
         if (a?.call === f.call) void onAnswer(f.from, f.sdp)
         break
       case 'call_candidate':
-        if (a?.call === f.call) void onCandidate(f.from, f.candidate as RTCIceCandidateInit)
+        if (a?.call === f.call) {
+          watches.get(f.from)?.remoteCandidate((f.candidate as RTCIceCandidateInit).candidate)
+          void onCandidate(f.from, f.candidate as RTCIceCandidateInit)
+        }
         break
       case 'call_media_state':
         if (a?.call === f.call) {
@@ -355,7 +382,7 @@ export const useCalls = defineStore('calls', () => {
         break
       case 'call_ended':
         incoming.value = incoming.value.filter((x) => x.call !== f.call)
-        if (a?.call === f.call) cleanup(f.reason, f.duration_secs ?? null)
+        if (a?.call === f.call && !endedUnconnected(a)) cleanup(f.reason, f.duration_secs ?? null)
         break
     }
   }
@@ -423,6 +450,19 @@ export const useCalls = defineStore('calls', () => {
       p.connected = pc.connectionState === 'connected'
       if (p.connected && active.value) active.value.phase = 'connected'
     }
+    watches.set(
+      user,
+      watchLink(pc, relayInfo(), {
+        connected: () => mediaConnected(),
+        restart: () => {
+          pc.restartIce()
+          // An offer that cannot be made now (a negotiation in progress) leaves the restart to
+          // that negotiation; the watch's deadline still bounds it.
+          offer(user, link).catch(() => undefined)
+        },
+        giveUp: (cause) => linkGaveUp(cause),
+      }),
+    )
     startStats()
     if (offering) await offer(user, link)
     return link
@@ -450,6 +490,44 @@ export const useCalls = defineStore('calls', () => {
     await addCandidate(await connectTo(from, false), c)
   }
 
+  /** What the relay offers the watch needs for its likely cause. */
+  function relayInfo() {
+    const offered = !!ice?.servers.some((s) => [s.urls].flat().some((u) => /^turns?:/.test(u)))
+    return { offered, only: ice?.policy === 'relay' }
+  }
+
+  /** Media flows on a connection: the first time in this call, the server hears of it. */
+  function mediaConnected() {
+    const a = active.value
+    if (!a || a.connectedAt) return
+    a.connectedAt = Date.now()
+    if (a.call) send({ type: 'call_connected', call: a.call })
+  }
+
+  /** A connection gave up. While another still connects or is connected, the call goes on. */
+  function linkGaveUp(cause: FailureCause) {
+    const a = active.value
+    if (!a) return
+    if ([...links.values()].some((l) => l.pc.connectionState === 'connected')) return
+    if ([...watches.values()].some((w) => !w.gaveUp)) return
+    if (a.call) send({ type: 'call_hangup', call: a.call })
+    failure.value = { cause, conv: a.conv, other: a.other }
+    cleanup('failed')
+  }
+
+  /**
+   * The call ended (the other side gave up or hung up) after an answer but before media ever
+   * flowed. When this side's connection was in trouble too, that is a failed call: its likely
+   * cause is shown. Returns false when the ending is an ordinary one, for the caller to handle.
+   */
+  function endedUnconnected(a: ActiveCall): boolean {
+    if (!a.answeredAt || a.connectedAt) return false
+    const troubled = [...watches.values()].find((w) => w.troubled)
+    if (troubled) failure.value = { cause: troubled.cause(), conv: a.conv, other: a.other }
+    cleanup(troubled ? 'failed' : 'not_connected')
+    return true
+  }
+
   /** Reads each connection's stats every second: bytes received and the route in use. */
   function startStats() {
     if (statsTimer) return
@@ -472,6 +550,8 @@ export const useCalls = defineStore('calls', () => {
   }
 
   function dropPeer(user: UserId) {
+    watches.get(user)?.stop()
+    watches.delete(user)
     links.get(user)?.pc.close()
     links.delete(user)
     linking.delete(user)
@@ -519,6 +599,7 @@ export const useCalls = defineStore('calls', () => {
 
   function dismissError() {
     error.value = null
+    failure.value = null
   }
 
   return {
@@ -541,6 +622,7 @@ export const useCalls = defineStore('calls', () => {
     setView: sfu.setView,
     ended,
     error,
+    failure,
     attach,
     detach,
     start,

@@ -1,0 +1,245 @@
+// Calls across NATs: the browser part of scripts/test-nat, which builds the network (two LANs
+// behind port-randomizing NATs, a server on a documentation "internet" address) and starts the
+// server; run it through that script, not alone:
+//
+//   scripts/test-nat
+//
+// Two headless Chromiums, one in each LAN namespace (launched through a wrapper that enters the
+// namespace; the CDP pipe is inherited, so this one process drives both), register through the
+// web client, become contacts and make a 1:1 video call: with UDP, then with UDP blocked at NAT A
+// so that A can only reach the TURN relay over TCP. Each call must connect and decode video both
+// ways. The selected candidate pairs and the connect times are printed for the record.
+import { test, before, after } from 'node:test'
+import assert from 'node:assert/strict'
+import { execFileSync } from 'node:child_process'
+import { chromium } from 'playwright-core'
+import * as lib from './lib.mjs'
+import { T, waitForCount } from './lib.mjs'
+
+const env = (k) => process.env[k] ?? assert.fail(`${k} is not set: run this through scripts/test-nat`)
+const base = env('NAT_BASE')
+const SERVER_IP = new URL(base).hostname
+const LAN = { a: '198.51.100.10', b: '192.0.2.10' }
+const NAT_WAN = { a: '203.0.113.11', b: '203.0.113.12' }
+// Connecting and decoding across the NATs; generous for a loaded 2-core machine.
+const CALL_T = 20_000
+
+const run = Date.now().toString(36).slice(-5)
+const users = {
+  a: { username: `nata${run}`, nickname: 'Nat A', password: 'nat proof password 1' },
+  b: { username: `natb${run}`, nickname: 'Nat B', password: 'nat proof password 2' },
+}
+const browsers = {}
+const pages = {} // side -> Page
+let conv
+const results = []
+
+/**
+ * Records every RTCPeerConnection the app makes (and when it connected), so that the test can
+ * read its getStats() without a hook in the app.
+ */
+function trackPeerConnections() {
+  const Native = window.RTCPeerConnection
+  window.__natPcs = []
+  window.RTCPeerConnection = class extends Native {
+    constructor(...args) {
+      super(...args)
+      const rec = { pc: this, created: Date.now(), connected: null }
+      window.__natPcs.push(rec)
+      this.addEventListener('connectionstatechange', () => {
+        if (this.connectionState === 'connected' && rec.connected === null) rec.connected = Date.now()
+      })
+    }
+  }
+}
+
+/**
+ * The call's open peer connection on `page`: its state, when it connected, the selected
+ * candidate pair (types, addresses, protocols), video frames decoded and encoded, and every local
+ * candidate gathered.
+ */
+function callStats(page) {
+  return page.evaluate(async () => {
+    const open = (window.__natPcs ?? []).filter((r) => r.pc.connectionState !== 'closed')
+    if (open.length !== 1) return { open: open.length }
+    const { pc, created, connected } = open[0]
+    const all = new Map()
+    ;(await pc.getStats()).forEach((s) => all.set(s.id, s))
+    const stats = [...all.values()]
+    const transport = stats.find((s) => s.type === 'transport' && s.selectedCandidatePairId)
+    const pair = transport && all.get(transport.selectedCandidatePairId)
+    const cand = (c) => c && { type: c.candidateType, address: c.address, port: c.port, protocol: c.protocol, relayProtocol: c.relayProtocol }
+    const sum = (type, key) => stats.filter((s) => s.type === type && s.kind === 'video').reduce((n, s) => n + (s[key] ?? 0), 0)
+    return {
+      open: 1,
+      state: pc.connectionState,
+      created,
+      connected,
+      local: cand(pair && all.get(pair.localCandidateId)),
+      remote: cand(pair && all.get(pair.remoteCandidateId)),
+      framesDecoded: sum('inbound-rtp', 'framesDecoded'),
+      framesEncoded: sum('outbound-rtp', 'framesEncoded'),
+      gathered: stats.filter((s) => s.type === 'local-candidate').map((c) => `${c.candidateType}/${c.protocol}${c.relayProtocol ? '/' + c.relayProtocol : ''} ${c.address}`),
+    }
+  })
+}
+
+/** Polls `callStats(page)` until `ok` holds; fails with the last reading. */
+function statsUntil(page, ok, what) {
+  return lib.poll(() => callStats(page), (s) => s.open === 1 && ok(s), what, CALL_T)
+}
+
+const fmt = (c) => (c ? `${c.type}${c.relayProtocol ? `(${c.relayProtocol})` : ''} ${c.protocol} ${c.address}:${c.port}` : 'none')
+
+/**
+ * A places a video call, B answers; both connect and decode a growing number of frames. Returns
+ * the record: connect times (from B's click on accept, and from the making of each side's
+ * RTCPeerConnection, to its connectionState `connected`) and the selected candidate pairs.
+ */
+async function videoCall(label) {
+  const { a, b } = pages
+  await a.goto(`${base}/chat/${conv}`)
+  await b.goto(`${base}/`)
+  await b.getByTestId('conversation-list').waitFor({ timeout: T })
+  await a.getByTestId('call-video').click()
+  await a.getByTestId('call-screen').waitFor({ timeout: T })
+  await b.getByTestId('call-incoming').waitFor({ timeout: T })
+  const accepted = Date.now()
+  await b.getByTestId('call-accept').click()
+  const connected = (p) =>
+    p.waitForFunction(() => document.querySelector('[data-testid="call-screen"]')?.dataset.phase === 'connected', null, { timeout: CALL_T })
+  await Promise.all([connected(a), connected(b)]).catch(async (e) => {
+    const now = { a: await callStats(a), b: await callStats(b) }
+    assert.fail(`${label}: the call did not connect within ${CALL_T} ms: ${JSON.stringify(now)} (${e.message})`)
+  })
+  // Frames decoded on both ends, and still growing a moment later (the media keeps flowing).
+  const first = {}
+  for (const side of ['a', 'b']) {
+    first[side] = await statsUntil(pages[side], (s) => s.state === 'connected' && s.framesDecoded > 0, `${label}: ${side.toUpperCase()} decodes video`)
+  }
+  const rec = { label }
+  for (const side of ['a', 'b']) {
+    const s = await statsUntil(
+      pages[side],
+      (s) => s.framesDecoded >= first[side].framesDecoded + 20,
+      `${label}: ${side.toUpperCase()} keeps decoding video (had ${first[side].framesDecoded})`,
+    )
+    rec[side] = { connectMs: s.connected - accepted, pcMs: s.connected - s.created, local: s.local, remote: s.remote, framesDecoded: s.framesDecoded, gathered: s.gathered }
+  }
+  results.push(rec)
+  console.log(
+    `${label}: connected ${rec.a.connectMs} ms (A) / ${rec.b.connectMs} ms (B) after accept` +
+      ` (${rec.a.pcMs} / ${rec.b.pcMs} ms after each RTCPeerConnection was made);` +
+      ` A ${fmt(rec.a.local)} -> ${fmt(rec.a.remote)}; B ${fmt(rec.b.local)} -> ${fmt(rec.b.remote)};` +
+      ` frames decoded A ${rec.a.framesDecoded}, B ${rec.b.framesDecoded}`,
+  )
+  for (const side of ['a', 'b']) console.log(`  ${side.toUpperCase()} gathered: ${rec[side].gathered.join(', ')}`)
+  return rec
+}
+
+/** Ends the call, if one is on A's screen (also after a failed scenario, so the next starts clean). */
+async function hangUp() {
+  if (!(await pages.a.getByTestId('call-screen').count())) return
+  await pages.a.getByTestId('call-hangup').click()
+  await waitForCount(pages.a.getByTestId('call-screen'), 0)
+  await waitForCount(pages.b.getByTestId('call-screen'), 0)
+}
+
+/** `videoCall`, then hanging up; also after a failure, so that the next scenario starts clean. */
+async function callAndHangUp(label) {
+  let rec
+  try {
+    rec = await videoCall(label)
+  } catch (e) {
+    await hangUp().catch(() => null)
+    throw e
+  }
+  await hangUp()
+  return rec
+}
+
+before(async () => {
+  for (const side of ['a', 'b']) {
+    browsers[side] = await chromium.launch({
+      executablePath: env(`NAT_CHROMIUM_${side.toUpperCase()}`),
+      // Camera and microphone need a secure context; this origin is plain HTTP on a non-loopback
+      // address.
+      args: [...lib.HEADLESS_ARGS, `--unsafely-treat-insecure-origin-as-secure=${base}`],
+    })
+    const { ctx, page } = await lib.newUserPage(browsers[side], `nat-${side}`)
+    await ctx.addInitScript(trackPeerConnections)
+    pages[side] = page
+  }
+})
+
+after(async () => {
+  for (const b of Object.values(browsers)) await b.close().catch(() => null)
+  if (results.length) console.log(`NAT_RESULTS ${JSON.stringify(results.map(({ label, a, b }) => ({ label, a: { ...a, gathered: undefined }, b: { ...b, gathered: undefined } })))}`)
+})
+
+test('two users register through the web client, each behind a NAT, and become contacts', async () => {
+  for (const side of ['a', 'b']) await lib.register(base, pages[side], users[side])
+  // The browsers use the server's "internet" address, not a loopback of their own.
+  for (const side of ['a', 'b']) assert.equal(new URL(pages[side].url()).origin, base)
+  const me = {}
+  for (const side of ['a', 'b']) me[side] = await pages[side].evaluate(async () => (await (await fetch('/api/me')).json()).id)
+  const status = await pages.a.evaluate(
+    async (to) => (await fetch('/api/contacts/requests', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ user: to, message: 'hi' }) })).status,
+    me.b,
+  )
+  assert.equal(status, 200, 'contact request')
+  const accepted = await pages.b.evaluate(async (from) => (await fetch(`/api/contacts/requests/${from}/accept`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{}' })).status, me.a)
+  assert.equal(accepted, 200, 'contact request accepted')
+  conv = `d:${Math.min(me.a, me.b)}:${Math.max(me.a, me.b)}`
+})
+
+test('a 1:1 video call across two port-randomizing NATs connects and decodes video both ways', async () => {
+  lib.need(conv, 'conv', 'two users register through the web client, each behind a NAT, and become contacts')
+  const rec = await callAndHangUp('UDP')
+  for (const side of ['a', 'b']) {
+    const r = rec[side]
+    // The browser sits in its LAN and is seen from the internet as its NAT's WAN address.
+    assert.ok(r.gathered.some((g) => g.startsWith('host/') && g.endsWith(` ${LAN[side]}`)), `${side}: a host candidate on ${LAN[side]}: ${r.gathered}`)
+    assert.ok(r.gathered.includes(`srflx/udp ${NAT_WAN[side]}`), `${side}: seen by the server as its NAT's ${NAT_WAN[side]}: ${r.gathered}`)
+    assert.ok(r.gathered.some((g) => g.startsWith('relay/') && g.endsWith(` ${SERVER_IP}`)), `${side}: a relay candidate on ${SERVER_IP}: ${r.gathered}`)
+  }
+  // Both NATs pick a new port for every destination and let nothing new in, so no direct path
+  // exists: the selected pair must use the relay on one end or the other.
+  for (const side of ['a', 'b']) {
+    const { local, remote } = rec[side]
+    assert.ok(local.type === 'relay' || remote.type === 'relay', `${side}: the call goes through the relay (${fmt(local)} -> ${fmt(remote)})`)
+  }
+})
+
+test('with UDP blocked at one NAT the call goes through TURN over TCP and decodes video both ways', async () => {
+  lib.need(conv, 'conv', 'two users register through the web client, each behind a NAT, and become contacts')
+  // The server offers TURN over TCP (turn.tcp).
+  const ice = await pages.a.evaluate(async () => (await fetch('/api/calls/ice-servers')).json())
+  const urls = ice.ice_servers.flatMap((s) => s.urls)
+  assert.ok(urls.includes(`turn:${SERVER_IP}:3478?transport=tcp`), `a TURN over TCP URL: ${urls}`)
+  execFileSync(env('NAT_BLOCK_UDP_A'), { stdio: 'inherit' })
+  const rec = await callAndHangUp('UDP blocked at NAT A')
+  assert.equal(rec.a.local.type, 'relay', `A's side of the pair is its relay: ${fmt(rec.a.local)}`)
+  assert.equal(rec.a.local.relayProtocol, 'tcp', `A reaches its relay over TCP: ${fmt(rec.a.local)}`)
+  assert.ok(!rec.a.gathered.some((g) => g.startsWith('relay/udp/udp') || g.startsWith('srflx/')), `A gathers nothing over UDP: ${rec.a.gathered}`)
+})
+
+/**
+ * PLACE FOR THE LEAD: a group call through the SFU across the same two NATs (issue #15, "Tests",
+ * first item). `pages.a` and `pages.b` are the two users' pages (A behind NAT A, whose UDP is
+ * blocked by now, so A reaches the SFU over TCP or through the relay; B behind NAT B), `base` the
+ * server. Expected: both join a group call, the call runs through the SFU (not a mesh), and each
+ * decodes the other's video (`callStats` reads frames from the recorded peer connections).
+ * This process runs in the host's namespace and cannot reach the server: API calls go through a
+ * page (`page.evaluate(() => fetch(...))`, as the contacts step above does), and the server's
+ * settings (e.g. its media port) are the CHINWAG_* variables in scripts/test-nat.
+ */
+async function groupCallThroughSfu({ a, b }) {
+  void a
+  void b
+  throw new Error('not written yet')
+}
+
+test('a group call through the SFU across the NATs', { skip: 'the SFU is not merged yet (issue #15): the lead fills in groupCallThroughSfu' }, () =>
+  groupCallThroughSfu(pages),
+)
