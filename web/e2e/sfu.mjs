@@ -3,8 +3,10 @@
 // each receives the other four's videos over its one connection to the server, with frames
 // decoded (getStats); one of them is forced to use only the TURN relay (the client's test hook,
 // see RELAY_ONLY_KEY in src/calls/sfuCall.ts) and still gets through, relayed. A newcomer learns
-// who is muted and who shares a screen; the screen is its own tile, uncropped; the view sent
-// to the server follows the tiles; a sixth member finds the call full.
+// who is muted and who shares a screen; the screen is its own tile, uncropped; the server says
+// who speaks; the view sent to the server follows the tiles; a network change restarts ICE; a
+// sixth member who answers the ring late finds the call full; a camera turned on in an audio
+// call reaches the other. About 20 s.
 //
 //   CHINWAG_BIN=/tmp/chinwag-x node e2e/sfu.mjs
 //   SCREENSHOTS=/tmp/shots node e2e/sfu.mjs     # grid and speaker view, desktop and phone, en and zh-CN
