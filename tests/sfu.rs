@@ -18,6 +18,7 @@ use str0m::format::Codec;
 use str0m::media::{Direction, Frequency, MediaKind, MediaTime, Mid, Rid, Simulcast, SimulcastLayer};
 use str0m::net::{Protocol, Receive};
 use str0m::{Candidate, Event, Input, Output, Rtc};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 
@@ -36,6 +37,9 @@ struct Seen {
     frames: Vec<Value>,
     /// Audio frames this participant sent.
     sent_audio: u32,
+    /// Packets that came over UDP and over TCP.
+    udp_in: u32,
+    tcp_in: u32,
 }
 
 impl Seen {
@@ -62,9 +66,14 @@ struct Bot {
 impl Bot {
     /// Starts sending to SFU call `call`, which `ws` (of `user`) has just joined.
     async fn start(user: &User, ws: Ws, call: &str, level: i8) -> Bot {
+        Bot::start_over(user, ws, call, level, false).await
+    }
+
+    /// With `tcp`, the participant offers no UDP candidate and reaches the SFU over ICE-TCP.
+    async fn start_over(user: &User, ws: Ws, call: &str, level: i8, tcp: bool) -> Bot {
         let (ctl, rx) = mpsc::channel(16);
         let seen = Arc::new(Mutex::new(Seen::default()));
-        let task = tokio::spawn(run(ws, user.id, call.to_owned(), level, seen.clone(), rx));
+        let task = tokio::spawn(run(ws, user.id, call.to_owned(), level, tcp, seen.clone(), rx));
         Bot { user: user.clone(), ctl, seen, task }
     }
 
@@ -139,11 +148,23 @@ fn parse(data: &[u8]) -> Option<(u64, u8, u32)> {
 }
 
 #[allow(clippy::too_many_lines)]
-async fn run(mut ws: Ws, me: u64, call: String, level: i8, seen: Arc<Mutex<Seen>>, mut rx: mpsc::Receiver<Ctl>) {
+/// The SFU's passive TCP candidate in an answer.
+fn tcp_candidate(sdp: &str) -> Option<std::net::SocketAddr> {
+    let line = sdp.lines().find(|l| l.starts_with("a=candidate") && l.contains(" tcp ") && l.contains("tcptype passive"))?;
+    let f: Vec<&str> = line.split(' ').collect();
+    format!("{}:{}", f.get(4)?, f.get(5)?).parse().ok()
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn run(mut ws: Ws, me: u64, call: String, level: i8, tcp: bool, seen: Arc<Mutex<Seen>>, mut rx: mpsc::Receiver<Ctl>) {
     let sock = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
     let local = sock.local_addr().unwrap();
     let mut rtc = Rtc::builder().clear_codecs().enable_opus(true).enable_vp8(true).build(Instant::now());
-    rtc.add_local_candidate(Candidate::host(local, "udp").unwrap());
+    if !tcp {
+        rtc.add_local_candidate(Candidate::host(local, "udp").unwrap());
+    }
+    // Over TCP: (server address, our address, the write half, the packets read).
+    let mut stream: Option<(std::net::SocketAddr, std::net::SocketAddr, tokio::net::tcp::OwnedWriteHalf, mpsc::Receiver<Vec<u8>>)> = None;
     let mut api = rtc.sdp_api();
     let amid = api.add_media(MediaKind::Audio, Direction::SendOnly, Some("s".into()), Some("a".into()), None);
     let mut sim = Simulcast::new();
@@ -167,6 +188,14 @@ async fn run(mut ws: Ws, me: u64, call: String, level: i8, seen: Arc<Mutex<Seen>
         let timeout = loop {
             match rtc.poll_output() {
                 Ok(Output::Transmit(t)) => {
+                    if t.proto == Protocol::Tcp {
+                        if let Some((_, _, w, _)) = &mut stream {
+                            let mut framed = u16::try_from(t.contents.len()).unwrap().to_be_bytes().to_vec();
+                            framed.extend_from_slice(&t.contents);
+                            let _ = w.write_all(&framed).await;
+                        }
+                        continue;
+                    }
                     let _ = sock.send_to(&t.contents, t.destination).await;
                 }
                 Ok(Output::Timeout(t)) => break t,
@@ -189,8 +218,16 @@ async fn run(mut ws: Ws, me: u64, call: String, level: i8, seen: Arc<Mutex<Seen>
             }
         };
         tokio::select! {
+            Some(data) = async { match &mut stream { Some((_, _, _, r)) => r.recv().await, None => std::future::pending().await } } => {
+                let (server, mine) = stream.as_ref().map(|(s, m, _, _)| (*s, *m)).unwrap();
+                seen.lock().unwrap().tcp_in += 1;
+                if let Ok(contents) = data.as_slice().try_into() {
+                    let _ = rtc.handle_input(Input::Receive(Instant::now(), Receive { proto: Protocol::Tcp, source: server, destination: mine, contents }));
+                }
+            }
             r = sock.recv_from(&mut buf) => {
                 let (n, source) = r.unwrap();
+                seen.lock().unwrap().udp_in += 1;
                 if let Ok(contents) = buf[..n].try_into() {
                     let _ = rtc.handle_input(Input::Receive(Instant::now(), Receive { proto: Protocol::Udp, source, destination: local, contents }));
                 }
@@ -200,7 +237,26 @@ async fn run(mut ws: Ws, me: u64, call: String, level: i8, seen: Arc<Mutex<Seen>
                 let f: Value = serde_json::from_str(t.as_str()).unwrap();
                 match f["type"].as_str().unwrap_or("") {
                     "call_sfu_answer" => {
-                        let answer = SdpAnswer::from_sdp_string(f["sdp"].as_str().unwrap()).unwrap();
+                        let sdp = f["sdp"].as_str().unwrap();
+                        if tcp && stream.is_none() {
+                            let server = tcp_candidate(sdp).expect("the SFU offers a TCP candidate");
+                            let s = tokio::net::TcpStream::connect(server).await.unwrap();
+                            let mine = s.local_addr().unwrap();
+                            let (mut rd, wr) = s.into_split();
+                            let (tx, packets) = mpsc::channel(256);
+                            tokio::spawn(async move {
+                                let mut len = [0u8; 2];
+                                while rd.read_exact(&mut len).await.is_ok() {
+                                    let mut data = vec![0u8; usize::from(u16::from_be_bytes(len))];
+                                    if rd.read_exact(&mut data).await.is_err() || tx.send(data).await.is_err() {
+                                        return;
+                                    }
+                                }
+                            });
+                            rtc.add_local_candidate(Candidate::builder().tcp().host(mine).tcptype(str0m::net::TcpType::Active).build().unwrap());
+                            stream = Some((server, mine, wr, packets));
+                        }
+                        let answer = SdpAnswer::from_sdp_string(sdp).unwrap();
                         if let Some(p) = pending.take() {
                             rtc.sdp_api().accept_answer(p, answer).unwrap();
                         }
@@ -446,5 +502,26 @@ async fn mesh_frames_are_refused_in_an_sfu_call_and_bad_offers_get_clear_errors(
     assert_eq!(call_frame(&mut wb, "error").await["code"], "invalid");
     // A mid a track list would not name is refused, and nothing crashed: a real offer works.
     let _mid = Mid::from("0");
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_participant_whose_network_blocks_udp_gets_through_over_tcp_on_the_media_port() {
+    let s = TestServer::start().await;
+    let a = s.register("ann").await;
+    let b = s.register("bob").await;
+    s.befriend(&a, &b).await;
+    let g = s.group(&a, "pair", &[&b]).await;
+    let (mut wa, mut wb) = (s.ws(&a).await, s.ws(&b).await);
+    wa.send_json(json!({"type":"call_invite","conv":format!("g:{g}"),"media":"video"})).await;
+    let call = call_frame(&mut wa, "call_started").await["call"].as_str().unwrap().to_owned();
+    call_frame(&mut wb, "call_incoming").await;
+    wb.send_json(json!({"type":"call_accept","call":call})).await;
+    call_frame(&mut wb, "call_accepted").await;
+    let udp = Bot::start(&a, wa, &call, -20).await;
+    let tcp = Bot::start_over(&b, wb, &call, -20, true).await;
+    tcp.wait("ann's audio and camera over TCP", |s| s.count_from(a.id, "audio") > 20 && s.count_from(a.id, "camera") > 5).await;
+    udp.wait("bob's audio and camera, sent over TCP", |s| s.count_from(b.id, "audio") > 20 && s.count_from(b.id, "camera") > 5).await;
+    tcp.seen(|s| assert!(s.udp_in == 0 && s.tcp_in > 50, "bob used TCP only: {} over UDP, {} over TCP", s.udp_in, s.tcp_in));
     s.stop().await;
 }

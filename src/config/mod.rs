@@ -128,6 +128,9 @@ pub struct Calls {
     /// small for what it asked for. Off: every receiver gets the layers it asks for (a LAN
     /// where bandwidth is plentiful, or a test that needs exact layers).
     pub sfu_adapt_to_bandwidth: bool,
+    /// Also accept ICE over TCP on the same port number as `media_listen` (for clients whose
+    /// network blocks UDP).
+    pub media_tcp: bool,
     /// The one UDP port (and address) of all SFU media. Clients are told `turn.public_ip`, else
     /// this address, as the place to reach it.
     pub media_listen: SocketAddr,
@@ -147,6 +150,7 @@ impl Default for Calls {
             sfu_max_kbps: 6000,
             sfu_max_participants: 200,
             sfu_adapt_to_bandwidth: true,
+            media_tcp: true,
             media_listen: SocketAddr::from(([0, 0, 0, 0], 3479)),
         }
     }

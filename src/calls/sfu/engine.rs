@@ -24,6 +24,7 @@ use tokio_util::sync::CancellationToken;
 use super::layers;
 use super::peer::{Peer, TrackIn, TrackOut};
 use super::speakers::Speakers;
+use super::tcp::{self, TcpEvent};
 use super::{SfuStats, Sources};
 use crate::hub::Hub;
 use crate::ids::UserId;
@@ -101,6 +102,10 @@ pub struct Engine {
     pub socket: UdpSocket,
     /// The address put in every answer, and the destination of every datagram received.
     pub candidate: SocketAddr,
+    /// The passive TCP candidate (same address and port), when ICE over TCP is on.
+    pub tcp_candidate: Option<SocketAddr>,
+    /// Open TCP connections by client address: where to write packets for them.
+    tcp: HashMap<SocketAddr, mpsc::Sender<Vec<u8>>>,
     pub hub: Arc<Hub>,
     pub crypto: Arc<CryptoProvider>,
     pub limits: Limits,
@@ -129,6 +134,8 @@ impl Engine {
         Engine {
             socket,
             candidate,
+            tcp_candidate: None,
+            tcp: HashMap::new(),
             hub,
             crypto,
             limits,
@@ -143,7 +150,8 @@ impl Engine {
         }
     }
 
-    pub async fn run(mut self, mut rx: mpsc::Receiver<Command>, shutdown: CancellationToken) {
+    /// Runs until `shutdown`; `tcp` brings what the TCP connections of the media port receive.
+    pub async fn run(mut self, mut rx: mpsc::Receiver<Command>, mut tcp: Option<mpsc::Receiver<TcpEvent>>, shutdown: CancellationToken) {
         let mut buf = vec![0u8; READ_BUF];
         loop {
             let now = Instant::now();
@@ -153,8 +161,18 @@ impl Engine {
             tokio::select! {
                 () = shutdown.cancelled() => break,
                 r = self.socket.recv_from(&mut buf) => match r {
-                    Ok((n, from)) => self.receive(&buf[..n], from, Instant::now()),
+                    Ok((n, from)) => self.receive(Protocol::Udp, &buf[..n], from, self.candidate, Instant::now()),
                     Err(e) => tracing::debug!(error = %e, "SFU socket read"),
+                },
+                ev = async { match &mut tcp { Some(r) => r.recv().await, None => std::future::pending().await } } => match ev {
+                    Some(TcpEvent::Open { from, tx }) => { self.tcp.insert(from, tx); }
+                    Some(TcpEvent::Closed { from }) => { self.tcp.remove(&from); }
+                    Some(TcpEvent::Packet { from, data }) => {
+                        if let Some(to) = self.tcp_candidate {
+                            self.receive(Protocol::Tcp, &data, from, to, Instant::now());
+                        }
+                    }
+                    None => tcp = None,
                 },
                 cmd = rx.recv() => match cmd {
                     Some(c) => self.command(c, Instant::now()),
@@ -169,9 +187,9 @@ impl Engine {
         self.stats.participants.store(0, Ordering::Relaxed);
     }
 
-    fn receive(&mut self, buf: &[u8], from: SocketAddr, now: Instant) {
+    fn receive(&mut self, proto: Protocol, buf: &[u8], from: SocketAddr, destination: SocketAddr, now: Instant) {
         let Ok(contents) = buf.try_into() else { return };
-        let input = Input::Receive(now, Receive { proto: Protocol::Udp, source: from, destination: self.candidate, contents });
+        let input = Input::Receive(now, Receive { proto, source: from, destination, contents });
         let known = self.by_addr.get(&from).and_then(|id| self.peers.iter().position(|p| p.id == *id));
         let idx = known.filter(|i| self.peers[*i].rtc.accepts(&input)).or_else(|| self.peers.iter().position(|p| p.rtc.accepts(&input)));
         let Some(i) = idx else {
@@ -249,7 +267,13 @@ impl Engine {
             }
             match p.rtc.poll_output() {
                 Ok(Output::Transmit(t)) => {
-                    if self.socket.try_send_to(&t.contents, t.destination).is_err() {
+                    let sent = if t.proto == Protocol::Tcp {
+                        let framed = tcp::frame(&t.contents);
+                        self.tcp.get(&t.destination).zip(framed).is_some_and(|(tx, f)| tx.try_send(f).is_ok())
+                    } else {
+                        self.socket.try_send_to(&t.contents, t.destination).is_ok()
+                    };
+                    if !sent {
                         self.stats.dropped_sends.fetch_add(1, Ordering::Relaxed);
                     }
                 }
@@ -523,6 +547,11 @@ impl Engine {
             Refusal::Invalid("Group calls are not available on this server now.".into())
         })?;
         rtc.add_local_candidate(candidate);
+        if let Some(addr) = self.tcp_candidate
+            && let Ok(c) = Candidate::builder().tcp().host(addr).tcptype(str0m::net::TcpType::Passive).build()
+        {
+            rtc.add_local_candidate(c);
+        }
         let answer = rtc.sdp_api().accept_offer(offer).map_err(|e| Refusal::Invalid(format!("The offer was refused: {e}")))?;
         tracing::trace!(offer = sdp, answer = %answer.to_sdp_string(), "SFU: first offer and answer");
         let id = self.next_id;

@@ -19,6 +19,7 @@ pub mod engine;
 pub mod layers;
 pub mod peer;
 pub mod speakers;
+pub mod tcp;
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
@@ -92,9 +93,25 @@ impl Sfu {
             adapt: config.calls.sfu_adapt_to_bandwidth,
         };
         let crypto = Arc::new(str0m::crypto::from_feature_flags());
-        let engine = Engine::new(socket, candidate, hub, crypto, limits, stats.clone(), connected);
+        let mut engine = Engine::new(socket, candidate, hub, crypto, limits, stats.clone(), connected);
+        let tcp = if config.calls.media_tcp {
+            match bind_tcp(local_addr) {
+                Ok(listener) => {
+                    let (tx, rx) = mpsc::channel(QUEUE);
+                    tokio::spawn(tcp::serve(listener, tx, shutdown.clone()));
+                    engine.tcp_candidate = Some(candidate);
+                    Some(rx)
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "group calls: no ICE over TCP on the media port; clients that block UDP go through the TURN relay");
+                    None
+                }
+            }
+        } else {
+            None
+        };
         let (tx, rx) = mpsc::channel(QUEUE);
-        tokio::spawn(engine.run(rx, shutdown));
+        tokio::spawn(engine.run(rx, tcp, shutdown));
         tracing::info!(%local_addr, %candidate, "group calls: SFU media port open");
         Ok(Sfu { tx, local_addr, candidate, stats })
     }
@@ -165,6 +182,12 @@ fn bind(addr: SocketAddr) -> anyhow::Result<UdpSocket> {
     s.bind(&addr.into()).map_err(|e| anyhow::anyhow!("cannot open the group-call media port {addr}: {e}"))?;
     s.set_nonblocking(true)?;
     Ok(s.into())
+}
+
+fn bind_tcp(addr: SocketAddr) -> anyhow::Result<tokio::net::TcpListener> {
+    let std = std::net::TcpListener::bind(addr).map_err(|e| anyhow::anyhow!("cannot open TCP {addr}: {e}"))?;
+    std.set_nonblocking(true)?;
+    Ok(tokio::net::TcpListener::from_std(std)?)
 }
 
 /// The address this host sends from towards the internet: a UDP socket `connect`ed to a
