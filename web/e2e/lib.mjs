@@ -66,6 +66,9 @@ export async function startServer({ env = {}, port: chosen } = {}) {
       // and made-up URLs (example.com, x.test): off unless a test turns them on, so that no
       // run sends a DNS query or a packet beyond loopback.
       CHINWAG_LINKS__PREVIEWS: 'false',
+      // The SFU's media port on loopback and free, not the default 0.0.0.0:3479 that another
+      // run (or a real server) may hold.
+      CHINWAG_CALLS__MEDIA_LISTEN: `127.0.0.1:${await freePort()}`,
       ...env,
     },
   })

@@ -22,6 +22,9 @@ export const clientFrames = [
   {"type":"call_offer","call":"k1","to":7,"sdp":"v=0"},
   {"type":"call_answer","call":"k1","to":3,"sdp":"v=0"},
   {"type":"call_candidate","call":"k1","to":7,"candidate":{"candidate":"candidate:1 1 udp 2122260223 192.0.2.1 54400 typ host","sdpMid":"0","sdpMLineIndex":0,"usernameFragment":"abcd"}},
+  {"type":"call_sfu_offer","call":"k1","sdp":"v=0","sources":{"0":"audio","1":"camera","2":"screen"}},
+  {"type":"call_sfu_answer","call":"k1","sdp":"v=0"},
+  {"type":"call_sfu_view","call":"k1","videos":[{"user":7,"source":"camera","layer":"high"},{"user":9,"source":"screen","layer":"medium"},{"user":3,"source":"camera","layer":"low"}]},
 ] satisfies ClientFrame[]
 
 export const serverFrames = [
@@ -50,9 +53,12 @@ export const serverFrames = [
   {"type":"error","code":"bad_frame","message":"Not a valid frame"},
   {"type":"pong"},
   {"type":"call_started","call":"k1","conv":"d:3:7","media":"audio"},
+  {"type":"call_started","call":"k2","conv":"g:12","media":"video","sfu":true},
   {"type":"call_incoming","call":"k1","conv":"g:12","from":3,"media":"video","participants":[3]},
+  {"type":"call_incoming","call":"k2","conv":"g:12","from":3,"media":"audio","participants":[3,9],"sfu":true},
   {"type":"call_ringing","call":"k1","user":7},
   {"type":"call_accepted","call":"k1","user":7,"participants":[3,7]},
+  {"type":"call_accepted","call":"k2","user":7,"participants":[3,7],"sfu":true},
   {"type":"call_left","call":"k1","user":7},
   {"type":"call_ended","call":"k1","reason":"hangup","duration_secs":65},
   {"type":"call_ended","call":"k1","reason":"no_answer"},
@@ -60,6 +66,9 @@ export const serverFrames = [
   {"type":"call_offer","call":"k1","from":3,"sdp":"v=0"},
   {"type":"call_answer","call":"k1","from":7,"sdp":"v=0"},
   {"type":"call_candidate","call":"k1","from":3,"candidate":{"candidate":"candidate:1 1 udp 2122260223 192.0.2.1 54400 typ host"}},
+  {"type":"call_sfu_answer","call":"k1","sdp":"v=0"},
+  {"type":"call_sfu_offer","call":"k1","sdp":"v=0","tracks":[{"mid":"3","user":7,"source":"audio"},{"mid":"4","user":7,"source":"camera"},{"mid":"5","user":7,"source":"screen"}]},
+  {"type":"call_sfu_speakers","call":"k1","speakers":[7,9]},
 ] satisfies ServerFrame[]
 
 export const contents = [

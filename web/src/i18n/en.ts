@@ -480,6 +480,11 @@ export default {
     stopSharing: 'Stop sharing',
     youShare: 'You are sharing your screen',
     peerSharing: '{name} is sharing their screen',
+    viewGrid: 'Grid view',
+    viewSpeaker: 'Speaker view',
+    you: 'You',
+    screenOf: '{name}’s screen',
+    more: '+{n}',
     ended: {
       hangup: 'Call ended',
       declined: 'Call declined',
@@ -513,6 +518,10 @@ export default {
       media_failed: 'The microphone or camera could not be started.',
       share_failed: 'The screen could not be shared.',
       offline: 'You are offline.',
+      limit_reached: 'This call is full.',
+      not_found: 'This call has already ended.',
+      forbidden: 'You cannot call this chat.',
+      conflict: 'You are already in a call.',
     },
     record: {
       answered: 'Call duration {duration}',

@@ -480,6 +480,11 @@ export default {
     stopSharing: '停止共享',
     youShare: '你正在共享屏幕',
     peerSharing: '{name} 正在共享屏幕',
+    viewGrid: '宫格视图',
+    viewSpeaker: '演讲者视图',
+    you: '我',
+    screenOf: '{name} 的屏幕',
+    more: '+{n}',
     ended: {
       hangup: '通话结束',
       declined: '对方已拒绝',
@@ -513,6 +518,10 @@ export default {
       media_failed: '无法启动麦克风或摄像头。',
       share_failed: '无法共享屏幕。',
       offline: '当前离线。',
+      limit_reached: '通话人数已满。',
+      not_found: '通话已结束。',
+      forbidden: '你无法在此聊天中发起通话。',
+      conflict: '你已在另一个通话中。',
     },
     record: {
       answered: '通话时长 {duration}',

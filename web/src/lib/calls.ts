@@ -27,6 +27,10 @@ export interface PeerState {
   bytesIn: number
   /** How the connection runs: through a TURN relay (either side's) or directly; null until known. */
   route: 'relay' | 'direct' | null
+  /** SFU calls: the screen they share, apart from `stream` (their audio and camera). */
+  screen?: MediaStream | null
+  /** SFU calls: video frames of theirs decoded so far. */
+  framesDecoded?: number
 }
 
 export interface ActiveCall {

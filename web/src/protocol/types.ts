@@ -381,6 +381,27 @@ export type CallClientFrame =
   | { type: 'call_media_state'; call: string; muted: boolean; camera_off: boolean; screen_sharing?: boolean }
   | { type: 'call_offer' | 'call_answer'; call: string; to: UserId; sdp: string }
   | { type: 'call_candidate'; call: string; to: UserId; candidate: RTCIceCandidateInitLike }
+  /** A call through the SFU: my offer to the server, with what each of my `mid`s carries. */
+  | { type: 'call_sfu_offer'; call: string; sdp: string; sources: Record<string, SfuSource> }
+  | { type: 'call_sfu_answer'; call: string; sdp: string }
+  /** The videos I show and at which layer; the others are paused. */
+  | { type: 'call_sfu_view'; call: string; videos: SfuVideo[] }
+
+/** What one track of a participant in an SFU call carries. */
+export type SfuSource = 'audio' | 'camera' | 'screen'
+/** A simulcast layer: a quarter, half or full resolution of the camera. */
+export type SfuLayer = 'low' | 'medium' | 'high'
+export interface SfuVideo {
+  user: UserId
+  source: SfuSource
+  layer: SfuLayer
+}
+/** One track received from the SFU, by the `mid` of my connection. */
+export interface SfuTrack {
+  mid: string
+  user: UserId
+  source: SfuSource
+}
 
 export interface RTCIceCandidateInitLike {
   candidate?: string
@@ -393,15 +414,21 @@ export type CallEndReason = 'declined' | 'busy' | 'cancelled' | 'no_answer' | 'h
 
 /** Call signalling the server sends. */
 export type CallServerFrame =
-  | { type: 'call_started'; call: string; conv: ConvId; media: CallMedia }
-  | { type: 'call_incoming'; call: string; conv: ConvId; from: UserId; media: CallMedia; participants: UserId[] }
+  /** `sfu`: the call goes through the server's SFU (absent: a mesh or a 1:1 call). */
+  | { type: 'call_started'; call: string; conv: ConvId; media: CallMedia; sfu?: boolean }
+  | { type: 'call_incoming'; call: string; conv: ConvId; from: UserId; media: CallMedia; participants: UserId[]; sfu?: boolean }
   | { type: 'call_ringing'; call: string; user: UserId }
-  | { type: 'call_accepted'; call: string; user: UserId; participants: UserId[] }
+  | { type: 'call_accepted'; call: string; user: UserId; participants: UserId[]; sfu?: boolean }
   | { type: 'call_left'; call: string; user: UserId }
   | { type: 'call_ended'; call: string; reason: CallEndReason | string; duration_secs?: number }
   | { type: 'call_media_state'; call: string; user: UserId; muted: boolean; camera_off: boolean; screen_sharing?: boolean }
   | { type: 'call_offer' | 'call_answer'; call: string; from: UserId; sdp: string }
   | { type: 'call_candidate'; call: string; from: UserId; candidate: RTCIceCandidateInitLike }
+  | { type: 'call_sfu_answer'; call: string; sdp: string }
+  /** What I receive from the SFU changed: `tracks` is the full list. */
+  | { type: 'call_sfu_offer'; call: string; sdp: string; tracks: SfuTrack[] }
+  /** Who speaks, loudest first. */
+  | { type: 'call_sfu_speakers'; call: string; speakers: UserId[] }
 
 export type ServerFrame =
   | { type: 'hello'; user: HelloUser }
@@ -487,6 +514,9 @@ export function parseServerFrame(data: unknown): ServerFrame | null {
     case 'call_offer':
     case 'call_answer':
     case 'call_candidate':
+    case 'call_sfu_answer':
+    case 'call_sfu_offer':
+    case 'call_sfu_speakers':
       return typeof (f as { call?: unknown }).call === 'string' ? (f as ServerFrame) : null
     case 'conversation': {
       const c = (f as { conversation?: { id?: unknown } }).conversation

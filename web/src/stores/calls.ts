@@ -1,5 +1,6 @@
 // Audio and video calls (docs/protocol.md, "Calls"): the signalling state machine over the chat
-// socket and one RTCPeerConnection per other participant (a mesh in group calls), with the ICE
+// socket and one RTCPeerConnection per other participant (a mesh in group calls; through the
+// server's SFU, one connection to it: calls/sfuCall.ts), with the ICE
 // servers (STUN/TURN) and transport policy the server hands out. The server decides who rings,
 // who answered and when a call ends; this store follows its frames.
 //
@@ -20,6 +21,7 @@ import type { CallClientFrame, CallMedia, CallServerFrame, ConvId, IceServer, Us
 import type { FailureCause } from '@/calls/health'
 import { watchLink, type LinkWatch } from '@/calls/linkWatch'
 import { acceptAnswer, addCandidate, answerOffer, makeOffer, replaceVideoTrack, summarizeStats, type ActiveCall, type Incoming, type PeerLink, type PeerState } from '@/lib/calls'
+import { sfuCall } from '@/calls/sfuCall'
 import { useChat } from './chat'
 import { useSocket } from './socket'
 
@@ -28,6 +30,8 @@ export { replaceVideoTrack, summarizeStats } from '@/lib/calls'
 
 const ENDED_SHOWN_MS = 2500
 const STATS_EVERY_MS = 1000
+/** Refusals of a call_accept or call_invite that end the attempt, with a message of their own. */
+const REFUSED = ['limit_reached', 'not_found', 'forbidden', 'conflict']
 
 export const useCalls = defineStore('calls', () => {
   const supported = typeof window !== 'undefined' && typeof window.RTCPeerConnection === 'function' && !!navigator.mediaDevices?.getUserMedia
@@ -52,6 +56,19 @@ export const useCalls = defineStore('calls', () => {
   let unsubs: (() => void)[] = []
   let endedTimer: ReturnType<typeof setTimeout> | null = null
   let statsTimer: ReturnType<typeof setInterval> | null = null
+  // Group calls through the server's SFU (calls/sfuCall.ts): one connection, not a mesh.
+  const sfu = sfuCall({
+    send,
+    iceConfig,
+    active,
+    peers,
+    peerState,
+    me: myId,
+    local: () => ({ stream: localStream.value, screen: screenStream.value }),
+    watch: (pc, hooks) => watchLink(pc, relayInfo(), hooks),
+    connected: mediaConnected,
+    gaveUp: linkGaveUp,
+  })
 
   const ringing = computed(() => incoming.value[0] ?? null)
   const sharing = computed(() => !!screenStream.value)
@@ -83,9 +100,10 @@ export const useCalls = defineStore('calls', () => {
       c.onCallFrame(onFrame),
       c.onFrameError((code, message) => {
         // A refused call_invite (forbidden, conflict, a full group call...) names no call: it is
-        // ours if we wait.
-        if (active.value && active.value.call === null) {
-          error.value = message || code
+        // ours if we wait. So is a refused call_accept (the group call filled up meanwhile).
+        const a = active.value
+        if (a && (a.call === null || (!a.outgoing && !a.answeredAt && REFUSED.includes(code)))) {
+          error.value = REFUSED.includes(code) ? code : message || code
           cleanup('failed')
         }
       }),
@@ -238,7 +256,7 @@ export const useCalls = defineStore('calls', () => {
       localStream.value = markRaw(new MediaStream(stream.getTracks()))
       cameraOff.value = false
       // While the screen is shared, the camera waits for the share to end.
-      if (!sharing.value) await sendVideo(track)
+      if (!sharing.value || sfu.on.value) await sendVideo(track)
       sendMediaState()
     } catch (e) {
       error.value = mediaError(e)
@@ -286,6 +304,7 @@ export const useCalls = defineStore('calls', () => {
 
   /** Sends `track` as my video to everyone in the call. */
   async function sendVideo(track: MediaStreamTrack | null) {
+    if (sfu.on.value) return sfu.sync()
     for (const [user, link] of links) {
       if (await replaceVideoTrack(link.pc, track)) continue
       if (!track) continue
@@ -323,9 +342,12 @@ export const useCalls = defineStore('calls', () => {
         break
       case 'call_accepted':
         if (!a || a.call !== f.call) break
+        // I joined (or my call was first answered): the others learn my microphone, camera and screen state.
+        if (f.user === me || !a.answeredAt) sendMediaState()
         a.answeredAt ??= Date.now()
         if (a.phase !== 'connected') a.phase = 'connecting'
-        if (f.user === me) {
+        if (f.sfu) sfu.accepted(f)
+        else if (f.user === me) {
           // I joined: I offer to everyone already in the call.
           for (const u of f.participants) if (u !== me) void connectTo(u, true)
         }
@@ -349,6 +371,11 @@ export const useCalls = defineStore('calls', () => {
           p.cameraOff = f.camera_off
           p.sharing = !!f.screen_sharing
         }
+        break
+      case 'call_sfu_offer':
+      case 'call_sfu_answer':
+      case 'call_sfu_speakers':
+        if (a?.call === f.call) void sfu.onFrame(f)
         break
       case 'call_left':
         if (a?.call === f.call) dropPeer(f.user)
@@ -533,6 +560,7 @@ export const useCalls = defineStore('calls', () => {
 
   function cleanup(reason: string, duration: number | null = null) {
     callEpoch++
+    sfu.close()
     for (const user of [...links.keys()]) dropPeer(user)
     linking.clear()
     peers.value = {}
@@ -588,6 +616,10 @@ export const useCalls = defineStore('calls', () => {
     cameraOff,
     hasVideo,
     sharing,
+    /** SFU calls: the call goes through the server, who speaks, and the videos shown. */
+    sfu: sfu.on,
+    speakers: sfu.speakers,
+    setView: sfu.setView,
     ended,
     error,
     failure,
