@@ -8,7 +8,9 @@
 // namespace; the CDP pipe is inherited, so this one process drives both), register through the
 // web client, become contacts and make a 1:1 video call: with UDP, then with UDP blocked at NAT A
 // so that A can only reach the TURN relay over TCP. Each call must connect and decode video both
-// ways. The selected candidate pairs and the connect times are printed for the record.
+// ways. Then a group video call through the SFU, with a third user in LAN B (a second context of
+// B's Chromium) and A still without UDP: each decodes the others' videos over its one connection
+// to the SFU's media port. The selected candidate pairs and the connect times are printed.
 import { test, before, after } from 'node:test'
 import assert from 'node:assert/strict'
 import { execFileSync } from 'node:child_process'
@@ -23,14 +25,19 @@ const LAN = { a: '198.51.100.10', b: '192.0.2.10' }
 const NAT_WAN = { a: '203.0.113.11', b: '203.0.113.12' }
 // Connecting and decoding across the NATs; generous for a loaded 2-core machine.
 const CALL_T = 20_000
+// The SFU's media port (calls.media_listen in scripts/test-nat), on the server's address.
+const SFU_PORT = Number(env('NAT_SFU_PORT'))
 
 const run = Date.now().toString(36).slice(-5)
 const users = {
   a: { username: `nata${run}`, nickname: 'Nat A', password: 'nat proof password 1' },
   b: { username: `natb${run}`, nickname: 'Nat B', password: 'nat proof password 2' },
+  c: { username: `natc${run}`, nickname: 'Nat C', password: 'nat proof password 3' },
 }
+const ids = {} // side -> user id
 const browsers = {}
-const pages = {} // side -> Page
+const pages = {} // side -> Page (c: a second context of B's Chromium, in LAN B)
+const callFrames = { a: [], b: [], c: [] } // side -> the call frames its page sent, parsed
 let conv
 const results = []
 
@@ -166,22 +173,30 @@ before(async () => {
       // address.
       args: [...lib.HEADLESS_ARGS, `--unsafely-treat-insecure-origin-as-secure=${base}`],
     })
-    const { ctx, page } = await lib.newUserPage(browsers[side], `nat-${side}`)
+  }
+  for (const [side, browser] of [['a', browsers.a], ['b', browsers.b], ['c', browsers.b]]) {
+    const { ctx, page } = await lib.newUserPage(browser, `nat-${side}`)
     await ctx.addInitScript(trackPeerConnections)
+    page.on('websocket', (ws) =>
+      ws.on('framesent', (f) => {
+        if (typeof f.payload === 'string' && f.payload.startsWith('{"type":"call_')) callFrames[side].push(JSON.parse(f.payload))
+      }),
+    )
     pages[side] = page
   }
 })
 
 after(async () => {
   for (const b of Object.values(browsers)) await b.close().catch(() => null)
-  if (results.length) console.log(`NAT_RESULTS ${JSON.stringify(results.map(({ label, a, b }) => ({ label, a: { ...a, gathered: undefined }, b: { ...b, gathered: undefined } })))}`)
+  const brief = (r) => r && { ...r, gathered: undefined }
+  if (results.length) console.log(`NAT_RESULTS ${JSON.stringify(results.map(({ label, a, b, c }) => ({ label, a: brief(a), b: brief(b), c: brief(c) })))}`)
 })
 
 test('two users register through the web client, each behind a NAT, and become contacts', async () => {
   for (const side of ['a', 'b']) await lib.register(base, pages[side], users[side])
   // The browsers use the server's "internet" address, not a loopback of their own.
   for (const side of ['a', 'b']) assert.equal(new URL(pages[side].url()).origin, base)
-  const me = {}
+  const me = ids
   for (const side of ['a', 'b']) me[side] = await pages[side].evaluate(async () => (await (await fetch('/api/me')).json()).id)
   const status = await pages.a.evaluate(
     async (to) => (await fetch('/api/contacts/requests', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ user: to, message: 'hi' }) })).status,
@@ -224,22 +239,142 @@ test('with UDP blocked at one NAT the call goes through TURN over TCP and decode
   assert.ok(!rec.a.gathered.some((g) => g.startsWith('relay/udp/udp') || g.startsWith('srflx/')), `A gathers nothing over UDP: ${rec.a.gathered}`)
 })
 
-/**
- * PLACE FOR THE LEAD: a group call through the SFU across the same two NATs (issue #15, "Tests",
- * first item). `pages.a` and `pages.b` are the two users' pages (A behind NAT A, whose UDP is
- * blocked by now, so A reaches the SFU over TCP or through the relay; B behind NAT B), `base` the
- * server. Expected: both join a group call, the call runs through the SFU (not a mesh), and each
- * decodes the other's video (`callStats` reads frames from the recorded peer connections).
- * This process runs in the host's namespace and cannot reach the server: API calls go through a
- * page (`page.evaluate(() => fetch(...))`, as the contacts step above does), and the server's
- * settings (e.g. its media port) are the CHINWAG_* variables in scripts/test-nat.
- */
-async function groupCallThroughSfu({ a, b }) {
-  void a
-  void b
-  throw new Error('not written yet')
+
+/** `fetch` from inside `page` (this process cannot reach the server): status and JSON body. */
+function api(page, method, path, body) {
+  return page.evaluate(
+    async ([method, path, body]) => {
+      const r = await fetch(path, { method, headers: { 'content-type': 'application/json' }, body: body === undefined ? undefined : JSON.stringify(body) })
+      return { status: r.status, body: await r.json().catch(() => null) }
+    },
+    [method, path, body],
+  )
 }
 
-test('a group call through the SFU across the NATs', { skip: 'the SFU is not merged yet (issue #15): the lead fills in groupCallThroughSfu' }, () =>
-  groupCallThroughSfu(pages),
-)
+/** Per received video track of the page's open peer connections: frames decoded so far. */
+function framesByTrack(page) {
+  return page.evaluate(async () => {
+    const out = {}
+    for (const { pc } of window.__natPcs ?? []) {
+      if (pc.connectionState === 'closed') continue
+      ;(await pc.getStats()).forEach((s) => {
+        if (s.type === 'inbound-rtp' && s.kind === 'video') out[s.trackIdentifier ?? s.id] = s.framesDecoded ?? 0
+      })
+    }
+    return out
+  })
+}
+
+/** The candidate pairs ICE tried on `page` (for the failure message), and the call's toast if any. */
+function iceReport(page) {
+  return page.evaluate(async () => {
+    const open = (window.__natPcs ?? []).filter((r) => r.pc.connectionState !== 'closed')
+    const pairs = []
+    for (const { pc } of open) {
+      const all = new Map()
+      ;(await pc.getStats()).forEach((s) => all.set(s.id, s))
+      for (const p of all.values()) {
+        if (p.type !== 'candidate-pair') continue
+        const l = all.get(p.localCandidateId)
+        const r = all.get(p.remoteCandidateId)
+        pairs.push(`${l?.candidateType}/${l?.protocol}${l?.relayProtocol ? '/' + l.relayProtocol : ''} -> ${r?.candidateType}/${r?.protocol} ${r?.address}:${r?.port} ${p.state}`)
+      }
+    }
+    const toast = document.querySelector('[data-testid="call-toast"]')?.textContent?.trim() ?? null
+    return { connections: open.map((r) => `${r.pc.iceConnectionState}/${r.pc.connectionState}`), pairs, toast }
+  })
+}
+
+/**
+ * A group video call through the SFU across the same NATs (issue #15): A (behind NAT A, whose UDP
+ * is blocked by the scenario before, so A reaches the SFU over TCP: ICE-TCP to the media port, or
+ * TURN over TCP), B (behind NAT B, with UDP) and C (a third user in B's LAN, a second context of
+ * B's Chromium) are in one group; A starts a video call through the web client, B and C answer.
+ * Each browser has one connection, to the SFU's one candidate (turn.public_ip, the media port),
+ * and decodes the video of each of the others. The selected pairs and connect times are printed.
+ */
+async function groupCallThroughSfu() {
+  const sides = ['a', 'b', 'c']
+  lib.need(ids.b, 'the users', 'two users register through the web client, each behind a NAT, and become contacts')
+  await lib.register(base, pages.c, users.c)
+  ids.c = await pages.c.evaluate(async () => (await (await fetch('/api/me')).json()).id)
+  // A makes an open group with B (a contact); C joins it.
+  const g = await api(pages.a, 'POST', '/api/groups', { name: 'NAT crew', join_mode: 'open', members: [ids.b] })
+  assert.equal(g.status, 201, `the group is made: ${JSON.stringify(g.body)}`)
+  const joined = await api(pages.c, 'POST', `/api/groups/${g.body.id}/join`, {})
+  assert.equal(joined.body?.joined, true, `C joins the group: ${joined.status} ${JSON.stringify(joined.body)}`)
+  const group = `g:${g.body.id}`
+  await Promise.all(sides.map((s) => pages[s].goto(`${base}/chat/${group}`)))
+  for (const s of sides) await pages[s].getByTestId('chat-view').waitFor({ timeout: T })
+  const from = Object.fromEntries(sides.map((s) => [s, callFrames[s].length]))
+  await pages.a.getByTestId('call-video').click()
+  await pages.a.getByTestId('call-screen').waitFor({ timeout: T })
+  for (const s of ['b', 'c']) await pages[s].getByTestId('call-incoming').waitFor({ timeout: T })
+  const accepted = Date.now()
+  for (const s of ['b', 'c']) await pages[s].getByTestId('call-accept').click()
+  const sfu = `${SERVER_IP}:${SFU_PORT}`
+  const connected = (s) =>
+    pages[s]
+      .waitForFunction(() => document.querySelector('[data-testid="call-screen"]')?.dataset.phase === 'connected', null, { timeout: CALL_T })
+      .catch(async () => {
+        const r = await iceReport(pages[s])
+        assert.fail(
+          `group call through the SFU: ${s.toUpperCase()} did not connect to the SFU at ${sfu} within ${CALL_T} ms` +
+            ` (is the media port reachable from ${s === 'a' ? 'NAT A, over TCP' : `NAT ${s === 'b' ? 'B' : 'B, as C'}`}?):` +
+            ` connection ${r.connections.join(', ') || 'none'}; ${r.pairs.length} candidate pairs: ${r.pairs.join('; ') || 'none'}; toast: ${r.toast ?? 'none'}`,
+        )
+      })
+  await Promise.all(sides.map(connected))
+  // Each decodes a video per other participant, and keeps decoding it.
+  const others = sides.length - 1
+  for (const s of sides) {
+    const who = s.toUpperCase()
+    const first = await lib.poll(() => framesByTrack(pages[s]), (f) => Object.values(f).filter((x) => x > 0).length >= others, `group call: ${who} decodes ${others} videos`, CALL_T)
+    await lib.poll(
+      () => framesByTrack(pages[s]),
+      (f) => Object.entries(first).filter(([k, x]) => x > 0 && (f[k] ?? 0) >= x + 20).length >= others,
+      `group call: ${who} keeps decoding ${others} videos (had ${JSON.stringify(first)})`,
+      CALL_T,
+    )
+    // On each other participant's tile, the video has a picture.
+    for (const o of sides.filter((x) => x !== s)) {
+      await pages[s]
+        .waitForFunction((u) => [...document.querySelectorAll(`[data-testid="call-peer"][data-user="${u}"] video`)].some((v) => v.videoWidth > 0), ids[o], { timeout: T })
+        .catch(() => assert.fail(`group call: ${who} shows no picture on ${o.toUpperCase()}'s tile`))
+    }
+  }
+  const rec = { label: 'group call through the SFU' }
+  for (const s of sides) {
+    const st = await callStats(pages[s])
+    assert.equal(st.open, 1, `${s}: one connection, to the SFU (not a mesh): ${st.open}`)
+    const frames = callFrames[s].slice(from[s])
+    assert.ok(frames.some((f) => f.type === 'call_sfu_offer'), `${s}: offers its media to the SFU (call_sfu_offer)`)
+    assert.deepEqual(frames.filter((f) => f.type === 'call_offer' || f.type === 'call_candidate').map((f) => f.type), [], `${s}: no per-peer signalling`)
+    rec[s] = { connectMs: st.connected - accepted, pcMs: st.connected - st.created, local: st.local, remote: st.remote, framesDecoded: st.framesDecoded, gathered: st.gathered }
+    // The far end of the pair is the SFU's one candidate: its host candidate on turn.public_ip.
+    assert.equal(`${st.remote?.type} ${st.remote?.address}:${st.remote?.port}`, `host ${sfu}`, `${s}: the pair ends at the SFU (${fmt(st.local)} -> ${fmt(st.remote)})`)
+  }
+  // A's UDP is blocked: it reaches the SFU over TCP, directly (ICE-TCP) or through the relay.
+  const viaTcp = rec.a.remote.protocol === 'tcp' ? 'ICE-TCP' : rec.a.local.type === 'relay' && rec.a.local.relayProtocol === 'tcp' ? 'TURN over TCP' : null
+  assert.ok(viaTcp, `A reaches the SFU over TCP: ${fmt(rec.a.local)} -> ${fmt(rec.a.remote)}`)
+  // B and C have UDP: they reach the SFU's port through NAT B, without the relay.
+  for (const s of ['b', 'c']) {
+    assert.equal(rec[s].remote.protocol, 'udp', `${s}: UDP to the SFU: ${fmt(rec[s].remote)}`)
+    assert.notEqual(rec[s].local.type, 'relay', `${s}: straight through its NAT, not relayed: ${fmt(rec[s].local)}`)
+  }
+  results.push(rec)
+  console.log(
+    `group call through the SFU: connected ${sides.map((s) => `${rec[s].connectMs}`).join(' / ')} ms (A / B / C) after the answers` +
+      ` (${sides.map((s) => rec[s].pcMs).join(' / ')} ms after each RTCPeerConnection was made); A via ${viaTcp};` +
+      ` ${sides.map((s) => `${s.toUpperCase()} ${fmt(rec[s].local)} -> ${fmt(rec[s].remote)}`).join('; ')};` +
+      ` frames decoded ${sides.map((s) => `${s.toUpperCase()} ${rec[s].framesDecoded}`).join(', ')}`,
+  )
+  // A and B leave; C, left alone with nobody ringing, is told the call ended.
+  for (const s of ['a', 'b']) {
+    await pages[s].getByTestId('call-hangup').click()
+    await waitForCount(pages[s].getByTestId('call-screen'), 0)
+  }
+  await waitForCount(pages.c.getByTestId('call-screen'), 0)
+}
+
+test('a group call through the SFU across the NATs decodes every video, A over TCP', () => groupCallThroughSfu())
