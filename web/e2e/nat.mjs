@@ -10,7 +10,8 @@
 // so that A can only reach the TURN relay over TCP. Each call must connect and decode video both
 // ways. Then a group video call through the SFU, with a third user in LAN B (a second context of
 // B's Chromium) and A still without UDP: each decodes the others' videos over its one connection
-// to the SFU's media port. The selected candidate pairs and the connect times are printed.
+// to the SFU's media port; again with TCP to the media port blocked at NAT A too, so that A goes
+// through the TURN relay over TCP. The selected candidate pairs and the connect times are printed.
 import { test, before, after } from 'node:test'
 import assert from 'node:assert/strict'
 import { execFileSync } from 'node:child_process'
@@ -285,25 +286,33 @@ function iceReport(page) {
   })
 }
 
+let group // the group conversation of A, B and C
+
 /**
- * A group video call through the SFU across the same NATs (issue #15): A (behind NAT A, whose UDP
- * is blocked by the scenario before, so A reaches the SFU over TCP: ICE-TCP to the media port, or
- * TURN over TCP), B (behind NAT B, with UDP) and C (a third user in B's LAN, a second context of
- * B's Chromium) are in one group; A starts a video call through the web client, B and C answer.
- * Each browser has one connection, to the SFU's one candidate (turn.public_ip, the media port),
- * and decodes the video of each of the others. The selected pairs and connect times are printed.
+ * The group for the SFU calls: C, a third user in LAN B (a second context of B's Chromium),
+ * registers through the web client; A makes an open group with B (a contact), and C joins it.
  */
-async function groupCallThroughSfu() {
-  const sides = ['a', 'b', 'c']
+async function makeGroup() {
   lib.need(ids.b, 'the users', 'two users register through the web client, each behind a NAT, and become contacts')
   await lib.register(base, pages.c, users.c)
   ids.c = await pages.c.evaluate(async () => (await (await fetch('/api/me')).json()).id)
-  // A makes an open group with B (a contact); C joins it.
   const g = await api(pages.a, 'POST', '/api/groups', { name: 'NAT crew', join_mode: 'open', members: [ids.b] })
   assert.equal(g.status, 201, `the group is made: ${JSON.stringify(g.body)}`)
   const joined = await api(pages.c, 'POST', `/api/groups/${g.body.id}/join`, {})
   assert.equal(joined.body?.joined, true, `C joins the group: ${joined.status} ${JSON.stringify(joined.body)}`)
-  const group = `g:${g.body.id}`
+  group = `g:${g.body.id}`
+}
+
+/**
+ * A group video call through the SFU across the same NATs (issue #15): A (behind NAT A, whose UDP
+ * is blocked by the scenario before), B (behind NAT B, with UDP) and C (in B's LAN) are in one
+ * group; A starts a video call through the web client, B and C answer. Each browser has one
+ * connection, to the SFU's one candidate (turn.public_ip, the media port), and decodes the video
+ * of each of the others. Returns the record (connect times, selected pairs) after all left.
+ */
+async function groupCallThroughSfu(label) {
+  const sides = ['a', 'b', 'c']
+  lib.need(group, 'the group', 'a group call through the SFU across the NATs decodes every video, A over TCP')
   await Promise.all(sides.map((s) => pages[s].goto(`${base}/chat/${group}`)))
   for (const s of sides) await pages[s].getByTestId('chat-view').waitFor({ timeout: T })
   const from = Object.fromEntries(sides.map((s) => [s, callFrames[s].length]))
@@ -319,8 +328,8 @@ async function groupCallThroughSfu() {
       .catch(async () => {
         const r = await iceReport(pages[s])
         assert.fail(
-          `group call through the SFU: ${s.toUpperCase()} did not connect to the SFU at ${sfu} within ${CALL_T} ms` +
-            ` (is the media port reachable from ${s === 'a' ? 'NAT A, over TCP' : `NAT ${s === 'b' ? 'B' : 'B, as C'}`}?):` +
+          `${label}: ${s.toUpperCase()} did not connect to the SFU at ${sfu} within ${CALL_T} ms` +
+            ` (is the media port reachable from NAT ${s === 'a' ? 'A, whose UDP is blocked: over TCP, or through the TURN relay' : 'B'}?):` +
             ` connection ${r.connections.join(', ') || 'none'}; ${r.pairs.length} candidate pairs: ${r.pairs.join('; ') || 'none'}; toast: ${r.toast ?? 'none'}`,
         )
       })
@@ -329,21 +338,21 @@ async function groupCallThroughSfu() {
   const others = sides.length - 1
   for (const s of sides) {
     const who = s.toUpperCase()
-    const first = await lib.poll(() => framesByTrack(pages[s]), (f) => Object.values(f).filter((x) => x > 0).length >= others, `group call: ${who} decodes ${others} videos`, CALL_T)
+    const first = await lib.poll(() => framesByTrack(pages[s]), (f) => Object.values(f).filter((x) => x > 0).length >= others, `${label}: ${who} decodes ${others} videos`, CALL_T)
     await lib.poll(
       () => framesByTrack(pages[s]),
       (f) => Object.entries(first).filter(([k, x]) => x > 0 && (f[k] ?? 0) >= x + 20).length >= others,
-      `group call: ${who} keeps decoding ${others} videos (had ${JSON.stringify(first)})`,
+      `${label}: ${who} keeps decoding ${others} videos (had ${JSON.stringify(first)})`,
       CALL_T,
     )
     // On each other participant's tile, the video has a picture.
     for (const o of sides.filter((x) => x !== s)) {
       await pages[s]
         .waitForFunction((u) => [...document.querySelectorAll(`[data-testid="call-peer"][data-user="${u}"] video`)].some((v) => v.videoWidth > 0), ids[o], { timeout: T })
-        .catch(() => assert.fail(`group call: ${who} shows no picture on ${o.toUpperCase()}'s tile`))
+        .catch(() => assert.fail(`${label}: ${who} shows no picture on ${o.toUpperCase()}'s tile`))
     }
   }
-  const rec = { label: 'group call through the SFU' }
+  const rec = { label }
   for (const s of sides) {
     const st = await callStats(pages[s])
     assert.equal(st.open, 1, `${s}: one connection, to the SFU (not a mesh): ${st.open}`)
@@ -354,18 +363,16 @@ async function groupCallThroughSfu() {
     // The far end of the pair is the SFU's one candidate: its host candidate on turn.public_ip.
     assert.equal(`${st.remote?.type} ${st.remote?.address}:${st.remote?.port}`, `host ${sfu}`, `${s}: the pair ends at the SFU (${fmt(st.local)} -> ${fmt(st.remote)})`)
   }
-  // A's UDP is blocked: it reaches the SFU over TCP, directly (ICE-TCP) or through the relay.
-  const viaTcp = rec.a.remote.protocol === 'tcp' ? 'ICE-TCP' : rec.a.local.type === 'relay' && rec.a.local.relayProtocol === 'tcp' ? 'TURN over TCP' : null
-  assert.ok(viaTcp, `A reaches the SFU over TCP: ${fmt(rec.a.local)} -> ${fmt(rec.a.remote)}`)
   // B and C have UDP: they reach the SFU's port through NAT B, without the relay.
   for (const s of ['b', 'c']) {
     assert.equal(rec[s].remote.protocol, 'udp', `${s}: UDP to the SFU: ${fmt(rec[s].remote)}`)
     assert.notEqual(rec[s].local.type, 'relay', `${s}: straight through its NAT, not relayed: ${fmt(rec[s].local)}`)
   }
+  rec.aVia = rec.a.remote.protocol === 'tcp' ? 'ICE-TCP' : rec.a.local.type === 'relay' ? `TURN over ${rec.a.local.relayProtocol?.toUpperCase()}` : 'UDP'
   results.push(rec)
   console.log(
-    `group call through the SFU: connected ${sides.map((s) => `${rec[s].connectMs}`).join(' / ')} ms (A / B / C) after the answers` +
-      ` (${sides.map((s) => rec[s].pcMs).join(' / ')} ms after each RTCPeerConnection was made); A via ${viaTcp};` +
+    `${label}: connected ${sides.map((s) => `${rec[s].connectMs}`).join(' / ')} ms (A / B / C) after the answers` +
+      ` (${sides.map((s) => rec[s].pcMs).join(' / ')} ms after each RTCPeerConnection was made); A via ${rec.aVia};` +
       ` ${sides.map((s) => `${s.toUpperCase()} ${fmt(rec[s].local)} -> ${fmt(rec[s].remote)}`).join('; ')};` +
       ` frames decoded ${sides.map((s) => `${s.toUpperCase()} ${rec[s].framesDecoded}`).join(', ')}`,
   )
@@ -375,6 +382,19 @@ async function groupCallThroughSfu() {
     await waitForCount(pages[s].getByTestId('call-screen'), 0)
   }
   await waitForCount(pages.c.getByTestId('call-screen'), 0)
+  return rec
 }
 
-test('a group call through the SFU across the NATs decodes every video, A over TCP', () => groupCallThroughSfu())
+test('a group call through the SFU across the NATs decodes every video, A over TCP', async () => {
+  await makeGroup()
+  const rec = await groupCallThroughSfu('group call through the SFU')
+  // A's UDP is blocked: it reaches the SFU over TCP, directly (ICE-TCP to the media port) or
+  // through the relay (TURN over TCP).
+  assert.ok(rec.aVia === 'ICE-TCP' || rec.aVia === 'TURN over TCP', `A reaches the SFU over TCP: ${fmt(rec.a.local)} -> ${fmt(rec.a.remote)}`)
+})
+
+test('with TCP to the media port blocked at NAT A too, A reaches the SFU through TURN over TCP', async () => {
+  execFileSync(env('NAT_BLOCK_MEDIA_TCP_A'), { stdio: 'inherit' })
+  const rec = await groupCallThroughSfu('group call, A without UDP nor TCP to the media port')
+  assert.equal(rec.aVia, 'TURN over TCP', `A goes through its relay, over TCP: ${fmt(rec.a.local)} -> ${fmt(rec.a.remote)}`)
+})
