@@ -46,7 +46,7 @@ export function freePort() {
  * Starts `chinwag serve` and waits for /healthz (on `port` when given, for settings that name
  * the server's own address). `env` adds settings (`CHINWAG_SECTION__KEY`);
  * link previews are off unless `env` turns them on.
- * Returns { base, dataDir, log(), stop() }; stop() ends the server and removes its data dir
+ * Returns { base, dataDir, log(), stop(), pid }; stop() ends the server and removes its data dir
  * (kept when KEEP_DATA is set).
  */
 export async function startServer({ env = {}, port: chosen } = {}) {
@@ -93,7 +93,7 @@ export async function startServer({ env = {}, port: chosen } = {}) {
     if (exited !== null) throw new Error(`server exited with ${exited}; log in ${join(dataDir, 'server.log')}:\n${text}`)
     try {
       const r = await fetch(`${base}/healthz`)
-      if (r.ok) return { base, dataDir, log: () => text, stop }
+      if (r.ok) return { base, dataDir, log: () => text, stop, pid: proc.pid }
     } catch {
       // not up yet
     }
