@@ -269,7 +269,8 @@ pub(crate) async fn sfu(common: &Common, a: &SfuArgs) -> anyhow::Result<(Value, 
     println!("  datagrams: bots sent {dgram_out}, received {dgram_in}");
     println!("  delay send→receive (frames): {}", p.line_ms());
     println!(
-        "  per-client upload (payload, arithmetic): SFU {up_sfu:.0} kbit/s (all 3 layers + audio), mesh {up_mesh:.0} kbit/s (the asked layer to each of {} others); download {down:.0} kbit/s either way",
+        "  per-client upload (payload, arithmetic): SFU {up_sfu:.0} kbit/s ({}), mesh {up_mesh:.0} kbit/s (the asked layer to each of {} others); download {down:.0} kbit/s either way",
+        if a.audio_only { "audio" } else { "all 3 layers + audio" },
         a.size - 1
     );
     println!("  load average: before {load_before}, after {load_after}");
