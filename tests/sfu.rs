@@ -1,5 +1,5 @@
-//! Group calls through the SFU, with participants that are not browsers (examples/load/sfu_bot.rs,
-//! shared with the load tool's `sfu` scenario): each is a str0m
+//! Group calls through the SFU, with participants that are not browsers
+//! (`examples/load/sfu_bot.rs`, shared with the load tool's `sfu` scenario): each is a str0m
 //! session on its own loopback UDP socket that sends synthetic Opus (with an audio level) and a
 //! VP8 camera in three simulcast layers, and records every frame it receives. Each frame carries
 //! its sender, layer and a counter, so the tests can tell who got what, at which layer, and
