@@ -12,7 +12,7 @@ use tokio_tungstenite::tungstenite::Message as WsMessage;
 
 use super::client::{self, Account, Percentiles, Ws};
 use super::server::{CpuWindow, wait_quiet};
-use super::sfu_bot::{Bot, Media, Opts};
+use super::sfu_bot::{Bot, Media, Opts, summary};
 use super::{Common, machine_note, server_env, server_for};
 
 #[derive(Args, Clone)]
@@ -173,7 +173,7 @@ pub(crate) async fn sfu(common: &Common, a: &SfuArgs) -> anyhow::Result<(Value, 
     let connect_by = Duration::from_secs(30);
     for b in &all {
         if !b.wait_for(connect_by, |s| s.connected).await {
-            bail!("{} did not connect within {connect_by:?}", b.label());
+            bail!("{} did not connect within {connect_by:?}; it saw {}", b.label(), b.seen(summary));
         }
     }
     if a.layer != "low" && !a.audio_only {
