@@ -350,7 +350,12 @@ async fn run(mut ws: RawWs, me: u64, call: String, opts: Opts, seen: Arc<Mutex<S
                 }
             }
             msg = ws.next() => {
-                let Some(Ok(WsMessage::Text(t))) = msg else { return };
+                // The server's pings are answered by tungstenite; only a closed socket ends the participant.
+                let t = match msg {
+                    Some(Ok(WsMessage::Text(t))) => t,
+                    Some(Ok(WsMessage::Ping(_) | WsMessage::Pong(_) | WsMessage::Binary(_) | WsMessage::Frame(_))) => continue,
+                    _ => return,
+                };
                 let Ok(f) = serde_json::from_str::<Value>(t.as_str()) else { continue };
                 match f["type"].as_str().unwrap_or("") {
                     "call_sfu_answer" => {
