@@ -13,6 +13,7 @@
 //! cargo run --release --example load -- slow-reader --rounds 5 --baseline-secs 60 --seconds 60
 //! cargo run --release --example load -- frames --sockets 100
 //! cargo run --release --example load -- steady --users 1000 --rate 200 --minutes 30
+//! cargo run --release --example load -- sfu --calls 4 --size 6 --seconds 20 [--layer medium] [--audio-only]
 //! ```
 //!
 //! `crash`, `disk-full`, `slow-reader` and `frames` are the proofs R1/R2, R3, R5 and S6 of
@@ -42,6 +43,10 @@ mod latency;
 mod scale;
 #[path = "load/server.rs"]
 mod server;
+#[path = "load/sfu.rs"]
+mod sfu;
+#[path = "load/sfu_bot.rs"]
+mod sfu_bot;
 #[path = "load/slow.rs"]
 mod slow;
 #[path = "load/steady.rs"]
@@ -143,6 +148,9 @@ enum Scenario {
     /// Sockets at once sending JSON nested 10,000 deep and frames declaring 64 MiB: bad_frame,
     /// close 1009, server memory (S6).
     Frames(frames::FramesArgs),
+    /// Group calls through the SFU with str0m participants sending realistic audio and three
+    /// simulcast camera layers: server CPU per forwarded stream and per participant, loss, delay.
+    Sfu(sfu::SfuArgs),
     /// Users in pairs and groups at a steady rate with HTTP requests alongside for many minutes:
     /// server errors, delivery p99, no memory growth trend (R7).
     Steady(steady::SteadyArgs),
@@ -197,6 +205,7 @@ async fn run(cli: Cli, fd_limit: u64) -> anyhow::Result<u64> {
         Scenario::DiskFull(a) => diskfull::disk_full(&cli.common, a).await?,
         Scenario::Frames(a) => frames::frames(&cli.common, a).await?,
         Scenario::Steady(a) => steady::steady(&cli.common, a).await?,
+        Scenario::Sfu(a) => sfu::sfu(&cli.common, a).await?,
     };
     let mut report = report;
     report["command"] = json!(format!("load {}", cmd.join(" ")));

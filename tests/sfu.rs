@@ -1,4 +1,5 @@
-//! Group calls through the SFU, with participants that are not browsers: each is a str0m
+//! Group calls through the SFU, with participants that are not browsers
+//! (`examples/load/sfu_bot.rs`, shared with the load tool's `sfu` scenario): each is a str0m
 //! session on its own loopback UDP socket that sends synthetic Opus (with an audio level) and a
 //! VP8 camera in three simulcast layers, and records every frame it receives. Each frame carries
 //! its sender, layer and a counter, so the tests can tell who got what, at which layer, and
@@ -6,311 +7,21 @@
 
 mod common;
 
-use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::{TestServer, User, Ws};
-use futures_util::StreamExt;
 use serde_json::{Value, json};
-use str0m::change::{SdpAnswer, SdpOffer};
-use str0m::format::Codec;
-use str0m::media::{Direction, Frequency, MediaKind, MediaTime, Mid, Rid, Simulcast, SimulcastLayer};
-use str0m::net::{Protocol, Receive};
-use str0m::{Candidate, Event, Input, Output, Rtc};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::sync::mpsc;
-use tokio_tungstenite::tungstenite::Message as WsMessage;
+use sfu_bot::{Media, Opts, summary};
+use str0m::media::Mid;
 
-const RIDS: [&str; 3] = ["q", "h", "f"];
+#[path = "../examples/load/sfu_bot.rs"]
+mod sfu_bot;
 
-/// What one participant saw.
-#[derive(Default, Debug)]
-struct Seen {
-    connected: bool,
-    /// mid → (user, source) as the server's last `tracks` list says.
-    tracks: HashMap<String, (u64, String)>,
-    /// (sender, source) → the (layer byte, counter) of every frame received, in order.
-    got: HashMap<(u64, String), Vec<(u8, u32)>>,
-    speakers: Vec<Vec<u64>>,
-    /// Every other call frame, in order.
-    frames: Vec<Value>,
-    /// Audio frames this participant sent.
-    sent_audio: u32,
-    /// Packets that came over UDP and over TCP.
-    udp_in: u32,
-    tcp_in: u32,
-}
+type Bot = sfu_bot::Bot<User>;
 
-impl Seen {
-    fn layers_from(&self, user: u64, source: &str) -> Vec<u8> {
-        self.got.get(&(user, source.to_owned())).map(|v| v.iter().map(|(l, _)| *l).collect()).unwrap_or_default()
-    }
-    fn count_from(&self, user: u64, source: &str) -> usize {
-        self.got.get(&(user, source.to_owned())).map_or(0, Vec::len)
-    }
-}
-
-enum Ctl {
-    Send(Value),
-}
-
-/// A participant: its task owns the WebSocket and the session.
-struct Bot {
-    user: User,
-    ctl: mpsc::Sender<Ctl>,
-    seen: Arc<Mutex<Seen>>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Bot {
-    /// Starts sending to SFU call `call`, which `ws` (of `user`) has just joined.
-    async fn start(user: &User, ws: Ws, call: &str, level: i8) -> Bot {
-        Bot::start_over(user, ws, call, level, false).await
-    }
-
-    /// With `tcp`, the participant offers no UDP candidate and reaches the SFU over ICE-TCP.
-    async fn start_over(user: &User, ws: Ws, call: &str, level: i8, tcp: bool) -> Bot {
-        let (ctl, rx) = mpsc::channel(16);
-        let seen = Arc::new(Mutex::new(Seen::default()));
-        let task = tokio::spawn(run(ws, user.id, call.to_owned(), level, tcp, seen.clone(), rx));
-        Bot { user: user.clone(), ctl, seen, task }
-    }
-
-    async fn send(&self, v: Value) {
-        self.ctl.send(Ctl::Send(v)).await.unwrap();
-    }
-
-    fn seen<T>(&self, f: impl FnOnce(&Seen) -> T) -> T {
-        f(&self.seen.lock().unwrap())
-    }
-
-    /// Waits until `cond` holds of what this participant saw.
-    async fn wait(&self, what: &str, cond: impl Fn(&Seen) -> bool) {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while !self.seen(&cond) {
-            assert!(Instant::now() < deadline, "{}: {what}: not within 20 s; saw {:?}", self.user.name, self.seen(summary));
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-}
-
-fn summary(s: &Seen) -> String {
-    let got: Vec<String> = s
-        .got
-        .iter()
-        .map(|((u, src), v)| {
-            format!(
-                "{u}/{src}:{} ending {:?}",
-                v.len(),
-                v.iter().rev().take(8).map(|(l, n)| format!("{}{n}", *l as char)).collect::<Vec<_>>()
-            )
-        })
-        .collect();
-    format!(
-        "connected={} speakers={:?} tracks={:?} got={got:?} frames={:?}",
-        s.connected,
-        s.speakers.iter().rev().take(3).collect::<Vec<_>>(),
-        s.tracks,
-        s.frames.iter().map(|f| f["type"].clone()).collect::<Vec<_>>()
-    )
-}
-
-/// The payload marker: "CW", the sender, the layer (`a` for audio) and a counter.
-fn payload(user: u64, layer: u8, n: u32, keyframe: bool) -> Vec<u8> {
-    // A VP8 frame tag (bit 0 clear: a keyframe) and, for keyframes, the start code and size.
-    let mut p = if layer == b'a' {
-        Vec::new()
-    } else if keyframe {
-        vec![0x10, 0x02, 0x00, 0x9d, 0x01, 0x2a, 0x40, 0x01, 0xf0, 0x00]
-    } else {
-        vec![0x11, 0x02, 0x00]
-    };
-    p.extend_from_slice(b"CW");
-    p.extend_from_slice(&user.to_le_bytes());
-    p.push(layer);
-    p.extend_from_slice(&n.to_le_bytes());
-    p.resize(p.len() + 60, 0xab);
-    p
-}
-
-/// The SDP without its `a=ssrc` lines: browsers tell simulcast layers by rid alone, while str0m
-/// lists their SSRCs, and an SFU that binds those SSRCs before it sees a rid cannot tell the
-/// layers apart.
-fn without_ssrcs(sdp: &str) -> String {
-    sdp.split("\r\n").filter(|l| !l.is_empty() && !l.starts_with("a=ssrc")).map(|l| format!("{l}\r\n")).collect()
-}
-
-fn parse(data: &[u8]) -> Option<(u64, u8, u32)> {
-    let at = data.windows(2).position(|w| w == b"CW")?;
-    let rest = data.get(at + 2..at + 15)?;
-    Some((u64::from_le_bytes(rest[..8].try_into().ok()?), rest[8], u32::from_le_bytes(rest[9..13].try_into().ok()?)))
-}
-
-#[allow(clippy::too_many_lines)]
-/// The SFU's passive TCP candidate in an answer.
-fn tcp_candidate(sdp: &str) -> Option<std::net::SocketAddr> {
-    let line = sdp.lines().find(|l| l.starts_with("a=candidate") && l.contains(" tcp ") && l.contains("tcptype passive"))?;
-    let f: Vec<&str> = line.split(' ').collect();
-    format!("{}:{}", f.get(4)?, f.get(5)?).parse().ok()
-}
-
-#[allow(clippy::too_many_arguments)]
-async fn run(mut ws: Ws, me: u64, call: String, level: i8, tcp: bool, seen: Arc<Mutex<Seen>>, mut rx: mpsc::Receiver<Ctl>) {
-    let sock = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
-    let local = sock.local_addr().unwrap();
-    let mut rtc = Rtc::builder().clear_codecs().enable_opus(true).enable_vp8(true).build(Instant::now());
-    if !tcp {
-        rtc.add_local_candidate(Candidate::host(local, "udp").unwrap());
-    }
-    // Over TCP: (server address, our address, the write half, the packets read).
-    let mut stream: Option<(std::net::SocketAddr, std::net::SocketAddr, tokio::net::tcp::OwnedWriteHalf, mpsc::Receiver<Vec<u8>>)> = None;
-    let mut api = rtc.sdp_api();
-    let amid = api.add_media(MediaKind::Audio, Direction::SendOnly, Some("s".into()), Some("a".into()), None);
-    let mut sim = Simulcast::new();
-    for r in RIDS {
-        sim.add_send_layer(SimulcastLayer::new(r));
-    }
-    let vmid = api.add_media(MediaKind::Video, Direction::SendOnly, Some("s".into()), Some("v".into()), Some(sim));
-    let (offer, pending) = api.apply().unwrap();
-    let mut pending = Some(pending);
-    ws.send_json(json!({"type":"call_sfu_offer","call":call,"sdp":without_ssrcs(&offer.to_sdp_string()),
-        "sources":{amid.to_string():"audio", vmid.to_string():"camera"}}))
-        .await;
-    let mut audio = tokio::time::interval(Duration::from_millis(20));
-    let mut video = tokio::time::interval(Duration::from_millis(100));
-    audio.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-    video.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-    let (mut an, mut vn) = (0u32, 0u32);
-    let mut keyframes: HashSet<Rid> = RIDS.iter().map(|r| Rid::from(*r)).collect();
-    let mut buf = vec![0u8; 2048];
-    loop {
-        let timeout = loop {
-            match rtc.poll_output() {
-                Ok(Output::Transmit(t)) => {
-                    if t.proto == Protocol::Tcp {
-                        if let Some((_, _, w, _)) = &mut stream {
-                            let mut framed = u16::try_from(t.contents.len()).unwrap().to_be_bytes().to_vec();
-                            framed.extend_from_slice(&t.contents);
-                            let _ = w.write_all(&framed).await;
-                        }
-                        continue;
-                    }
-                    let _ = sock.send_to(&t.contents, t.destination).await;
-                }
-                Ok(Output::Timeout(t)) => break t,
-                Ok(Output::Event(e)) => match e {
-                    Event::Connected => seen.lock().unwrap().connected = true,
-                    Event::MediaData(d) => {
-                        let mut s = seen.lock().unwrap();
-                        if let (Some((_, source)), Some((from, layer, n))) = (s.tracks.get(&d.mid.to_string()).cloned(), parse(&d.data)) {
-                            s.got.entry((from, source)).or_default().push((layer, n));
-                        }
-                    }
-                    Event::KeyframeRequest(r) => {
-                        if let Some(rid) = r.rid {
-                            keyframes.insert(rid);
-                        }
-                    }
-                    _ => {}
-                },
-                Err(e) => panic!("session failed: {e}"),
-            }
-        };
-        tokio::select! {
-            Some(data) = async { match &mut stream { Some((_, _, _, r)) => r.recv().await, None => std::future::pending().await } } => {
-                let (server, mine) = stream.as_ref().map(|(s, m, _, _)| (*s, *m)).unwrap();
-                seen.lock().unwrap().tcp_in += 1;
-                if let Ok(contents) = data.as_slice().try_into() {
-                    let _ = rtc.handle_input(Input::Receive(Instant::now(), Receive { proto: Protocol::Tcp, source: server, destination: mine, contents }));
-                }
-            }
-            r = sock.recv_from(&mut buf) => {
-                let (n, source) = r.unwrap();
-                seen.lock().unwrap().udp_in += 1;
-                if let Ok(contents) = buf[..n].try_into() {
-                    let _ = rtc.handle_input(Input::Receive(Instant::now(), Receive { proto: Protocol::Udp, source, destination: local, contents }));
-                }
-            }
-            msg = ws.stream.next() => {
-                let Some(Ok(WsMessage::Text(t))) = msg else { return };
-                let f: Value = serde_json::from_str(t.as_str()).unwrap();
-                match f["type"].as_str().unwrap_or("") {
-                    "call_sfu_answer" => {
-                        let sdp = f["sdp"].as_str().unwrap();
-                        if tcp && stream.is_none() {
-                            let server = tcp_candidate(sdp).expect("the SFU offers a TCP candidate");
-                            let s = tokio::net::TcpStream::connect(server).await.unwrap();
-                            let mine = s.local_addr().unwrap();
-                            let (mut rd, wr) = s.into_split();
-                            let (tx, packets) = mpsc::channel(256);
-                            tokio::spawn(async move {
-                                let mut len = [0u8; 2];
-                                while rd.read_exact(&mut len).await.is_ok() {
-                                    let mut data = vec![0u8; usize::from(u16::from_be_bytes(len))];
-                                    if rd.read_exact(&mut data).await.is_err() || tx.send(data).await.is_err() {
-                                        return;
-                                    }
-                                }
-                            });
-                            rtc.add_local_candidate(Candidate::builder().tcp().host(mine).tcptype(str0m::net::TcpType::Active).build().unwrap());
-                            stream = Some((server, mine, wr, packets));
-                        }
-                        let answer = SdpAnswer::from_sdp_string(sdp).unwrap();
-                        if let Some(p) = pending.take() {
-                            rtc.sdp_api().accept_answer(p, answer).unwrap();
-                        }
-                    }
-                    "call_sfu_offer" => {
-                        let tracks = f["tracks"].as_array().unwrap().iter()
-                            .map(|t| (t["mid"].as_str().unwrap().to_owned(), (t["user"].as_u64().unwrap(), t["source"].as_str().unwrap().to_owned())))
-                            .collect();
-                        seen.lock().unwrap().tracks = tracks;
-                        let offer = SdpOffer::from_sdp_string(f["sdp"].as_str().unwrap()).unwrap();
-                        let answer = rtc.sdp_api().accept_offer(offer).unwrap();
-                        ws.send_json(json!({"type":"call_sfu_answer","call":call,"sdp":without_ssrcs(&answer.to_sdp_string())})).await;
-                    }
-                    "call_sfu_speakers" => {
-                        let list = f["speakers"].as_array().unwrap().iter().map(|u| u.as_u64().unwrap()).collect();
-                        seen.lock().unwrap().speakers.push(list);
-                    }
-                    _ => seen.lock().unwrap().frames.push(f),
-                }
-            }
-            c = rx.recv() => match c {
-                Some(Ctl::Send(v)) => ws.send_json(v).await,
-                None => return,
-            },
-            _ = audio.tick() => {
-                if rtc.is_connected() && let Some(w) = rtc.writer(amid) {
-                    let pt = w.payload_params().find(|p| p.spec().codec == Codec::Opus).unwrap().pt();
-                    let t = MediaTime::new(u64::from(an) * 960, Frequency::FORTY_EIGHT_KHZ);
-                    if w.audio_level(level, true).write(pt, Instant::now(), t, payload(me, b'a', an, false)).is_ok() {
-                        an += 1;
-                        seen.lock().unwrap().sent_audio = an;
-                    }
-                }
-            }
-            _ = video.tick() => {
-                if rtc.is_connected() {
-                    for r in RIDS {
-                        let rid = Rid::from(r);
-                        let key = vn % 30 == 0 || keyframes.remove(&rid);
-                        let Some(w) = rtc.writer(vmid) else { break };
-                        let pt = w.payload_params().find(|p| p.spec().codec == Codec::Vp8).unwrap().pt();
-                        let t = MediaTime::from_90khz(u64::from(vn) * 3000);
-                        if let Err(e) = w.rid(rid).write(pt, Instant::now(), t, payload(me, r.as_bytes()[0], vn, key)) {
-                            eprintln!("bot {me}: write {r} {vn}: {e}");
-                        }
-                    }
-                    vn += 1;
-                }
-            }
-            () = tokio::time::sleep_until(tokio::time::Instant::from_std(timeout)) => {
-                let _ = rtc.handle_input(Input::Timeout(Instant::now()));
-            }
-        }
-    }
+/// A participant with small frames, reaching the SFU over UDP (or ICE-TCP with `tcp`).
+fn bot(user: &User, ws: Ws, call: &str, level: i8, tcp: bool) -> Bot {
+    Bot::start(user.clone(), user.id, &user.name, ws.stream, call, Opts { level, tcp, media: Media::SMALL, rcvbuf: None })
 }
 
 async fn call_frame(ws: &mut Ws, ty: &str) -> Value {
@@ -350,7 +61,7 @@ async fn call_of(s: &TestServer, n: usize) -> (String, u64, Vec<Bot>) {
     }
     let mut bots = Vec::new();
     for (i, (u, w)) in users.iter().zip(wss).enumerate() {
-        bots.push(Bot::start(u, w, &call, if i == 1 { -5 } else { -110 }).await);
+        bots.push(bot(u, w, &call, if i == 1 { -5 } else { -110 }, false));
     }
     (call, g, bots)
 }
@@ -448,7 +159,7 @@ async fn someone_who_leaves_or_is_removed_is_cut_off_and_can_come_back_only_whil
     let mut ws = s.ws(&c.user).await;
     ws.send_json(json!({"type":"call_join","call":call})).await;
     assert_eq!(call_frame(&mut ws, "call_accepted").await["sfu"], true);
-    let c2 = Bot::start(&c.user, ws, &call, -110).await;
+    let c2 = bot(&c.user, ws, &call, -110, false);
     c2.wait("b's camera again", |s| s.count_from(b.user.id, "camera") > 5).await;
     // b is the loud one: c, back, is told so at once, although the list did not change.
     c2.wait("who speaks, on arrival", |s| s.speakers.first().is_some_and(|l| l.first() == Some(&b.user.id))).await;
@@ -527,8 +238,8 @@ async fn a_participant_whose_network_blocks_udp_gets_through_over_tcp_on_the_med
     call_frame(&mut wb, "call_incoming").await;
     wb.send_json(json!({"type":"call_accept","call":call})).await;
     call_frame(&mut wb, "call_accepted").await;
-    let udp = Bot::start(&a, wa, &call, -20).await;
-    let tcp = Bot::start_over(&b, wb, &call, -20, true).await;
+    let udp = bot(&a, wa, &call, -20, false);
+    let tcp = bot(&b, wb, &call, -20, true);
     tcp.wait("ann's audio and camera over TCP", |s| s.count_from(a.id, "audio") > 20 && s.count_from(a.id, "camera") > 5).await;
     udp.wait("bob's audio and camera, sent over TCP", |s| s.count_from(b.id, "audio") > 20 && s.count_from(b.id, "camera") > 5).await;
     tcp.seen(|s| assert!(s.udp_in == 0 && s.tcp_in > 50, "bob used TCP only: {} over UDP, {} over TCP", s.udp_in, s.tcp_in));
