@@ -388,10 +388,15 @@ impl Engine {
         if capped && available.len() > 1 {
             available.retain(|l| *l != SfuLayer::High);
         }
-        if source == SfuSource::Audio
-            && let Some(level) = d.ext_vals.audio_level
-        {
-            self.speakers.entry(call.clone()).or_default().observe(user, level, now);
+        if source == SfuSource::Audio {
+            let speakers = self.speakers.entry(call.clone()).or_default();
+            if let Some(level) = d.ext_vals.audio_level {
+                speakers.observe(user, level, now);
+            }
+            let size = self.peers.iter().filter(|p| p.call == call).count();
+            if !speakers.forwards_audio(user, size, now) {
+                return;
+            }
         }
         let keyframe = source == SfuSource::Audio || d.is_keyframe();
         let hz = u64::from(d.time.frequency().get());
