@@ -185,14 +185,20 @@ pub(crate) async fn sfu(common: &Common, a: &SfuArgs) -> anyhow::Result<(Value, 
             }
         }
     }
-    // Every participant gets every other's audio (and camera) before the window opens.
-    let streams_per_pair = if a.audio_only { 1 } else { 2 };
+    // Every participant gets every other's audio (and camera) before the window opens; in calls
+    // over SELECT_AUDIO_ABOVE the server forwards only the loudest voices, here the one speaker
+    // (the second participant of each call).
+    let speakers_only = a.size > chinwag::calls::sfu::speakers::SELECT_AUDIO_ABOVE;
     for call in &bots {
+        let speaker = call[1].id;
         for b in call {
             let others: Vec<u64> = call.iter().filter(|o| o.id != b.id).map(|o| o.id).collect();
             let ok = b
                 .wait_for(Duration::from_secs(30), |s| {
-                    others.iter().all(|u| s.count_from(*u, "audio") > 0 && (a.audio_only || s.count_from(*u, "camera") > 0))
+                    others.iter().all(|u| {
+                        (s.count_from(*u, "audio") > 0 || speakers_only && *u != speaker)
+                            && (a.audio_only || s.count_from(*u, "camera") > 0)
+                    })
                 })
                 .await;
             if !ok {
@@ -231,7 +237,9 @@ pub(crate) async fn sfu(common: &Common, a: &SfuArgs) -> anyhow::Result<(Value, 
     }
     let write_errors: u64 = all.iter().map(|b| u64::from(b.seen(|s| s.write_errors))).sum();
     let participants = all.len() as u64;
-    let streams = a.calls as u64 * (a.size * (a.size - 1)) as u64 * streams_per_pair;
+    let pairs = (a.size * (a.size - 1)) as u64;
+    let audio_streams = if speakers_only { (a.size - 1) as u64 } else { pairs };
+    let streams = a.calls as u64 * (audio_streams + if a.audio_only { 0 } else { pairs });
     let forwarded = gauge(&m1, "sfu_frames_forwarded").saturating_sub(gauge(&m0, "sfu_frames_forwarded"));
     let dropped = gauge(&m1, "sfu_dropped_sends").saturating_sub(gauge(&m0, "sfu_dropped_sends"));
     let server_cpu = used.server.context("the server's CPU time: spawn it, or give --pid with --addr")?;
