@@ -125,8 +125,12 @@ impl PushService {
         self.script.lock().unwrap().push_back(r);
     }
 
+    /// The next push the service receives. The deadline is three times the frames' `WAIT`: a push
+    /// is one queue and one signed, encrypted request away, but the one push worker
+    /// shares a debug build's CPU with every other test of this file, and once (a fresh-clone run
+    /// beside a build) it took longer than 10 s.
     async fn next(&mut self) -> Got {
-        tokio::time::timeout(WAIT, self.got.recv()).await.expect("a push arrives in time").unwrap()
+        tokio::time::timeout(WAIT * 3, self.got.recv()).await.expect("a push arrives in time").unwrap()
     }
 }
 
