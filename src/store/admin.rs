@@ -4,7 +4,7 @@
 use redb::{ReadableTable, ReadableTableMetadata};
 use serde::{Deserialize, Serialize};
 
-use super::tables::{AUDIT, DAILY_MESSAGES, INVITES, LOGIN_NAMES, MESSAGES, SETTINGS, USERS};
+use super::tables::{AUDIT, DAILY_MESSAGES, INVITES, LOGIN_NAMES, SETTINGS, USERS};
 use super::users::{UserRecord, load_user};
 use super::{Store, StoreError, now_ms};
 use crate::ids::UserId;
@@ -189,7 +189,7 @@ impl Store {
     pub async fn counts(&self, days: u64) -> Result<(u64, u64, Vec<(u64, u64)>), StoreError> {
         self.read(move |txn| {
             let users = txn.open_table(USERS)?.len()?;
-            let messages = txn.open_table(MESSAGES)?.len()?;
+            let messages = super::log::read(txn)?.len()?;
             let today = now_ms() / 86_400_000;
             let daily = txn.open_table(DAILY_MESSAGES)?;
             let mut per_day = Vec::new();

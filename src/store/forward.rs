@@ -11,7 +11,7 @@ use redb::{ReadableTable, WriteTransaction};
 
 use super::facts::{ConvFacts, facts_in_txn};
 use super::messages::{MessageRefusal, SendOutcome, UserConv, insert_in_txn};
-use super::tables::{CLIENT_IDS, HIDDEN_MESSAGES, MESSAGES, USER_CONVS, USERS};
+use super::tables::{CLIENT_IDS, HIDDEN_MESSAGES, USER_CONVS, USERS};
 use super::users::load_user;
 use super::{Store, StoreError};
 use crate::ids::{ConvId, UserId};
@@ -86,7 +86,7 @@ pub(super) fn readable_sources(
         .map(|v| serde_json::from_slice::<UserConv>(v.value()))
         .transpose()?
         .map_or(1, |c| c.first_seq.max(1));
-    let msgs = txn.open_table(MESSAGES)?;
+    let msgs = super::log::write(txn)?;
     let hidden = txn.open_table(HIDDEN_MESSAGES)?;
     let mut out = Vec::with_capacity(seqs.len());
     for &seq in seqs {
@@ -94,7 +94,7 @@ pub(super) fn readable_sources(
         if seq < first_seq || hidden.get((user.0, key.0, key.1, seq))?.is_some() {
             return Ok(Err(MessageRefusal::NoSuchMessage));
         }
-        let Some(m) = msgs.get((key.0, key.1, seq))?.map(|v| serde_json::from_slice::<Message>(v.value())).transpose()? else {
+        let Some(m) = msgs.get((key.0, key.1, seq))? else {
             return Ok(Err(MessageRefusal::NoSuchMessage));
         };
         if !forwardable(&m) {
@@ -138,9 +138,9 @@ fn card_of(txn: &WriteTransaction, sources: &[Message]) -> Result<Result<Content
 /// The message `sender` stored under `client_id`, if any.
 fn stored(txn: &WriteTransaction, sender: UserId, client_id: &str) -> Result<Option<Message>, StoreError> {
     let Some(k) = txn.open_table(CLIENT_IDS)?.get((sender.0, client_id))?.map(|v| v.value()) else { return Ok(None) };
-    let msgs = txn.open_table(MESSAGES)?;
-    let v = msgs.get(k)?.ok_or_else(|| StoreError::Corrupt(format!("client id {client_id} points at a missing message")))?;
-    Ok(Some(serde_json::from_slice(v.value())?))
+    let m =
+        super::log::write(txn)?.get(k)?.ok_or_else(|| StoreError::Corrupt(format!("client id {client_id} points at a missing message")))?;
+    Ok(Some(m))
 }
 
 impl Store {

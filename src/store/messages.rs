@@ -8,10 +8,9 @@ use redb::{ReadTransaction, ReadableTable, WriteTransaction};
 use serde::{Deserialize, Serialize};
 
 use super::facts::ConvFacts;
+use super::log::{self, LEGACY_MESSAGES};
 use super::search::{self, QueryToken};
-use super::tables::{
-    CLIENT_IDS, CONV_HEADS, DAILY_MESSAGES, FILE_MSGS, HIDDEN_MESSAGES, MENTIONS, MESSAGES, READS, REVS, SEARCH, USER_CONVS,
-};
+use super::tables::{CLIENT_IDS, CONV_HEADS, DAILY_MESSAGES, FILE_MSGS, HIDDEN_MESSAGES, MENTIONS, READS, REVS, SEARCH, USER_CONVS};
 use super::{Store, StoreError, now_ms};
 use crate::ids::{ConvId, UserId};
 use crate::outcome::Refusal;
@@ -84,7 +83,7 @@ pub enum MessageRefusal {
 /// are not recalled (which also revokes files whose messages were recalled before).
 pub(super) fn migrate_file_shares(txn: &WriteTransaction) -> Result<(), StoreError> {
     let mut shares = txn.open_table(FILE_MSGS)?;
-    for entry in txn.open_table(MESSAGES)?.iter()? {
+    for entry in txn.open_table(LEGACY_MESSAGES)?.iter()? {
         let (k, v) = entry?;
         let (a, b, seq) = k.value();
         let m = decode(v.value())?;
@@ -115,27 +114,7 @@ fn range_of(
     newest_first: bool,
     limit: usize,
 ) -> Result<(Vec<Message>, bool), StoreError> {
-    if from > to || limit == 0 {
-        return Ok((Vec::new(), false));
-    }
-    let (a, b) = conv.key();
-    let t = txn.open_table(MESSAGES)?;
-    let range = t.range((a, b, from)..=(a, b, to))?;
-    let mut out = Vec::with_capacity(limit.min(128));
-    let mut more = false;
-    let iter: Box<dyn Iterator<Item = _>> = if newest_first { Box::new(range.rev()) } else { Box::new(range) };
-    for entry in iter {
-        if out.len() == limit {
-            more = true;
-            break;
-        }
-        let (_, v) = entry?;
-        out.push(decode(v.value())?);
-    }
-    if newest_first {
-        out.reverse();
-    }
-    Ok((out, more))
+    log::read(txn)?.range(conv.key(), from, to, newest_first, limit)
 }
 
 /// Head of a conversation: (last seq, last rev, seq of the last @all).
@@ -174,9 +153,9 @@ pub(super) fn append_in_txn(
 ) -> Result<Result<SendOutcome, MessageRefusal>, StoreError> {
     let key = conv.key();
     if let Some(k) = txn.open_table(CLIENT_IDS)?.get((sender.0, client_id.as_str()))?.map(|v| v.value()) {
-        let msgs = txn.open_table(MESSAGES)?;
-        let v = msgs.get(k)?.ok_or_else(|| StoreError::Corrupt(format!("client id {client_id} points at a missing message")))?;
-        return Ok(Ok(SendOutcome { message: decode(v.value())?, duplicate: true }));
+        let message =
+            log::write(txn)?.get(k)?.ok_or_else(|| StoreError::Corrupt(format!("client id {client_id} points at a missing message")))?;
+        return Ok(Ok(SendOutcome { message, duplicate: true }));
     }
     if let Err(r) = gate(&super::facts::facts_in_txn(txn, sender, conv)?) {
         return Ok(Err(MessageRefusal::Denied(r)));
@@ -187,9 +166,8 @@ pub(super) fn append_in_txn(
     };
     let reply_to = match extras.reply_to {
         None => None,
-        Some(s) => match txn.open_table(MESSAGES)?.get((key.0, key.1, s))? {
-            Some(v) => {
-                let m = decode(v.value())?;
+        Some(s) => match log::write(txn)?.get((key.0, key.1, s))? {
+            Some(m) => {
                 if m.recalled.is_some() {
                     return Ok(Err(MessageRefusal::NoSuchMessage));
                 }
@@ -233,7 +211,7 @@ pub(super) fn insert_in_txn(txn: &WriteTransaction, mut message: Message, direct
     message.seq = seq;
     message.ts = ts;
     let bytes = serde_json::to_vec(&message)?;
-    txn.open_table(MESSAGES)?.insert((key.0, key.1, seq), bytes.as_slice())?;
+    log::write(txn)?.append((key.0, key.1, seq), &bytes)?;
     super::media::share_in_txn(txn, &message.content, key, seq)?;
     txn.open_table(CONV_HEADS)?.insert(key, (seq, rev, if message.mention_all { seq } else { all_seq }))?;
     txn.open_table(CLIENT_IDS)?.insert((message.sender.0, message.client_id.as_str()), (key.0, key.1, seq))?;
@@ -368,8 +346,8 @@ impl Store {
                 move |txn| {
                     let key = conv.key();
                     let facts = super::facts::facts_in_txn(txn, user, conv)?;
-                    let mut msgs = txn.open_table(MESSAGES)?;
-                    let Some(mut m) = msgs.get((key.0, key.1, seq))?.map(|v| decode(v.value())).transpose()? else {
+                    let mut msgs = log::write(txn)?;
+                    let Some(mut m) = msgs.get((key.0, key.1, seq))? else {
                         return Ok(Err(MessageRefusal::NoSuchMessage));
                     };
                     let change = match rule(&facts, &m) {
@@ -412,8 +390,7 @@ impl Store {
                             revs.remove((key.0, key.1, m.rev))?;
                         }
                         m.rev = rev;
-                        let bytes = serde_json::to_vec(&*m)?;
-                        msgs.insert((key.0, key.1, m.seq), bytes.as_slice())?;
+                        msgs.replace((key.0, key.1, m.seq), m)?;
                         revs.insert((key.0, key.1, rev), m.seq)?;
                     }
                     txn.open_table(CONV_HEADS)?.insert(key, (last, rev, all_seq))?;
@@ -432,7 +409,7 @@ impl Store {
     pub async fn message(&self, conv: ConvId, seq: u64) -> Result<Option<Message>, StoreError> {
         self.read(move |txn| {
             let (a, b) = conv.key();
-            txn.open_table(MESSAGES)?.get((a, b, seq))?.map(|v| decode(v.value())).transpose()
+            log::read(txn)?.get((a, b, seq))
         })
         .await
     }
@@ -467,7 +444,7 @@ impl Store {
         self.read(move |txn| {
             let heads = txn.open_table(CONV_HEADS)?;
             let revs = txn.open_table(REVS)?;
-            let msgs = txn.open_table(MESSAGES)?;
+            let msgs = log::read(txn)?;
             let mut out = Vec::with_capacity(wanted.len());
             for SyncFrom { conv, seq: after, rev: after_rev, first_seq: first } in wanted {
                 let key = conv.key();
@@ -480,7 +457,7 @@ impl Store {
                     if from > seen + 1 {
                         skipped = Some(SkippedSeqs { after: seen, before: from });
                     }
-                    range_of(txn, conv, from, last, false, cap)?.0
+                    msgs.range(key, from, last, false, cap)?.0
                 } else {
                     Vec::new()
                 };
@@ -498,8 +475,8 @@ impl Store {
                             changed = None;
                             break;
                         }
-                        if let Some(v) = msgs.get((key.0, key.1, seq))? {
-                            seen.push(decode(v.value())?);
+                        if let Some(m) = msgs.get((key.0, key.1, seq))? {
+                            seen.push(m);
                         }
                     }
                     if changed.is_some() {
@@ -591,7 +568,7 @@ impl Store {
         self.read(move |txn| {
             let convs = txn.open_table(USER_CONVS)?;
             let heads = txn.open_table(CONV_HEADS)?;
-            let msgs = txn.open_table(MESSAGES)?;
+            let msgs = log::read(txn)?;
             let reads = txn.open_table(READS)?;
             let mentions = txn.open_table(MENTIONS)?;
             let hidden = txn.open_table(HIDDEN_MESSAGES)?;
@@ -610,17 +587,9 @@ impl Store {
                 let conv = ConvId::from_key((a, b));
                 let (last_seq, _, all_seq) = heads.get((a, b))?.map_or((0, 0, 0), |v| v.value());
                 // The preview is the newest message the user has not deleted for themselves.
-                let mut last_message = None;
-                let floor = state.first_seq.max(1);
-                if last_seq >= floor {
-                    for e in msgs.range((a, b, floor)..=(a, b, last_seq))?.rev().take(MAX_PREVIEW_SKIP) {
-                        let (k, v) = e?;
-                        if hidden.get((user.0, a, b, k.value().2))?.is_none() {
-                            last_message = Some(decode(v.value())?);
-                            break;
-                        }
-                    }
-                }
+                let last_message = msgs.newest_where((a, b), state.first_seq.max(1), last_seq, MAX_PREVIEW_SKIP, |seq| {
+                    Ok(hidden.get((user.0, a, b, seq))?.is_some())
+                })?;
                 let read_seq = reads.get((a, b, user.0))?.map_or(0, |v| v.value()).max(state.first_seq.saturating_sub(1));
                 let mentioned =
                     all_seq > read_seq || mentions.range((user.0, a, b, read_seq + 1)..=(user.0, a, b, u64::MAX))?.next().is_some();
@@ -712,18 +681,17 @@ impl Store {
                     Some(prev) => prev.intersection(&found).copied().collect(),
                 });
             }
-            let msgs = txn.open_table(MESSAGES)?;
+            let msgs = log::read(txn)?;
             let hidden = txn.open_table(HIDDEN_MESSAGES)?;
             let mut out = Vec::new();
             for k in hits.unwrap_or_default() {
                 if hidden.get((user.0, k.0, k.1, k.2))?.is_some() {
                     continue;
                 }
-                if let Some(v) = msgs.get(k)? {
-                    let m = decode(v.value())?;
-                    if m.recalled.is_none() {
-                        out.push(m);
-                    }
+                if let Some(m) = msgs.get(k)?
+                    && m.recalled.is_none()
+                {
+                    out.push(m);
                 }
             }
             out.sort_by(|x, y| y.ts.cmp(&x.ts).then(y.seq.cmp(&x.seq)));

@@ -4,10 +4,10 @@
 use redb::{Database, ReadableTable};
 
 use super::tables::{self, META};
-use super::{StoreError, messages, replies};
+use super::{StoreError, log, messages, replies};
 
 /// The schema this build writes. Opening a newer one is refused; older ones are migrated.
-pub const SCHEMA_VERSION: u64 = 4;
+pub const SCHEMA_VERSION: u64 = 5;
 
 /// Brings an older database up to [`SCHEMA_VERSION`] and refuses a newer one.
 pub(super) fn migrate(db: &Database) -> Result<(), StoreError> {
@@ -38,6 +38,8 @@ pub(super) fn migrate(db: &Database) -> Result<(), StoreError> {
                         replies::migrate_reply_index(&txn)?;
                     }
                     1 => messages::migrate_file_shares(&txn)?,
+                    // Version 5 keeps messages in commit order (`log.rs`).
+                    4 => log::migrate_to_log(&txn)?,
                     _ => unreachable!("no migration from schema {v}"),
                 }
                 v += 1;
@@ -96,7 +98,7 @@ mod tests {
             txn.delete_table(tables::PUSH_PREFS).unwrap();
             let key = conv.key();
             let mut shared = txn.open_table(tables::FILE_CONVS).unwrap();
-            let mut msgs = txn.open_table(tables::MESSAGES).unwrap();
+            let mut msgs = txn.open_table(log::LEGACY_MESSAGES).unwrap();
             let contents = [
                 serde_json::json!({"kind":"image","file_id":kept}),
                 serde_json::json!({"kind":"file","file_id":recalled}),
@@ -140,7 +142,7 @@ mod tests {
             let txn = db.begin_write().unwrap();
             tables::create_all(&txn).unwrap();
             txn.delete_table(tables::REPLIES).unwrap();
-            let mut msgs = txn.open_table(tables::MESSAGES).unwrap();
+            let mut msgs = txn.open_table(log::LEGACY_MESSAGES).unwrap();
             let text = |seq: u64, t: &str| Message::new(conv, seq, UserId(1), format!("c{seq}"), 1, Content::Text { text: t.into() });
             let reply = |seq: u64, to: u64, preview: &str| {
                 let mut m = text(seq, "a reply");
@@ -165,6 +167,76 @@ mod tests {
         let quote = s.message(conv, 4).await.unwrap().unwrap().reply_to.unwrap();
         assert_eq!((quote.preview.as_str(), quote.recalled), ("", true), "the recalled text is out of the old quote");
         assert_eq!(s.message(conv, 2).await.unwrap().unwrap().reply_to.unwrap().preview, "kept");
+        s.close().await;
+    }
+
+    #[tokio::test]
+    async fn schema_4_messages_move_into_the_log_and_the_next_one_follows_them() {
+        use crate::ids::{ConvId, UserId};
+        use crate::protocol::{Content, Message};
+        use crate::store::messages::Extras;
+        use redb::ReadableTableMetadata;
+        let dir = tempfile::tempdir().unwrap();
+        let (x, y): (ConvId, ConvId) = ("d:1:2".parse().unwrap(), "d:1:3".parse().unwrap());
+        {
+            let db = Database::create(dir.path().join(DB_FILE)).unwrap();
+            let txn = db.begin_write().unwrap();
+            tables::create_all(&txn).unwrap();
+            let mut msgs = txn.open_table(log::LEGACY_MESSAGES).unwrap();
+            let mut heads = txn.open_table(tables::CONV_HEADS).unwrap();
+            let mut client_ids = txn.open_table(tables::CLIENT_IDS).unwrap();
+            for c in [x, y] {
+                let key = c.key();
+                for seq in 1..=3 {
+                    let m = Message::new(c, seq, UserId(1), format!("{c}-{seq}"), 1, Content::Text { text: format!("{c} {seq}") });
+                    msgs.insert((key.0, key.1, seq), serde_json::to_vec(&m).unwrap().as_slice()).unwrap();
+                    client_ids.insert((1, m.client_id.as_str()), (key.0, key.1, seq)).unwrap();
+                }
+                heads.insert(key, (3, 0, 0)).unwrap();
+            }
+            drop((msgs, heads, client_ids));
+            txn.open_table(META).unwrap().insert("schema_version", 4).unwrap();
+            txn.commit().unwrap();
+        }
+        let s = Store::open(dir.path(), &StoreOptions::default()).unwrap();
+        assert_eq!(s.schema_version().await.unwrap(), SCHEMA_VERSION);
+        let (page, more) = s.history(y, None, None, 2, 0).await.unwrap();
+        assert_eq!((page.iter().map(|m| m.seq).collect::<Vec<_>>(), more), (vec![2, 3], true));
+        assert_eq!(page[1].content.search_text().unwrap(), format!("{y} 3"));
+        let sent = s
+            .append_message(
+                UserId(1),
+                x,
+                vec![UserId(1), UserId(2)],
+                "new".into(),
+                Content::Text { text: "after".into() },
+                Extras::default(),
+                |_| Ok(()),
+                |_| {},
+            )
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(sent.message.seq, 4);
+        let again = s
+            .append_message(
+                UserId(1),
+                y,
+                vec![UserId(1), UserId(3)],
+                format!("{y}-2"),
+                Content::Text { text: "resent".into() },
+                Extras::default(),
+                |_| Ok(()),
+                |_| {},
+            )
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(again.duplicate && again.message.seq == 2, "a resend of a migrated message finds it");
+        let (legacy, logged) =
+            s.read(|txn| Ok((txn.open_table(log::LEGACY_MESSAGES).is_ok(), txn.open_table(tables::MESSAGE_LOG)?.len()?))).await.unwrap();
+        assert!(!legacy, "the schema 4 table is gone");
+        assert_eq!(logged, 7);
         s.close().await;
     }
 }

@@ -34,6 +34,7 @@ pub mod favorites;
 pub mod forward;
 pub mod ldap;
 pub mod links;
+mod log;
 pub mod media;
 pub mod messages;
 mod migrate;

@@ -7,7 +7,7 @@ use std::collections::{BTreeSet, HashMap};
 use redb::{ReadTransaction, ReadableTable};
 
 use super::facts::{ConvFacts, facts_in_txn};
-use super::tables::{CONTACTS, HIDDEN_MESSAGES, MESSAGES, REMARKS};
+use super::tables::{CONTACTS, HIDDEN_MESSAGES, REMARKS};
 use super::{Store, StoreError};
 use crate::ids::{ConvId, UserId};
 use crate::outcome::Refusal;
@@ -40,7 +40,7 @@ impl Store {
                     return Ok(Err(r));
                 }
                 let (a, b) = conv.key();
-                if txn.open_table(MESSAGES)?.get((a, b, seq))?.is_none() {
+                if !super::log::write(txn)?.contains((a, b, seq))? {
                     return Ok(Err(Refusal::NotFound("No such message.")));
                 }
                 txn.open_table(HIDDEN_MESSAGES)?.insert((user.0, a, b, seq), ())?;

@@ -5,7 +5,8 @@
 use redb::{ReadableTable, WriteTransaction};
 
 use super::StoreError;
-use super::tables::{MESSAGES, REPLIES};
+use super::log::{LEGACY_MESSAGES, WriteLog};
+use super::tables::REPLIES;
 use crate::protocol::Message;
 
 /// Records that message `reply` of the conversation `key` quotes message `quoted`.
@@ -16,12 +17,7 @@ pub(super) fn record_in_txn(txn: &WriteTransaction, key: (u64, u64), quoted: u64
 
 /// The replies that quote message `seq`, with the quote's text taken out (`recalled` set), for
 /// a recall to store with new revs; their index entries go, since the quote cannot change again.
-pub(super) fn unquote_in_txn(
-    txn: &WriteTransaction,
-    msgs: &redb::Table<(u64, u64, u64), &[u8]>,
-    key: (u64, u64),
-    seq: u64,
-) -> Result<Vec<Message>, StoreError> {
+pub(super) fn unquote_in_txn(txn: &WriteTransaction, msgs: &WriteLog<'_>, key: (u64, u64), seq: u64) -> Result<Vec<Message>, StoreError> {
     let mut index = txn.open_table(REPLIES)?;
     let replies: Vec<u64> = index
         .range((key.0, key.1, seq, 0)..=(key.0, key.1, seq, u64::MAX))?
@@ -30,7 +26,7 @@ pub(super) fn unquote_in_txn(
     let mut out = Vec::with_capacity(replies.len());
     for r in replies {
         index.remove((key.0, key.1, seq, r))?;
-        let Some(mut m) = msgs.get((key.0, key.1, r))?.map(|v| serde_json::from_slice::<Message>(v.value())).transpose()? else { continue };
+        let Some(mut m) = msgs.get((key.0, key.1, r))? else { continue };
         if let Some(q) = m.reply_to.as_mut().filter(|q| q.seq == seq) {
             q.preview.clear();
             q.recalled = true;
@@ -45,7 +41,7 @@ pub(super) fn unquote_in_txn(
 /// now (history and new syncs show "recalled"; a device that cached the reply earlier keeps its
 /// copy until it reloads the conversation).
 pub(super) fn migrate_reply_index(txn: &WriteTransaction) -> Result<(), StoreError> {
-    let mut msgs = txn.open_table(MESSAGES)?;
+    let mut msgs = txn.open_table(LEGACY_MESSAGES)?;
     let mut index = txn.open_table(REPLIES)?;
     let mut unquoted = Vec::new();
     for entry in msgs.iter()? {

@@ -62,7 +62,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let s = Store::open(dir.path(), &StoreOptions::default()).unwrap();
         let before = s.table_sizes().await.unwrap();
-        assert!(before.iter().any(|t| t.name == "MESSAGES") && before.iter().any(|t| t.name == "SEARCH"), "{before:?}");
+        assert!(before.iter().any(|t| t.name == "MESSAGE_LOG") && before.iter().any(|t| t.name == "SEARCH"), "{before:?}");
         let new =
             NewUser { username: "ann".into(), password_hash: "-".into(), nickname: "Ann".into(), phone: None, email: None, invite: None };
         s.create_user(new, |_, _| Ok(crate::store::users::Admission::Admit)).await.unwrap().unwrap();

@@ -15,8 +15,10 @@ pub const LOGIN_NAMES: TableDefinition<&str, u64> = TableDefinition::new("loginn
 pub const SESSIONS: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("tokenhash_session");
 /// (user id, SHA-256 of a session token) -> (), to find and revoke a user's sessions
 pub const USER_SESSIONS: TableDefinition<(u64, &[u8; 32]), ()> = TableDefinition::new("userid_tokenhash");
-/// (conversation key, seq) -> JSON `Message`; one conversation's keys are contiguous
-pub const MESSAGES: TableDefinition<(u64, u64, u64), &[u8]> = TableDefinition::new("conv_seq_message");
+/// message number (grows in commit order) -> JSON `Message` (`log.rs`)
+pub const MESSAGE_LOG: TableDefinition<u64, &[u8]> = TableDefinition::new("msgno_message");
+/// (conversation key, seq) -> message number in `MESSAGE_LOG`; one conversation's keys are contiguous
+pub const MESSAGE_INDEX: TableDefinition<(u64, u64, u64), u64> = TableDefinition::new("conv_seq_msgno");
 /// conversation key -> (last seq, last rev, seq of the last @all)
 pub const CONV_HEADS: TableDefinition<(u64, u64), (u64, u64, u64)> = TableDefinition::new("conv_head");
 /// (conversation key, rev) -> seq of the message that change touched
@@ -107,7 +109,8 @@ macro_rules! each_table {
         $m!(LOGIN_NAMES);
         $m!(SESSIONS);
         $m!(USER_SESSIONS);
-        $m!(MESSAGES);
+        $m!(MESSAGE_LOG);
+        $m!(MESSAGE_INDEX);
         $m!(CONV_HEADS);
         $m!(REVS);
         $m!(REPLIES);
