@@ -330,3 +330,34 @@ export async function waitForCount(locator, n, timeout = T) {
   }
   assert.equal(c, n, `expected ${n} matching elements`)
 }
+
+/**
+ * Makes every page of `ctx` keep its RTCPeerConnections in `window.__pcs` (for getStats) and its
+ * camera and microphone streams in `window.__streams`, and ask the fake camera for `video`
+ * (size and frame rate) whatever the app asks, to spare the CPU. `relayOnly` sets the client's
+ * test hook that forces its SFU connection through the relay.
+ */
+export function captureCallMedia(ctx, { video, relayOnly = false }) {
+  return ctx.addInitScript(
+    ({ video, relayOnly }) => {
+      if (relayOnly) localStorage.setItem('chinwag.test.relayOnly', '1')
+      const Pc = window.RTCPeerConnection
+      window.__pcs = []
+      window.RTCPeerConnection = class extends Pc {
+        constructor(...args) {
+          super(...args)
+          window.__pcs.push(this)
+        }
+      }
+      const md = navigator.mediaDevices
+      const gum = md.getUserMedia.bind(md)
+      window.__streams = []
+      md.getUserMedia = async (c) => {
+        const s = await gum(c?.video ? { ...c, video } : c)
+        window.__streams.push(s)
+        return s
+      }
+    },
+    { video, relayOnly },
+  )
+}

@@ -52,19 +52,7 @@ function serverCpu() {
 
 async function open(p) {
   const up = await lib.sessionPage(browser, srv.base, p.nickname, p.token)
-  await up.ctx.addInitScript(() => {
-    const Pc = window.RTCPeerConnection
-    window.__pcs = []
-    window.RTCPeerConnection = class extends Pc {
-      constructor(...args) {
-        super(...args)
-        window.__pcs.push(this)
-      }
-    }
-    const md = navigator.mediaDevices
-    const gum = md.getUserMedia.bind(md)
-    md.getUserMedia = (c) => gum(c?.video ? { ...c, video: { width: 320, height: 180, frameRate: 10 } } : c)
-  })
+  await lib.captureCallMedia(up.ctx, { video: { width: 320, height: 180, frameRate: 10 } })
   await up.page.goto(`${srv.base}/chat/${conv}`)
   await up.page.getByTestId('chat-view').waitFor({ timeout: T })
   p.page = up.page

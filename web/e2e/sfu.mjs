@@ -82,31 +82,12 @@ function toneWav() {
 }
 
 /**
- * A page for `p`, logged in, that keeps its RTCPeerConnections in `window.__pcs` (for getStats)
- * and its camera and microphone streams in `window.__streams`, and asks the fake camera for 640×360 at 15 fps whatever the app asks, to spare the CPU.
- * `relayOnly` sets the client's test hook that forces its SFU connection through the relay.
+ * A page for `p`, logged in, with its calls' media captured (`lib.captureCallMedia`, a 640×360
+ * camera at 15 fps); `relayOnly` forces its SFU connection through the relay.
  */
 async function open(p, { relayOnly = false } = {}) {
   const up = await lib.sessionPage(browser, base, p.nickname, p.token, { locale: p.zh ? 'zh-CN' : 'en-US' })
-  await up.ctx.addInitScript((relay) => {
-    if (relay) localStorage.setItem('chinwag.test.relayOnly', '1')
-    const Pc = window.RTCPeerConnection
-    window.__pcs = []
-    window.RTCPeerConnection = class extends Pc {
-      constructor(...args) {
-        super(...args)
-        window.__pcs.push(this)
-      }
-    }
-    const md = navigator.mediaDevices
-    const gum = md.getUserMedia.bind(md)
-    window.__streams = []
-    md.getUserMedia = async (c) => {
-      const s = await gum(c?.video ? { ...c, video: { width: 640, height: 360, frameRate: 15 } } : c)
-      window.__streams.push(s)
-      return s
-    }
-  }, relayOnly)
+  await lib.captureCallMedia(up.ctx, { video: { width: 640, height: 360, frameRate: 15 }, relayOnly })
   // The call frames the page sends and gets, parsed, from its first socket on.
   p.sent = []
   p.got = []
