@@ -183,7 +183,8 @@ pub fn summary(s: &Seen) -> String {
         s.connected,
         s.speakers.iter().rev().take(3).collect::<Vec<_>>(),
         s.tracks,
-        s.frames.iter().map(|f| f["type"].clone()).collect::<Vec<_>>()
+        // Errors whole (their code says what was refused), other frames by type.
+        s.frames.iter().map(|f| if f["type"] == "error" { f.clone() } else { f["type"].clone() }).collect::<Vec<_>>()
     )
 }
 

@@ -129,6 +129,11 @@ impl WriteLog<'_> {
         Ok(())
     }
 
+    /// The log number of the message at `key`.
+    pub fn number(&self, key: MsgKey) -> Result<Option<u64>, StoreError> {
+        Ok(self.index.get(key)?.map(|v| v.value()))
+    }
+
     /// Stores `message` in place of the message at `key`, which must exist.
     pub fn replace(&mut self, key: MsgKey, message: &Message) -> Result<(), StoreError> {
         let no = self.index.get(key)?.map(|v| v.value()).ok_or_else(|| StoreError::Corrupt(format!("no message {key:?} to change")))?;
@@ -149,6 +154,8 @@ pub(super) fn migrate_to_log(txn: &WriteTransaction) -> Result<(), StoreError> {
         }
     }
     txn.delete_table(LEGACY_MESSAGES)?;
+    // Their search tokens were written with them.
+    super::indexer::mark_all_indexed(txn)?;
     Ok(())
 }
 

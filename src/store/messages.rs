@@ -8,6 +8,7 @@ use redb::{ReadTransaction, ReadableTable, WriteTransaction};
 use serde::{Deserialize, Serialize};
 
 use super::facts::ConvFacts;
+use super::indexer;
 use super::log::{self, LEGACY_MESSAGES};
 use super::search::{self, QueryToken};
 use super::tables::{CLIENT_IDS, CONV_HEADS, DAILY_MESSAGES, FILE_MSGS, HIDDEN_MESSAGES, MENTIONS, READS, REVS, SEARCH, USER_CONVS};
@@ -122,18 +123,6 @@ fn head(txn: &WriteTransaction, key: (u64, u64)) -> Result<(u64, u64, u64), Stor
     Ok(txn.open_table(CONV_HEADS)?.get(key)?.map_or((0, 0, 0), |v| v.value()))
 }
 
-fn index_text(txn: &WriteTransaction, key: (u64, u64), seq: u64, text: &str, insert: bool) -> Result<(), StoreError> {
-    let mut t = txn.open_table(SEARCH)?;
-    for token in search::index_tokens(text) {
-        if insert {
-            t.insert((token.as_str(), key.0, key.1, seq), ())?;
-        } else {
-            t.remove((token.as_str(), key.0, key.1, seq))?;
-        }
-    }
-    Ok(())
-}
-
 /// Appends a message inside a write transaction, unless `gate` refuses the sender's place in
 /// the conversation as this transaction sees it (a removal, block or mute committed after the
 /// caller's own check counts). `direct_members` get a conversation-list entry if they have
@@ -201,7 +190,7 @@ pub(super) fn append_system_in_txn(
 
 /// Stores `message` as the next of its conversation (its seq and time are set here) with
 /// everything that goes with it: head, client id, the sender's read position, mentions,
-/// conversation-list entries, the search index and the daily count.
+/// conversation-list entries and the daily count (the search index follows, `indexer.rs`).
 pub(super) fn insert_in_txn(txn: &WriteTransaction, mut message: Message, direct_members: &[UserId]) -> Result<Message, StoreError> {
     let conv = message.conv;
     let key = conv.key();
@@ -234,9 +223,6 @@ pub(super) fn insert_in_txn(txn: &WriteTransaction, mut message: Message, direct
                 convs.insert((m.0, key.0, key.1), state.as_slice())?;
             }
         }
-    }
-    if let Some(text) = text_of(&message.content) {
-        index_text(txn, key, seq, &text, true)?;
     }
     let mut daily = txn.open_table(DAILY_MESSAGES)?;
     let day = ts / 86_400_000;
@@ -356,11 +342,14 @@ impl Store {
                     };
                     let now = now_ms();
                     let recall = matches!(change, MessageChange::Recall { .. });
+                    // A message the indexer has not reached yet is indexed as it is then.
+                    let no = msgs.number((key.0, key.1, seq))?.unwrap_or(u64::MAX);
+                    let mut index = if indexer::is_indexed(txn, no)? { Some(txn.open_table(SEARCH)?) } else { None };
                     match change {
                         MessageChange::Unchanged => return Ok(Ok(vec![m])),
                         MessageChange::Recall { by } => {
-                            if let Some(text) = text_of(&m.content) {
-                                index_text(txn, key, seq, &text, false)?;
+                            if let (Some(index), Some(text)) = (index.as_mut(), text_of(&m.content)) {
+                                indexer::index_text(index, key, seq, &text, false)?;
                             }
                             super::media::unshare_in_txn(txn, &m.content, key, seq)?;
                             m.content = Content::Recalled {};
@@ -369,15 +358,18 @@ impl Store {
                             m.edited_at = None;
                         }
                         MessageChange::Edit { text } => {
-                            if let Some(old) = text_of(&m.content) {
-                                index_text(txn, key, seq, &old, false)?;
+                            if let Some(index) = index.as_mut() {
+                                if let Some(old) = text_of(&m.content) {
+                                    indexer::index_text(index, key, seq, &old, false)?;
+                                }
+                                indexer::index_text(index, key, seq, &text, true)?;
                             }
-                            index_text(txn, key, seq, &text, true)?;
                             m.content = Content::Text { text };
                             m.edited_at = Some(now);
                         }
                         MessageChange::Reactions(reactions) => m.reactions = reactions,
                     }
+                    drop(index);
                     let (last, mut rev, all_seq) = head(txn, key)?;
                     let mut changed = vec![m];
                     if recall {
@@ -647,6 +639,7 @@ impl Store {
         limit: usize,
     ) -> Result<Vec<Message>, StoreError> {
         const MAX_POSTINGS: usize = 20_000;
+        self.index_search().await?;
         self.read(move |txn| {
             let tokens = search::query_tokens(&query);
             if tokens.is_empty() || convs.is_empty() {

@@ -200,6 +200,7 @@ mod tests {
         }
         let s = Store::open(dir.path(), &StoreOptions::default()).unwrap();
         assert_eq!(s.schema_version().await.unwrap(), SCHEMA_VERSION);
+        assert_eq!(s.read(crate::store::indexer::lag).await.unwrap(), 0, "their search tokens were written with them");
         let (page, more) = s.history(y, None, None, 2, 0).await.unwrap();
         assert_eq!((page.iter().map(|m| m.seq).collect::<Vec<_>>(), more), (vec![2, 3], true));
         assert_eq!(page[1].content.search_text().unwrap(), format!("{y} 3"));

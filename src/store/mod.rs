@@ -32,6 +32,7 @@ mod error;
 pub mod facts;
 pub mod favorites;
 pub mod forward;
+mod indexer;
 pub mod ldap;
 pub mod links;
 mod log;

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use redb::{Database, WriteTransaction};
 use tokio::sync::mpsc;
 
-use super::{StoreError, StoreStats};
+use super::{StoreError, StoreStats, indexer};
 
 /// What the writer runs: it applies its change to the shared transaction (or, given none because
 /// the database is unavailable, applies nothing) and hands back the function that answers its
@@ -54,6 +54,16 @@ const MAX_REOPEN_BACKOFF: Duration = Duration::from_secs(2);
 /// How often a writer with a closed database looks for new writes to refuse.
 const BROKEN_POLL: Duration = Duration::from_millis(20);
 
+/// A write that indexes the next messages for search; nobody waits for its answer.
+fn index_job() -> Job {
+    Box::new(|txn| {
+        if let Some(Err(e)) = txn.map(|txn| indexer::index_pending_in_txn(txn, indexer::INDEX_BATCH)) {
+            tracing::warn!(error = %e, "cannot index new messages for search");
+        }
+        Box::new(|_| {})
+    })
+}
+
 /// A committed (or failed) batch's answers, for the completer thread.
 pub(super) type Answers = (Vec<Completion>, Result<(), StoreError>);
 
@@ -92,6 +102,8 @@ pub(super) struct Writer {
     retry_at: Instant,
     backoff: Duration,
     two_phase_commit: bool,
+    /// Committed messages not in the search index yet, as of the last commit (`indexer.rs`).
+    search_lag: u64,
 }
 
 impl Writer {
@@ -111,6 +123,8 @@ impl Writer {
             retry_at: Instant::now(),
             backoff: Duration::ZERO,
             two_phase_commit,
+            // Unknown until the first commit, which measures it.
+            search_lag: 0,
         }
     }
 
@@ -121,9 +135,19 @@ impl Writer {
                 self.reopen();
             }
             let first = if self.db.is_some() {
-                match rx.blocking_recv() {
-                    Some(job) => job,
-                    None => break,
+                match rx.try_recv() {
+                    Ok(job) => job,
+                    // Nothing waits: a moment to index, if enough is new.
+                    Err(mpsc::error::TryRecvError::Empty) if indexer::should_index(self.search_lag, true) => {
+                        batch.push(index_job());
+                        self.commit_batch(&mut batch, stats);
+                        continue;
+                    }
+                    Err(mpsc::error::TryRecvError::Empty) => match rx.blocking_recv() {
+                        Some(job) => job,
+                        None => break,
+                    },
+                    Err(mpsc::error::TryRecvError::Disconnected) => break,
                 }
             } else {
                 // Closed: refuse what comes in at once, and wake up to try reopening again.
@@ -144,6 +168,9 @@ impl Writer {
                     Ok(job) => batch.push(job),
                     Err(_) => break,
                 }
+            }
+            if indexer::should_index(self.search_lag, false) {
+                batch.push(index_job());
             }
             self.commit_batch(&mut batch, stats);
         }
@@ -180,7 +207,12 @@ impl Writer {
                     let _ = txn.abort();
                     Err(StoreError::Db("internal error while writing".into()))
                 } else {
-                    txn.commit().map_err(StoreError::from)
+                    let lag = indexer::lag_in_txn(&txn);
+                    let committed = txn.commit().map_err(StoreError::from);
+                    if committed.is_ok() {
+                        self.search_lag = lag.unwrap_or(0);
+                    }
+                    committed
                 }
             }
         };
