@@ -65,6 +65,10 @@ pub(crate) async fn scale(common: &Common, a: &ScaleArgs) -> anyhow::Result<(Val
     let t = Instant::now();
     let written = write_through(&store, &users, a.messages, a.text_bytes, || async { (0.0, false) }).await?;
     let write_secs = t.elapsed().as_secs_f64();
+    // The search index follows the messages (store/indexer.rs): measured whole.
+    let t = Instant::now();
+    store.index_search().await?;
+    eprintln!("load: the search index caught up in {:.1} s", t.elapsed().as_secs_f64());
     let tables = store.table_sizes().await?;
     store.close().await;
     let stored = written.lat_us.len() as u64;

@@ -8,7 +8,7 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
-use redb::{Database, WriteTransaction};
+use redb::{Database, ReadableDatabase, WriteTransaction};
 use tokio::sync::mpsc;
 
 use super::{StoreError, StoreStats, indexer};
@@ -114,6 +114,8 @@ impl Writer {
         completions: std::sync::mpsc::SyncSender<Answers>,
         two_phase_commit: bool,
     ) -> Writer {
+        // What an earlier run left to index, if it can be read now (else the first commit tells).
+        let search_lag = db.begin_read().ok().and_then(|txn| indexer::lag(&txn).ok()).unwrap_or(0);
         Writer {
             slot,
             completions,
@@ -123,8 +125,7 @@ impl Writer {
             retry_at: Instant::now(),
             backoff: Duration::ZERO,
             two_phase_commit,
-            // Unknown until the first commit, which measures it.
-            search_lag: 0,
+            search_lag,
         }
     }
 
