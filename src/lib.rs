@@ -87,6 +87,7 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: CancellationTo
             max_batch: config.limits.max_batch,
             cache_bytes: config.limits.db_cache_mib.saturating_mul(1 << 20),
             two_phase_commit: true,
+            ..StoreOptions::default()
         },
     )?;
     let (presence_tx, presence_rx) = tokio::sync::mpsc::channel(4096);

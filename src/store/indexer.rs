@@ -1,10 +1,11 @@
-//! The search index is written behind the messages, not in their commit. A message's search
+//! The search index is written behind the messages when the server is busy. A message's search
 //! tokens land at scattered places in `SEARCH` (one per token and conversation), and in a batch of
-//! a few hundred messages nearly every token is a page of its own: indexing in the send's commit
-//! cost more than everything else the send writes (docs/benchmarks.md). So a send commits its
-//! message only, and the writer indexes what is new in larger batches: when it has nothing else to
-//! do and enough is waiting, or before its next batch once far behind. A search first brings the
-//! index up to date, so it always finds every committed message.
+//! a few hundred messages nearly every token is a page of its own: indexing in the sends' commit
+//! cost more than everything else they write (docs/benchmarks.md). So a send's job writes its
+//! message only, and the writer decides what to index in each commit ([`to_index`]): a small
+//! batch's messages in the same commit (at low load nothing changes, and no later index commit
+//! holds up a send), a large batch's later, in larger batches, when the writer is idle or once far
+//! behind. A search first brings the index up to date, so it always finds every committed message.
 //!
 //! The message log's numbers grow in commit order, so "indexed" is one number in `META`: every
 //! message numbered up to it is in the index as it is now (an edit re-indexes, a recall removes);
@@ -20,19 +21,30 @@ use crate::protocol::Message;
 
 /// `META` key: the highest message-log number whose message is in the search index.
 pub(super) const INDEXED_UPTO: &str = "search_indexed_upto";
-/// Messages indexed in one indexing transaction at most.
-pub(super) const INDEX_BATCH: usize = 5_000;
-/// The writer indexes when it is idle and at least this many messages wait: fewer make small,
-/// page-heavy index commits that delay the sends that arrive meanwhile.
+/// A batch of at most this many writes has its messages indexed in its own commit.
+pub(super) const INLINE_BATCH: usize = 64;
+/// Messages a small batch's commit indexes at most (its own, and some left from a busy spell).
+pub(super) const INLINE_MAX: usize = 256;
+/// An idle writer indexes when at least this many messages wait, this many at most per commit:
+/// one commit of a few milliseconds, so that a send arriving meanwhile does not wait long.
 pub(super) const INDEX_MIN: u64 = 256;
-/// The writer indexes before its next batch of writes once this many messages wait, so that a
-/// busy server's index (and a search's catch-up) never falls far behind.
+pub(super) const IDLE_CHUNK: usize = 1_000;
+/// Once this many messages wait, a large batch's commit indexes [`INDEX_BATCH`] of them too, so
+/// that a busy server's index (and a search's catch-up) never falls far behind.
 pub(super) const MAX_LAG: u64 = 20_000;
+pub(super) const INDEX_BATCH: usize = 5_000;
 
-/// Whether the writer runs an indexing batch now, with `lag` messages not indexed; `idle`: no
-/// write is waiting.
-pub(super) fn should_index(lag: u64, idle: bool) -> bool {
-    lag > MAX_LAG || (idle && lag >= INDEX_MIN)
+/// How many waiting messages the writer indexes in the commit it is about to make, given `lag`
+/// (messages not indexed as of the last commit), the `batch` of writes it holds (0: none waits)
+/// and the largest batch indexed inline (`INLINE_BATCH` in the server).
+pub(super) fn to_index(lag: u64, batch: usize, inline_batch: usize) -> usize {
+    match batch {
+        0 if lag >= INDEX_MIN => IDLE_CHUNK,
+        0 => 0,
+        b if b <= inline_batch => INLINE_MAX,
+        _ if lag > MAX_LAG => INDEX_BATCH,
+        _ => 0,
+    }
 }
 
 /// Adds (or with `insert` false removes) the search tokens of `text` for message `seq` of the
@@ -174,7 +186,8 @@ mod tests {
     #[tokio::test]
     async fn a_search_finds_every_committed_message_as_it_is_now_and_the_writer_catches_up_alone() {
         let dir = tempfile::tempdir().unwrap();
-        let s = Store::open(dir.path(), &StoreOptions::default()).unwrap();
+        // Every batch leaves its indexing to later, as a busy server's large batches do.
+        let s = Store::open(dir.path(), &StoreOptions { index_inline_batch: 0, ..StoreOptions::default() }).unwrap();
         let conv: ConvId = "d:1:2".parse().unwrap();
         send(&s, conv, "a", "apple one").await;
         send(&s, conv, "b", "banana two").await;
@@ -207,14 +220,23 @@ mod tests {
         }
         assert!(postings(&s).await >= INDEX_MIN);
         s.close().await;
+
+        // At low load (small batches), a message is indexed in its own commit.
+        let s = Store::open(dir.path(), &StoreOptions::default()).unwrap();
+        send(&s, conv, "z", "fig").await;
+        assert_eq!(s.read(lag).await.unwrap(), 0);
+        s.close().await;
     }
 
     #[test]
-    fn the_writer_indexes_when_idle_with_enough_waiting_or_when_far_behind() {
-        assert!(!should_index(0, true));
-        assert!(!should_index(INDEX_MIN - 1, true), "a few waiting messages wait for more");
-        assert!(should_index(INDEX_MIN, true));
-        assert!(!should_index(MAX_LAG, false), "writes waiting come first");
-        assert!(should_index(MAX_LAG + 1, false), "unless the index is far behind");
+    fn small_batches_index_their_own_messages_large_ones_defer_until_idle_or_far_behind() {
+        let to_index = |lag, batch| to_index(lag, batch, INLINE_BATCH);
+        assert_eq!(to_index(0, 1), INLINE_MAX, "low load: indexed in the same commit");
+        assert_eq!(to_index(5_000, INLINE_BATCH), INLINE_MAX);
+        assert_eq!(to_index(0, INLINE_BATCH + 1), 0, "a large batch commits its messages only");
+        assert_eq!(to_index(MAX_LAG, 500), 0);
+        assert_eq!(to_index(MAX_LAG + 1, 500), INDEX_BATCH, "unless the index is far behind");
+        assert_eq!(to_index(INDEX_MIN - 1, 0), 0, "idle with a few waiting: they wait for more");
+        assert_eq!(to_index(INDEX_MIN, 0), IDLE_CHUNK);
     }
 }

@@ -119,11 +119,21 @@ pub struct StoreOptions {
     /// ARCHITECTURE.md, "Two-phase commit stays on"); off only in the load tool's measurement
     /// of what it costs.
     pub two_phase_commit: bool,
+    /// Batches of at most this many writes have their messages indexed for search in their own
+    /// commit; larger ones leave it to later (`indexer.rs`). Always `indexer::INLINE_BATCH` in
+    /// the server; 0 in the tests of what is indexed later.
+    pub index_inline_batch: usize,
 }
 
 impl Default for StoreOptions {
     fn default() -> Self {
-        StoreOptions { write_queue: 8192, max_batch: 2048, cache_bytes: 128 << 20, two_phase_commit: true }
+        StoreOptions {
+            write_queue: 8192,
+            max_batch: 2048,
+            cache_bytes: 128 << 20,
+            two_phase_commit: true,
+            index_inline_batch: indexer::INLINE_BATCH,
+        }
     }
 }
 
@@ -154,7 +164,7 @@ impl Store {
             .name("chinwag-complete".into())
             .spawn(move || writer::run_completer(&answers_rx))
             .map_err(|e| StoreError::Db(format!("cannot start the completer thread: {e}")))?;
-        let mut writer = Writer::new(slot.clone(), db, opener, answers_tx, opts.two_phase_commit);
+        let mut writer = Writer::new(slot.clone(), db, opener, answers_tx, opts.two_phase_commit, opts.index_inline_batch);
         let (wstats, max_batch) = (stats.clone(), opts.max_batch);
         let (done_tx, done) = tokio::sync::watch::channel(false);
         std::thread::Builder::new()

@@ -54,10 +54,11 @@ const MAX_REOPEN_BACKOFF: Duration = Duration::from_secs(2);
 /// How often a writer with a closed database looks for new writes to refuse.
 const BROKEN_POLL: Duration = Duration::from_millis(20);
 
-/// A write that indexes the next messages for search; nobody waits for its answer.
-fn index_job() -> Job {
-    Box::new(|txn| {
-        if let Some(Err(e)) = txn.map(|txn| indexer::index_pending_in_txn(txn, indexer::INDEX_BATCH)) {
+/// A write that indexes up to `max` of the next messages for search (with the batch's own, which
+/// it follows); nobody waits for its answer.
+fn index_job(max: usize) -> Job {
+    Box::new(move |txn| {
+        if let Some(Err(e)) = txn.map(|txn| indexer::index_pending_in_txn(txn, max)) {
             tracing::warn!(error = %e, "cannot index new messages for search");
         }
         Box::new(|_| {})
@@ -104,6 +105,7 @@ pub(super) struct Writer {
     two_phase_commit: bool,
     /// Committed messages not in the search index yet, as of the last commit (`indexer.rs`).
     search_lag: u64,
+    index_inline_batch: usize,
 }
 
 impl Writer {
@@ -113,6 +115,7 @@ impl Writer {
         opener: Opener,
         completions: std::sync::mpsc::SyncSender<Answers>,
         two_phase_commit: bool,
+        index_inline_batch: usize,
     ) -> Writer {
         // What an earlier run left to index, if it can be read now (else the first commit tells).
         let search_lag = db.begin_read().ok().and_then(|txn| indexer::lag(&txn).ok()).unwrap_or(0);
@@ -125,6 +128,7 @@ impl Writer {
             retry_at: Instant::now(),
             backoff: Duration::ZERO,
             two_phase_commit,
+            index_inline_batch,
             search_lag,
         }
     }
@@ -139,8 +143,8 @@ impl Writer {
                 match rx.try_recv() {
                     Ok(job) => job,
                     // Nothing waits: a moment to index, if enough is new.
-                    Err(mpsc::error::TryRecvError::Empty) if indexer::should_index(self.search_lag, true) => {
-                        batch.push(index_job());
+                    Err(mpsc::error::TryRecvError::Empty) if indexer::to_index(self.search_lag, 0, 0) > 0 => {
+                        batch.push(index_job(indexer::to_index(self.search_lag, 0, 0)));
                         self.commit_batch(&mut batch, stats);
                         continue;
                     }
@@ -170,8 +174,9 @@ impl Writer {
                     Err(_) => break,
                 }
             }
-            if indexer::should_index(self.search_lag, false) {
-                batch.push(index_job());
+            match indexer::to_index(self.search_lag, batch.len(), self.index_inline_batch) {
+                0 => {}
+                n => batch.push(index_job(n)),
             }
             self.commit_batch(&mut batch, stats);
         }
