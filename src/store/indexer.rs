@@ -144,27 +144,12 @@ mod tests {
 
     use super::*;
     use crate::ids::{ConvId, UserId};
-    use crate::protocol::Content;
     use crate::store::StoreOptions;
-    use crate::store::messages::{Extras, MessageChange};
+    use crate::store::messages::MessageChange;
     use redb::ReadableTableMetadata;
 
     async fn send(s: &Store, conv: ConvId, id: &str, text: &str) -> u64 {
-        let out = s
-            .append_message(
-                UserId(1),
-                conv,
-                vec![UserId(1), UserId(2)],
-                id.into(),
-                Content::Text { text: text.into() },
-                Extras::default(),
-                |_| Ok(()),
-                |_| {},
-            )
-            .await
-            .unwrap()
-            .unwrap();
-        out.message.seq
+        crate::store::send_text(s, conv, id, text).await.message.seq
     }
 
     async fn change(s: &Store, conv: ConvId, seq: u64, c: MessageChange) {

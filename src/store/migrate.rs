@@ -174,7 +174,6 @@ mod tests {
     async fn schema_4_messages_move_into_the_log_and_the_next_one_follows_them() {
         use crate::ids::{ConvId, UserId};
         use crate::protocol::{Content, Message};
-        use crate::store::messages::Extras;
         use redb::ReadableTableMetadata;
         let dir = tempfile::tempdir().unwrap();
         let (x, y): (ConvId, ConvId) = ("d:1:2".parse().unwrap(), "d:1:3".parse().unwrap());
@@ -204,35 +203,9 @@ mod tests {
         let (page, more) = s.history(y, None, None, 2, 0).await.unwrap();
         assert_eq!((page.iter().map(|m| m.seq).collect::<Vec<_>>(), more), (vec![2, 3], true));
         assert_eq!(page[1].content.search_text().unwrap(), format!("{y} 3"));
-        let sent = s
-            .append_message(
-                UserId(1),
-                x,
-                vec![UserId(1), UserId(2)],
-                "new".into(),
-                Content::Text { text: "after".into() },
-                Extras::default(),
-                |_| Ok(()),
-                |_| {},
-            )
-            .await
-            .unwrap()
-            .unwrap();
+        let sent = crate::store::send_text(&s, x, "new", "after").await;
         assert_eq!(sent.message.seq, 4);
-        let again = s
-            .append_message(
-                UserId(1),
-                y,
-                vec![UserId(1), UserId(3)],
-                format!("{y}-2"),
-                Content::Text { text: "resent".into() },
-                Extras::default(),
-                |_| Ok(()),
-                |_| {},
-            )
-            .await
-            .unwrap()
-            .unwrap();
+        let again = crate::store::send_text(&s, y, &format!("{y}-2"), "resent").await;
         assert!(again.duplicate && again.message.seq == 2, "a resend of a migrated message finds it");
         let (legacy, logged) =
             s.read(|txn| Ok((txn.open_table(log::LEGACY_MESSAGES).is_ok(), txn.open_table(tables::MESSAGE_LOG)?.len()?))).await.unwrap();

@@ -279,6 +279,26 @@ pub fn now_ms() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
+/// For the store's own tests: appends `text` to the 1:1 chat `conv` as its first member, every
+/// rule allowing it.
+#[cfg(test)]
+pub(super) async fn send_text(s: &Store, conv: crate::ids::ConvId, client_id: &str, text: &str) -> messages::SendOutcome {
+    let crate::ids::ConvId::Direct(me, peer) = conv else { panic!("a 1:1 chat, not {conv:?}") };
+    s.append_message(
+        me,
+        conv,
+        vec![me, peer],
+        client_id.into(),
+        crate::protocol::Content::Text { text: text.into() },
+        messages::Extras::default(),
+        |_| Ok(()),
+        |_| {},
+    )
+    .await
+    .unwrap()
+    .unwrap()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -143,14 +143,16 @@ impl Writer {
                 match rx.try_recv() {
                     Ok(job) => job,
                     // Nothing waits: a moment to index, if enough is new.
-                    Err(mpsc::error::TryRecvError::Empty) if indexer::to_index(self.search_lag, 0, 0) > 0 => {
-                        batch.push(index_job(indexer::to_index(self.search_lag, 0, 0)));
-                        self.commit_batch(&mut batch, stats);
-                        continue;
-                    }
-                    Err(mpsc::error::TryRecvError::Empty) => match rx.blocking_recv() {
-                        Some(job) => job,
-                        None => break,
+                    Err(mpsc::error::TryRecvError::Empty) => match indexer::to_index(self.search_lag, 0, 0) {
+                        0 => match rx.blocking_recv() {
+                            Some(job) => job,
+                            None => break,
+                        },
+                        n => {
+                            batch.push(index_job(n));
+                            self.commit_batch(&mut batch, stats);
+                            continue;
+                        }
                     },
                     Err(mpsc::error::TryRecvError::Disconnected) => break,
                 }
