@@ -43,8 +43,16 @@ fn decode(v: &[u8]) -> Result<Message, StoreError> {
 impl<L: ReadableTable<u64, &'static [u8]>, I: ReadableTable<MsgKey, u64>> Log<L, I> {
     /// The message at `key`, if there is one.
     pub fn get(&self, key: MsgKey) -> Result<Option<Message>, StoreError> {
+        Ok(self.numbered(key)?.map(|(_, m)| m))
+    }
+
+    /// The message at `key` with its log number, if there is one.
+    pub fn numbered(&self, key: MsgKey) -> Result<Option<(u64, Message)>, StoreError> {
         match self.index.get(key)? {
-            Some(no) => self.at(no.value()).map(Some),
+            Some(no) => {
+                let no = no.value();
+                Ok(Some((no, self.at(no)?)))
+            }
             None => Ok(None),
         }
     }
@@ -127,11 +135,6 @@ impl WriteLog<'_> {
             return Err(StoreError::Corrupt(format!("message {key:?} was stored twice")));
         }
         Ok(())
-    }
-
-    /// The log number of the message at `key`.
-    pub fn number(&self, key: MsgKey) -> Result<Option<u64>, StoreError> {
-        Ok(self.index.get(key)?.map(|v| v.value()))
     }
 
     /// Stores `message` in place of the message at `key`, which must exist.

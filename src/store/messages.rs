@@ -333,7 +333,7 @@ impl Store {
                     let key = conv.key();
                     let facts = super::facts::facts_in_txn(txn, user, conv)?;
                     let mut msgs = log::write(txn)?;
-                    let Some(mut m) = msgs.get((key.0, key.1, seq))? else {
+                    let Some((no, mut m)) = msgs.numbered((key.0, key.1, seq))? else {
                         return Ok(Err(MessageRefusal::NoSuchMessage));
                     };
                     let change = match rule(&facts, &m) {
@@ -343,7 +343,6 @@ impl Store {
                     let now = now_ms();
                     let recall = matches!(change, MessageChange::Recall { .. });
                     // A message the indexer has not reached yet is indexed as it is then.
-                    let no = msgs.number((key.0, key.1, seq))?.unwrap_or(u64::MAX);
                     let mut index = if indexer::is_indexed(txn, no)? { Some(txn.open_table(SEARCH)?) } else { None };
                     match change {
                         MessageChange::Unchanged => return Ok(Ok(vec![m])),
