@@ -38,6 +38,7 @@ pub mod outcome;
 pub mod presence;
 pub mod protocol;
 pub mod push;
+pub mod runtime;
 pub mod server;
 pub mod social;
 pub mod store;

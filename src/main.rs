@@ -303,7 +303,7 @@ fn main() -> ExitCode {
                 }
             };
             init_logs(config.log_format);
-            let rt = match tokio::runtime::Runtime::new() {
+            let rt = match chinwag::runtime::build() {
                 Ok(rt) => rt,
                 Err(e) => {
                     eprintln!("chinwag: cannot start the runtime: {e}");
