@@ -1,7 +1,7 @@
 /// <reference types="vitest/config" />
 import { createHash } from 'node:crypto'
-import { readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs'
-import { brotliCompressSync, constants as zlib, gzipSync } from 'node:zlib'
+import { readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs'
+import { gzipSync } from 'node:zlib'
 import { fileURLToPath, URL } from 'node:url'
 import { join, relative } from 'node:path'
 import { defineConfig, transformWithOxc, type Plugin } from 'vite'
@@ -58,8 +58,9 @@ function serviceWorker(): Plugin {
 }
 
 /**
- * Writes `.br` and `.gz` twins of the text files: the server sends them to browsers that accept
- * them (src/web.rs), so the embedded client costs the network a third of its size.
+ * Replaces each text file of 1 KiB or more by its gzip copy (`app.js` becomes `app.js.gz`): the
+ * server sends it to every browser as it is and decompresses it for the rare client that accepts
+ * no gzip (src/web.rs). One copy instead of three keeps the binary and its packages small.
  */
 function precompress(): Plugin {
   let outDir = ''
@@ -75,10 +76,7 @@ function precompress(): Plugin {
         const data = readFileSync(file)
         if (data.length < 1024) continue
         writeFileSync(`${file}.gz`, gzipSync(data, { level: 9 }))
-        writeFileSync(
-          `${file}.br`,
-          brotliCompressSync(data, { params: { [zlib.BROTLI_PARAM_QUALITY]: 11, [zlib.BROTLI_PARAM_SIZE_HINT]: data.length } }),
-        )
+        rmSync(file)
       }
     },
   }
