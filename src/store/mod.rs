@@ -44,6 +44,7 @@ pub mod personal;
 pub mod push;
 mod replies;
 pub mod search;
+mod search_query;
 pub mod sessions;
 pub mod sizes;
 pub mod snapshot;
