@@ -9,9 +9,10 @@ use std::collections::HashMap;
 
 use redb::{ReadableTable, WriteTransaction};
 
+use super::client_ids::ClientIds;
 use super::facts::{ConvFacts, facts_in_txn};
 use super::messages::{MessageRefusal, SendOutcome, UserConv, insert_in_txn};
-use super::tables::{CLIENT_IDS, HIDDEN_MESSAGES, USER_CONVS, USERS};
+use super::tables::{HIDDEN_MESSAGES, USER_CONVS, USERS};
 use super::users::load_user;
 use super::{Store, StoreError};
 use crate::ids::{ConvId, UserId};
@@ -136,8 +137,8 @@ fn card_of(txn: &WriteTransaction, sources: &[Message]) -> Result<Result<Content
 }
 
 /// The message `sender` stored under `client_id`, if any.
-fn stored(txn: &WriteTransaction, sender: UserId, client_id: &str) -> Result<Option<Message>, StoreError> {
-    let Some(k) = txn.open_table(CLIENT_IDS)?.get((sender.0, client_id))?.map(|v| v.value()) else { return Ok(None) };
+fn stored(txn: &WriteTransaction, ids: &ClientIds, sender: UserId, client_id: &str) -> Result<Option<Message>, StoreError> {
+    let Some(k) = ids.get(txn, sender, client_id)? else { return Ok(None) };
     let m =
         super::log::write(txn)?.get(k)?.ok_or_else(|| StoreError::Corrupt(format!("client id {client_id} points at a missing message")))?;
     Ok(Some(m))
@@ -157,6 +158,7 @@ impl Store {
         write_gate: impl Fn(&ConvFacts) -> Result<(), Refusal> + Send + 'static,
         after: impl FnOnce(&[(ConvId, TargetOutcome)]) + Send + 'static,
     ) -> Result<Result<Vec<(ConvId, TargetOutcome)>, MessageRefusal>, StoreError> {
+        let client_ids = self.client_ids.clone();
         self.write_then(
             move |txn| {
                 let sources = match readable_sources(txn, fw.user, fw.from, &fw.seqs, &read_gate)? {
@@ -176,7 +178,7 @@ impl Store {
                     // A resend: the first forward wrote all of this target's messages or none.
                     let mut found = Vec::new();
                     for id in &ids {
-                        if let Some(m) = stored(txn, fw.user, id)? {
+                        if let Some(m) = stored(txn, &client_ids, fw.user, id)? {
                             found.push(SendOutcome { message: m, duplicate: true });
                         }
                     }
@@ -191,7 +193,7 @@ impl Store {
                     let mut written = Vec::with_capacity(contents.len());
                     for (id, (_, content)) in ids.into_iter().zip(&contents) {
                         let m = Message::new(t.conv, 0, fw.user, id, 0, content.clone());
-                        written.push(SendOutcome { message: insert_in_txn(txn, m, &t.direct_members)?, duplicate: false });
+                        written.push(SendOutcome { message: insert_in_txn(txn, &client_ids, m, &t.direct_members)?, duplicate: false });
                     }
                     results.push((t.conv, Ok(written)));
                 }

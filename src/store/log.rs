@@ -127,14 +127,14 @@ impl<L: ReadableTable<u64, &'static [u8]>, I: ReadableTable<MsgKey, u64>> Log<L,
 }
 
 impl WriteLog<'_> {
-    /// Stores a new message at `key` as the last of the log.
-    pub fn append(&mut self, key: MsgKey, bytes: &[u8]) -> Result<(), StoreError> {
+    /// Stores a new message at `key` as the last of the log; returns its number.
+    pub fn append(&mut self, key: MsgKey, bytes: &[u8]) -> Result<u64, StoreError> {
         let no = self.log.last()?.map_or(1, |(k, _)| k.value() + 1);
         self.log.insert(no, bytes)?;
         if self.index.insert(key, no)?.is_some() {
             return Err(StoreError::Corrupt(format!("message {key:?} was stored twice")));
         }
-        Ok(())
+        Ok(no)
     }
 
     /// Stores `message` in place of the message at `key`, which must exist.

@@ -7,10 +7,11 @@ use std::collections::BTreeMap;
 use redb::{ReadTransaction, ReadableTable, WriteTransaction};
 use serde::{Deserialize, Serialize};
 
+use super::client_ids::ClientIds;
 use super::facts::ConvFacts;
 use super::indexer;
 use super::log::{self, LEGACY_MESSAGES};
-use super::tables::{CLIENT_IDS, CONV_HEADS, DAILY_MESSAGES, FILE_MSGS, HIDDEN_MESSAGES, MENTIONS, READS, REVS, SEARCH, USER_CONVS};
+use super::tables::{CONV_HEADS, DAILY_MESSAGES, FILE_MSGS, HIDDEN_MESSAGES, MENTIONS, READS, REVS, SEARCH, USER_CONVS};
 use super::{Store, StoreError, now_ms};
 use crate::ids::{ConvId, UserId};
 use crate::outcome::Refusal;
@@ -131,6 +132,7 @@ fn head(txn: &WriteTransaction, key: (u64, u64)) -> Result<(u64, u64, u64), Stor
 #[allow(clippy::too_many_arguments)]
 pub(super) fn append_in_txn(
     txn: &WriteTransaction,
+    ids: &ClientIds,
     sender: UserId,
     conv: ConvId,
     direct_members: &[UserId],
@@ -140,7 +142,7 @@ pub(super) fn append_in_txn(
     gate: impl FnOnce(&ConvFacts) -> Result<(), Refusal>,
 ) -> Result<Result<SendOutcome, MessageRefusal>, StoreError> {
     let key = conv.key();
-    if let Some(k) = txn.open_table(CLIENT_IDS)?.get((sender.0, client_id.as_str()))?.map(|v| v.value()) {
+    if let Some(k) = ids.get(txn, sender, &client_id)? {
         let message =
             log::write(txn)?.get(k)?.ok_or_else(|| StoreError::Corrupt(format!("client id {client_id} points at a missing message")))?;
         return Ok(Ok(SendOutcome { message, duplicate: true }));
@@ -168,13 +170,14 @@ pub(super) fn append_in_txn(
     message.reply_to = reply_to;
     message.mentions = extras.mentions;
     message.mention_all = extras.mention_all;
-    Ok(Ok(SendOutcome { message: insert_in_txn(txn, message, direct_members)?, duplicate: false }))
+    Ok(Ok(SendOutcome { message: insert_in_txn(txn, ids, message, direct_members)?, duplicate: false }))
 }
 
 /// Records a system event in `conv` as written by `actor`. It has no refusal: whoever calls it
 /// has decided already (a group or contact rule), so it cannot fail after that caller wrote.
 pub(super) fn append_system_in_txn(
     txn: &WriteTransaction,
+    ids: &ClientIds,
     actor: UserId,
     conv: ConvId,
     direct_members: &[UserId],
@@ -184,13 +187,18 @@ pub(super) fn append_system_in_txn(
     rand::fill(&mut r);
     let kind = if matches!(conv, ConvId::Direct(..)) { "contact" } else { "group" };
     let client_id = format!("sys-{kind}-{}", hex::encode(r));
-    insert_in_txn(txn, Message::new(conv, 0, actor, client_id, 0, Content::System { event }), direct_members)
+    insert_in_txn(txn, ids, Message::new(conv, 0, actor, client_id, 0, Content::System { event }), direct_members)
 }
 
 /// Stores `message` as the next of its conversation (its seq and time are set here) with
 /// everything that goes with it: head, client id, the sender's read position, mentions,
 /// conversation-list entries and the daily count (the search index follows, `indexer.rs`).
-pub(super) fn insert_in_txn(txn: &WriteTransaction, mut message: Message, direct_members: &[UserId]) -> Result<Message, StoreError> {
+pub(super) fn insert_in_txn(
+    txn: &WriteTransaction,
+    ids: &ClientIds,
+    mut message: Message,
+    direct_members: &[UserId],
+) -> Result<Message, StoreError> {
     let conv = message.conv;
     let key = conv.key();
     let (last, rev, all_seq) = head(txn, key)?;
@@ -199,10 +207,10 @@ pub(super) fn insert_in_txn(txn: &WriteTransaction, mut message: Message, direct
     message.seq = seq;
     message.ts = ts;
     let bytes = serde_json::to_vec(&message)?;
-    log::write(txn)?.append((key.0, key.1, seq), &bytes)?;
+    let no = log::write(txn)?.append((key.0, key.1, seq), &bytes)?;
+    ids.record(no, message.sender, &message.client_id, (key.0, key.1, seq));
     super::media::share_in_txn(txn, &message.content, key, seq)?;
     txn.open_table(CONV_HEADS)?.insert(key, (seq, rev, if message.mention_all { seq } else { all_seq }))?;
-    txn.open_table(CLIENT_IDS)?.insert((message.sender.0, message.client_id.as_str()), (key.0, key.1, seq))?;
     // Sending is reading: your own message never counts as unread.
     txn.open_table(READS)?.insert((key.0, key.1, message.sender.0), seq)?;
     if let Some(r) = &message.reply_to {
@@ -300,9 +308,9 @@ impl Store {
         gate: impl FnOnce(&ConvFacts) -> Result<(), Refusal> + Send + 'static,
         after: impl FnOnce(&Message) + Send + 'static,
     ) -> Result<Result<SendOutcome, MessageRefusal>, StoreError> {
-        let stats = self.stats.clone();
+        let (stats, ids) = (self.stats.clone(), self.client_ids.clone());
         self.write_then(
-            move |txn| append_in_txn(txn, sender, conv, &direct_members, client_id, content, extras, gate),
+            move |txn| append_in_txn(txn, &ids, sender, conv, &direct_members, client_id, content, extras, gate),
             move |out: &Result<SendOutcome, MessageRefusal>| {
                 if let Ok(out) = out
                     && !out.duplicate

@@ -4,10 +4,10 @@
 use redb::{Database, ReadableTable};
 
 use super::tables::{self, META};
-use super::{StoreError, log, messages, replies};
+use super::{StoreError, client_ids, log, messages, replies};
 
 /// The schema this build writes. Opening a newer one is refused; older ones are migrated.
-pub const SCHEMA_VERSION: u64 = 5;
+pub const SCHEMA_VERSION: u64 = 6;
 
 /// Brings an older database up to [`SCHEMA_VERSION`] and refuses a newer one.
 pub(super) fn migrate(db: &Database) -> Result<(), StoreError> {
@@ -40,6 +40,8 @@ pub(super) fn migrate(db: &Database) -> Result<(), StoreError> {
                     1 => messages::migrate_file_shares(&txn)?,
                     // Version 5 keeps messages in commit order (`log.rs`).
                     4 => log::migrate_to_log(&txn)?,
+                    // Version 6 keeps the newest client ids in memory (`client_ids.rs`).
+                    5 => client_ids::mark_all_moved(&txn)?,
                     _ => unreachable!("no migration from schema {v}"),
                 }
                 v += 1;

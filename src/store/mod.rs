@@ -28,6 +28,7 @@
 
 pub mod admin;
 pub mod calls;
+mod client_ids;
 mod error;
 pub mod facts;
 pub mod favorites;
@@ -106,6 +107,8 @@ pub struct Store {
     pub stats: Arc<StoreStats>,
     /// Groups with their members, kept fresh by every group change right after its commit.
     groups: social::GroupCache,
+    /// The newest client ids, not in their table yet; only the writer thread uses them.
+    client_ids: client_ids::ClientIds,
 }
 
 /// Options for [`Store::open`].
@@ -120,9 +123,10 @@ pub struct StoreOptions {
     /// ARCHITECTURE.md, "Two-phase commit stays on"); off only in the load tool's measurement
     /// of what it costs.
     pub two_phase_commit: bool,
-    /// Batches of at most this many writes have their messages indexed for search in their own
-    /// commit; larger ones leave it to later (`indexer.rs`). Always `indexer::INLINE_BATCH` in
-    /// the server; 0 in the tests of what is indexed later.
+    /// Batches of at most this many writes have their messages indexed for search, and their
+    /// client ids written to their table, in their own commit; larger ones leave both to later
+    /// (`indexer.rs`, `client_ids.rs`). Always `indexer::INLINE_BATCH` in the server; 0 in the
+    /// tests of what is written later.
     pub index_inline_batch: usize,
 }
 
@@ -165,7 +169,8 @@ impl Store {
             .name("chinwag-complete".into())
             .spawn(move || writer::run_completer(&answers_rx))
             .map_err(|e| StoreError::Db(format!("cannot start the completer thread: {e}")))?;
-        let mut writer = Writer::new(slot.clone(), db, opener, answers_tx, opts.two_phase_commit, opts.index_inline_batch);
+        let ids = client_ids::ClientIds::default();
+        let mut writer = Writer::new(slot.clone(), db, opener, answers_tx, opts.two_phase_commit, opts.index_inline_batch, ids.clone());
         let (wstats, max_batch) = (stats.clone(), opts.max_batch);
         let (done_tx, done) = tokio::sync::watch::channel(false);
         std::thread::Builder::new()
@@ -180,7 +185,7 @@ impl Store {
                 let _ = done_tx.send(true);
             })
             .map_err(|e| StoreError::Db(format!("cannot start the writer thread: {e}")))?;
-        Ok(Store { db: slot, jobs, done, stats, groups: social::GroupCache::default() })
+        Ok(Store { db: slot, jobs, done, stats, groups: social::GroupCache::default(), client_ids: ids })
     }
 
     /// Lets go of this handle and waits until the writer has committed everything queued and

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use redb::{ReadTransaction, ReadableTable, WriteTransaction};
 use serde::{Deserialize, Serialize};
 
+use super::client_ids::ClientIds;
 use super::messages::{UserConv, append_system_in_txn};
 use super::tables::{
     APPLICATIONS, CONTACTS, CONV_HEADS, GROUP_INVITE_TOKENS, GROUP_TOKENS, GROUPS, MEMBERS, META, REQUESTS, REQUESTS_OUT, USER_CONVS,
@@ -190,6 +191,7 @@ fn load_group_write(txn: &WriteTransaction, gid: u64) -> Result<Option<GroupStat
 /// Applies a group change: checks limits first, then writes, then records the events.
 fn apply_group_change(
     txn: &WriteTransaction,
+    ids: &ClientIds,
     actor: UserId,
     before: Option<GroupState>,
     mut state: GroupState,
@@ -260,7 +262,7 @@ fn apply_group_change(
     }
     let mut messages = Vec::new();
     for event in change.events {
-        messages.push(append_system_in_txn(txn, actor, conv, &[], event)?);
+        messages.push(append_system_in_txn(txn, ids, actor, conv, &[], event)?);
     }
     Ok(Ok(GroupOutcome { before, after: state, messages }))
 }
@@ -289,6 +291,7 @@ impl Store {
         rule: impl FnOnce(&Relation) -> Result<RelationChange, Refusal> + Send + 'static,
         after: impl FnOnce(&Relation, Option<&Message>) + Send + 'static,
     ) -> Result<Result<(Relation, Option<Message>), Refusal>, StoreError> {
+        let ids = self.client_ids.clone();
         self.write_then(
             move |txn| {
                 let mut rel = {
@@ -334,7 +337,7 @@ impl Store {
                 if change.became_contacts
                     && let Some(conv) = ConvId::direct(me, other)
                 {
-                    message = Some(append_system_in_txn(txn, me, conv, &[me, other], SystemEvent::ContactAccepted)?);
+                    message = Some(append_system_in_txn(txn, &ids, me, conv, &[me, other], SystemEvent::ContactAccepted)?);
                 }
                 Ok(Ok((rel, message)))
             },
@@ -406,7 +409,7 @@ impl Store {
         limits: GroupLimits,
         after: impl FnOnce(&GroupOutcome) + Send + 'static,
     ) -> Result<Result<GroupOutcome, Refusal>, StoreError> {
-        let cache = self.groups.clone();
+        let (cache, ids) = (self.groups.clone(), self.client_ids.clone());
         self.write_then(
             move |txn| {
                 let id = {
@@ -425,7 +428,7 @@ impl Store {
                     change.members.push((u, Some(MemberRecord { role, joined_at: now, muted_until: None })));
                 }
                 let limits = GroupLimits { history_for_new_members: true, ..limits };
-                match apply_group_change(txn, owner, None, state, change, limits)? {
+                match apply_group_change(txn, &ids, owner, None, state, change, limits)? {
                     // The counter advanced inside a transaction that will not commit this
                     // write's part; the refusal leaves the group id unused, which is harmless.
                     Err(r) => Ok(Err(r)),
@@ -477,7 +480,7 @@ impl Store {
         rule: impl FnOnce(&GroupState) -> Result<GroupChange, Refusal> + Send + 'static,
         after: impl FnOnce(&GroupOutcome) + Send + 'static,
     ) -> Result<Result<GroupOutcome, Refusal>, StoreError> {
-        let cache = self.groups.clone();
+        let (cache, ids) = (self.groups.clone(), self.client_ids.clone());
         self.write_then(
             move |txn| {
                 if let Some(t) = token
@@ -490,7 +493,7 @@ impl Store {
                     Ok(c) => c,
                     Err(r) => return Ok(Err(r)),
                 };
-                apply_group_change(txn, actor, Some(state.clone()), state, change, limits)
+                apply_group_change(txn, &ids, actor, Some(state.clone()), state, change, limits)
             },
             move |out: &Result<GroupOutcome, Refusal>| {
                 if let Ok(o) = out {

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use redb::{Database, ReadableDatabase, WriteTransaction};
 use tokio::sync::mpsc;
 
+use super::client_ids::{self, ClientIds};
 use super::{StoreError, StoreStats, indexer};
 
 /// What the writer runs: it applies its change to the shared transaction (or, given none because
@@ -65,6 +66,17 @@ fn index_job(max: usize) -> Job {
     })
 }
 
+/// A write that moves up to `max` of the waiting client ids into their table (after the batch's
+/// own writes, so that a small batch moves its own); nobody waits for its answer.
+fn move_ids_job(ids: ClientIds, max: usize) -> Job {
+    Box::new(move |txn| {
+        if let Some(Err(e)) = txn.map(|txn| ids.move_in_txn(txn, max)) {
+            tracing::warn!(error = %e, "cannot write client ids to their table");
+        }
+        Box::new(|_| {})
+    })
+}
+
 /// A committed (or failed) batch's answers, for the completer thread.
 pub(super) type Answers = (Vec<Completion>, Result<(), StoreError>);
 
@@ -106,6 +118,8 @@ pub(super) struct Writer {
     /// Committed messages not in the search index yet, as of the last commit (`indexer.rs`).
     search_lag: u64,
     index_inline_batch: usize,
+    /// Client ids not in their table yet (`client_ids.rs`).
+    client_ids: ClientIds,
 }
 
 impl Writer {
@@ -116,6 +130,7 @@ impl Writer {
         completions: std::sync::mpsc::SyncSender<Answers>,
         two_phase_commit: bool,
         index_inline_batch: usize,
+        client_ids: ClientIds,
     ) -> Writer {
         // What an earlier run left to index, if it can be read now (else the first commit tells).
         let search_lag = db.begin_read().ok().and_then(|txn| indexer::lag(&txn).ok()).unwrap_or(0);
@@ -130,11 +145,49 @@ impl Writer {
             two_phase_commit,
             index_inline_batch,
             search_lag,
+            client_ids,
         }
+    }
+
+    /// Whether the client ids in memory may be used: after a failed commit they are read again
+    /// from what was committed.
+    fn client_ids_ready(&self) -> bool {
+        if !self.client_ids.is_stale() {
+            return true;
+        }
+        let Some(db) = &self.db else { return false };
+        match self.client_ids.reload(db) {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot read the newest client ids back from the message log; sends fail until it succeeds");
+                false
+            }
+        }
+    }
+
+    /// The writes the writer adds to a batch of `batch` writes (0: an idle moment): indexing for
+    /// search and moving client ids, each when its rule says so.
+    fn upkeep(&self, batch: usize) -> Vec<Job> {
+        let inline = if batch == 0 { 0 } else { self.index_inline_batch };
+        let mut jobs = Vec::new();
+        match indexer::to_index(self.search_lag, batch, inline) {
+            0 => {}
+            n => jobs.push(index_job(n)),
+        }
+        if self.client_ids_ready() {
+            match client_ids::to_move(self.client_ids.waiting(), batch, inline) {
+                0 => {}
+                n => jobs.push(move_ids_job(self.client_ids.clone(), n)),
+            }
+        }
+        jobs
     }
 
     pub(super) fn run(&mut self, mut rx: mpsc::Receiver<Job>, max_batch: usize, stats: &StoreStats) {
         let mut batch: Vec<Job> = Vec::with_capacity(max_batch);
+        // What an earlier run left in memory only is read back from the log before any write.
+        self.client_ids.mark_stale();
+        self.client_ids_ready();
         loop {
             if self.db.is_none() && Instant::now() >= self.retry_at {
                 self.reopen();
@@ -142,18 +195,20 @@ impl Writer {
             let first = if self.db.is_some() {
                 match rx.try_recv() {
                     Ok(job) => job,
-                    // Nothing waits: a moment to index, if enough is new.
-                    Err(mpsc::error::TryRecvError::Empty) => match indexer::to_index(self.search_lag, 0, 0) {
-                        0 => match rx.blocking_recv() {
-                            Some(job) => job,
-                            None => break,
-                        },
-                        n => {
-                            batch.push(index_job(n));
+                    // Nothing waits: a moment to index and move client ids, if there is any to do.
+                    Err(mpsc::error::TryRecvError::Empty) => {
+                        let upkeep = self.upkeep(0);
+                        if upkeep.is_empty() {
+                            match rx.blocking_recv() {
+                                Some(job) => job,
+                                None => break,
+                            }
+                        } else {
+                            batch.extend(upkeep);
                             self.commit_batch(&mut batch, stats);
                             continue;
                         }
-                    },
+                    }
                     Err(mpsc::error::TryRecvError::Disconnected) => break,
                 }
             } else {
@@ -176,10 +231,8 @@ impl Writer {
                     Err(_) => break,
                 }
             }
-            match indexer::to_index(self.search_lag, batch.len(), self.index_inline_batch) {
-                0 => {}
-                n => batch.push(index_job(n)),
-            }
+            let upkeep = self.upkeep(batch.len());
+            batch.extend(upkeep);
             self.commit_batch(&mut batch, stats);
         }
         tracing::debug!("writer stopped");
@@ -213,12 +266,22 @@ impl Writer {
                 if job_panicked {
                     tracing::error!("a write panicked; the batch of {n} writes is abandoned");
                     let _ = txn.abort();
+                    self.client_ids.mark_stale();
                     Err(StoreError::Db("internal error while writing".into()))
                 } else {
                     let lag = indexer::lag_in_txn(&txn);
+                    let moved = client_ids::moved_upto_in_txn(&txn);
                     let committed = txn.commit().map_err(StoreError::from);
-                    if committed.is_ok() {
-                        self.search_lag = lag.unwrap_or(0);
+                    match (&committed, moved) {
+                        (Ok(()), Ok(moved)) => {
+                            self.search_lag = lag.unwrap_or(0);
+                            self.client_ids.committed(moved);
+                        }
+                        (Ok(()), Err(_)) => {
+                            self.search_lag = lag.unwrap_or(0);
+                            self.client_ids.mark_stale();
+                        }
+                        (Err(_), _) => self.client_ids.mark_stale(),
                     }
                     committed
                 }
@@ -445,6 +508,55 @@ mod tests {
         // And it is all still there after a clean reopen through the ordinary path.
         let s = Store::open(dir.path(), &StoreOptions::default()).unwrap();
         assert_eq!(keys(s.clone()).await, want);
+    }
+
+    /// A fallible send as user 1 to user 2.
+    async fn send(s: &Store, client_id: &str) -> Result<crate::store::SendOutcome, StoreError> {
+        let (me, peer) = (crate::ids::UserId(1), crate::ids::UserId(2));
+        let conv = crate::ids::ConvId::direct(me, peer).unwrap();
+        let text = crate::protocol::Content::Text { text: client_id.into() };
+        let extras = crate::store::messages::Extras::default();
+        Ok(s.append_message(me, conv, vec![me, peer], client_id.into(), text, extras, |_| Ok(()), |_| {}).await?.unwrap())
+    }
+
+    #[tokio::test]
+    async fn a_send_whose_commit_failed_is_not_taken_for_a_resend_later() {
+        let dir = tempfile::tempdir().unwrap();
+        let full = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (path, flag) = (dir.path().join(DB_FILE), full.clone());
+        let opener: Opener = Arc::new(move || {
+            let file = std::fs::OpenOptions::new().read(true).write(true).create(true).truncate(false).open(&path)?;
+            let disk = FillableDisk { inner: redb::backends::FileBackend::new(file)?, full: flag.clone() };
+            Database::builder().create_with_backend(disk)
+        });
+        // Client ids wait in memory after every batch (`client_ids.rs`).
+        let s = Store::open_with(dir.path(), &StoreOptions { index_inline_batch: 0, ..StoreOptions::default() }, opener).unwrap();
+        assert_eq!(send(&s, "a").await.unwrap().message.seq, 1);
+        // Free pages in the file, so that the send's job stores its message without growing the
+        // file and only its commit's writes fail.
+        put(&s, "filler".into()).await.unwrap();
+        s.write(|txn| {
+            txn.open_table(TEST_TABLE)?.remove("filler")?;
+            Ok(())
+        })
+        .await
+        .unwrap();
+        put(&s, "later".into()).await.unwrap();
+        full.store(true, Ordering::SeqCst);
+        let refused = send(&s, "b").await;
+        assert!(matches!(refused, Err(StoreError::Full | StoreError::Unavailable)), "{refused:?}");
+        full.store(false, Ordering::SeqCst);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let stored = loop {
+            match send(&s, "b").await {
+                Ok(out) => break out,
+                Err(e) => assert!(e.is_storage_failure() && Instant::now() < deadline, "{e}"),
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        assert!(!stored.duplicate, "the refused send was never stored, so its retry is a new message");
+        assert_eq!(stored.message.seq, 2);
+        assert!(send(&s, "a").await.unwrap().duplicate, "what was committed is still found");
     }
 
     #[tokio::test]
