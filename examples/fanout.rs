@@ -134,6 +134,8 @@ async fn main() -> anyhow::Result<()> {
     // Phase 1: one message at a time from the owner; time until every other member has it.
     let mut last_member = Vec::with_capacity(cli.rounds);
     let mut ack_lat = Vec::with_capacity(cli.rounds);
+    let cpu_at = |srv: &server::Server| (srv.cpu_secs().unwrap_or(0.0), server::self_cpu_secs());
+    let rounds_cpu = cpu_at(&srv);
     for round in 0..cli.rounds {
         let cid = format!("round-{round}");
         let t0 = Instant::now();
@@ -160,11 +162,19 @@ async fn main() -> anyhow::Result<()> {
         }
         last_member.push(u64::try_from((latest - t0).as_micros()).unwrap_or(u64::MAX));
     }
+    let (server_s, tool_s) = cpu_at(&srv);
+    let rounds_cpu = (server_s - rounds_cpu.0, tool_s - rounds_cpu.1);
     let fan = Percentiles::of(last_member);
     let acks = Percentiles::of(ack_lat);
     println!("fan-out to {receivers} connected members, {} rounds", cli.rounds);
     println!("  time until the last member has it: {}", fan.line_ms());
     println!("  sender's ack:                      {}", acks.line_ms());
+    let per_round_ms = |cpu: f64| cpu * 1000.0 / cli.rounds as f64;
+    println!(
+        "  CPU per round: server {:.2} ms, load tool {:.2} ms (its 1,000 readers parse every delivery)",
+        per_round_ms(rounds_cpu.0),
+        per_round_ms(rounds_cpu.1)
+    );
 
     // Phase 2: a busy group: several members send as fast as acks come back.
     let busy = cli.busy_senders.min(cli.members - 1).max(1);
@@ -177,6 +187,7 @@ async fn main() -> anyhow::Result<()> {
     });
     let stop = Instant::now() + Duration::from_secs(cli.busy_seconds);
     let start = Instant::now();
+    let busy_cpu = cpu_at(&srv);
     let delivered_before = deliveries.load(Relaxed);
     let mut senders = Vec::new();
     let mut ack_chans = Vec::new();
@@ -221,6 +232,9 @@ async fn main() -> anyhow::Result<()> {
     tokio::time::sleep(Duration::from_millis(500)).await;
     let sent = acked.load(Relaxed);
     let delivered = deliveries.load(Relaxed) - delivered_before;
+    let (server_s, tool_s) = cpu_at(&srv);
+    let busy_cpu = (server_s - busy_cpu.0, tool_s - busy_cpu.1);
+    let per_delivery_us = |cpu: f64| cpu * 1e6 / delivered.max(1) as f64;
     println!("busy group: {busy} members sending, {secs:.1} s");
     println!(
         "  {:.0} messages/s stored, {:.0} deliveries/s ({} of {} expected)",
@@ -228,6 +242,14 @@ async fn main() -> anyhow::Result<()> {
         delivered as f64 / secs,
         delivered,
         sent * receivers
+    );
+    println!(
+        "  CPU: server {:.1} s ({:.2} µs per delivery), load tool {:.1} s ({:.2} µs per delivery), over {secs:.1} s on {} cores",
+        busy_cpu.0,
+        per_delivery_us(busy_cpu.0),
+        busy_cpu.1,
+        per_delivery_us(busy_cpu.1),
+        std::thread::available_parallelism().map_or(0, std::num::NonZero::get)
     );
     let rss = srv.rss_bytes();
     println!(
@@ -237,6 +259,9 @@ async fn main() -> anyhow::Result<()> {
             "last_member_ms": fan.json_ms(), "ack_ms": acks.json_ms(),
             "busy_senders": busy, "busy_msgs_per_s": sent as f64 / secs, "busy_deliveries_per_s": delivered as f64 / secs,
             "server_rss_connected": rss_connected, "server_rss_end": rss,
+            "rounds_cpu_ms_per_round": {"server": per_round_ms(rounds_cpu.0), "load_tool": per_round_ms(rounds_cpu.1)},
+            "busy_cpu_s": {"server": busy_cpu.0, "load_tool": busy_cpu.1},
+            "busy_cpu_us_per_delivery": {"server": per_delivery_us(busy_cpu.0), "load_tool": per_delivery_us(busy_cpu.1)},
         })
     );
     srv.stop();
