@@ -446,6 +446,18 @@ mod tests {
         }
     }
 
+    /// A store on [`FillableDisk`] in `dir`, and the flag that makes its disk full.
+    fn open_on_fillable_disk(dir: &std::path::Path, opts: &StoreOptions) -> (Store, Arc<std::sync::atomic::AtomicBool>) {
+        let full = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (path, flag) = (dir.join(DB_FILE), full.clone());
+        let opener: Opener = Arc::new(move || {
+            let file = std::fs::OpenOptions::new().read(true).write(true).create(true).truncate(false).open(&path)?;
+            let disk = FillableDisk { inner: redb::backends::FileBackend::new(file)?, full: flag.clone() };
+            Database::builder().create_with_backend(disk)
+        });
+        (Store::open_with(dir, opts, opener).unwrap(), full)
+    }
+
     async fn put(s: &Store, key: String) -> Result<(), StoreError> {
         s.write(move |txn| {
             // Big values, so that commits need new pages.
@@ -458,14 +470,7 @@ mod tests {
     #[tokio::test]
     async fn a_full_disk_refuses_writes_clearly_and_they_resume_when_space_returns() {
         let dir = tempfile::tempdir().unwrap();
-        let full = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let (path, flag) = (dir.path().join(DB_FILE), full.clone());
-        let opener: Opener = Arc::new(move || {
-            let file = std::fs::OpenOptions::new().read(true).write(true).create(true).truncate(false).open(&path)?;
-            let disk = FillableDisk { inner: redb::backends::FileBackend::new(file)?, full: flag.clone() };
-            Database::builder().create_with_backend(disk)
-        });
-        let s = Store::open_with(dir.path(), &StoreOptions::default(), opener).unwrap();
+        let (s, full) = open_on_fillable_disk(dir.path(), &StoreOptions::default());
         for i in 0..5 {
             put(&s, format!("before{i}")).await.unwrap();
         }
@@ -522,15 +527,8 @@ mod tests {
     #[tokio::test]
     async fn a_send_whose_commit_failed_is_not_taken_for_a_resend_later() {
         let dir = tempfile::tempdir().unwrap();
-        let full = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let (path, flag) = (dir.path().join(DB_FILE), full.clone());
-        let opener: Opener = Arc::new(move || {
-            let file = std::fs::OpenOptions::new().read(true).write(true).create(true).truncate(false).open(&path)?;
-            let disk = FillableDisk { inner: redb::backends::FileBackend::new(file)?, full: flag.clone() };
-            Database::builder().create_with_backend(disk)
-        });
         // Client ids wait in memory after every batch (`client_ids.rs`).
-        let s = Store::open_with(dir.path(), &StoreOptions { index_inline_batch: 0, ..StoreOptions::default() }, opener).unwrap();
+        let (s, full) = open_on_fillable_disk(dir.path(), &StoreOptions { index_inline_batch: 0, ..StoreOptions::default() });
         assert_eq!(send(&s, "a").await.unwrap().message.seq, 1);
         // Free pages in the file, so that the send's job stores its message without growing the
         // file and only its commit's writes fail.
