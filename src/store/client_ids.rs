@@ -153,7 +153,7 @@ impl ClientIds {
         let mut fresh = Tail::default();
         for entry in txn.open_table(MESSAGE_LOG)?.range(upto + 1..)? {
             let (no, v) = entry?;
-            let ids: Ids = match serde_json::from_slice(v.value()) {
+            let ids: Ids = match serde_json::from_slice(super::log::json_of(v.value())) {
                 Ok(ids) => ids,
                 Err(e) => {
                     // As the search index does: one unreadable message must not stop every send.

@@ -111,7 +111,7 @@ pub(super) fn index_pending_in_txn(txn: &WriteTransaction, max: usize) -> Result
     for entry in log.range(from..)?.take(max) {
         let (no, v) = entry?;
         last = Some(no.value());
-        match serde_json::from_slice::<Message>(v.value()) {
+        match serde_json::from_slice::<Message>(super::log::json_of(v.value())) {
             Ok(m) if m.recalled.is_none() => {
                 if let Some(text) = m.content.search_text() {
                     index_text(&mut index, m.conv.key(), m.seq, &text, true)?;

@@ -7,7 +7,7 @@ use super::tables::{self, META};
 use super::{StoreError, client_ids, log, messages, replies};
 
 /// The schema this build writes. Opening a newer one is refused; older ones are migrated.
-pub const SCHEMA_VERSION: u64 = 6;
+pub const SCHEMA_VERSION: u64 = 7;
 
 /// Brings an older database up to [`SCHEMA_VERSION`] and refuses a newer one.
 pub(super) fn migrate(db: &Database) -> Result<(), StoreError> {
@@ -42,6 +42,8 @@ pub(super) fn migrate(db: &Database) -> Result<(), StoreError> {
                     4 => log::migrate_to_log(&txn)?,
                     // Version 6 keeps the newest client ids in memory (`client_ids.rs`).
                     5 => client_ids::mark_all_moved(&txn)?,
+                    // Version 7 links each conversation's messages instead of indexing each.
+                    6 => log::migrate_to_tails(&txn)?,
                     _ => unreachable!("no migration from schema {v}"),
                 }
                 v += 1;
@@ -213,6 +215,50 @@ mod tests {
             s.read(|txn| Ok((txn.open_table(log::LEGACY_MESSAGES).is_ok(), txn.open_table(tables::MESSAGE_LOG)?.len()?))).await.unwrap();
         assert!(!legacy, "the schema 4 table is gone");
         assert_eq!(logged, 7);
+        s.close().await;
+    }
+
+    #[tokio::test]
+    async fn schema_6_messages_keep_their_index_entries_and_the_next_ones_link_back_to_them() {
+        use std::collections::HashMap;
+
+        use crate::ids::{ConvId, UserId};
+        use crate::protocol::{Content, Message};
+        let dir = tempfile::tempdir().unwrap();
+        let conv: ConvId = "d:1:2".parse().unwrap();
+        let key = conv.key();
+        let old = 20;
+        {
+            // As schema 6 stored them: plain JSON in the log, every message in the index.
+            let db = Database::create(dir.path().join(DB_FILE)).unwrap();
+            let txn = db.begin_write().unwrap();
+            tables::create_all(&txn).unwrap();
+            let mut msgs = txn.open_table(tables::MESSAGE_LOG).unwrap();
+            let mut index = txn.open_table(tables::MESSAGE_INDEX).unwrap();
+            for seq in 1..=old {
+                let m = Message::new(conv, seq, UserId(1), format!("old-{seq}"), 1, Content::Text { text: format!("hello old {seq}") });
+                // Another conversation's message between each, as in a busy log.
+                msgs.insert(2 * seq, serde_json::to_vec(&m).unwrap().as_slice()).unwrap();
+                index.insert((key.0, key.1, seq), 2 * seq).unwrap();
+            }
+            txn.open_table(tables::CONV_HEADS).unwrap().insert(key, (old, 0, 0)).unwrap();
+            drop((msgs, index));
+            txn.open_table(META).unwrap().insert("schema_version", 6).unwrap();
+            txn.commit().unwrap();
+        }
+        let s = Store::open(dir.path(), &StoreOptions::default()).unwrap();
+        assert_eq!(s.schema_version().await.unwrap(), SCHEMA_VERSION);
+        for seq in old + 1..=old + 40 {
+            assert_eq!(crate::store::send_text(&s, conv, &format!("new-{seq}"), &format!("hello new {seq}")).await.message.seq, seq);
+        }
+        let (page, more) = s.history(conv, Some(old + 6), None, 10, 0).await.unwrap();
+        assert_eq!((page.iter().map(|m| m.seq).collect::<Vec<_>>(), more), ((old - 4..=old + 5).collect::<Vec<_>>(), true));
+        assert_eq!(s.message(conv, 3).await.unwrap().unwrap().client_id, "old-3");
+        assert_eq!(s.message(conv, old + 31).await.unwrap().unwrap().client_id, format!("new-{}", old + 31));
+        let again = crate::store::send_text(&s, conv, "old-7", "resent").await;
+        assert!(again.duplicate && again.message.seq == 7, "a resend of a schema 6 message finds it");
+        let found = s.search_messages(UserId(1), "hello".into(), HashMap::from([(conv, 1)]), 0, 100).await.unwrap();
+        assert_eq!(found.len() as u64, old + 40, "old and new messages are found");
         s.close().await;
     }
 }

@@ -57,19 +57,16 @@ impl Store {
                     Some(prev) => prev.intersection(&found).copied().collect(),
                 });
             }
-            let msgs = log::read(txn)?;
             let hidden = txn.open_table(HIDDEN_MESSAGES)?;
-            let mut out = Vec::new();
-            for k in hits.unwrap_or_default() {
-                if hidden.get((user.0, k.0, k.1, k.2))?.is_some() {
-                    continue;
-                }
-                if let Some(m) = msgs.get(k)?
-                    && m.recalled.is_none()
-                {
-                    out.push(m);
+            let mut shown = Vec::new();
+            // Newest first within each conversation, so that the log walks each stretch once.
+            for k in hits.unwrap_or_default().into_iter().rev() {
+                if hidden.get((user.0, k.0, k.1, k.2))?.is_none() {
+                    shown.push(k);
                 }
             }
+            let mut out = log::read(txn)?.get_many(shown)?;
+            out.retain(|m| m.recalled.is_none());
             out.sort_by(|x, y| y.ts.cmp(&x.ts).then(y.seq.cmp(&x.seq)));
             Ok(out.into_iter().skip(offset).take(limit).collect())
         })

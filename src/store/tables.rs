@@ -17,8 +17,11 @@ pub const SESSIONS: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("to
 pub const USER_SESSIONS: TableDefinition<(u64, &[u8; 32]), ()> = TableDefinition::new("userid_tokenhash");
 /// message number (grows in commit order) -> JSON `Message` (`log.rs`)
 pub const MESSAGE_LOG: TableDefinition<u64, &[u8]> = TableDefinition::new("msgno_message");
-/// (conversation key, seq) -> message number in `MESSAGE_LOG`; one conversation's keys are contiguous
+/// (conversation key, seq) -> message number in `MESSAGE_LOG`, for every sixteenth seq (and every
+/// message stored before schema 7); one conversation's keys are contiguous
 pub const MESSAGE_INDEX: TableDefinition<(u64, u64, u64), u64> = TableDefinition::new("conv_seq_msgno");
+/// conversation key -> (seq, message number) of its newest message, where its chain of links begins
+pub const CONV_TAILS: TableDefinition<(u64, u64), (u64, u64)> = TableDefinition::new("conv_lastseq_msgno");
 /// conversation key -> (last seq, last rev, seq of the last @all)
 pub const CONV_HEADS: TableDefinition<(u64, u64), (u64, u64, u64)> = TableDefinition::new("conv_head");
 /// (conversation key, rev) -> seq of the message that change touched
@@ -111,6 +114,7 @@ macro_rules! each_table {
         $m!(USER_SESSIONS);
         $m!(MESSAGE_LOG);
         $m!(MESSAGE_INDEX);
+        $m!(CONV_TAILS);
         $m!(CONV_HEADS);
         $m!(REVS);
         $m!(REPLIES);
