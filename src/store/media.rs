@@ -243,8 +243,13 @@ pub(super) fn attach_in_txn(
 /// Records that message `seq` of the conversation `key` carries its files (a card's too), so
 /// that the conversation's members may download it.
 pub(super) fn share_in_txn(txn: &WriteTransaction, content: &Content, key: (u64, u64), seq: u64) -> Result<(), StoreError> {
+    let files = content.files();
+    if files.is_empty() {
+        // Most messages: no table to open (opening one is a lookup in redb's table tree).
+        return Ok(());
+    }
     let mut shares = txn.open_table(FILE_MSGS)?;
-    for file_id in content.files() {
+    for file_id in files {
         shares.insert((file_id, key.0, key.1, seq), ())?;
     }
     Ok(())

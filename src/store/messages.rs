@@ -201,7 +201,8 @@ pub(super) fn insert_in_txn(
 ) -> Result<Message, StoreError> {
     let conv = message.conv;
     let key = conv.key();
-    let (last, rev, all_seq) = head(txn, key)?;
+    let mut heads = txn.open_table(CONV_HEADS)?;
+    let (last, rev, all_seq) = heads.get(key)?.map_or((0, 0, 0), |v| v.value());
     let seq = last + 1;
     let ts = now_ms();
     message.seq = seq;
@@ -210,7 +211,8 @@ pub(super) fn insert_in_txn(
     let no = log::write(txn)?.append((key.0, key.1, seq), &bytes)?;
     ids.record(no, message.sender, &message.client_id, (key.0, key.1, seq));
     super::media::share_in_txn(txn, &message.content, key, seq)?;
-    txn.open_table(CONV_HEADS)?.insert(key, (seq, rev, if message.mention_all { seq } else { all_seq }))?;
+    heads.insert(key, (seq, rev, if message.mention_all { seq } else { all_seq }))?;
+    drop(heads);
     // Sending is reading: your own message never counts as unread.
     txn.open_table(READS)?.insert((key.0, key.1, message.sender.0), seq)?;
     if let Some(r) = &message.reply_to {
