@@ -175,19 +175,24 @@ where
         }
     }
 
-    /// The number of `conv`'s message at `seq`, walking back from the nearest known point at or
-    /// above it: an index entry, `near` (a message found just before), or the newest.
+    /// The number of `conv`'s message at `seq`, if there is one.
     fn locate(&self, conv: (u64, u64), seq: u64, near: Option<(u64, u64)>) -> Result<Option<u64>, StoreError> {
-        let Some((last, last_no)) = self.tail(conv)? else { return Ok(None) };
-        if seq == 0 || seq > last {
-            return Ok(None);
+        match self.tail(conv)? {
+            Some(tail) if (1..=tail.0).contains(&seq) => self.find(conv, seq, tail, near).map(Some),
+            _ => Ok(None),
         }
-        let (mut from, mut from_no) = match self.index.range((conv.0, conv.1, seq)..=(conv.0, conv.1, last))?.next() {
+    }
+
+    /// The number of `conv`'s message at `seq`, which exists (it is at most the newest, `tail`),
+    /// walking back from the nearest known point at or above it: an index entry, `near` (a
+    /// message found just before), or the newest.
+    fn find(&self, conv: (u64, u64), seq: u64, tail: (u64, u64), near: Option<(u64, u64)>) -> Result<u64, StoreError> {
+        let (mut from, mut from_no) = match self.index.range((conv.0, conv.1, seq)..=(conv.0, conv.1, tail.0))?.next() {
             Some(entry) => {
                 let (k, v) = entry?;
                 (k.value().2, v.value())
             }
-            None => (last, last_no),
+            None => tail,
         };
         if let Some((s, no)) = near
             && (seq..from).contains(&s)
@@ -201,7 +206,7 @@ where
             }
             Ok(s > seq)
         })?;
-        found.map(Some).ok_or_else(|| StoreError::Corrupt(format!("seq {seq} of {conv:?} was not reached")))
+        found.ok_or_else(|| StoreError::Corrupt(format!("seq {seq} of {conv:?} was not reached")))
     }
 
     /// The message at `key`, if there is one.
@@ -255,15 +260,15 @@ where
         limit: usize,
     ) -> Result<(Vec<Message>, bool), StoreError> {
         let from = from.max(1);
-        let Some((last, last_no)) = self.tail(conv)? else { return Ok((Vec::new(), false)) };
-        let to = to.min(last);
+        let Some(tail) = self.tail(conv)? else { return Ok((Vec::new(), false)) };
+        let to = to.min(tail.0);
         if from > to || limit == 0 {
             return Ok((Vec::new(), false));
         }
         let span = to - from + 1;
         let take = span.min(limit as u64);
         let (top, bottom) = if newest_first { (to, to + 1 - take) } else { (from + take - 1, from) };
-        let start = if top == last { last_no } else { self.located(conv, top)? };
+        let start = self.find(conv, top, tail, None)?;
         let mut out = Vec::with_capacity(take.min(128) as usize);
         self.walk(conv, top, start, bottom, |seq, no, json| {
             out.push(decode(no, seq, json)?);
@@ -271,11 +276,6 @@ where
         })?;
         out.reverse();
         Ok((out, span > take))
-    }
-
-    /// `locate` for a seq known to exist.
-    fn located(&self, conv: (u64, u64), seq: u64) -> Result<u64, StoreError> {
-        self.locate(conv, seq, None)?.ok_or_else(|| StoreError::Corrupt(format!("seq {seq} of {conv:?} is missing")))
     }
 
     /// The newest message of `conv` in `from..=to` that `skip` does not leave out, looking at no
@@ -289,13 +289,13 @@ where
         mut skip: impl FnMut(u64) -> Result<bool, StoreError>,
     ) -> Result<Option<Message>, StoreError> {
         let from = from.max(1);
-        let Some((last, last_no)) = self.tail(conv)? else { return Ok(None) };
-        let to = to.min(last);
+        let Some(tail) = self.tail(conv)? else { return Ok(None) };
+        let to = to.min(tail.0);
         if from > to || max == 0 {
             return Ok(None);
         }
         let bottom = from.max(to.saturating_sub(max as u64 - 1));
-        let start = if to == last { last_no } else { self.located(conv, to)? };
+        let start = self.find(conv, to, tail, None)?;
         let mut found = None;
         self.walk(conv, to, start, bottom, |seq, no, json| {
             if skip(seq)? {
@@ -336,7 +336,7 @@ impl WriteLog<'_> {
 
     /// Stores `message` in place of the message at `key`, which must exist.
     pub fn replace(&mut self, key: MsgKey, message: &Message) -> Result<(), StoreError> {
-        let no = self.located((key.0, key.1), key.2)?;
+        let no = self.locate((key.0, key.1), key.2, None)?.ok_or_else(|| StoreError::Corrupt(format!("no message {key:?} to change")))?;
         let link = {
             let value = self.messages.get(no)?.ok_or_else(|| missing(no))?;
             split(value.value()).map_or(Link::Unlinked, |(link, _)| link)

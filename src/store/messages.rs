@@ -119,8 +119,8 @@ fn range_of(
 }
 
 /// Head of a conversation: (last seq, last rev, seq of the last @all).
-fn head(txn: &WriteTransaction, key: (u64, u64)) -> Result<(u64, u64, u64), StoreError> {
-    Ok(txn.open_table(CONV_HEADS)?.get(key)?.map_or((0, 0, 0), |v| v.value()))
+fn head(heads: &impl ReadableTable<(u64, u64), (u64, u64, u64)>, key: (u64, u64)) -> Result<(u64, u64, u64), StoreError> {
+    Ok(heads.get(key)?.map_or((0, 0, 0), |v| v.value()))
 }
 
 /// Appends a message inside a write transaction, unless `gate` refuses the sender's place in
@@ -202,7 +202,7 @@ pub(super) fn insert_in_txn(
     let conv = message.conv;
     let key = conv.key();
     let mut heads = txn.open_table(CONV_HEADS)?;
-    let (last, rev, all_seq) = heads.get(key)?.map_or((0, 0, 0), |v| v.value());
+    let (last, rev, all_seq) = head(&heads, key)?;
     let seq = last + 1;
     let ts = now_ms();
     message.seq = seq;
@@ -378,7 +378,8 @@ impl Store {
                         MessageChange::Reactions(reactions) => m.reactions = reactions,
                     }
                     drop(index);
-                    let (last, mut rev, all_seq) = head(txn, key)?;
+                    let mut heads = txn.open_table(CONV_HEADS)?;
+                    let (last, mut rev, all_seq) = head(&heads, key)?;
                     let mut changed = vec![m];
                     if recall {
                         changed.extend(super::replies::unquote_in_txn(txn, &msgs, key, seq)?);
@@ -393,7 +394,7 @@ impl Store {
                         msgs.replace((key.0, key.1, m.seq), m)?;
                         revs.insert((key.0, key.1, rev), m.seq)?;
                     }
-                    txn.open_table(CONV_HEADS)?.insert(key, (last, rev, all_seq))?;
+                    heads.insert(key, (last, rev, all_seq))?;
                     Ok(Ok(changed))
                 },
                 move |out: &Result<Vec<Message>, MessageRefusal>| {
@@ -448,7 +449,7 @@ impl Store {
             let mut out = Vec::with_capacity(wanted.len());
             for SyncFrom { conv, seq: after, rev: after_rev, first_seq: first } in wanted {
                 let key = conv.key();
-                let (last, rev, _) = heads.get(key)?.map_or((0, 0, 0), |v| v.value());
+                let (last, rev, _) = head(&heads, key)?;
                 // The newest seq the client has, or could have: what it may see starts at `first`.
                 let seen = after.max(first.saturating_sub(1));
                 let mut skipped = None;
@@ -505,7 +506,7 @@ impl Store {
                 return Ok(Err(r));
             }
             let key = conv.key();
-            let (last, _, _) = head(txn, key)?;
+            let (last, _, _) = head(&txn.open_table(CONV_HEADS)?, key)?;
             let seq = seq.min(last);
             let mut reads = txn.open_table(READS)?;
             let cur = reads.get((key.0, key.1, user.0))?.map_or(0, |v| v.value());
@@ -550,7 +551,7 @@ impl Store {
     ) -> Result<Option<UserConv>, StoreError> {
         self.write(move |txn| {
             let (a, b) = conv.key();
-            let (last, _, _) = head(txn, (a, b))?;
+            let (last, _, _) = head(&txn.open_table(CONV_HEADS)?, (a, b))?;
             let mut convs = txn.open_table(USER_CONVS)?;
             let Some(mut state) = convs.get((user.0, a, b))?.map(|v| serde_json::from_slice::<UserConv>(v.value())).transpose()? else {
                 return Ok(None);
@@ -585,7 +586,7 @@ impl Store {
                 let (_, a, b) = k.value();
                 let state: UserConv = serde_json::from_slice(v.value())?;
                 let conv = ConvId::from_key((a, b));
-                let (last_seq, _, all_seq) = heads.get((a, b))?.map_or((0, 0, 0), |v| v.value());
+                let (last_seq, _, all_seq) = head(&heads, (a, b))?;
                 // The preview is the newest message the user has not deleted for themselves.
                 let last_message = msgs.newest_where((a, b), state.first_seq.max(1), last_seq, MAX_PREVIEW_SKIP, |seq| {
                     Ok(hidden.get((user.0, a, b, seq))?.is_some())
@@ -627,7 +628,7 @@ impl Store {
                 let (k, v) = entry?;
                 let (_, a, b) = k.value();
                 let state: UserConv = serde_json::from_slice(v.value())?;
-                let (seq, rev, _) = heads.get((a, b))?.map_or((0, 0, 0), |v| v.value());
+                let (seq, rev, _) = head(&heads, (a, b))?;
                 out.push(ConvHead { conv: ConvId::from_key((a, b)), last_seq: seq, last_rev: rev, first_seq: state.first_seq });
             }
             Ok(out)
