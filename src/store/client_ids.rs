@@ -84,7 +84,12 @@ impl ClientIds {
     }
 
     /// Where the message `sender` stored under `client_id` is, as this transaction sees it.
-    pub(super) fn get(&self, txn: &WriteTransaction, sender: UserId, client_id: &str) -> Result<Option<MsgKey>, StoreError> {
+    pub(super) fn get(
+        &self,
+        table: &impl ReadableTable<(u64, &'static str), MsgKey>,
+        sender: UserId,
+        client_id: &str,
+    ) -> Result<Option<MsgKey>, StoreError> {
         {
             let tail = self.lock();
             if tail.stale {
@@ -94,7 +99,7 @@ impl ClientIds {
                 return Ok(Some(*k));
             }
         }
-        Ok(txn.open_table(CLIENT_IDS)?.get((sender.0, client_id))?.map(|v| v.value()))
+        Ok(table.get((sender.0, client_id))?.map(|v| v.value()))
     }
 
     /// Records the client id of the message just appended to the log as number `no`.

@@ -5,6 +5,7 @@
 use redb::{ReadableTable, WriteTransaction};
 
 use super::StoreError;
+use super::batch::MessageTables;
 use super::social::{ContactSide, GroupState, GroupStatus, MemberRecord, Relation};
 use super::tables::{CONTACTS, GROUPS, MEMBERS, USERS};
 use crate::ids::{ConvId, UserId};
@@ -40,27 +41,44 @@ impl ConvFacts {
 /// the same batch changed: a few point reads, no scans.
 pub(super) fn facts_in_txn(txn: &WriteTransaction, user: UserId, conv: ConvId) -> Result<ConvFacts, StoreError> {
     match conv {
-        ConvId::Direct(..) => {
-            let Some(peer) = conv.peer_of(user) else { return Ok(ConvFacts::Outside) };
-            let Some(record) = super::users::load_user(&txn.open_table(USERS)?, peer.0)? else { return Ok(ConvFacts::Outside) };
-            let contacts = txn.open_table(CONTACTS)?;
-            let side = |a: UserId, b: UserId| -> Result<ContactSide, StoreError> {
-                Ok(contacts.get((a.0, b.0))?.map(|v| serde_json::from_slice(v.value())).transpose()?.unwrap_or_default())
-            };
-            Ok(ConvFacts::Direct { peer_disabled: record.disabled, mine: side(user, peer)?, theirs: side(peer, user)? })
-        }
-        ConvId::Group(gid) => {
-            let Some(me) =
-                txn.open_table(MEMBERS)?.get((gid, user.0))?.map(|v| serde_json::from_slice::<MemberRecord>(v.value())).transpose()?
-            else {
-                return Ok(ConvFacts::Outside);
-            };
-            let Some(group) =
-                txn.open_table(GROUPS)?.get(gid)?.map(|v| serde_json::from_slice::<super::social::GroupRecord>(v.value())).transpose()?
-            else {
-                return Ok(ConvFacts::Outside);
-            };
-            Ok(ConvFacts::Group { status: group.status, me })
-        }
+        ConvId::Direct(..) => direct(&txn.open_table(USERS)?, &txn.open_table(CONTACTS)?, user, conv),
+        ConvId::Group(gid) => group(&txn.open_table(MEMBERS)?, &txn.open_table(GROUPS)?, gid, user),
     }
+}
+
+/// The same, read through the message tables a batch keeps open (`batch.rs`).
+pub(super) fn facts_in(t: &MessageTables<'_>, user: UserId, conv: ConvId) -> Result<ConvFacts, StoreError> {
+    match conv {
+        ConvId::Direct(..) => direct(&t.users, &t.contacts, user, conv),
+        ConvId::Group(gid) => group(&t.members, &t.groups, gid, user),
+    }
+}
+
+fn direct(
+    users: &impl ReadableTable<u64, &'static [u8]>,
+    contacts: &impl ReadableTable<(u64, u64), &'static [u8]>,
+    user: UserId,
+    conv: ConvId,
+) -> Result<ConvFacts, StoreError> {
+    let Some(peer) = conv.peer_of(user) else { return Ok(ConvFacts::Outside) };
+    let Some(record) = super::users::load_user(users, peer.0)? else { return Ok(ConvFacts::Outside) };
+    let side = |a: UserId, b: UserId| -> Result<ContactSide, StoreError> {
+        Ok(contacts.get((a.0, b.0))?.map(|v| serde_json::from_slice(v.value())).transpose()?.unwrap_or_default())
+    };
+    Ok(ConvFacts::Direct { peer_disabled: record.disabled, mine: side(user, peer)?, theirs: side(peer, user)? })
+}
+
+fn group(
+    members: &impl ReadableTable<(u64, u64), &'static [u8]>,
+    groups: &impl ReadableTable<u64, &'static [u8]>,
+    gid: u64,
+    user: UserId,
+) -> Result<ConvFacts, StoreError> {
+    let Some(me) = members.get((gid, user.0))?.map(|v| serde_json::from_slice::<MemberRecord>(v.value())).transpose()? else {
+        return Ok(ConvFacts::Outside);
+    };
+    let Some(group) = groups.get(gid)?.map(|v| serde_json::from_slice::<super::social::GroupRecord>(v.value())).transpose()? else {
+        return Ok(ConvFacts::Outside);
+    };
+    Ok(ConvFacts::Group { status: group.status, me })
 }

@@ -12,7 +12,7 @@ use redb::{ReadableTable, WriteTransaction};
 use super::client_ids::ClientIds;
 use super::facts::{ConvFacts, facts_in_txn};
 use super::messages::{MessageRefusal, SendOutcome, UserConv, insert_in_txn};
-use super::tables::{HIDDEN_MESSAGES, USER_CONVS, USERS};
+use super::tables::{CLIENT_IDS, HIDDEN_MESSAGES, USER_CONVS, USERS};
 use super::users::load_user;
 use super::{Store, StoreError};
 use crate::ids::{ConvId, UserId};
@@ -138,7 +138,7 @@ fn card_of(txn: &WriteTransaction, sources: &[Message]) -> Result<Result<Content
 
 /// The message `sender` stored under `client_id`, if any.
 fn stored(txn: &WriteTransaction, ids: &ClientIds, sender: UserId, client_id: &str) -> Result<Option<Message>, StoreError> {
-    let Some(k) = ids.get(txn, sender, client_id)? else { return Ok(None) };
+    let Some(k) = ids.get(&txn.open_table(CLIENT_IDS)?, sender, client_id)? else { return Ok(None) };
     let m =
         super::log::write(txn)?.get(k)?.ok_or_else(|| StoreError::Corrupt(format!("client id {client_id} points at a missing message")))?;
     Ok(Some(m))

@@ -7,11 +7,12 @@ use std::collections::BTreeMap;
 use redb::{ReadTransaction, ReadableTable, WriteTransaction};
 use serde::{Deserialize, Serialize};
 
+use super::batch::{Batch, InsertTables};
 use super::client_ids::ClientIds;
 use super::facts::ConvFacts;
 use super::indexer;
 use super::log::{self, LEGACY_MESSAGES};
-use super::tables::{CONV_HEADS, DAILY_MESSAGES, FILE_MSGS, HIDDEN_MESSAGES, MENTIONS, READS, REVS, SEARCH, USER_CONVS};
+use super::tables::{CONV_HEADS, FILE_MSGS, HIDDEN_MESSAGES, MENTIONS, READS, REVS, SEARCH, USER_CONVS};
 use super::{Store, StoreError, now_ms};
 use crate::ids::{ConvId, UserId};
 use crate::outcome::Refusal;
@@ -131,7 +132,7 @@ fn head(heads: &impl ReadableTable<(u64, u64), (u64, u64, u64)>, key: (u64, u64)
 /// gate says now: it was allowed when it was stored.
 #[allow(clippy::too_many_arguments)]
 pub(super) fn append_in_txn(
-    txn: &WriteTransaction,
+    batch: &mut Batch<'_>,
     ids: &ClientIds,
     sender: UserId,
     conv: ConvId,
@@ -142,12 +143,13 @@ pub(super) fn append_in_txn(
     gate: impl FnOnce(&ConvFacts) -> Result<(), Refusal>,
 ) -> Result<Result<SendOutcome, MessageRefusal>, StoreError> {
     let key = conv.key();
-    if let Some(k) = ids.get(txn, sender, &client_id)? {
+    let (txn, t) = batch.messages()?;
+    if let Some(k) = ids.get(&t.client_ids, sender, &client_id)? {
         let message =
-            log::write(txn)?.get(k)?.ok_or_else(|| StoreError::Corrupt(format!("client id {client_id} points at a missing message")))?;
+            t.insert.log.get(k)?.ok_or_else(|| StoreError::Corrupt(format!("client id {client_id} points at a missing message")))?;
         return Ok(Ok(SendOutcome { message, duplicate: true }));
     }
-    if let Err(r) = gate(&super::facts::facts_in_txn(txn, sender, conv)?) {
+    if let Err(r) = gate(&super::facts::facts_in(t, sender, conv)?) {
         return Ok(Err(MessageRefusal::Denied(r)));
     }
     let content = match super::media::attach_in_txn(txn, sender, content, extras.voice_max_ms)? {
@@ -156,7 +158,7 @@ pub(super) fn append_in_txn(
     };
     let reply_to = match extras.reply_to {
         None => None,
-        Some(s) => match log::write(txn)?.get((key.0, key.1, s))? {
+        Some(s) => match t.insert.log.get((key.0, key.1, s))? {
             Some(m) => {
                 if m.recalled.is_some() {
                     return Ok(Err(MessageRefusal::NoSuchMessage));
@@ -170,7 +172,7 @@ pub(super) fn append_in_txn(
     message.reply_to = reply_to;
     message.mentions = extras.mentions;
     message.mention_all = extras.mention_all;
-    Ok(Ok(SendOutcome { message: insert_in_txn(txn, ids, message, direct_members)?, duplicate: false }))
+    Ok(Ok(SendOutcome { message: insert_with(txn, &mut t.insert, ids, message, direct_members)?, duplicate: false }))
 }
 
 /// Records a system event in `conv` as written by `actor`. It has no refusal: whoever calls it
@@ -196,25 +198,35 @@ pub(super) fn append_system_in_txn(
 pub(super) fn insert_in_txn(
     txn: &WriteTransaction,
     ids: &ClientIds,
+    message: Message,
+    direct_members: &[UserId],
+) -> Result<Message, StoreError> {
+    insert_with(txn, &mut InsertTables::open(txn)?, ids, message, direct_members)
+}
+
+/// [`insert_in_txn`] through tables already open; `txn` opens only the others (file shares,
+/// replies, mentions).
+fn insert_with(
+    txn: &WriteTransaction,
+    t: &mut InsertTables<'_>,
+    ids: &ClientIds,
     mut message: Message,
     direct_members: &[UserId],
 ) -> Result<Message, StoreError> {
     let conv = message.conv;
     let key = conv.key();
-    let mut heads = txn.open_table(CONV_HEADS)?;
-    let (last, rev, all_seq) = head(&heads, key)?;
+    let (last, rev, all_seq) = head(&t.heads, key)?;
     let seq = last + 1;
     let ts = now_ms();
     message.seq = seq;
     message.ts = ts;
     let bytes = serde_json::to_vec(&message)?;
-    let no = log::write(txn)?.append((key.0, key.1, seq), &bytes)?;
+    let no = t.log.append((key.0, key.1, seq), &bytes)?;
     ids.record(no, message.sender, &message.client_id, (key.0, key.1, seq));
     super::media::share_in_txn(txn, &message.content, key, seq)?;
-    heads.insert(key, (seq, rev, if message.mention_all { seq } else { all_seq }))?;
-    drop(heads);
+    t.heads.insert(key, (seq, rev, if message.mention_all { seq } else { all_seq }))?;
     // Sending is reading: your own message never counts as unread.
-    txn.open_table(READS)?.insert((key.0, key.1, message.sender.0), seq)?;
+    t.reads.insert((key.0, key.1, message.sender.0), seq)?;
     if let Some(r) = &message.reply_to {
         super::replies::record_in_txn(txn, key, r.seq, seq)?;
     }
@@ -224,19 +236,15 @@ pub(super) fn insert_in_txn(
             mentions.insert((u.0, key.0, key.1, seq), ())?;
         }
     }
-    if !direct_members.is_empty() {
-        let mut convs = txn.open_table(USER_CONVS)?;
-        for m in direct_members {
-            if convs.get((m.0, key.0, key.1))?.is_none() {
-                let state = serde_json::to_vec(&UserConv { since: ts, ..UserConv::default() })?;
-                convs.insert((m.0, key.0, key.1), state.as_slice())?;
-            }
+    for m in direct_members {
+        if t.user_convs.get((m.0, key.0, key.1))?.is_none() {
+            let state = serde_json::to_vec(&UserConv { since: ts, ..UserConv::default() })?;
+            t.user_convs.insert((m.0, key.0, key.1), state.as_slice())?;
         }
     }
-    let mut daily = txn.open_table(DAILY_MESSAGES)?;
     let day = ts / 86_400_000;
-    let n = daily.get(day)?.map_or(0, |v| v.value());
-    daily.insert(day, n + 1)?;
+    let n = t.daily.get(day)?.map_or(0, |v| v.value());
+    t.daily.insert(day, n + 1)?;
     Ok(message)
 }
 
@@ -311,8 +319,8 @@ impl Store {
         after: impl FnOnce(&Message) + Send + 'static,
     ) -> Result<Result<SendOutcome, MessageRefusal>, StoreError> {
         let (stats, ids) = (self.stats.clone(), self.client_ids.clone());
-        self.write_then(
-            move |txn| append_in_txn(txn, &ids, sender, conv, &direct_members, client_id, content, extras, gate),
+        self.write_batch_then(
+            move |batch| append_in_txn(batch, &ids, sender, conv, &direct_members, client_id, content, extras, gate),
             move |out: &Result<SendOutcome, MessageRefusal>| {
                 if let Ok(out) = out
                     && !out.duplicate

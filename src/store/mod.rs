@@ -19,7 +19,8 @@
 //! # Layout
 //! - `mod.rs`: the `Store` handle: open, close, `write`, `read`.
 //! - `error.rs`: `StoreError`. `writer.rs`: the group-commit writer, its reopen and backoff, and
-//!   the completer thread that answers each batch in commit order.
+//!   the completer thread that answers each batch in commit order. `batch.rs`: a batch's
+//!   transaction and the message tables it keeps open from its first send to its last.
 //! - `migrate.rs`: schema versions and the steps between them. `tables.rs`: every table.
 //! - One `impl Store` block per domain: `users.rs`, `sessions.rs`, `messages.rs`, `social.rs`,
 //!   `media.rs`, `links.rs`, `calls.rs`, `push.rs`, `admin.rs`; `facts.rs` (a user's place in a
@@ -27,6 +28,7 @@
 //!   backups), `sizes.rs` (how much room each table takes).
 
 pub mod admin;
+mod batch;
 pub mod calls;
 mod client_ids;
 mod error;
@@ -215,10 +217,21 @@ impl Store {
         F: FnOnce(&WriteTransaction) -> Result<T, StoreError> + Send + 'static,
         A: FnOnce(&T) + Send + 'static,
     {
+        self.write_batch_then(move |b| f(b.txn()), after).await
+    }
+
+    /// Like [`Store::write_then`], for writes that take the message tables the batch keeps open
+    /// (`batch.rs`) instead of opening their own.
+    async fn write_batch_then<T, F, A>(&self, f: F, after: A) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut batch::Batch<'_>) -> Result<T, StoreError> + Send + 'static,
+        A: FnOnce(&T) + Send + 'static,
+    {
         let (tx, rx) = oneshot::channel();
         let asked = std::time::Instant::now();
-        let job: Job = Box::new(move |txn| {
-            let applied = txn.map(f);
+        let job: Job = Box::new(move |b| {
+            let applied = b.map(f);
             Box::new(move |committed: Result<(), StoreError>| {
                 let outcome = match (applied, committed) {
                     (Some(Ok(v)), Ok(())) => {

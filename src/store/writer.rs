@@ -8,16 +8,17 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
-use redb::{Database, ReadableDatabase, WriteTransaction};
+use redb::{Database, ReadableDatabase};
 use tokio::sync::mpsc;
 
+use super::batch::Batch;
 use super::client_ids::{self, ClientIds};
 use super::{StoreError, StoreStats, indexer};
 
-/// What the writer runs: it applies its change to the shared transaction (or, given none because
-/// the database is unavailable, applies nothing) and hands back the function that answers its
-/// caller once the commit outcome is known.
-pub(super) type Job = Box<dyn FnOnce(Option<&WriteTransaction>) -> Completion + Send>;
+/// What the writer runs: it applies its change to the shared transaction of the batch (or, given
+/// none because the database is unavailable, applies nothing) and hands back the function that
+/// answers its caller once the commit outcome is known.
+pub(super) type Job = Box<dyn FnOnce(Option<&mut Batch<'_>>) -> Completion + Send>;
 pub(super) type Completion = Box<dyn FnOnce(Result<(), StoreError>) + Send>;
 
 /// Opens the database file; called again by the writer after a storage failure.
@@ -59,7 +60,7 @@ const BROKEN_POLL: Duration = Duration::from_millis(20);
 /// it follows); nobody waits for its answer.
 fn index_job(max: usize) -> Job {
     Box::new(move |txn| {
-        if let Some(Err(e)) = txn.map(|txn| indexer::index_pending_in_txn(txn, max)) {
+        if let Some(Err(e)) = txn.map(|b| indexer::index_pending_in_txn(b.txn(), max)) {
             tracing::warn!(error = %e, "cannot index new messages for search");
         }
         Box::new(|_| {})
@@ -70,7 +71,7 @@ fn index_job(max: usize) -> Job {
 /// own writes, so that a small batch moves its own); nobody waits for its answer.
 fn move_ids_job(ids: ClientIds, max: usize) -> Job {
     Box::new(move |txn| {
-        if let Some(Err(e)) = txn.map(|txn| ids.move_in_txn(txn, max)) {
+        if let Some(Err(e)) = txn.map(|b| ids.move_in_txn(b.txn(), max)) {
             tracing::warn!(error = %e, "cannot write client ids to their table");
         }
         Box::new(|_| {})
@@ -255,14 +256,17 @@ impl Writer {
             Err(e) => Err(StoreError::from(e)),
             Ok(mut txn) => {
                 txn.set_two_phase_commit(self.two_phase_commit);
+                let mut shared = Batch::new(&txn);
                 for job in batch.drain(..) {
                     // A panicking job leaves the transaction in an unknown state: the whole
                     // batch is abandoned rather than committing half of someone's write.
-                    match std::panic::catch_unwind(AssertUnwindSafe(|| job(Some(&txn)))) {
+                    match std::panic::catch_unwind(AssertUnwindSafe(|| job(Some(&mut shared)))) {
                         Ok(c) => done.push(c),
                         Err(_) => job_panicked = true,
                     }
                 }
+                // The message tables it kept open are closed (their roots written back).
+                drop(shared);
                 if job_panicked {
                     tracing::error!("a write panicked; the batch of {n} writes is abandoned");
                     let _ = txn.abort();
