@@ -51,6 +51,8 @@ mod sfu_bot;
 mod slow;
 #[path = "load/steady.rs"]
 mod steady;
+#[path = "load/store_metrics.rs"]
+mod store_metrics;
 #[path = "load/throughput.rs"]
 mod throughput;
 
@@ -132,7 +134,8 @@ enum Scenario {
     /// A database with many messages (1,000,000 by default): bytes on disk per message and per
     /// table, cold start to /healthz, history page latency over HTTP.
     Scale(scale::ScaleArgs),
-    /// Open-loop sends at a fixed rate among many idle sockets: delivery latency.
+    /// Open-loop sends at a fixed rate among many idle sockets: delivery latency, and the store's
+    /// part of it from the server's /metrics.
     Latency(latency::LatencyArgs),
     /// Server memory per idle authenticated WebSocket.
     Idle(idle::IdleArgs),

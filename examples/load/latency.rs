@@ -127,6 +127,7 @@ pub(crate) async fn latency(common: &Common, a: &LatencyArgs, budget: usize) -> 
 
     let quiet = wait_quiet(Duration::from_secs(common.wait_quiet)).await;
     let cpu = CpuWindow::start(&srv);
+    let store_before = crate::store_metrics::read(&http, &srv.base_url()).await;
     let base = Instant::now() + Duration::from_millis(100);
     let hard_end = base + Duration::from_secs(a.warmup + a.seconds + 30);
     // Every second: CPU that other processes on the machine used, to tell the server's own
@@ -157,6 +158,11 @@ pub(crate) async fn latency(common: &Common, a: &LatencyArgs, budget: usize) -> 
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let cpu = cpu.end(&srv);
+    // The store's share of the delay, over the whole sending window (warm-up included).
+    let store = match (store_before, crate::store_metrics::read(&http, &srv.base_url()).await) {
+        (Some(before), Some(after)) => after.json_since(&before),
+        _ => Value::Null,
+    };
     let rss_after = srv.rss_bytes();
     let alive = srv.check_alive();
     stop.cancel();
@@ -221,6 +227,16 @@ pub(crate) async fn latency(common: &Common, a: &LatencyArgs, budget: usize) -> 
     );
     println!("  send -> deliver: {}", deliver.line_ms());
     println!("  send -> ack:     {}", ack.line_ms());
+    if !store.is_null() {
+        println!(
+            "  store (server's /metrics): write wait mean {} ms, p99 at most {} ms; commit mean {} ms, p99 at most {} ms; {} writes per commit",
+            store["write_wait_ms"]["mean"],
+            store["write_wait_ms"]["p99_at_most"],
+            store["commit_ms"]["mean"],
+            store["commit_ms"]["p99_at_most"],
+            store["writes_per_commit_mean"]
+        );
+    }
     println!("  measured window: sent {sent_m} ({achieved:.0}/s), received {recv_m}; all: sent {sent}, acked {acked}");
     println!("  sender lag behind schedule: {}", lag.line_ms());
     println!("  delivery p99 per second (ms): {}", timeline.iter().map(|(p, _)| format!("{p:.1}")).collect::<Vec<_>>().join(" "));
@@ -251,7 +267,7 @@ pub(crate) async fn latency(common: &Common, a: &LatencyArgs, budget: usize) -> 
     if problems_logged > 0 {
         println!("  server log: {problems_logged} WARN/ERROR lines");
     }
-    let report = json!({
+    let mut report = json!({
         "scenario": "latency",
         "clients": connected,
         "active": a.active,
@@ -297,6 +313,7 @@ pub(crate) async fn latency(common: &Common, a: &LatencyArgs, budget: usize) -> 
         "server_env": server_env(&srv),
         "machine": machine_note(),
     });
+    report["store"] = store;
     srv.stop();
     Ok((report, errors))
 }

@@ -270,7 +270,6 @@ pub async fn sync(store: &Store, user: UserId, cursors: &HashMap<ConvId, SyncCur
 mod commit_time_tests {
     use super::*;
     use crate::config::Registration;
-    use crate::protocol::JoinMode;
     use crate::social::{contacts, groups};
     use crate::store::social::{GroupLimits, GroupRecord, GroupStatus};
     use crate::store::{NewUser, StoreOptions};
@@ -301,16 +300,7 @@ mod commit_time_tests {
 
     /// A group of OWNER and MEMBER where MEMBER has sent one message.
     async fn group_with_a_message(store: &Store) -> (ConvId, u64) {
-        let record = GroupRecord {
-            id: 0,
-            name: "g".into(),
-            notice: String::new(),
-            avatar: None,
-            join_mode: JoinMode::Open,
-            owner: OWNER,
-            created_at: 0,
-            status: GroupStatus::Active,
-        };
+        let record = GroupRecord::for_test(OWNER);
         let out = store.create_group(OWNER, record, vec![OWNER, MEMBER], LIMITS, |_| {}).await.unwrap().unwrap();
         let conv = ConvId::Group(out.after.group.id);
         let m = send_as(store, MEMBER, conv, "before").await.unwrap();

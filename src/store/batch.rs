@@ -123,26 +123,17 @@ mod tests {
     async fn a_send_after_a_removal_in_the_same_batch_is_refused() {
         use crate::ids::{ConvId, UserId};
         use crate::outcome::Refusal;
-        use crate::protocol::{Content, JoinMode};
+        use crate::protocol::Content;
         use crate::store::client_ids::ClientIds;
         use crate::store::facts::ConvFacts;
         use crate::store::messages::{Extras, MessageRefusal, append_in_txn};
-        use crate::store::social::{GroupLimits, GroupRecord, GroupStatus};
+        use crate::store::social::{GroupLimits, GroupRecord};
         use crate::store::{DB_FILE, Store, StoreOptions};
 
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path(), &StoreOptions::default()).unwrap();
         let (owner, member) = (UserId(1), UserId(2));
-        let record = GroupRecord {
-            id: 0,
-            name: "g".into(),
-            notice: String::new(),
-            avatar: None,
-            join_mode: JoinMode::Open,
-            owner,
-            created_at: 0,
-            status: GroupStatus::Active,
-        };
+        let record = GroupRecord::for_test(owner);
         let limits = GroupLimits { max_members: 10, max_groups_per_user: 10, history_for_new_members: true };
         let gid = store.create_group(owner, record, vec![owner, member], limits, |_| {}).await.unwrap().unwrap().after.group.id;
         store.close().await;

@@ -80,6 +80,23 @@ pub struct GroupRecord {
     pub status: GroupStatus,
 }
 
+#[cfg(test)]
+impl GroupRecord {
+    /// An open, active group of `owner` named "g", as tests create it.
+    pub(crate) fn for_test(owner: UserId) -> GroupRecord {
+        GroupRecord {
+            id: 0,
+            name: "g".into(),
+            notice: String::new(),
+            avatar: None,
+            join_mode: JoinMode::Open,
+            owner,
+            created_at: 0,
+            status: GroupStatus::Active,
+        }
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MemberRecord {
     pub role: Role,
@@ -573,16 +590,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path(), &StoreOptions::default()).unwrap();
         let (owner, joiner) = (UserId(1), UserId(2));
-        let record = GroupRecord {
-            id: 0,
-            name: "g".into(),
-            notice: String::new(),
-            avatar: None,
-            join_mode: JoinMode::Open,
-            owner,
-            created_at: 0,
-            status: GroupStatus::Active,
-        };
+        let record = GroupRecord::for_test(owner);
         let gid = store.create_group(owner, record, vec![owner], LIMITS, |_| {}).await.unwrap().unwrap().after.group.id;
         let old = store.group_invite_token(gid, false, |_| Ok(())).await.unwrap().unwrap();
         assert_eq!(store.group_invite_token(gid, false, |_| Ok(())).await.unwrap().unwrap(), old, "the token stays until reset");
