@@ -25,7 +25,7 @@
 //! - One `impl Store` block per domain: `users.rs`, `sessions.rs`, `messages.rs`, `social.rs`,
 //!   `media.rs`, `links.rs`, `calls.rs`, `push.rs`, `admin.rs`; `facts.rs` (a user's place in a
 //!   conversation, loaded inside a write), `search.rs` (the tokenizer), `snapshot.rs` (copies for
-//!   backups), `sizes.rs` (how much room each table takes).
+//!   backups), `sizes.rs` (how much room each table takes), `fixtures.rs` (records tests build from).
 
 pub mod admin;
 mod batch;
@@ -34,6 +34,8 @@ mod client_ids;
 mod error;
 pub mod facts;
 pub mod favorites;
+#[cfg(test)]
+mod fixtures;
 pub mod forward;
 mod indexer;
 pub mod ldap;

@@ -80,23 +80,6 @@ pub struct GroupRecord {
     pub status: GroupStatus,
 }
 
-#[cfg(test)]
-impl GroupRecord {
-    /// An open, active group of `owner` named "g", as tests create it.
-    pub(crate) fn for_test(owner: UserId) -> GroupRecord {
-        GroupRecord {
-            id: 0,
-            name: "g".into(),
-            notice: String::new(),
-            avatar: None,
-            join_mode: JoinMode::Open,
-            owner,
-            created_at: 0,
-            status: GroupStatus::Active,
-        }
-    }
-}
-
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MemberRecord {
     pub role: Role,
