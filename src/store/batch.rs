@@ -82,11 +82,11 @@ impl<'t> Batch<'t> {
     /// The transaction and the open message tables. Through the transaction, open only tables
     /// that are not among them.
     pub(super) fn messages(&mut self) -> Result<(&'t WriteTransaction, &mut MessageTables<'t>), StoreError> {
-        let tables = match self.messages.take() {
+        let tables = match &mut self.messages {
             Some(t) => t,
-            None => MessageTables::open(self.txn)?,
+            slot @ None => slot.insert(MessageTables::open(self.txn)?),
         };
-        Ok((self.txn, self.messages.insert(tables)))
+        Ok((self.txn, tables))
     }
 }
 
